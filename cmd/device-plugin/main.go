@@ -1,0 +1,17 @@
+// Command device-plugin discovers a compute node's GPUs, InfiniBand HCAs and
+// FPGAs and advertises them to the kubelet over the device plugin API.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

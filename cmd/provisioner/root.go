@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-dev/slipway/pkg/inventory"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // invalid input, or an operation failed on some node
+	exitUsage   = 2 // bad flags or arguments
+)
+
+// exitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError marks an error as a usage mistake (exit 2).
+func usageError(format string, a ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	files     []string
+	stateDir  string
+	logLevel  string
+	logFormat string
+	stdout    io.Writer
+	stderr    io.Writer
+	log       *slog.Logger
+}
+
+// loadInventory loads the inventory named by -f; its warnings go to stderr.
+func (g *globals) loadInventory() (*inventory.Inventory, error) {
+	if len(g.files) == 0 {
+		return nil, usageError("no inventory given: pass -f FILE or -f DIR (for example -f inventory/)")
+	}
+	inv, err := inventory.Load(g.files...)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range inv.Warnings {
+		fmt.Fprintf(g.stderr, "warning: %s\n", w)
+	}
+	return inv, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "provisioner: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	// Cobra reports unknown commands and flags as plain errors.
+	if isCobraUsage(err) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "required flag"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newRootCmd(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "provisioner",
+		Short:         "Turn racked servers into Kubernetes nodes",
+		Long:          "provisioner reads a rack inventory kept in git, drives each server's BMC to network-boot it,\nserves that boot itself and follows each node until it is a Ready Kubernetes node.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(g.stderr, g.logLevel, g.logFormat)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			g.log = log
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringArrayVarP(&g.files, "file", "f", nil, "inventory file or directory (repeatable; a directory loads all *.yaml in name order)")
+	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/slipway", "state directory (cluster PKI, journal, tokens); keep it outside git")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(
+		newValidateCmd(g),
+		newInventoryCmd(g),
+		newVersionCmd(g),
+	)
+	return root
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

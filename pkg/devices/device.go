@@ -1,0 +1,75 @@
+package devices
+
+import "time"
+
+// Kind is the kind of a device.
+type Kind string
+
+// Device kinds.
+const (
+	KindGPU  Kind = "gpu"
+	KindHCA  Kind = "hca"
+	KindFPGA Kind = "fpga"
+)
+
+// NoNUMA is the NUMANode of a device whose NUMA node is unknown (sysfs -1).
+const NoNUMA = -1
+
+// Device is one discovered device, the same model for every kind.
+type Device struct {
+	// ID is stable across restarts and unique on the node: the GPU UUID (or
+	// its PCI address without NVML), the HCA name (mlx5_0), the FPGA's PCI address.
+	ID string `json:"id"`
+	// Kind is gpu, hca or fpga.
+	Kind Kind `json:"kind"`
+	// Vendor and Model are human-readable names.
+	Vendor string `json:"vendor"`
+	Model  string `json:"model"`
+	// VendorID and DeviceID are the PCI IDs in sysfs form ("0x10de").
+	VendorID string `json:"vendorID"`
+	DeviceID string `json:"deviceID"`
+	// Driver is the bound kernel driver, if any.
+	Driver string `json:"driver,omitempty"`
+	// PCIAddress is the device's PCI function, DDDD:BB:DD.F.
+	PCIAddress string `json:"pciAddress"`
+	// NUMANode is the device's NUMA node, or NoNUMA when unknown.
+	NUMANode int `json:"numaNode"`
+	// PCIeRoot is the root complex, "pciDDDD:BB" (the value of
+	// resource.kubernetes.io/pcieRoot).
+	PCIeRoot string `json:"pcieRoot"`
+	// Bridges are the PCI addresses of the upstream bridges (switch ports)
+	// from the root down to the device.
+	Bridges []string `json:"bridges,omitempty"`
+	// DeviceNodes are the character devices a container needs for this
+	// device, as paths inside the container (host path = DevRoot + Path).
+	DeviceNodes []DeviceNode `json:"deviceNodes,omitempty"`
+	// Attributes are kind-specific facts: GPU uuid, memory, mig_mode; HCA
+	// node_guid, port states, link_layer, rate; FPGA interface_id, afu_id.
+	Attributes map[string]string `json:"attributes,omitempty"`
+	// Healthy reports whether the device can be used now.
+	Healthy bool `json:"healthy"`
+	// HealthReason says why a device is unhealthy.
+	HealthReason string `json:"healthReason,omitempty"`
+}
+
+// DeviceNode is a device file a container needs.
+type DeviceNode struct {
+	// Path is the path in the container, such as /dev/nvidia0.
+	Path string `json:"path"`
+	// HostPath is the path on the host; empty means the same as Path.
+	HostPath string `json:"hostPath,omitempty"`
+	// Permissions are cgroup permissions, "rw" or "rwm".
+	Permissions string `json:"permissions"`
+}
+
+// HealthEvent reports a change in one device's health.
+type HealthEvent struct {
+	// DeviceID is the Device.ID whose health changed.
+	DeviceID string
+	// Healthy is the new state.
+	Healthy bool
+	// Reason says why (an XID code, a port state, a missing device).
+	Reason string
+	// Time is when the change was observed.
+	Time time.Time
+}
