@@ -46,6 +46,8 @@ type Device struct {
 	// Attributes are kind-specific facts: GPU uuid, memory, mig_mode; HCA
 	// node_guid, port states, link_layer, rate; FPGA interface_id, afu_id.
 	Attributes map[string]string `json:"attributes,omitempty"`
+	// Ports are an HCA's ports, in port number order.
+	Ports []Port `json:"ports,omitempty"`
 	// Healthy reports whether the device can be used now.
 	Healthy bool `json:"healthy"`
 	// HealthReason says why a device is unhealthy.
@@ -72,4 +74,20 @@ type HealthEvent struct {
 	Reason string
 	// Time is when the change was observed.
 	Time time.Time
+}
+
+// Port is one InfiniBand/RoCE HCA port.
+type Port struct {
+	// Number is the port number, from 1.
+	Number int `json:"number"`
+	// State is the logical state: DOWN, INIT, ARMED, ACTIVE, ACTIVE_DEFER.
+	State string `json:"state"`
+	// PhysState is the physical state, such as LinkUp or Disabled.
+	PhysState string `json:"physState"`
+	// LinkLayer is InfiniBand or Ethernet (RoCE).
+	LinkLayer string `json:"linkLayer"`
+	// Rate is the link rate as sysfs writes it ("400 Gb/sec (4X NDR)").
+	Rate string `json:"rate,omitempty"`
+	// NetDev is the Ethernet interface of a RoCE port, if any.
+	NetDev string `json:"netdev,omitempty"`
 }

@@ -1,0 +1,64 @@
+package devices
+
+import (
+	"errors"
+	"time"
+)
+
+// NVML is the narrow seam over the NVIDIA Management Library that discovery
+// and the health monitor use. The real implementation wraps go-nvml (loaded
+// with dlopen at run time, see FromNVML); tests wrap go-nvml's mock servers.
+type NVML interface {
+	// Init loads and initialises the library. It returns an error that
+	// wraps ErrNVMLNotFound when libnvidia-ml is not installed.
+	Init() error
+	// Shutdown releases the library.
+	Shutdown() error
+	// GPUs lists the GPUs the library sees, in its index order. A GPU
+	// whose facts cannot all be read is listed with Err set.
+	GPUs() ([]NVMLGPU, error)
+	// Events registers for critical XID events on the GPUs with the given
+	// UUIDs.
+	Events(uuids []string) (NVMLEvents, error)
+}
+
+// NVMLEvents is a registered NVML event set.
+type NVMLEvents interface {
+	// Wait blocks up to timeout for the next XID event. It returns
+	// ok=false and a nil error on timeout.
+	Wait(timeout time.Duration) (ev XIDEvent, ok bool, err error)
+	// Close frees the event set.
+	Close() error
+}
+
+// XIDEvent is one NVML critical XID error.
+type XIDEvent struct {
+	// UUID is the GPU the event is about; empty means all GPUs.
+	UUID string
+	// XID is the Xid error code.
+	XID uint64
+}
+
+// NVMLGPU is what NVML reports about one GPU.
+type NVMLGPU struct {
+	// UUID is the GPU's UUID ("GPU-...").
+	UUID string
+	// Name is the product name ("NVIDIA H100 80GB HBM3").
+	Name string
+	// PCIAddress is the GPU's PCI function, DDDD:BB:DD.F, lower case.
+	PCIAddress string
+	// Minor is the minor number of /dev/nvidiaN, -1 when unknown.
+	Minor int
+	// MemoryBytes is the total framebuffer memory, 0 when unknown.
+	MemoryBytes uint64
+	// MIGMode is "enabled", "disabled" or "" when unsupported.
+	MIGMode string
+	// NVLinkPeers are the PCI addresses of the active NVLink peers.
+	NVLinkPeers []string
+	// Err is set when some of this GPU's facts could not be read.
+	Err error
+}
+
+// ErrNVMLNotFound is wrapped by NVML.Init when libnvidia-ml cannot be
+// loaded; in NVMLAuto mode discovery then falls back to sysfs.
+var ErrNVMLNotFound = errors.New("nvml library not found")
