@@ -1,0 +1,101 @@
+package allocate
+
+import (
+	"slices"
+
+	"github.com/slipway-dev/slipway/pkg/devices"
+)
+
+// Distance costs between two devices; smaller is closer. A shared switch
+// costs between SameSwitchMin and SameSwitchMax: the deeper the deepest
+// bridge the two devices share, the cheaper.
+const (
+	SameSwitchMin = 1
+	SameSwitchMax = 8
+	SameRoot      = 16
+	SameNUMA      = 32
+	Across        = 64
+)
+
+// Distance returns the cost of placing a and b in one allocation, from their
+// upstream bridges, PCIe root complex and NUMA node.
+func Distance(a, b devices.Device) int {
+	if a.PCIeRoot != "" && a.PCIeRoot == b.PCIeRoot {
+		k := 0
+		for k < len(a.Bridges) && k < len(b.Bridges) && a.Bridges[k] == b.Bridges[k] {
+			k++
+		}
+		if k > 0 {
+			return max(SameSwitchMin, SameSwitchMax-k+1)
+		}
+		return SameRoot
+	}
+	if a.NUMANode != devices.NoNUMA && a.NUMANode == b.NUMANode {
+		return SameNUMA
+	}
+	return Across
+}
+
+// Topology holds the pairwise distances of one resource's devices. Build it
+// once when the devices are discovered; it is read-only afterwards and safe
+// for concurrent use.
+type Topology struct {
+	ids   []string
+	index map[string]int
+	dist  []uint8 // n*n, row-major
+}
+
+// NewTopology computes the pairwise distances of devs, identified by ID.
+// The order of devs is the tie-break order of Preferred: pass them sorted
+// (by PCI address) for stable answers.
+func NewTopology(devs []devices.Device) *Topology {
+	n := len(devs)
+	t := &Topology{
+		ids:   make([]string, n),
+		index: make(map[string]int, n),
+		dist:  make([]uint8, n*n),
+	}
+	for i, d := range devs {
+		t.ids[i] = d.ID
+		t.index[d.ID] = i
+	}
+	for i := range devs {
+		for j := i + 1; j < n; j++ {
+			d := uint8(Distance(devs[i], devs[j]))
+			t.dist[i*n+j] = d
+			t.dist[j*n+i] = d
+		}
+	}
+	return t
+}
+
+// Len is the number of devices.
+func (t *Topology) Len() int { return len(t.ids) }
+
+// IDs returns the device IDs in tie-break order.
+func (t *Topology) IDs() []string { return slices.Clone(t.ids) }
+
+// Cost returns the sum of pairwise distances of the named devices, and false
+// if one of them is unknown.
+func (t *Topology) Cost(ids []string) (int, bool) {
+	idx := make([]int, 0, len(ids))
+	for _, id := range ids {
+		i, ok := t.index[id]
+		if !ok {
+			return 0, false
+		}
+		idx = append(idx, i)
+	}
+	return t.cost(idx), true
+}
+
+func (t *Topology) cost(idx []int) int {
+	n := len(t.ids)
+	c := 0
+	for a := range idx {
+		for b := a + 1; b < len(idx); b++ {
+			c += int(t.dist[idx[a]*n+idx[b]])
+		}
+	}
+	return c
+}
