@@ -1,0 +1,234 @@
+package provision
+
+import (
+	"fmt"
+	"time"
+)
+
+// op is one call the orchestrator makes on behalf of a node.
+type op string
+
+const (
+	opNone     op = ""
+	opIssue    op = "issue config"
+	opPowerOff op = "power off"
+	opSetBoot  op = "set netboot"
+	opPowerOn  op = "power on"
+	opRevoke   op = "revoke config"
+)
+
+// phaseOfOp is the phase in which each BMC op runs.
+var phaseOfOp = map[op]Phase{
+	opPowerOff: PhasePoweringOff,
+	opSetBoot:  PhaseSettingBoot,
+	opPowerOn:  PhasePoweringOn,
+}
+
+// policy is the part of Config the state machine needs.
+type policy struct {
+	timeouts    Timeouts
+	maxAttempts int           // power cycles per run
+	opTries     int           // tries of one BMC call
+	backoff     time.Duration // first retry delay; doubles
+	maxBackoff  time.Duration
+}
+
+// nodeState is one node's machine. Only the orchestrator's loop touches it.
+type nodeState struct {
+	phase    Phase
+	since    time.Time // entered phase
+	attempt  int       // power cycles started in this run
+	tries    int       // tries of the current op
+	deadline time.Time // zero: no deadline
+	retry    op        // op to run at deadline (backoff), else deadline is a phase timeout
+	reason   string    // why failed
+	last     string    // last thing observed, for display
+	events   int
+}
+
+// inputKind is what drives a step.
+type inputKind int
+
+const (
+	inStart   inputKind = iota // the scheduler admits the node
+	inOpDone                   // an op finished (err may be set)
+	inEvent                    // a boot/node event
+	inTimeout                  // deadline reached
+)
+
+type input struct {
+	kind  inputKind
+	op    op
+	err   error
+	event Event
+}
+
+// step advances s by one input at time now and returns the op to start, if
+// any. It is a pure function of its arguments so every transition can be
+// tested with a fake clock.
+func (p policy) step(s *nodeState, in input, now time.Time) op {
+	switch in.kind {
+	case inStart:
+		if s.phase != PhasePending {
+			return opNone
+		}
+		s.last = "issuing node config"
+		return opIssue
+	case inOpDone:
+		return p.opDone(s, in, now)
+	case inEvent:
+		return p.event(s, in.event, now)
+	case inTimeout:
+		return p.timeout(s, now)
+	}
+	return opNone
+}
+
+func (s *nodeState) enter(ph Phase, now time.Time) {
+	s.phase = ph
+	s.since = now
+	s.deadline = time.Time{}
+	s.retry = opNone
+	s.tries = 0
+}
+
+func (s *nodeState) fail(reason string, now time.Time) {
+	s.enter(PhaseFailed, now)
+	s.reason = reason
+	s.last = reason
+}
+
+func (p policy) backoffFor(tries int) time.Duration {
+	d := p.backoff
+	for i := 1; i < tries && d < p.maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, p.maxBackoff)
+}
+
+// powerCycle starts (another) power cycle: power off, set boot, power on.
+func (p policy) powerCycle(s *nodeState, now time.Time) op {
+	s.attempt++
+	s.enter(PhasePoweringOff, now)
+	return opPowerOff
+}
+
+func (p policy) opDone(s *nodeState, in input, now time.Time) op {
+	switch in.op {
+	case opIssue:
+		if s.phase != PhasePending {
+			return opNone
+		}
+		if in.err != nil {
+			s.fail(fmt.Sprintf("issue node config: %v", in.err), now)
+			return opNone
+		}
+		s.last = "node config issued"
+		return p.powerCycle(s, now)
+	case opRevoke:
+		return opNone
+	}
+	if phaseOfOp[in.op] != s.phase || s.retry != opNone {
+		return opNone // stale answer from an earlier attempt
+	}
+	if in.err != nil {
+		s.tries++
+		if s.tries >= p.opTries {
+			s.fail(fmt.Sprintf("%s: %v (gave up after %d tries)", in.op, in.err, s.tries), now)
+			return opNone
+		}
+		d := p.backoffFor(s.tries)
+		s.retry = in.op
+		s.deadline = now.Add(d)
+		s.last = fmt.Sprintf("%s: %v; retry %d/%d in %s", in.op, in.err, s.tries+1, p.opTries, d)
+		return opNone
+	}
+	switch in.op {
+	case opPowerOff:
+		s.enter(PhaseSettingBoot, now)
+		s.last = "powered off"
+		return opSetBoot
+	case opSetBoot:
+		s.enter(PhasePoweringOn, now)
+		s.last = "one-time netboot set"
+		return opPowerOn
+	case opPowerOn:
+		s.enter(PhaseWaitingDHCP, now)
+		s.deadline = now.Add(p.timeouts.DHCP)
+		s.last = "powered on"
+	}
+	return opNone
+}
+
+func (p policy) event(s *nodeState, ev Event, now time.Time) op {
+	s.events++
+	desc := string(ev.Kind)
+	if ev.Detail != "" {
+		desc += " " + ev.Detail
+	}
+	switch s.phase {
+	case PhasePending, PhasePoweringOff, PhaseSettingBoot, PhaseReady, PhaseFailed:
+		// Before power on anything seen belongs to an earlier boot; after
+		// the end nothing changes the outcome.
+		return opNone
+	}
+	rank := map[EventKind]int{EventDHCP: 1, EventTFTP: 1, EventScript: 1, EventKernel: 1, EventInitrd: 1,
+		EventConfig: 2, EventJoined: 3, EventReady: 4}[ev.Kind]
+	cur := map[Phase]int{PhasePoweringOn: 0, PhaseWaitingDHCP: 0, PhaseNetbooting: 1,
+		PhaseConfigFetched: 2, PhaseJoining: 3}[s.phase]
+	if rank == 0 {
+		return opNone
+	}
+	s.last = desc
+	if rank <= cur {
+		return opNone
+	}
+	switch rank {
+	case 1:
+		s.enter(PhaseNetbooting, now)
+		s.deadline = now.Add(p.timeouts.Netboot)
+	case 2:
+		s.enter(PhaseConfigFetched, now)
+		s.deadline = now.Add(p.timeouts.Join)
+	case 3:
+		s.enter(PhaseJoining, now)
+		s.deadline = now.Add(p.timeouts.Ready)
+	case 4:
+		s.enter(PhaseReady, now)
+		return opRevoke
+	}
+	s.last = desc
+	return opNone
+}
+
+func (p policy) timeout(s *nodeState, now time.Time) op {
+	if s.deadline.IsZero() || now.Before(s.deadline) {
+		return opNone
+	}
+	if s.retry != opNone {
+		o := s.retry
+		s.retry = opNone
+		s.deadline = time.Time{}
+		return o
+	}
+	waited := now.Sub(s.since).Round(time.Second)
+	switch s.phase {
+	case PhaseWaitingDHCP, PhaseNetbooting:
+		why := "no DHCP request"
+		if s.phase == PhaseNetbooting {
+			why = "netboot stalled after " + s.last
+		}
+		if s.attempt >= p.maxAttempts {
+			s.fail(fmt.Sprintf("%s within %s (gave up after %d power cycles)", why, waited, s.attempt), now)
+			return opNone
+		}
+		o := p.powerCycle(s, now)
+		s.last = fmt.Sprintf("%s within %s; power cycle %d/%d", why, waited, s.attempt, p.maxAttempts)
+		return o
+	case PhaseConfigFetched:
+		s.fail(fmt.Sprintf("node fetched its config but reported no join within %s", waited), now)
+	case PhaseJoining:
+		s.fail(fmt.Sprintf("node joined but was not Ready within %s", waited), now)
+	}
+	return opNone
+}

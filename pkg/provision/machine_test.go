@@ -1,0 +1,177 @@
+package provision
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func testPolicy() policy {
+	return policy{
+		timeouts:    Timeouts{DHCP: time.Minute, Netboot: 2 * time.Minute, Join: 3 * time.Minute, Ready: 4 * time.Minute}.withDefaults(),
+		maxAttempts: 2, opTries: 3, backoff: time.Second, maxBackoff: 3 * time.Second,
+	}
+}
+
+func ev(k EventKind) input    { return input{kind: inEvent, event: Event{Kind: k}} }
+func done(o op) input         { return input{kind: inOpDone, op: o} }
+func doneErr(o op) input      { return input{kind: inOpDone, op: o, err: errors.New("connection refused")} }
+func timeout() input          { return input{kind: inTimeout} }
+func start() input            { return input{kind: inStart} }
+func at(sec int) time.Time    { return t0.Add(time.Duration(sec) * time.Second) }
+func state(p Phase) nodeState { return nodeState{phase: p, since: t0, attempt: 1} }
+
+// step is one input at a given second after t0 and what should follow.
+type stepWant struct {
+	in       input
+	sec      int
+	wantOp   op
+	phase    Phase
+	attempt  int
+	deadline int // seconds after t0; -1 none
+}
+
+func TestStep(t *testing.T) {
+	t.Parallel()
+	happy := []stepWant{
+		{start(), 0, opIssue, PhasePending, 0, -1},
+		{done(opIssue), 1, opPowerOff, PhasePoweringOff, 1, -1},
+		{done(opPowerOff), 2, opSetBoot, PhaseSettingBoot, 1, -1},
+		{done(opSetBoot), 3, opPowerOn, PhasePoweringOn, 1, -1},
+		{done(opPowerOn), 4, opNone, PhaseWaitingDHCP, 1, 64},
+		{ev(EventDHCP), 10, opNone, PhaseNetbooting, 1, 130},
+		{ev(EventKernel), 20, opNone, PhaseNetbooting, 1, 130},
+		{ev(EventConfig), 30, opNone, PhaseConfigFetched, 1, 210},
+		{ev(EventJoined), 40, opNone, PhaseJoining, 1, 280},
+		{ev(EventReady), 50, opRevoke, PhaseReady, 1, -1},
+		{ev(EventDHCP), 60, opNone, PhaseReady, 1, -1},
+	}
+	tests := []struct {
+		name  string
+		init  nodeState
+		steps []stepWant
+	}{
+		{"happy path", nodeState{phase: PhasePending, since: t0}, happy},
+		{"no dhcp: one more power cycle, then fail", state(PhaseWaitingDHCP), []stepWant{
+			{timeout(), 0, opNone, PhaseWaitingDHCP, 1, -1}, // deadline not set: nothing
+		}},
+		{"dhcp timeout power-cycles once more then fails", nodeState{phase: PhasePoweringOn, since: t0, attempt: 1}, []stepWant{
+			{done(opPowerOn), 0, opNone, PhaseWaitingDHCP, 1, 60},
+			{timeout(), 30, opNone, PhaseWaitingDHCP, 1, 60}, // early: ignored
+			{timeout(), 60, opPowerOff, PhasePoweringOff, 2, -1},
+			{done(opPowerOff), 61, opSetBoot, PhaseSettingBoot, 2, -1},
+			{done(opSetBoot), 62, opPowerOn, PhasePoweringOn, 2, -1},
+			{done(opPowerOn), 63, opNone, PhaseWaitingDHCP, 2, 123},
+			{timeout(), 123, opNone, PhaseFailed, 2, -1},
+		}},
+		{"netboot stall power-cycles", state(PhaseWaitingDHCP), []stepWant{
+			{ev(EventTFTP), 0, opNone, PhaseNetbooting, 1, 120},
+			{timeout(), 120, opPowerOff, PhasePoweringOff, 2, -1},
+		}},
+		{"bmc error retries with backoff then succeeds", state(PhasePoweringOff), []stepWant{
+			{doneErr(opPowerOff), 0, opNone, PhasePoweringOff, 1, 1},
+			{timeout(), 1, opPowerOff, PhasePoweringOff, 1, -1},
+			{doneErr(opPowerOff), 2, opNone, PhasePoweringOff, 1, 4}, // backoff doubled
+			{timeout(), 4, opPowerOff, PhasePoweringOff, 1, -1},
+			{done(opPowerOff), 5, opSetBoot, PhaseSettingBoot, 1, -1},
+		}},
+		{"bmc error gives up after tries", state(PhasePoweringOn), []stepWant{
+			{doneErr(opPowerOn), 0, opNone, PhasePoweringOn, 1, 1},
+			{timeout(), 1, opPowerOn, PhasePoweringOn, 1, -1},
+			{doneErr(opPowerOn), 2, opNone, PhasePoweringOn, 1, 4},
+			{timeout(), 4, opPowerOn, PhasePoweringOn, 1, -1},
+			{doneErr(opPowerOn), 5, opNone, PhaseFailed, 1, -1},
+		}},
+		{"issue error fails", nodeState{phase: PhasePending, since: t0}, []stepWant{
+			{start(), 0, opIssue, PhasePending, 0, -1},
+			{doneErr(opIssue), 1, opNone, PhaseFailed, 0, -1},
+		}},
+		{"stale events before power on are ignored", state(PhasePoweringOff), []stepWant{
+			{ev(EventDHCP), 0, opNone, PhasePoweringOff, 1, -1},
+			{ev(EventConfig), 0, opNone, PhasePoweringOff, 1, -1},
+			{done(opPowerOn), 0, opNone, PhasePoweringOff, 1, -1}, // answer of another phase
+		}},
+		{"dhcp before the power-on answer", state(PhasePoweringOn), []stepWant{
+			{ev(EventDHCP), 0, opNone, PhaseNetbooting, 1, 120},
+			{done(opPowerOn), 1, opNone, PhaseNetbooting, 1, 120},
+		}},
+		{"config without a dhcp event (proxy or site dhcp)", state(PhaseWaitingDHCP), []stepWant{
+			{ev(EventConfig), 5, opNone, PhaseConfigFetched, 1, 185},
+		}},
+		{"joined but never ready fails without power cycle", state(PhaseConfigFetched), []stepWant{
+			{ev(EventJoined), 0, opNone, PhaseJoining, 1, 240},
+			{timeout(), 240, opNone, PhaseFailed, 1, -1},
+		}},
+		{"config fetched but no join fails without power cycle", nodeState{phase: PhaseConfigFetched, since: t0, attempt: 1, deadline: at(180)}, []stepWant{
+			{ev(EventKernel), 10, opNone, PhaseConfigFetched, 1, 180}, // backwards: ignored
+			{timeout(), 180, opNone, PhaseFailed, 1, -1},
+		}},
+		{"ready straight from config fetched", state(PhaseConfigFetched), []stepWant{
+			{ev(EventReady), 0, opRevoke, PhaseReady, 1, -1},
+		}},
+		{"failed stays failed", nodeState{phase: PhaseFailed, since: t0, reason: "x"}, []stepWant{
+			{ev(EventReady), 0, opNone, PhaseFailed, 0, -1},
+			{start(), 0, opNone, PhaseFailed, 0, -1},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := testPolicy()
+			s := tc.init
+			for i, sw := range tc.steps {
+				got := p.step(&s, sw.in, at(sw.sec))
+				dl := -1
+				if !s.deadline.IsZero() {
+					dl = int(s.deadline.Sub(t0) / time.Second)
+				}
+				type res struct {
+					Op       op
+					Phase    Phase
+					Attempt  int
+					Deadline int
+				}
+				want := res{sw.wantOp, sw.phase, sw.attempt, sw.deadline}
+				if diff := cmp.Diff(want, res{got, s.phase, s.attempt, dl}); diff != "" {
+					t.Fatalf("step %d (%+v at +%ds): (-want +got)\n%s", i, sw.in, sw.sec, diff)
+				}
+			}
+		})
+	}
+}
+
+func TestStepFailureReasons(t *testing.T) {
+	t.Parallel()
+	p := testPolicy()
+	s := nodeState{phase: PhaseWaitingDHCP, since: t0, attempt: 2, deadline: at(60)}
+	p.step(&s, timeout(), at(60))
+	if s.phase != PhaseFailed || !strings.Contains(s.reason, "no DHCP request within 1m0s (gave up after 2 power cycles)") {
+		t.Errorf("dhcp timeout on last attempt: phase %s reason %q, want failed with the DHCP reason", s.phase, s.reason)
+	}
+	s = state(PhasePoweringOff)
+	for range 3 {
+		p.step(&s, doneErr(opPowerOff), at(0))
+		p.step(&s, timeout(), at(100))
+	}
+	if want := "power off: connection refused (gave up after 3 tries)"; s.reason != want {
+		t.Errorf("bmc give-up reason = %q, want %q", s.reason, want)
+	}
+}
+
+func TestPhasePassedNetboot(t *testing.T) {
+	t.Parallel()
+	var got []Phase
+	for _, p := range AllPhases() {
+		if p.PassedNetboot() {
+			got = append(got, p)
+		}
+	}
+	if diff := cmp.Diff([]Phase{PhaseConfigFetched, PhaseJoining, PhaseReady}, got); diff != "" {
+		t.Errorf("phases that passed netboot (-want +got):\n%s", diff)
+	}
+}
