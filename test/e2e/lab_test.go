@@ -1,0 +1,112 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/slipway-dev/slipway/internal/testenv"
+	"github.com/slipway-dev/slipway/test/e2e/lab"
+)
+
+// iPXE binaries from Debian's ipxe package, served over TFTP.
+const ipxeDir = "/usr/lib/ipxe"
+
+// requireLab skips (or fails under SLIPWAY_E2E=1) when the lab cannot run
+// here, and returns a started lab that is stopped in t.Cleanup.
+func requireLab(t *testing.T) *lab.Lab {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "ip", "qemu-system-x86_64", "dnsmasq")
+	testenv.RequireFiles(t, "/dev/net/tun", lab.DefaultBusybox, lab.DefaultOVMFCode, lab.DefaultOVMFVars,
+		"/usr/lib/ipxe/qemu/pxe-virtio.rom", "/usr/lib/ipxe/qemu/efi-virtio.rom",
+		filepath.Join(ipxeDir, "undionly.kpxe"), filepath.Join(ipxeDir, "snponly.efi"))
+	if _, _, _, err := lab.FindKernel(lab.KernelDir()); err != nil {
+		testenv.RequireFiles(t, filepath.Join(lab.KernelDir(), "boot")) // skips or fails with the path
+		t.Fatal(err)
+	}
+	var log *slog.Logger
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	} else {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	l, err := lab.New(lab.Config{Dir: t.TempDir(), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Stop)
+	if !l.InProcess() {
+		t.Fatalf("lab netns %s: the test binary is not inside it (TestMain must call lab.Main)", l.Netns())
+	}
+	return l
+}
+
+// nodeImage builds the busybox node image once per test binary.
+var nodeImage = sync.OnceValues(func() (lab.NodeImage, error) {
+	dir, err := os.MkdirTemp("", "slipway-e2e-image-")
+	if err != nil {
+		return lab.NodeImage{}, err
+	}
+	return lab.BuildNodeImage(lab.KernelDir(), lab.DefaultBusybox, dir)
+})
+
+func requireImage(t *testing.T) lab.NodeImage {
+	t.Helper()
+	img, err := nodeImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// newVM adds a VM to l and attaches its serial console to the test output
+// when the test fails.
+func newVM(t *testing.T, l *lab.Lab, name string, fw lab.Firmware, mac string) *lab.VM {
+	t.Helper()
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := l.NewVM(t.Context(), lab.VMConfig{Name: name, MAC: hw, Firmware: fw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serial console of %s (%s, %s, %s):\n%s", name, fw, mac, vm.ConsolePath(), vm.Console())
+		}
+	})
+	return vm
+}
+
+// tftpRoot returns a directory with the iPXE binaries for the TFTP peer.
+func tftpRoot(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"undionly.kpxe", "snponly.efi", "ipxe.efi"} {
+		b, err := os.ReadFile(filepath.Join(ipxeDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+var _ = context.Background
