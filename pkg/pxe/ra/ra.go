@@ -1,0 +1,163 @@
+package ra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/ipv6"
+)
+
+// DefaultInterval is how often an unsolicited advertisement is sent.
+const DefaultInterval = 30 * time.Second
+
+// Config configures an Advertiser.
+type Config struct {
+	// Interface is the provisioning interface. Required. It needs an IPv6
+	// link-local address; its other /64 prefixes are advertised for
+	// stateless autoconfiguration.
+	Interface string
+	// Interval is the period of unsolicited advertisements (default
+	// DefaultInterval). Router solicitations are answered at once.
+	Interval time.Duration
+	// Log receives diagnostics (nil: discard).
+	Log *slog.Logger
+}
+
+// Advertiser sends router advertisements on one interface.
+type Advertiser struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg; Run starts advertising.
+func New(cfg Config) (*Advertiser, error) {
+	if cfg.Interface == "" {
+		return nil, errors.New("router advertisements: no interface")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	a := &Advertiser{cfg: cfg, log: cfg.Log}
+	if a.log == nil {
+		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return a, nil
+}
+
+// Message returns the advertisement for ifi: router lifetime 0, no managed
+// or other configuration, the interface's non-link-local /64 prefixes, and
+// its link-layer address.
+func Message(ifi *net.Interface, addrs []net.Addr) *ndp.RouterAdvertisement {
+	m := &ndp.RouterAdvertisement{CurrentHopLimit: 64}
+	seen := map[netip.Prefix]bool{}
+	for _, a := range addrs {
+		pn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(pn.IP)
+		if !ok || !ip.Is6() || ip.Is4In6() || ip.IsLinkLocalUnicast() {
+			continue
+		}
+		ones, _ := pn.Mask.Size()
+		if ones != 64 {
+			continue
+		}
+		p := netip.PrefixFrom(ip, 64).Masked()
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		m.Options = append(m.Options, &ndp.PrefixInformation{
+			PrefixLength:                   64,
+			OnLink:                         true,
+			AutonomousAddressConfiguration: true,
+			ValidLifetime:                  time.Hour,
+			PreferredLifetime:              30 * time.Minute,
+			Prefix:                         p.Addr(),
+		})
+	}
+	if len(ifi.HardwareAddr) > 0 {
+		m.Options = append(m.Options, &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: ifi.HardwareAddr})
+	}
+	return m
+}
+
+// Run advertises until ctx is done and returns nil then. It returns an error
+// when the interface is missing or the ICMPv6 socket cannot be opened.
+func (a *Advertiser) Run(ctx context.Context) error {
+	ifi, err := net.InterfaceByName(a.cfg.Interface)
+	if err != nil {
+		return fmt.Errorf("router advertisements on %s: %w", a.cfg.Interface, err)
+	}
+	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+	if err != nil {
+		return fmt.Errorf("router advertisements on %s: %w (needs an IPv6 link-local address and CAP_NET_RAW; set network.routerAdvertisements: false to turn them off)", a.cfg.Interface, err)
+	}
+	defer c.Close()
+	if err := c.JoinGroup(netip.MustParseAddr("ff02::2")); err != nil {
+		return fmt.Errorf("router advertisements on %s: join all-routers group: %w", a.cfg.Interface, err)
+	}
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeRouterSolicitation)
+	if err := c.SetICMPFilter(&f); err != nil {
+		return fmt.Errorf("router advertisements on %s: icmp filter: %w", a.cfg.Interface, err)
+	}
+	allNodes := netip.MustParseAddr("ff02::1")
+	send := func() {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			a.log.Warn("router advertisement: interface addresses", "err", err)
+			return
+		}
+		if err := c.WriteTo(Message(ifi, addrs), nil, allNodes); err != nil {
+			a.log.Warn("router advertisement send failed", "err", err)
+		}
+	}
+	a.log.Info("router advertisements on", "interface", a.cfg.Interface)
+	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
+	defer stop()
+	go func() {
+		t := time.NewTicker(a.cfg.Interval)
+		defer t.Stop()
+		send()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				send()
+			}
+		}
+	}()
+	for {
+		msg, _, from, err := c.ReadFrom()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("router advertisements on %s: %w", a.cfg.Interface, err)
+			}
+			// A malformed ICMPv6 message is the sender's problem.
+			a.log.Debug("router advertisement: read", "err", err)
+			continue
+		}
+		if _, ok := msg.(*ndp.RouterSolicitation); ok {
+			a.log.Debug("router solicitation", "from", from.String())
+			send()
+		}
+	}
+}

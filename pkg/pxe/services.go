@@ -1,0 +1,241 @@
+package pxe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
+	"github.com/slipway-dev/slipway/pkg/pxe/dhcp"
+	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
+	"github.com/slipway-dev/slipway/pkg/pxe/ra"
+	"github.com/slipway-dev/slipway/pkg/pxe/tftp"
+)
+
+// Config configures the boot services of one inventory.
+type Config struct {
+	// Inventory is the loaded inventory; its network section says where to
+	// serve and its enabled nodes are the only clients answered. Required.
+	Inventory *inventory.Inventory
+	// TFTPRoot holds the iPXE binaries (default tftp.DefaultRoot, where
+	// Debian's ipxe package puts them). Also served over HTTP under /ipxe/.
+	TFTPRoot string
+	// AssetDir holds the kernels, initrds and images the profiles name.
+	AssetDir string
+	// Renderer produces each node's configuration (default
+	// httpboot.PhoneHomeRenderer).
+	Renderer httpboot.Renderer
+	// NextAction answers a node's phone-home (default httpboot.DefaultNextAction).
+	NextAction func(node inventory.Node) string
+	// DHCPPort, DHCPClientPort, TFTPPort and HTTPPort override the ports
+	// (defaults 67, 68, 69 and the inventory's network.httpPort). Tests use
+	// high ports.
+	DHCPPort, DHCPClientPort, TFTPPort, HTTPPort uint16
+	// SkipInterfaceCheck skips checking that network.interface exists and
+	// carries network.address (tests on loopback).
+	SkipInterfaceCheck bool
+	// Bus receives every event (default: a new bus, see Services.Bus).
+	Bus *bootevent.Bus
+	// Registry receives the metrics served at /metrics (default: a new one).
+	Registry *prometheus.Registry
+	// Log receives diagnostics and one line per event (nil: discard).
+	Log *slog.Logger
+}
+
+// Services are the boot services of one inventory.
+type Services struct {
+	bus  *bootevent.Bus
+	dhcp *dhcp.Server
+	tftp *tftp.Server
+	http *httpboot.Server
+	ra   *ra.Advertiser
+	log  *slog.Logger
+}
+
+// New checks the inventory's network section and builds every service.
+func New(cfg Config) (*Services, error) {
+	if cfg.Inventory == nil {
+		return nil, errors.New("boot services: no inventory")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	nw := cfg.Inventory.Network
+	if !nw.Address.Is4() {
+		return nil, fmt.Errorf("boot services: network.address %v: want the provisioner's IPv4 address on the provisioning network", nw.Address)
+	}
+	if !cfg.SkipInterfaceCheck {
+		if err := CheckInterface(nw.Interface, nw.Address); err != nil {
+			return nil, err
+		}
+	}
+	bus := cfg.Bus
+	if bus == nil {
+		bus = bootevent.NewBus()
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	evCount := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "slipway_boot_events_total",
+		Help: "Network boot events by kind (DHCP, TFTP, HTTP, phone-home).",
+	}, []string{"kind"})
+	if err := reg.Register(evCount); err != nil {
+		return nil, fmt.Errorf("boot services: register metrics: %w", err)
+	}
+	sink := bootevent.Multi{bus, logSink{log}, countSink{evCount}}
+
+	httpPort := cfg.HTTPPort
+	if httpPort == 0 {
+		httpPort = nw.HTTPPort
+	}
+	if httpPort == 0 {
+		httpPort = httpboot.DefaultPort
+	}
+	tftpRoot := cfg.TFTPRoot
+	if tftpRoot == "" {
+		tftpRoot = tftp.DefaultRoot
+	}
+	nodes := cfg.Inventory.Enabled()
+	base := "http://" + net.JoinHostPort(nw.Address.String(), strconv.Itoa(int(httpPort)))
+
+	s := &Services{bus: bus, log: log}
+	var err error
+	s.http, err = httpboot.New(httpboot.Config{
+		Addr:        netip.AddrPortFrom(nw.Address, httpPort),
+		BaseURL:     base,
+		AssetDir:    cfg.AssetDir,
+		FirmwareDir: tftpRoot,
+		Nodes:       nodes,
+		Renderer:    cfg.Renderer,
+		NextAction:  cfg.NextAction,
+		Registry:    reg,
+		Events:      sink,
+		Log:         log.With("service", "http"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	byIP := make(map[netip.Addr]inventory.Node, len(nodes))
+	for _, n := range nodes {
+		if n.IP.IsValid() {
+			byIP[n.IP] = n
+		}
+	}
+	tftpPort := cfg.TFTPPort
+	if tftpPort == 0 {
+		tftpPort = tftp.DefaultPort
+	}
+	s.tftp, err = tftp.New(tftp.Config{
+		Root:     tftpRoot,
+		Addr:     netip.AddrPortFrom(nw.Address, tftpPort),
+		NodeByIP: func(ip netip.Addr) (inventory.Node, bool) { n, ok := byIP[ip]; return n, ok },
+		Events:   sink,
+		Log:      log.With("service", "tftp"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if nw.DHCPMode != inventory.DHCPOff {
+		s.dhcp, err = dhcp.New(dhcp.Config{
+			Interface:   nw.Interface,
+			Port:        cfg.DHCPPort,
+			ClientPort:  cfg.DHCPClientPort,
+			ServerIP:    nw.Address,
+			Mode:        nw.DHCPMode,
+			Nodes:       nodes,
+			Subnet:      nw.Subnet,
+			Router:      nw.Gateway,
+			DNS:         nw.DNSServers,
+			DomainName:  nw.DomainName,
+			LeaseTime:   nw.LeaseTime,
+			ScriptURL:   s.http.ScriptURL,
+			FirmwareURL: s.http.FirmwareURL,
+			Events:      sink,
+			Log:         log.With("service", "dhcp"),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if nw.RouterAdvertisements && nw.Interface != "" {
+		s.ra, err = ra.New(ra.Config{Interface: nw.Interface, Log: log.With("service", "ra")})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Bus returns the event bus every service publishes to.
+func (s *Services) Bus() *bootevent.Bus { return s.bus }
+
+// HTTP returns the boot HTTP server (its URLs and handler).
+func (s *Services) HTTP() *httpboot.Server { return s.http }
+
+// DHCP returns the DHCP server, or nil when network.dhcpMode is off.
+func (s *Services) DHCP() *dhcp.Server { return s.dhcp }
+
+// TFTP returns the TFTP server.
+func (s *Services) TFTP() *tftp.Server { return s.tftp }
+
+// Run runs every service until ctx is done or one fails; a failure (such as
+// a port already taken) stops the others and is returned.
+func (s *Services) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.http.Run(gctx) })
+	g.Go(func() error { return s.tftp.Run(gctx) })
+	if s.dhcp != nil {
+		g.Go(func() error { return s.dhcp.Run(gctx) })
+	}
+	if s.ra != nil {
+		g.Go(func() error { return s.ra.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// CheckInterface checks that iface exists, is up and carries addr, with an
+// error that says what to fix.
+func CheckInterface(iface string, addr netip.Addr) error {
+	if iface == "" {
+		return errors.New("boot services: network.interface is empty: name the provisioning interface (such as eno2 or br0)")
+	}
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return fmt.Errorf("boot services: interface %s: %w (network.interface must name an interface of this machine)", iface, err)
+	}
+	if ifi.Flags&net.FlagUp == 0 {
+		return fmt.Errorf("boot services: interface %s is down (ip link set %s up)", iface, iface)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return fmt.Errorf("boot services: addresses of %s: %w", iface, err)
+	}
+	for _, a := range addrs {
+		if pn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(pn.IP); ok && ip.Unmap() == addr {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("boot services: interface %s does not carry network.address %s (add it: ip addr add %s/24 dev %s, or fix the inventory)", iface, addr, addr, iface)
+}
+
+type logSink struct{ log *slog.Logger }
+
+func (l logSink) Publish(e bootevent.Event) { l.log.Info("boot event", "event", e) }
+
+type countSink struct{ c *prometheus.CounterVec }
+
+func (c countSink) Publish(e bootevent.Event) { c.c.WithLabelValues(string(e.Kind)).Inc() }
