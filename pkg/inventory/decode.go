@@ -190,12 +190,15 @@ func unknownFieldMessage(name string, known []string) string {
 func closest(name string, known []string) string {
 	best, bestD := "", 1<<30
 	for _, k := range known {
+		if len(name) >= 3 && strings.HasPrefix(strings.ToLower(k), strings.ToLower(name)) {
+			return k
+		}
 		dist := editDistance(strings.ToLower(name), strings.ToLower(k))
 		if dist < bestD {
 			best, bestD = k, dist
 		}
 	}
-	limit := max(2, len(name)/3)
+	limit := max(1, (len(name)+1)/3)
 	if bestD <= limit {
 		return best
 	}

@@ -112,6 +112,7 @@ func parseDocs(f File, errs *errorList) []*doc {
 			if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 				p.Line, _ = strconv.Atoi(m[1])
 				p.Col, _ = strconv.Atoi(m[2])
+				p.Col = max(p.Col, 1)
 				msg = strings.TrimSpace(yamlLineRE.ReplaceAllString(msg, ""))
 				msg = strings.TrimPrefix(msg, ": ")
 			}

@@ -180,6 +180,7 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 	base := Node{Profile: rn.Profile, Rack: rn.Rack, Serial: rn.Serial, Source: d.at(path)}
 	base.Boot.Firmware = FirmwareUEFI
 	var prof Profile
+	profileOK := false // settings a profile supplies are only checked when it resolved
 	passwordGiven := rn.BMC != nil && rn.BMC.Password != ""
 	if rn.Profile == "" {
 		r.errorf(d, path, "node %s has no profile: set profile: to one of %s", label, r.profileNames())
@@ -193,6 +194,7 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 		r.errorf(d, path+".profile", "%s", msg)
 	} else {
 		prof = r.inv.Profiles[rn.Profile]
+		profileOK = true
 		passwordGiven = passwordGiven || def.raw.BMC != nil && def.raw.BMC.Password != ""
 	}
 	base.Role = prof.Role
@@ -226,7 +228,7 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 	if rn.Disabled != nil {
 		base.Disabled = *rn.Disabled
 	}
-	if base.Role == "" && rn.Profile != "" {
+	if base.Role == "" && profileOK {
 		r.errorf(d, path, "node %s has no role: set role: control-plane or worker on the node or in profile %q", label, rn.Profile)
 	}
 	if rn.Slot != nil {
@@ -303,13 +305,13 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 			bmcHost = a
 		}
 	}
-	if base.BMC.Username == "" {
+	if base.BMC.Username == "" && profileOK {
 		r.errorf(d, path+".bmc", "node %s has no BMC username: set bmc.username on the node or in profile %q", label, rn.Profile)
 	}
-	if !passwordGiven {
+	if !passwordGiven && profileOK {
 		r.errorf(d, path+".bmc", "node %s has no BMC password reference: set bmc.password: env:NAME or file:/path on the node or in its profile", label)
 	}
-	if !base.Disabled && (base.Boot.Kernel == "" || base.Boot.Initrd == "") {
+	if profileOK && !base.Disabled && (base.Boot.Kernel == "" || base.Boot.Initrd == "") {
 		r.errorf(d, path+".boot", "node %s has no boot kernel and initrd: set boot.kernel and boot.initrd in profile %q or on the node", label, rn.Profile)
 	}
 

@@ -205,7 +205,9 @@ func (r *resolver) resolve(docs []*doc) {
 			cps++
 		}
 	}
-	if len(r.inv.Nodes) > 0 || len(docs) > 0 {
+	// Without other errors only: a node whose profile failed to resolve has
+	// no role, and "no control plane" would then be noise.
+	if len(r.errs.errs) == 0 {
 		switch {
 		case cps == 0:
 			r.errorf(docs[0], "nodes", "no enabled control-plane node: give at least one node role: control-plane (directly or through its profile)")
