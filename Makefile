@@ -1,0 +1,49 @@
+# Slipway: `make help` lists the targets.
+GO          ?= go
+BIN         := $(CURDIR)/bin
+STATICCHECK := $(BIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X main.version=$(VERSION)
+TEST_TIMEOUT ?= 45m
+
+.PHONY: help build test unit e2e lint bench fuzz tools kernel clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/provisioner and bin/device-plugin
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/provisioner ./cmd/provisioner
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/device-plugin ./cmd/device-plugin
+
+test: unit e2e ## run every test (SLIPWAY_E2E=1 turns missing system packages into failures)
+
+unit: ## unit and integration tests of the module
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+e2e: ## end-to-end tests with real peers (QEMU PXE firmware; needs root)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -tags e2e ./test/e2e/...
+
+lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/...
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+bench: ## benchmarks that compare against a peer in the same run and print the ratio
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+fuzz: ## run each fuzz test for a short while
+	$(GO) test -run '^$$' -fuzz FuzzResolve -fuzztime 30s ./pkg/inventory
+
+tools: ## build kubeadm, kube-apiserver, kube-controller-manager and etcd for the control-plane tests
+	test/tools/build.sh
+
+kernel: ## fetch Debian's kernel for the e2e node image (needs apt-get update)
+	test/e2e/fetch-kernel.sh
+
+clean: ## remove built binaries
+	rm -rf $(BIN)
