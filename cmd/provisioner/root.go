@@ -117,6 +117,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newValidateCmd(g),
 		newInventoryCmd(g),
 		newVersionCmd(g),
+		newServeCmd(g),
 	)
 	return root
 }

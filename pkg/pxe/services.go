@@ -37,11 +37,11 @@ type Config struct {
 	// NextAction answers a node's phone-home (default httpboot.DefaultNextAction).
 	NextAction func(node inventory.Node) string
 	// DHCPPort, DHCPClientPort, TFTPPort and HTTPPort override the ports
-	// (defaults 67, 68, 69 and the inventory's network.httpPort). Tests use
+	// (defaults 67, 68, 69 and the inventory's network.provisioner.httpPort). Tests use
 	// high ports.
 	DHCPPort, DHCPClientPort, TFTPPort, HTTPPort uint16
-	// SkipInterfaceCheck skips checking that network.interface exists and
-	// carries network.address (tests on loopback).
+	// SkipInterfaceCheck skips checking that network.provisioner.interface exists and
+	// carries network.provisioner.address (tests on loopback).
 	SkipInterfaceCheck bool
 	// Bus receives every event (default: a new bus, see Services.Bus).
 	Bus *bootevent.Bus
@@ -72,7 +72,7 @@ func New(cfg Config) (*Services, error) {
 	}
 	nw := cfg.Inventory.Network
 	if !nw.Address.Is4() {
-		return nil, fmt.Errorf("boot services: network.address %v: want the provisioner's IPv4 address on the provisioning network", nw.Address)
+		return nil, fmt.Errorf("boot services: network.provisioner.address %v: want the provisioner's IPv4 address on the provisioning network", nw.Address)
 	}
 	if !cfg.SkipInterfaceCheck {
 		if err := CheckInterface(nw.Interface, nw.Address); err != nil {
@@ -184,7 +184,7 @@ func (s *Services) Bus() *bootevent.Bus { return s.bus }
 // HTTP returns the boot HTTP server (its URLs and handler).
 func (s *Services) HTTP() *httpboot.Server { return s.http }
 
-// DHCP returns the DHCP server, or nil when network.dhcpMode is off.
+// DHCP returns the DHCP server, or nil when network.dhcp.mode is off.
 func (s *Services) DHCP() *dhcp.Server { return s.dhcp }
 
 // TFTP returns the TFTP server.
@@ -209,11 +209,11 @@ func (s *Services) Run(ctx context.Context) error {
 // error that says what to fix.
 func CheckInterface(iface string, addr netip.Addr) error {
 	if iface == "" {
-		return errors.New("boot services: network.interface is empty: name the provisioning interface (such as eno2 or br0)")
+		return errors.New("boot services: network.provisioner.interface is empty: name the provisioning interface (such as eno2 or br0)")
 	}
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
-		return fmt.Errorf("boot services: interface %s: %w (network.interface must name an interface of this machine)", iface, err)
+		return fmt.Errorf("boot services: interface %s: %w (network.provisioner.interface must name an interface of this machine)", iface, err)
 	}
 	if ifi.Flags&net.FlagUp == 0 {
 		return fmt.Errorf("boot services: interface %s is down (ip link set %s up)", iface, iface)
@@ -229,7 +229,7 @@ func CheckInterface(iface string, addr netip.Addr) error {
 			}
 		}
 	}
-	return fmt.Errorf("boot services: interface %s does not carry network.address %s (add it: ip addr add %s/24 dev %s, or fix the inventory)", iface, addr, addr, iface)
+	return fmt.Errorf("boot services: interface %s does not carry network.provisioner.address %s (add it: ip addr add %s/24 dev %s, or fix the inventory)", iface, addr, addr, iface)
 }
 
 type logSink struct{ log *slog.Logger }

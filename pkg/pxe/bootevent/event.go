@@ -1,6 +1,7 @@
 package bootevent
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -54,8 +55,9 @@ type Event struct {
 	Time time.Time `json:"time"`
 	// Node is the inventory node name; empty when the peer is not a known node.
 	Node string `json:"node,omitempty"`
-	// MAC is the peer's hardware address when known.
-	MAC net.HardwareAddr `json:"mac,omitempty"`
+	// MAC is the peer's hardware address when known; it marshals as
+	// aa:bb:cc:dd:ee:ff.
+	MAC net.HardwareAddr `json:"-"`
 	// IP is the peer's address (or the address offered, for DHCP).
 	IP netip.Addr `json:"ip,omitzero"`
 	// Path is the file or URL path, for TFTP and HTTP events.
@@ -65,6 +67,19 @@ type Event struct {
 	// Detail is a short free-form note: the firmware kind for DHCP, the refusal
 	// reason, or the phone-home progress message.
 	Detail string `json:"detail,omitempty"`
+}
+
+// MarshalJSON writes the event with the MAC in its usual text form.
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event
+	var mac string
+	if len(e.MAC) > 0 {
+		mac = e.MAC.String()
+	}
+	return json.Marshal(struct {
+		plain
+		MAC string `json:"mac,omitempty"`
+	}{plain(e), mac})
 }
 
 // LogValue implements slog.LogValuer with the house key vocabulary.

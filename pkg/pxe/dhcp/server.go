@@ -308,7 +308,7 @@ func (s *Server) serve(c net.PacketConn, proxyPort bool) error {
 func listen(ctx context.Context, iface string, addr netip.Addr, port uint16) (net.PacketConn, error) {
 	if iface != "" {
 		if _, err := net.InterfaceByName(iface); err != nil {
-			return nil, fmt.Errorf("dhcp listen on interface %s: %w (check network.interface in the inventory)", iface, err)
+			return nil, fmt.Errorf("dhcp listen on interface %s: %w (check network.provisioner.interface in the inventory)", iface, err)
 		}
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -332,7 +332,7 @@ func listen(ctx context.Context, iface string, addr netip.Addr, port uint16) (ne
 		hint := ""
 		switch {
 		case errors.Is(err, syscall.EADDRINUSE):
-			hint = " (another DHCP server, such as dnsmasq, already uses the port: stop it, or use dhcpMode: proxy or off)"
+			hint = " (another DHCP server, such as dnsmasq, already uses the port: stop it, or set network.dhcp.mode: proxy or off)"
 		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 			hint = " (ports below 1024 and binding to an interface need root or CAP_NET_BIND_SERVICE and CAP_NET_RAW)"
 		}

@@ -234,11 +234,11 @@ func (s *Server) Run(ctx context.Context) error {
 			hint := ""
 			switch {
 			case errors.Is(err, syscall.EADDRINUSE):
-				hint = " (another program already uses the port: stop it or set network.httpPort)"
+				hint = " (another program already uses the port: stop it or set network.provisioner.httpPort)"
 			case errors.Is(err, syscall.EACCES):
 				hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
 			case errors.Is(err, syscall.EADDRNOTAVAIL):
-				hint = " (the address is not on any interface: check network.address in the inventory)"
+				hint = " (the address is not on any interface: check network.provisioner.address in the inventory)"
 			}
 			return fmt.Errorf("boot http listen %s: %w%s", s.cfg.Addr, err, hint)
 		}

@@ -91,7 +91,8 @@ func Message(ifi *net.Interface, addrs []net.Addr) *ndp.RouterAdvertisement {
 }
 
 // Run advertises until ctx is done and returns nil then. It returns an error
-// when the interface is missing or the ICMPv6 socket cannot be opened.
+// when the interface is missing; when the ICMPv6 socket cannot be opened it
+// logs a warning and waits for ctx, since boots work without advertisements.
 func (a *Advertiser) Run(ctx context.Context) error {
 	ifi, err := net.InterfaceByName(a.cfg.Interface)
 	if err != nil {
@@ -99,7 +100,13 @@ func (a *Advertiser) Run(ctx context.Context) error {
 	}
 	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
 	if err != nil {
-		return fmt.Errorf("router advertisements on %s: %w (needs an IPv6 link-local address and CAP_NET_RAW; set network.routerAdvertisements: false to turn them off)", a.cfg.Interface, err)
+		// Boots still work without advertisements, only ~16 s slower in
+		// iPXE, so this is a warning rather than a reason to stop serving.
+		a.log.Warn("router advertisements off: iPXE will wait ~16 s for IPv6 autoconfiguration",
+			"interface", a.cfg.Interface, "err", err,
+			"fix", "give the interface an IPv6 link-local address and run with CAP_NET_RAW, or set network.routerAdvertisements: false")
+		<-ctx.Done()
+		return nil
 	}
 	defer c.Close()
 	if err := c.JoinGroup(netip.MustParseAddr("ff02::2")); err != nil {

@@ -137,7 +137,7 @@ func (s *Server) Run(ctx context.Context) error {
 			case errors.Is(err, syscall.EACCES):
 				hint = " (port 69 needs root or CAP_NET_BIND_SERVICE)"
 			case errors.Is(err, syscall.EADDRNOTAVAIL):
-				hint = " (the address is not on any interface: check network.address in the inventory)"
+				hint = " (the address is not on any interface: check network.provisioner.address in the inventory)"
 			}
 			return fmt.Errorf("tftp listen %s: %w%s", s.cfg.Addr, err, hint)
 		}

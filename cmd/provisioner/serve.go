@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-dev/slipway/pkg/pxe"
+	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
+	"github.com/slipway-dev/slipway/pkg/pxe/tftp"
+)
+
+// serveFlags are the flags of provisioner serve.
+type serveFlags struct {
+	tftpRoot   string
+	assets     string
+	events     bool
+	httpPort   uint16
+	dhcpPort   uint16
+	clientPort uint16
+	tftpPort   uint16
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve -f PATH... [--assets DIR]",
+		Short: "Serve network boot (DHCP, TFTP, HTTP, iPXE) to the inventory's nodes",
+		Long: "serve runs the boot services for every enabled node of the inventory on the provisioning\n" +
+			"interface (network.provisioner.interface, network.provisioner.address): DHCP for known MACs only (network.dhcp.mode:\n" +
+			"authoritative, proxy or off), TFTP of the iPXE binaries, the boot HTTP server (per-node iPXE\n" +
+			"scripts, kernel and initrd, one-time node configuration, phone-home, /metrics, /healthz) and\n" +
+			"IPv6 router advertisements (network.routerAdvertisements). It stops cleanly on Ctrl-C.\n" +
+			"Ports 67, 69 and 4011 and binding to an interface need root or CAP_NET_BIND_SERVICE and\n" +
+			"CAP_NET_RAW.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			inv, err := g.loadInventory()
+			if err != nil {
+				return invalidInventory(err)
+			}
+			svc, err := pxe.New(pxe.Config{
+				Inventory:      inv,
+				TFTPRoot:       f.tftpRoot,
+				AssetDir:       f.assets,
+				HTTPPort:       f.httpPort,
+				DHCPPort:       f.dhcpPort,
+				DHCPClientPort: f.clientPort,
+				TFTPPort:       f.tftpPort,
+				Log:            g.log,
+			})
+			if err != nil {
+				return err
+			}
+			if f.events {
+				events, cancel := svc.Bus().Subscribe(0)
+				defer cancel()
+				go printEvents(g.stdout, events)
+			}
+			return svc.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.tftpRoot, "tftp-root", tftp.DefaultRoot, "directory of iPXE binaries (undionly.kpxe, snponly.efi) served over TFTP and under /ipxe/ over HTTP; Debian's ipxe package fills the default")
+	fl.StringVar(&f.assets, "assets", "", "directory of kernels, initrds and images the profiles name (served under /assets/)")
+	fl.BoolVar(&f.events, "events", false, "print every boot event as a JSON line on stdout")
+	fl.Uint16Var(&f.httpPort, "http-port", 0, "boot HTTP port (default: network.provisioner.httpPort of the inventory)")
+	fl.Uint16Var(&f.dhcpPort, "dhcp-port", 0, "DHCP server port, for labs and tests (default 67)")
+	fl.Uint16Var(&f.clientPort, "dhcp-client-port", 0, "DHCP client port replies go to, for labs and tests (default 68)")
+	fl.Uint16Var(&f.tftpPort, "tftp-port", 0, "TFTP port, for labs and tests (default 69)")
+	return cmd
+}
+
+func printEvents(w io.Writer, events <-chan bootevent.Event) {
+	enc := json.NewEncoder(w)
+	for e := range events {
+		if err := enc.Encode(e); err != nil {
+			fmt.Fprintf(w, "event %s: %v\n", e.Kind, err)
+		}
+	}
+}
