@@ -2,6 +2,7 @@ package devices
 
 import (
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -17,13 +18,14 @@ type NVML interface {
 	// GPUs lists the GPUs the library sees, in its index order. A GPU
 	// whose facts cannot all be read is listed with Err set.
 	GPUs() ([]NVMLGPU, error)
-	// Events registers for critical XID events on the GPUs with the given
-	// UUIDs.
-	Events(uuids []string) (NVMLEvents, error)
+	// NewEventSet creates an empty event set.
+	NewEventSet() (NVMLEventSet, error)
 }
 
-// NVMLEvents is a registered NVML event set.
-type NVMLEvents interface {
+// NVMLEventSet is an NVML event set.
+type NVMLEventSet interface {
+	// Register adds the critical XID events of the GPU with this UUID.
+	Register(uuid string) error
 	// Wait blocks up to timeout for the next XID event. It returns
 	// ok=false and a nil error on timeout.
 	Wait(timeout time.Duration) (ev XIDEvent, ok bool, err error)
@@ -62,3 +64,16 @@ type NVMLGPU struct {
 // ErrNVMLNotFound is wrapped by NVML.Init when libnvidia-ml cannot be
 // loaded; in NVMLAuto mode discovery then falls back to sysfs.
 var ErrNVMLNotFound = errors.New("nvml library not found")
+
+// normalizeBusID turns NVML's bus ID ("00000000:1B:00.0") into sysfs form
+// ("0000:1b:00.0"); it reports false for anything else.
+func normalizeBusID(s string) (string, bool) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if len(s) == 16 && strings.HasPrefix(s, "0000") {
+		s = s[4:]
+	}
+	if !isBDF(s) {
+		return "", false
+	}
+	return s, true
+}
