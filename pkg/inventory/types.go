@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -266,4 +267,17 @@ func (inv *Inventory) NodeByMAC(mac net.HardwareAddr) (Node, bool) {
 		}
 	}
 	return Node{}, false
+}
+
+// MarshalText returns FILE:LINE:COL.
+func (p Pos) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// MarshalJSON writes LeaseTime as a duration string ("1h0m0s") rather than
+// nanoseconds, so `inventory show` reads as the inventory was written.
+func (n Network) MarshalJSON() ([]byte, error) {
+	type plain Network
+	return json.Marshal(struct {
+		plain
+		LeaseTime string `json:"leaseTime"`
+	}{plain(n), n.LeaseTime.String()})
 }
