@@ -3,7 +3,11 @@ package devices
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,30 +28,339 @@ type MonitorConfig struct {
 	// DefaultIgnoredXIDs(); empty ignores none.
 	IgnoredXIDs []uint64
 	// PollInterval is how often HCA ports, FPGA IDs and device presence are
-	// polled (sysfs cannot be watched). Zero means 1s.
+	// polled (sysfs cannot be watched), and how often a failed NVML is
+	// retried. Zero means DefaultPollInterval (1s).
 	PollInterval time.Duration
-	// RecoveryPeriod is how long a device must stay clean after a problem
-	// before it is reported healthy again. Zero means 5m; negative means
-	// never recover.
+	// RecoveryPeriod is how long a device must stay clean after its last
+	// problem before it is reported healthy again. Zero means
+	// DefaultRecoveryPeriod (5m); negative means never recover (the
+	// reference NVIDIA plugin's behaviour).
 	RecoveryPeriod time.Duration
 	// Log receives health changes and NVML errors. Nil discards.
 	Log *slog.Logger
 }
 
+// nvmlWaitTimeout bounds one NVML event wait, so that a cancelled Run
+// returns within it.
+const nvmlWaitTimeout = 500 * time.Millisecond
+
 // Monitor watches the health of discovered devices.
 type Monitor struct {
-	cfg MonitorConfig
+	cfg     MonitorConfig
+	n       node
+	ignored map[uint64]bool
+	now     func() time.Time
 }
 
-// NewMonitor checks cfg and returns a Monitor.
+// NewMonitor checks cfg, applies its defaults and returns a Monitor.
 func NewMonitor(cfg MonitorConfig) (*Monitor, error) {
-	return &Monitor{cfg: cfg}, nil
+	if cfg.NVML == "" {
+		cfg.NVML = NVMLAuto
+	}
+	if _, err := ParseNVMLMode(string(cfg.NVML)); err != nil {
+		return nil, fmt.Errorf("new health monitor: %w", err)
+	}
+	if cfg.PollInterval < 0 {
+		return nil, fmt.Errorf("new health monitor: poll interval %s: want a positive duration", cfg.PollInterval)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.RecoveryPeriod == 0 {
+		cfg.RecoveryPeriod = DefaultRecoveryPeriod
+	}
+	if cfg.IgnoredXIDs == nil {
+		cfg.IgnoredXIDs = DefaultIgnoredXIDs()
+	}
+	if cfg.NVML != NVMLOff && cfg.NVMLLib == nil {
+		cfg.NVMLLib = loadNVML()
+	}
+	m := &Monitor{cfg: cfg, n: newNode(cfg.Root, cfg.Log), ignored: map[uint64]bool{}, now: time.Now}
+	for _, x := range cfg.IgnoredXIDs {
+		m.ignored[x] = true
+	}
+	return m, nil
 }
 
-// Run watches devs until ctx is done and calls emit (from one goroutine at a
-// time) on every health change: first, for each device whose health differs
-// from Device.Healthy, then as XID events, port states, FPGA IDs and device
-// presence change. It returns nil when ctx is done.
+// tracker is the health of one device over time.
+type tracker struct {
+	dev     Device
+	healthy bool
+	reason  string
+	lastBad time.Time // when a problem was last seen
+}
+
+// bad records a problem seen at now; it returns an event when the device
+// turns unhealthy.
+func (t *tracker) bad(now time.Time, reason string) (HealthEvent, bool) {
+	t.lastBad = now
+	t.reason = reason
+	if !t.healthy {
+		return HealthEvent{}, false
+	}
+	t.healthy = false
+	return HealthEvent{DeviceID: t.dev.ID, Healthy: false, Reason: reason, Time: now}, true
+}
+
+// clean records a check without problems at now; it returns an event when
+// the device has been clean for the recovery period (never when negative).
+func (t *tracker) clean(now time.Time, recovery time.Duration) (HealthEvent, bool) {
+	if t.healthy || recovery < 0 || now.Sub(t.lastBad) < recovery {
+		return HealthEvent{}, false
+	}
+	t.healthy = true
+	reason := fmt.Sprintf("recovered: clean for %s after %s", recovery, t.reason)
+	t.reason = ""
+	return HealthEvent{DeviceID: t.dev.ID, Healthy: true, Reason: reason, Time: now}, true
+}
+
+// nvmlState is what the monitor knows of NVML in one Run.
+type nvmlState struct {
+	lib    NVML
+	inited bool
+	set    NVMLEventSet
+	done   chan struct{} // closed when the wait goroutine exits
+	global string        // problem of every GPU, "" when NVML works
+	perGPU map[string]string
+	absent bool // auto mode and the library is not installed
+}
+
+// nvmlMsg is sent by the wait goroutine: an XID, or the error it stopped on.
+type nvmlMsg struct {
+	xid XIDEvent
+	err error
+}
+
+// Run watches devs until ctx is done and calls emit (from one goroutine, in
+// order) on every health change. Each device starts with the health
+// discovery gave it (Device.Healthy); a device that starts unhealthy must
+// stay clean for the recovery period, like one that fails later. Problems:
+// a critical XID not in IgnoredXIDs, NVML failing, an HCA port not ACTIVE
+// or not LinkUp, an FPGA AFU or interface ID of all f, a device or one of
+// its device nodes disappearing. It returns nil when ctx is done.
 func (m *Monitor) Run(ctx context.Context, devs []Device, emit func(HealthEvent)) error {
-	return errors.New("monitor device health: not implemented yet")
+	start := m.now()
+	trackers := make([]*tracker, len(devs))
+	byUUID := map[string][]*tracker{}
+	var gpus []*tracker
+	for i, d := range devs {
+		t := &tracker{dev: d, healthy: d.Healthy}
+		if !d.Healthy {
+			t.lastBad, t.reason = start, d.HealthReason
+		}
+		trackers[i] = t
+		if d.Kind == KindGPU {
+			gpus = append(gpus, t)
+			if u := d.Attributes["uuid"]; u != "" {
+				byUUID[u] = append(byUUID[u], t)
+			}
+		}
+	}
+	nv := &nvmlState{lib: m.cfg.NVMLLib}
+	// Deferred in this order so that cancel runs first and the wait
+	// goroutine has stopped before the event set is freed.
+	defer m.closeNVML(nv, true)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msgs := make(chan nvmlMsg)
+	useNVML := m.cfg.NVML != NVMLOff && len(gpus) > 0
+	if useNVML {
+		m.openNVML(ctx, nv, gpus, msgs)
+	}
+	m.evaluate(trackers, nv, useNVML, emit)
+
+	tick := time.NewTicker(m.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg := <-msgs:
+			if msg.err != nil {
+				m.n.log.Warn("nvml event wait failed, gpus unhealthy until it recovers", "err", msg.err)
+				m.closeNVML(nv, false)
+				nv.global = msg.err.Error()
+				m.evaluate(trackers, nv, useNVML, emit)
+				continue
+			}
+			m.onXID(msg.xid, gpus, byUUID, emit)
+		case <-tick.C:
+			if useNVML && nv.set == nil && !nv.absent {
+				m.openNVML(ctx, nv, gpus, msgs)
+			}
+			m.evaluate(trackers, nv, useNVML, emit)
+		}
+	}
+}
+
+// onXID marks the GPU of a critical, not ignored XID unhealthy.
+func (m *Monitor) onXID(ev XIDEvent, gpus []*tracker, byUUID map[string][]*tracker, emit func(HealthEvent)) {
+	if m.ignored[ev.XID] {
+		m.n.log.Info("xid ignored", "device_id", ev.UUID, "xid", ev.XID)
+		return
+	}
+	targets := byUUID[ev.UUID]
+	if ev.UUID == "" {
+		targets = gpus
+	}
+	if len(targets) == 0 {
+		m.n.log.Warn("xid for unknown gpu", "device_id", ev.UUID, "xid", ev.XID)
+		return
+	}
+	now := m.now()
+	for _, t := range targets {
+		if he, ok := t.bad(now, "xid "+strconv.FormatUint(ev.XID, 10)); ok {
+			m.n.log.Warn("device unhealthy", "device_id", he.DeviceID, "reason", he.Reason)
+			emit(he)
+		}
+	}
+}
+
+// evaluate checks every device now and emits the changes.
+func (m *Monitor) evaluate(trackers []*tracker, nv *nvmlState, useNVML bool, emit func(HealthEvent)) {
+	now := m.now()
+	for _, t := range trackers {
+		problems := m.check(t.dev)
+		if t.dev.Kind == KindGPU && useNVML && !nv.absent {
+			if nv.global != "" {
+				problems = append(problems, "nvml: "+nv.global)
+			} else if p := nv.perGPU[t.dev.Attributes["uuid"]]; p != "" {
+				problems = append(problems, "nvml: "+p)
+			}
+		}
+		var he HealthEvent
+		var changed bool
+		if len(problems) > 0 {
+			he, changed = t.bad(now, strings.Join(problems, "; "))
+		} else {
+			he, changed = t.clean(now, m.cfg.RecoveryPeriod)
+		}
+		if changed {
+			if he.Healthy {
+				m.n.log.Info("device healthy", "device_id", he.DeviceID, "reason", he.Reason)
+			} else {
+				m.n.log.Warn("device unhealthy", "device_id", he.DeviceID, "reason", he.Reason)
+			}
+			emit(he)
+		}
+	}
+}
+
+// check returns the problems sysfs and /dev show for d now.
+func (m *Monitor) check(d Device) []string {
+	var problems []string
+	if d.Kind == KindFPGA {
+		// Re-reading the card covers presence, IDs and device nodes.
+		return m.n.fpgaProblems(d)
+	}
+	if !exists(m.n.sys(pciDevicesDir, d.PCIAddress)) {
+		return []string{"pci device " + d.PCIAddress + " gone"}
+	}
+	for _, dn := range d.DeviceNodes {
+		host := dn.HostPath
+		if host == "" {
+			host = dn.Path
+		}
+		if !exists(m.n.dev(host)) {
+			problems = append(problems, dn.Path+" missing")
+		}
+	}
+	if d.Kind == KindHCA {
+		ibdir := m.n.sys("class", "infiniband", d.ID)
+		if !exists(ibdir) {
+			return append(problems, "rdma device "+d.ID+" gone")
+		}
+		var ports []Port
+		for _, p := range d.Ports {
+			ports = append(ports, readPort(filepath.Join(ibdir, "ports", strconv.Itoa(p.Number)), p.Number))
+		}
+		problems = append(problems, portProblems(ports)...)
+	}
+	return problems
+}
+
+// openNVML initialises NVML, registers every GPU for XID events and starts
+// the wait goroutine; failures become GPU problems in nv.
+func (m *Monitor) openNVML(ctx context.Context, nv *nvmlState, gpus []*tracker, msgs chan<- nvmlMsg) {
+	if !nv.inited {
+		if err := nv.lib.Init(); err != nil {
+			if m.cfg.NVML == NVMLAuto && errors.Is(err, ErrNVMLNotFound) {
+				m.n.log.Info("nvml not found, gpu health from sysfs only", "err", err)
+				nv.absent = true
+				return
+			}
+			nv.global = err.Error()
+			return
+		}
+		nv.inited = true
+	}
+	set, err := nv.lib.NewEventSet()
+	if err != nil {
+		nv.global = err.Error()
+		return
+	}
+	nv.perGPU = map[string]string{}
+	for _, t := range gpus {
+		u := t.dev.Attributes["uuid"]
+		if u == "" {
+			nv.perGPU[u] = "gpu uuid unknown"
+			continue
+		}
+		if err := set.Register(u); err != nil {
+			if errors.Is(err, errXIDNotSupported) {
+				m.n.log.Warn("gpu does not report xid events; health from sysfs only", "device_id", t.dev.ID)
+				continue
+			}
+			nv.perGPU[u] = err.Error()
+		}
+	}
+	nv.set, nv.global = set, ""
+	nv.done = make(chan struct{})
+	go waitXIDs(ctx, set, msgs, nv.done)
+}
+
+// waitXIDs forwards XID events until ctx is done or Wait fails; the failure
+// is its last message.
+func waitXIDs(ctx context.Context, set NVMLEventSet, msgs chan<- nvmlMsg, done chan<- struct{}) {
+	defer close(done)
+	for ctx.Err() == nil {
+		ev, ok, err := set.Wait(nvmlWaitTimeout)
+		if err != nil {
+			select {
+			case msgs <- nvmlMsg{err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		if !ok {
+			continue
+		}
+		select {
+		case msgs <- nvmlMsg{xid: ev}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// closeNVML stops the wait goroutine (it has returned or returns within
+// nvmlWaitTimeout once ctx is cancelled), frees the set and, at the end of
+// Run, shuts NVML down.
+func (m *Monitor) closeNVML(nv *nvmlState, shutdown bool) {
+	if nv.done != nil {
+		<-nv.done
+		nv.done = nil
+	}
+	if nv.set != nil {
+		if err := nv.set.Close(); err != nil {
+			m.n.log.Debug("nvml event set close failed", "err", err)
+		}
+		nv.set = nil
+	}
+	if shutdown && nv.inited {
+		if err := nv.lib.Shutdown(); err != nil {
+			m.n.log.Debug("nvml shutdown failed", "err", err)
+		}
+		nv.inited = false
+	}
 }

@@ -65,6 +65,11 @@ type NVMLGPU struct {
 // loaded; in NVMLAuto mode discovery then falls back to sysfs.
 var ErrNVMLNotFound = errors.New("nvml library not found")
 
+// errXIDNotSupported is wrapped by NVMLEventSet.Register when a GPU cannot
+// report XID events (too old): its health then comes from sysfs only, as
+// the reference plugin does.
+var errXIDNotSupported = errors.New("gpu does not report xid events")
+
 // normalizeBusID turns NVML's bus ID ("00000000:1B:00.0") into sysfs form
 // ("0000:1b:00.0"); it reports false for anything else.
 func normalizeBusID(s string) (string, bool) {

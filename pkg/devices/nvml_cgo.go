@@ -158,11 +158,14 @@ func (s *goEventSet) Register(uuid string) error {
 		return nvmlErr("get device "+uuid, ret)
 	}
 	supported, ret := dev.GetSupportedEventTypes()
+	if ret == nvml.ERROR_NOT_SUPPORTED {
+		return fmt.Errorf("register xid events of %s: %w", uuid, errXIDNotSupported)
+	}
 	if ret != nvml.SUCCESS {
 		return nvmlErr("get supported events of "+uuid, ret)
 	}
 	if supported&nvml.EventTypeXidCriticalError == 0 {
-		return fmt.Errorf("nvml: gpu %s does not report xid events", uuid)
+		return fmt.Errorf("register xid events of %s: %w", uuid, errXIDNotSupported)
 	}
 	if ret := dev.RegisterEvents(nvml.EventTypeXidCriticalError, s.set); ret != nvml.SUCCESS {
 		return nvmlErr("register xid events of "+uuid, ret)

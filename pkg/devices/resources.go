@@ -1,8 +1,28 @@
 package devices
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Health defaults.
+const (
+	// DefaultPollInterval is how often sysfs health is polled.
+	DefaultPollInterval = time.Second
+	// DefaultRecoveryPeriod is how long a device must stay clean before it
+	// is healthy again.
+	DefaultRecoveryPeriod = 5 * time.Minute
 )
 
 // Config file identity: the device plugin's config file is YAML with this
@@ -19,13 +39,15 @@ const (
 	ResourceFPGA = "slipway.dev/fpga"
 )
 
-// DefaultIgnoredXIDs are the application-caused XIDs that do not mark a GPU
+// defaultIgnoredXIDs are the application-caused XIDs that do not mark a GPU
 // unhealthy unless configured otherwise: 13 (graphics engine exception), 31
 // (MMU fault), 43 (reset channel), 45 (preemptive cleanup), 68 (video
-// processor exception) and 109 (context switch timeout).
+// processor exception) and 109 (context switch timeout). Never modified.
 var defaultIgnoredXIDs = []uint64{13, 31, 43, 45, 68, 109}
 
-// DefaultIgnoredXIDs returns a fresh copy of the XIDs ignored by default.
+// DefaultIgnoredXIDs returns a fresh copy of the XIDs ignored by default:
+// the application-caused 13, 31, 43, 45, 68 and 109, as the reference
+// NVIDIA plugin does.
 func DefaultIgnoredXIDs() []uint64 { return append([]uint64(nil), defaultIgnoredXIDs...) }
 
 // ResourceConfig is the device plugin's config file: which devices are
@@ -88,6 +110,23 @@ type HealthConfig struct {
 // Duration is a time.Duration written as a Go duration string ("90s").
 type Duration struct{ time.Duration }
 
+// UnmarshalYAML parses a Go duration string ("90s", "5m").
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: duration %q: want a Go duration such as 1s or 5m", n.Line, s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration as a Go duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
 // DefaultConfig returns the config used with no file: every GPU as
 // nvidia.com/gpu, every HCA as slipway.dev/hca, every FPGA as
 // slipway.dev/fpga, default health settings.
@@ -100,23 +139,227 @@ func DefaultConfig() ResourceConfig {
 			{Name: ResourceHCA, Selector: Selector{Kinds: []Kind{KindHCA}}},
 			{Name: ResourceFPGA, Selector: Selector{Kinds: []Kind{KindFPGA}}},
 		},
+		Health: HealthConfig{
+			IgnoredXIDs:    DefaultIgnoredXIDs(),
+			PollInterval:   Duration{DefaultPollInterval},
+			RecoveryPeriod: Duration{DefaultRecoveryPeriod},
+		},
 	}
 }
 
-// LoadConfig reads, strictly decodes (unknown fields are errors with file and
-// line), defaults and validates the config file at path.
+// LoadConfig reads, strictly decodes (an unknown field is an error naming
+// the file and line), defaults and validates the config file at path. Every
+// validation problem is reported at once.
 func LoadConfig(path string) (ResourceConfig, error) {
-	return ResourceConfig{}, errors.New("load device plugin config: not implemented yet")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ResourceConfig{}, fmt.Errorf("load device plugin config: %w", err)
+	}
+	c, err := ParseConfig(data)
+	if err != nil {
+		return ResourceConfig{}, fmt.Errorf("load device plugin config %s: %w", path, err)
+	}
+	return c, nil
 }
 
-// Matches reports whether s matches d.
+// ParseConfig decodes, defaults and validates a config file's contents.
+// With no resources listed, the default resources are used.
+func ParseConfig(data []byte) (ResourceConfig, error) {
+	var c ResourceConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return ResourceConfig{}, errors.New("empty file: want apiVersion " + ConfigAPIVersion + " and kind " + ConfigKind)
+		}
+		return ResourceConfig{}, err
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return ResourceConfig{}, err
+	}
+	return c, nil
+}
+
+func (c *ResourceConfig) applyDefaults() {
+	d := DefaultConfig()
+	if len(c.Resources) == 0 {
+		c.Resources = d.Resources
+	}
+	if c.Health.IgnoredXIDs == nil {
+		c.Health.IgnoredXIDs = d.Health.IgnoredXIDs
+	}
+	if c.Health.PollInterval.Duration == 0 {
+		c.Health.PollInterval = d.Health.PollInterval
+	}
+	if c.Health.RecoveryPeriod.Duration == 0 {
+		c.Health.RecoveryPeriod = d.Health.RecoveryPeriod
+	}
+}
+
+// resourceNameRE is an extended resource name: a DNS subdomain, a slash and
+// a name.
+var resourceNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+
+// Validate reports every problem of c at once.
+func (c ResourceConfig) Validate() error {
+	var errs []error
+	if c.APIVersion != ConfigAPIVersion {
+		errs = append(errs, fmt.Errorf("apiVersion %q: want %s", c.APIVersion, ConfigAPIVersion))
+	}
+	if c.Kind != ConfigKind {
+		errs = append(errs, fmt.Errorf("kind %q: want %s", c.Kind, ConfigKind))
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Resources {
+		where := fmt.Sprintf("resources[%d] (%s)", i, r.Name)
+		if !resourceNameRE.MatchString(r.Name) || strings.HasPrefix(r.Name, "kubernetes.io/") {
+			errs = append(errs, fmt.Errorf("%s: name %q: want an extended resource name such as example.com/gpu", where, r.Name))
+		}
+		if seen[r.Name] {
+			errs = append(errs, fmt.Errorf("%s: name %q is listed twice; merge the selectors", where, r.Name))
+		}
+		seen[r.Name] = true
+		if err := r.Selector.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: selector: %w", where, err))
+		}
+	}
+	if c.Health.PollInterval.Duration < 0 {
+		errs = append(errs, fmt.Errorf("health.pollInterval %s: want a positive duration", c.Health.PollInterval))
+	}
+	return errors.Join(errs...)
+}
+
+func (s Selector) validate() error {
+	var errs []error
+	if s.isEmpty() {
+		errs = append(errs, errors.New("empty: it would match nothing; set kinds, vendors, deviceIDs, drivers, pciAddresses, model or linkLayers"))
+	}
+	for _, k := range s.Kinds {
+		if k != KindGPU && k != KindHCA && k != KindFPGA {
+			errs = append(errs, fmt.Errorf("kind %q: want gpu, hca or fpga", k))
+		}
+	}
+	for _, v := range slices.Concat(s.Vendors, s.DeviceIDs) {
+		if _, ok := normHexID(v); !ok {
+			errs = append(errs, fmt.Errorf("pci id %q: want 4 hex digits such as 0x10de", v))
+		}
+	}
+	for _, a := range s.PCIAddresses {
+		if normPCIPattern(a) == "" {
+			errs = append(errs, fmt.Errorf("pci address %q: want DDDD:BB:DD.F or BB:DD.F, optionally ending in *", a))
+		}
+	}
+	if s.Model != "" {
+		if _, err := path.Match(s.Model, ""); err != nil {
+			errs = append(errs, fmt.Errorf("model pattern %q: %w", s.Model, err))
+		}
+	}
+	for _, l := range s.LinkLayers {
+		if l != "InfiniBand" && l != "Ethernet" {
+			errs = append(errs, fmt.Errorf("link layer %q: want InfiniBand or Ethernet", l))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s Selector) isEmpty() bool {
+	return len(s.Kinds) == 0 && len(s.Vendors) == 0 && len(s.DeviceIDs) == 0 && len(s.Drivers) == 0 &&
+		len(s.PCIAddresses) == 0 && s.Model == "" && len(s.LinkLayers) == 0
+}
+
+// normHexID turns "10DE" or "0x10de" into "0x10de".
+func normHexID(s string) (string, bool) {
+	h := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "0x")
+	if len(h) != 4 {
+		return "", false
+	}
+	if _, err := strconv.ParseUint(h, 16, 16); err != nil {
+		return "", false
+	}
+	return "0x" + h, true
+}
+
+// normPCIPattern lower-cases a PCI address pattern and adds the 0000 domain
+// to BB:DD.F; it returns "" when the pattern is not an address.
+func normPCIPattern(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	prefix, star := strings.CutSuffix(s, "*")
+	// BB:DD.F (or a prefix of it, "1b:*") has a two-digit first field.
+	if i := strings.IndexByte(prefix, ':'); i == 2 {
+		prefix = "0000:" + prefix
+	}
+	if star {
+		if prefix == "" || !isBDFPrefix(prefix) {
+			return ""
+		}
+		return prefix + "*"
+	}
+	if !isBDF(prefix) {
+		return ""
+	}
+	return prefix
+}
+
+// isBDFPrefix reports whether p is a prefix of some PCI address.
+func isBDFPrefix(p string) bool {
+	const tmpl = "0000:00:00.0"
+	if len(p) > len(tmpl) {
+		return false
+	}
+	return isBDF(p + tmpl[len(p):])
+}
+
+// Matches reports whether s matches d: every non-empty field must match.
+// An empty selector matches nothing.
 func (s Selector) Matches(d Device) bool {
-	return false
+	if s.isEmpty() {
+		return false
+	}
+	if len(s.Kinds) > 0 && !slices.Contains(s.Kinds, d.Kind) {
+		return false
+	}
+	if len(s.Vendors) > 0 && !slices.ContainsFunc(s.Vendors, func(v string) bool { n, _ := normHexID(v); return n == d.VendorID }) {
+		return false
+	}
+	if len(s.DeviceIDs) > 0 && !slices.ContainsFunc(s.DeviceIDs, func(v string) bool { n, _ := normHexID(v); return n == d.DeviceID }) {
+		return false
+	}
+	if len(s.Drivers) > 0 && !slices.Contains(s.Drivers, d.Driver) {
+		return false
+	}
+	if len(s.PCIAddresses) > 0 && !slices.ContainsFunc(s.PCIAddresses, func(a string) bool {
+		p := normPCIPattern(a)
+		if pre, ok := strings.CutSuffix(p, "*"); ok {
+			return pre != "" && strings.HasPrefix(d.PCIAddress, pre)
+		}
+		return p != "" && p == d.PCIAddress
+	}) {
+		return false
+	}
+	if s.Model != "" {
+		if ok, err := path.Match(s.Model, d.Model); err != nil || !ok {
+			return false
+		}
+	}
+	if len(s.LinkLayers) > 0 && !slices.ContainsFunc(d.Ports, func(p Port) bool { return slices.Contains(s.LinkLayers, p.LinkLayer) }) {
+		return false
+	}
+	return true
 }
 
 // Assign maps resource name to the devices it advertises, each device under
-// the first matching resource, in the order of devs. Resources with no
-// devices are absent.
+// the first resource whose selector matches, in the order of devs.
+// Resources that match no device are absent.
 func (c ResourceConfig) Assign(devs []Device) map[string][]Device {
-	return nil
+	out := map[string][]Device{}
+	for _, d := range devs {
+		for _, r := range c.Resources {
+			if r.Selector.Matches(d) {
+				out[r.Name] = append(out[r.Name], d)
+				break
+			}
+		}
+	}
+	return out
 }
