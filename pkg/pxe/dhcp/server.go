@@ -469,6 +469,10 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory
 		s.log.Debug("dhcp build reply", "mac", req.ClientHWAddr.String(), "err", err)
 		return nil, nil
 	}
+	if respType == dhcpv4.MessageTypeAck {
+		// RFC 2131 table 3: an ACK carries the client's ciaddr back.
+		resp.ClientIPAddr = req.ClientIPAddr
+	}
 	if !s.bootInfo(req, resp, node, client) && proxy {
 		return nil, nil
 	}

@@ -88,8 +88,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	fi, err := os.Stat(cfg.Root)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && cfg.Root == DefaultRoot {
-			return nil, fmt.Errorf("tftp root %s does not exist: install the iPXE binaries (apt-get install ipxe) or pass another directory", cfg.Root)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("tftp root %s does not exist: install the iPXE binaries (apt-get install ipxe puts them in %s) or pass another directory", cfg.Root, DefaultRoot)
 		}
 		return nil, fmt.Errorf("tftp root: %w", err)
 	}
