@@ -98,13 +98,13 @@ func (r *redfishBackend) open(ctx context.Context, pw inventory.Secret) error {
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return err
 		}
-		return fmt.Errorf("log in: %w", err)
+		return fmt.Errorf("log in: %w", describe(err))
 	}
 	// bmclib copied the Open deadline into the client's Timeout; each call
 	// is bounded by its own context instead.
 	r.hc.Timeout = 0
 	if err := r.probe(ctx); err != nil {
-		return fmt.Errorf("read system: %w", err)
+		return fmt.Errorf("read system: %w", describe(err))
 	}
 	return nil
 }
@@ -153,7 +153,7 @@ func (r *redfishBackend) getJSON(ctx context.Context, path string, v any) error 
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(v); err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
+		return fmt.Errorf("malformed JSON in GET %s: %w", path, err)
 	}
 	return nil
 }
