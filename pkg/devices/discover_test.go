@@ -112,8 +112,8 @@ func TestDiscoverFPGANode(t *testing.T) {
 	devs, _ := discoverOff(t, fixture("fpga-node"))
 	type fpga struct {
 		ID, Model, Iface, AFU, Mgmt string
-		Nodes                      []string
-		Healthy                    bool
+		Nodes                       []string
+		Healthy                     bool
 	}
 	var got []fpga
 	for _, d := range devs {
@@ -161,10 +161,10 @@ func TestDiscoverBrokenNode(t *testing.T) {
 	}
 	for _, want := range []string{
 		`msg="numa node unknown" pci_addr=0000:01:00.0`,
-		`msg="pci device skipped" pci_addr=0000:03:00.0`,         // no class file
-		`msg="pci device skipped" pci_addr=0000:04:00.0`,         // empty vendor
-		`msg="pci device skipped" pci_addr=0000:09:00.0`,         // dangling symlink
-		`msg="pci entry skipped: not a pci address"`,              // README in the list
+		`msg="pci device skipped" pci_addr=0000:03:00.0`, // no class file
+		`msg="pci device skipped" pci_addr=0000:04:00.0`, // empty vendor
+		`msg="pci device skipped" pci_addr=0000:09:00.0`, // dangling symlink
+		`msg="pci entry skipped: not a pci address"`,     // README in the list
 		`msg="gpu driver information unreadable" pci_addr=0000:02:00.0`,
 	} {
 		if !strings.Contains(logs, want) {
