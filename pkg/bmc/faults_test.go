@@ -82,7 +82,7 @@ func TestFaults(t *testing.T) {
 			cfg:  func(c *bmc.Config) { c.OpTimeout = 200 * time.Millisecond },
 			want: []string{"power status", "read power state: no answer within 200ms"}},
 		{name: "hanging bmc", step: bmc.PowerStep(bmc.ActionOn),
-			sim: &redfishsim.BMCConfig{},
+			sim:  &redfishsim.BMCConfig{},
 			cfg:  func(c *bmc.Config) { c.OpTimeout = 300 * time.Millisecond },
 			want: []string{"power on", "no answer within 300ms"}},
 		{name: "http 500", step: bmc.StatusStep(),
