@@ -226,7 +226,10 @@ func TestConfigTokens(t *testing.T) {
 		detail string
 	}{
 		{"missing", func(t *testing.T, f *fixture) string { return "/config/bios-1" }, "no token"},
-		{"wrong", func(t *testing.T, f *fixture) string { tokenFor(t, f, "bios-1"); return "/config/bios-1?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" }, "unknown token"},
+		{"wrong", func(t *testing.T, f *fixture) string {
+			tokenFor(t, f, "bios-1")
+			return "/config/bios-1?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+		}, "unknown token"},
 		{"other node's", func(t *testing.T, f *fixture) string { return "/config/bios-1?token=" + tokenFor(t, f, "uefi-1") }, "token belongs to another node"},
 		{"expired", func(t *testing.T, f *fixture) string {
 			tok := tokenFor(t, f, "bios-1")
