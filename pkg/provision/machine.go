@@ -44,6 +44,7 @@ type nodeState struct {
 	reason   string    // why failed
 	last     string    // last thing observed, for display
 	events   int
+	ignored  bool // the last event did not fit the phase and was dropped
 }
 
 // inputKind is what drives a step.
@@ -162,14 +163,18 @@ func (p policy) opDone(s *nodeState, in input, now time.Time) op {
 
 func (p policy) event(s *nodeState, ev Event, now time.Time) op {
 	s.events++
+	s.ignored = false
 	desc := string(ev.Kind)
 	if ev.Detail != "" {
 		desc += " " + ev.Detail
 	}
 	switch s.phase {
-	case PhasePending, PhasePoweringOff, PhaseSettingBoot, PhaseReady, PhaseFailed:
+	case PhasePending, PhasePoweringOff, PhaseSettingBoot, PhaseFailed:
 		// Before power on anything seen belongs to an earlier boot; after
-		// the end nothing changes the outcome.
+		// a failure nothing changes the outcome.
+		s.ignored = true
+		return opNone
+	case PhaseReady:
 		return opNone
 	}
 	rank := map[EventKind]int{EventDHCP: 1, EventTFTP: 1, EventScript: 1, EventKernel: 1, EventInitrd: 1,
@@ -177,6 +182,7 @@ func (p policy) event(s *nodeState, ev Event, now time.Time) op {
 	cur := map[Phase]int{PhasePoweringOn: 0, PhaseWaitingDHCP: 0, PhaseNetbooting: 1,
 		PhaseConfigFetched: 2, PhaseJoining: 3}[s.phase]
 	if rank == 0 {
+		s.ignored = true
 		return opNone
 	}
 	s.last = desc

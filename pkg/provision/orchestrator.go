@@ -161,6 +161,12 @@ func New(cfg Config) (*Orchestrator, error) {
 // ErrNotRunning is returned by Observe when Run has ended.
 var ErrNotRunning = errors.New("provisioning is not running")
 
+// ErrUnexpected is returned by Observe when the event does not fit the
+// node's phase and was dropped: a config request from a node that is about
+// to be power-cycled, for instance. A boot service should then refuse the
+// request rather than serve it.
+var ErrUnexpected = errors.New("event does not fit the node's phase")
+
 // Observe feeds one event to the node it names (by Node, else by MAC) and
 // waits until the resulting transition is durable in the journal, so a
 // caller that answers the node only after Observe returns (the config
@@ -323,7 +329,11 @@ func (r *runner) loop(ctx context.Context) (*Report, error) {
 	o := r.o
 	var pending []nodeInput
 	var recs []Record
-	var acks []chan error
+	type ackErr struct {
+		ch  chan error
+		err error
+	}
+	var acks []ackErr
 	var ops []func(context.Context)
 	timer := o.clock.NewTimer(time.Hour)
 	defer func() { timer.Stop() }()
@@ -340,7 +350,7 @@ func (r *runner) loop(ctx context.Context) (*Report, error) {
 		if len(recs) > 0 {
 			if err := r.j.Append(recs...); err != nil {
 				for _, a := range acks {
-					a <- err
+					a.ch <- err
 				}
 				o.once.Do(func() { close(o.done) })
 				r.ops.Wait()
@@ -352,7 +362,10 @@ func (r *runner) loop(ctx context.Context) (*Report, error) {
 			recs = recs[:0]
 		}
 		for _, a := range acks {
-			close(a)
+			if a.err != nil {
+				a.ch <- a.err
+			}
+			close(a.ch)
 		}
 		acks = acks[:0]
 		for _, f := range ops {
@@ -391,7 +404,7 @@ func (r *runner) loop(ctx context.Context) (*Report, error) {
 			o.once.Do(func() { close(o.done) })
 			r.ops.Wait()
 			for _, a := range acks {
-				a <- ctx.Err()
+				a.ch <- ctx.Err()
 			}
 			return r.report(o.clock.Now()), ctx.Err()
 		case ni := <-o.inputs:
@@ -417,7 +430,11 @@ func (r *runner) loop(ctx context.Context) (*Report, error) {
 			}
 			apply(s, ni.in, now)
 			if ni.ack != nil {
-				acks = append(acks, ni.ack)
+				var err error
+				if ni.in.kind == inEvent && s.st.ignored {
+					err = fmt.Errorf("%s from %s in phase %s: %w", ni.in.event.Kind, s.node.Name, s.st.phase, ErrUnexpected)
+				}
+				acks = append(acks, ackErr{ni.ack, err})
 			}
 		}
 		pending = pending[:0]

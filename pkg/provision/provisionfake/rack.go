@@ -227,12 +227,20 @@ func (r *Rack) boot(m *Machine, gen, boot int, netboot bool) {
 	if !netboot || m.Behavior.NoPXE || boot <= m.Behavior.NoPXEFirst {
 		return
 	}
+	// Like real firmware, each request is retried for a while (about 2s)
+	// before the boot is given up.
 	send := func(kind provision.EventKind) bool {
 		time.Sleep(step / 4)
-		if !m.alive(gen) {
-			return false
+		for deadline := time.Now().Add(2 * time.Second); m.alive(gen); {
+			if r.Deliver(ctx, provision.Event{Node: m.Name, Kind: kind}) == nil {
+				return true
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		return r.Deliver(ctx, provision.Event{Node: m.Name, Kind: kind}) == nil
+		return false
 	}
 	time.Sleep(step)
 	for _, k := range []provision.EventKind{provision.EventDHCP, provision.EventTFTP, provision.EventKernel, provision.EventInitrd} {
