@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -109,4 +108,10 @@ func tftpRoot(t *testing.T) string {
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
-var _ = context.Background
+// testLogger logs to stderr with -v, and discards otherwise.
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}

@@ -51,9 +51,12 @@ func KernelDir() string {
 	}
 }
 
-// NodeImage is the kernel and initrd a lab VM network-boots.
+// NodeImage is the kernel and initrd a lab VM network-boots, side by side
+// in one directory (an asset directory for the boot HTTP server).
 type NodeImage struct {
-	// Kernel is the path of the kernel (bzImage).
+	// Dir holds vmlinuz and initrd.gz.
+	Dir string
+	// Kernel is the path of the kernel (Dir/vmlinuz, a bzImage).
 	Kernel string
 	// Initrd is the path of the gzip-compressed newc initramfs.
 	Initrd string
@@ -77,8 +80,8 @@ func FindKernel(kernelDir string) (vmlinuz, modules, abi string, err error) {
 	return vmlinuz, modules, abi, nil
 }
 
-// BuildNodeImage writes the node image's initramfs to outDir/initrd.gz and
-// returns it with the kernel found in kernelDir. The image is busybox plus
+// BuildNodeImage copies the kernel found in kernelDir to outDir/vmlinuz,
+// writes the node image's initramfs to outDir/initrd.gz and returns both. The image is busybox plus
 // the NIC modules; its /init does DHCP, fetches the configuration URL given
 // as slipway.config= (when present) and reports to slipway.phonehome= (see
 // [InitScript]).
@@ -141,7 +144,11 @@ func BuildNodeImage(kernelDir, busybox, outDir string) (NodeImage, error) {
 	if err := os.WriteFile(initrd, gz.Bytes(), 0o644); err != nil {
 		return NodeImage{}, fmt.Errorf("build node image: %w", err)
 	}
-	return NodeImage{Kernel: vmlinuz, Initrd: initrd, ABI: abi}, nil
+	kernel := filepath.Join(outDir, "vmlinuz")
+	if err := copyFile(vmlinuz, kernel); err != nil {
+		return NodeImage{}, fmt.Errorf("build node image: copy kernel: %w", err)
+	}
+	return NodeImage{Dir: outDir, Kernel: kernel, Initrd: initrd, ABI: abi}, nil
 }
 
 // InitScript is the node image's /init. It prints INIT: lines on the
@@ -150,6 +157,7 @@ func BuildNodeImage(kernelDir, busybox, outDir string) (NodeImage, error) {
 //	INIT: started
 //	INIT: dhcp ok ip=10.77.0.10/24       (or INIT: dhcp failed)
 //	INIT: CONFIG-OK bytes=123            (when slipway.config= is set)
+//	INIT: CONFIG-RAN                     (when the configuration is a #! script)
 //	INIT: PHONE-HOME-OK next=poweroff
 //
 // The phone-home is an HTTP POST to the slipway.phonehome= URL (a GET to
@@ -190,7 +198,13 @@ else
   echo "INIT: dhcp failed"; cat /tmp/udhcpc.log
 fi
 if [ -n "$CFG" ]; then
-  if wget -q -O /tmp/config "$CFG"; then echo "INIT: CONFIG-OK bytes=$(wc -c </tmp/config)"; else echo "INIT: CONFIG-FAILED"; fi
+  if wget -q -O /tmp/config "$CFG"; then
+    echo "INIT: CONFIG-OK bytes=$(wc -c </tmp/config)"
+    # A real node would run kubeadm join from here; run what it was given.
+    case "$(head -c 2 /tmp/config)" in '#!') sh /tmp/config && echo "INIT: CONFIG-RAN" || echo "INIT: CONFIG-RUN-FAILED" ;; esac
+  else
+    echo "INIT: CONFIG-FAILED"
+  fi
 fi
 UP=$(cut -d' ' -f1 /proc/uptime)
 IP=$(ip -4 -o addr show dev $IF | awk '{print $4}' | cut -d/ -f1)

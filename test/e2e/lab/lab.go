@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 )
 
 // Config describes a lab network. A zero field means the documented default.
@@ -84,19 +86,43 @@ func (l *Lab) Start(ctx context.Context) error {
 		}
 		l.netns, l.owned = ns, true
 	}
+	br, va, vb := l.bridge, l.carrierVeth(), l.carrierVeth()+"p"
 	steps := [][]string{
-		{"link", "add", l.bridge, "type", "bridge"},
+		{"link", "add", br, "type", "bridge"},
 		// No STP and no forwarding delay: a tap forwards the moment QEMU opens it.
-		{"link", "set", l.bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0"},
-		{"addr", "add", l.cfg.Prefix.String(), "dev", l.bridge},
-		{"addr", "add", l.cfg.Prefix6.String(), "dev", l.bridge, "nodad"},
-		{"link", "set", l.bridge, "up"},
+		{"link", "set", br, "type", "bridge", "forward_delay", "0", "stp_state", "0"},
+		// A veth whose far end stays up gives the bridge carrier from the
+		// start, like a cabled provisioning NIC; without it the bridge has no
+		// carrier (and no IPv6 link-local address) until a VM opens its tap.
+		{"link", "add", va, "type", "veth", "peer", "name", vb},
+		{"link", "set", va, "master", br},
+		{"addr", "add", l.cfg.Prefix.String(), "dev", br},
+		{"addr", "add", l.cfg.Prefix6.String(), "dev", br, "nodad"},
 	}
 	for _, s := range steps {
 		if err := ip(ctx, append([]string{"-n", l.netns}, s...)...); err != nil {
 			l.Stop()
-			return fmt.Errorf("start lab bridge %s in netns %s: %w", l.bridge, l.netns, err)
+			return fmt.Errorf("start lab bridge %s in netns %s: %w", br, l.netns, err)
 		}
+	}
+	// The far end must not take part in IPv6 (it would autoconfigure from
+	// the lab's router advertisements), and the bridge's link-local address
+	// is usable at once rather than after a second of duplicate detection.
+	for _, kv := range []string{"net.ipv6.conf." + vb + ".disable_ipv6=1", "net.ipv6.conf." + br + ".accept_dad=0"} {
+		if out, err := l.Command("sysctl", "-qw", kv).CombinedOutput(); err != nil {
+			l.Stop()
+			return fmt.Errorf("start lab: sysctl %s: %w: %s", kv, err, out)
+		}
+	}
+	for _, dev := range []string{vb, va, br} {
+		if err := ip(ctx, "-n", l.netns, "link", "set", dev, "up"); err != nil {
+			l.Stop()
+			return fmt.Errorf("start lab: %w", err)
+		}
+	}
+	if err := l.waitLinkLocal(ctx); err != nil {
+		l.Stop()
+		return fmt.Errorf("start lab: %w", err)
 	}
 	l.log.Info("lab started", "netns", l.netns, "bridge", l.bridge, "ip", l.cfg.Prefix.Addr())
 	return nil
@@ -126,6 +152,7 @@ func (l *Lab) Stop() {
 	for _, t := range taps {
 		_ = ip(ctx, "-n", l.netns, "link", "del", t)
 	}
+	_ = ip(ctx, "-n", l.netns, "link", "del", l.carrierVeth())
 	_ = ip(ctx, "-n", l.netns, "link", "del", l.bridge)
 	if l.owned {
 		if err := DeleteNetns(ctx, l.netns); err != nil {
@@ -134,6 +161,30 @@ func (l *Lab) Stop() {
 	}
 	l.log.Info("lab stopped", "netns", l.netns, "bridge", l.bridge)
 	l.netns = ""
+}
+
+// carrierVeth names the veth that gives the bridge carrier.
+func (l *Lab) carrierVeth() string { return "v" + strings.TrimPrefix(l.bridge, "br") }
+
+// waitLinkLocal waits up to 5 s for the bridge's IPv6 link-local address
+// to be usable (present and not tentative), which router advertisements
+// are sent from.
+func (l *Lab) waitLinkLocal(ctx context.Context) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := exec.CommandContext(ctx, "ip", "-n", l.netns, "-6", "-o", "addr", "show", "dev", l.bridge, "scope", "link").Output()
+		if err == nil && strings.Contains(string(out), "fe80:") && !strings.Contains(string(out), "tentative") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bridge %s: no usable IPv6 link-local address after 5 s: %s", l.bridge, strings.TrimSpace(string(out)))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Netns returns the namespace's name.
