@@ -40,6 +40,10 @@ type Config struct {
 	// (defaults 67, 68, 69 and the inventory's network.provisioner.httpPort). Tests use
 	// high ports.
 	DHCPPort, DHCPClientPort, TFTPPort, HTTPPort uint16
+	// DHCPListenAddr is the address the DHCP socket binds (default 0.0.0.0,
+	// which receiving broadcasts needs). Tests bind 127.0.0.1 so a relay on
+	// another loopback address can use the same port.
+	DHCPListenAddr netip.Addr
 	// SkipInterfaceCheck skips checking that network.provisioner.interface exists and
 	// carries network.provisioner.address (tests on loopback).
 	SkipInterfaceCheck bool
@@ -150,6 +154,7 @@ func New(cfg Config) (*Services, error) {
 	if nw.DHCPMode != inventory.DHCPOff {
 		s.dhcp, err = dhcp.New(dhcp.Config{
 			Interface:   nw.Interface,
+			ListenAddr:  cfg.DHCPListenAddr,
 			Port:        cfg.DHCPPort,
 			ClientPort:  cfg.DHCPClientPort,
 			ServerIP:    nw.Address,
