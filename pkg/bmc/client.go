@@ -290,6 +290,13 @@ func (c *Client) SetBootDevice(ctx context.Context, d BootDevice, o BootOptions)
 	return nil
 }
 
+// ReadsBootBack reports whether SetBootDevice verifies the override by
+// reading it back (Redfish), so a nil error means it is in place.
+func (c *Client) ReadsBootBack() bool {
+	_, ok := c.be.(*redfishBackend)
+	return ok
+}
+
 // BootOverride reads the boot override back; ok is false where the
 // protocol cannot (IPMI).
 func (c *Client) BootOverride(ctx context.Context) (o BootOverride, ok bool, err error) {

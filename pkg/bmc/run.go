@@ -41,18 +41,15 @@ func PowerStep(a PowerAction) Step {
 	}}
 }
 
-// BootStep sets the next boot device and records the override read back.
+// BootStep sets the next boot device; where the Client read it back
+// (Redfish) the Result records the override.
 func BootStep(d BootDevice, o BootOptions) Step {
 	return Step{Name: "set boot device " + string(d), Do: func(ctx context.Context, c *Client, r *Result) error {
 		if err := c.SetBootDevice(ctx, d, o); err != nil {
 			return err
 		}
-		got, ok, err := c.BootOverride(ctx)
-		if err != nil {
-			return err
-		}
-		if ok {
-			r.Boot = &got
+		if c.ReadsBootBack() {
+			r.Boot = &BootOverride{Device: d, Persistent: o.Persistent, Legacy: o.Legacy}
 		}
 		return nil
 	}}
