@@ -21,7 +21,7 @@ const ipxeDir = "/usr/lib/ipxe"
 
 // requireLab skips (or fails under SLIPWAY_E2E=1) when the lab cannot run
 // here, and returns a started lab that is stopped in t.Cleanup.
-func requireLab(t *testing.T) *lab.Lab {
+func requireLab(t testing.TB) *lab.Lab {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommands(t, "ip", "qemu-system-x86_64", "dnsmasq")
@@ -32,13 +32,7 @@ func requireLab(t *testing.T) *lab.Lab {
 		testenv.RequireFiles(t, filepath.Join(lab.KernelDir(), "boot")) // skips or fails with the path
 		t.Fatal(err)
 	}
-	var log *slog.Logger
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	} else {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	l, err := lab.New(lab.Config{Dir: t.TempDir(), Log: log})
+	l, err := lab.New(lab.Config{Dir: t.TempDir(), Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +55,7 @@ var nodeImage = sync.OnceValues(func() (lab.NodeImage, error) {
 	return lab.BuildNodeImage(lab.KernelDir(), lab.DefaultBusybox, dir)
 })
 
-func requireImage(t *testing.T) lab.NodeImage {
+func requireImage(t testing.TB) lab.NodeImage {
 	t.Helper()
 	img, err := nodeImage()
 	if err != nil {
@@ -72,7 +66,7 @@ func requireImage(t *testing.T) lab.NodeImage {
 
 // newVM adds a VM to l and attaches its serial console to the test output
 // when the test fails.
-func newVM(t *testing.T, l *lab.Lab, name string, fw lab.Firmware, mac string) *lab.VM {
+func newVM(t testing.TB, l *lab.Lab, name string, fw lab.Firmware, mac string) *lab.VM {
 	t.Helper()
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
@@ -91,7 +85,7 @@ func newVM(t *testing.T, l *lab.Lab, name string, fw lab.Firmware, mac string) *
 }
 
 // tftpRoot returns a directory with the iPXE binaries for the TFTP peer.
-func tftpRoot(t *testing.T) string {
+func tftpRoot(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, f := range []string{"undionly.kpxe", "snponly.efi", "ipxe.efi"} {

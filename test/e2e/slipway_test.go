@@ -23,8 +23,9 @@ import (
 // slipway is Slipway's boot services running in the test binary (inside the
 // lab's namespace), with every event they publish recorded.
 type slipway struct {
-	inv *inventory.Inventory
-	svc *pxe.Services
+	inv  *inventory.Inventory
+	svc  *pxe.Services
+	stop func()
 
 	mu     sync.Mutex
 	events []bootevent.Event
@@ -85,7 +86,7 @@ func startSlipway(t testing.TB, l *lab.Lab, img lab.NodeImage, ourRA bool) *slip
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.svc.Run(ctx) }()
-	t.Cleanup(func() {
+	s.stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -97,6 +98,7 @@ func startSlipway(t testing.TB, l *lab.Lab, img lab.NodeImage, ourRA bool) *slip
 		}
 		unsubscribe()
 	})
+	t.Cleanup(s.stop)
 	ready := []<-chan struct{}{s.svc.HTTP().Ready(), s.svc.TFTP().Ready()}
 	if d := s.svc.DHCP(); d != nil {
 		ready = append(ready, d.Ready())
@@ -112,6 +114,10 @@ func startSlipway(t testing.TB, l *lab.Lab, img lab.NodeImage, ourRA bool) *slip
 	}
 	return s
 }
+
+// Stop stops the services and reports a failed Run to the test (also done
+// at cleanup).
+func (s *slipway) Stop() { s.stop() }
 
 // Events returns what was recorded so far.
 func (s *slipway) Events() []bootevent.Event {
