@@ -118,6 +118,11 @@ func newRootCmd(g *globals) *cobra.Command {
 		newInventoryCmd(g),
 		newVersionCmd(g),
 		newServeCmd(g),
+		newPowerCmd(g),
+		newBootdevCmd(g),
+		newUpCmd(g),
+		newPlanCmd(g),
+		newStatusCmd(g),
 	)
 	return root
 }

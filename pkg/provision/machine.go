@@ -181,6 +181,10 @@ func (p policy) event(s *nodeState, ev Event, now time.Time) op {
 		EventConfig: 2, EventJoined: 3, EventReady: 4}[ev.Kind]
 	cur := map[Phase]int{PhasePoweringOn: 0, PhaseWaitingDHCP: 0, PhaseNetbooting: 1,
 		PhaseConfigFetched: 2, PhaseJoining: 3}[s.phase]
+	if ev.Kind == EventProgress {
+		s.last = ev.Detail
+		return opNone
+	}
 	if rank == 0 {
 		s.ignored = true
 		return opNone

@@ -66,6 +66,9 @@ const (
 	EventJoined EventKind = "joined"
 	// EventReady: the Node object turned Ready.
 	EventReady EventKind = "ready"
+	// EventProgress: anything else worth showing (a phone-home step); it
+	// never changes the phase.
+	EventProgress EventKind = "progress"
 )
 
 // Event is one observation about a node.

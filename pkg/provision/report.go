@@ -123,3 +123,5 @@ func roundDur(d time.Duration) time.Duration {
 	}
 	return d.Round(time.Millisecond)
 }
+
+func sortStrings(s []string) { sort.Strings(s) }

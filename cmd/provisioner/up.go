@@ -1,0 +1,442 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/slipway-dev/slipway/pkg/bmc"
+	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/kubeadm"
+	"github.com/slipway-dev/slipway/pkg/provision"
+	"github.com/slipway-dev/slipway/pkg/pxe"
+	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
+	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
+	"github.com/slipway-dev/slipway/pkg/pxe/tftp"
+)
+
+// upFlags are the flags up and demo share.
+type upFlags struct {
+	output      string
+	parallel    int
+	metricsAddr string
+	attempts    int
+	timeouts    provision.Timeouts
+}
+
+func (f *upFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.output, "output", "o", "auto", "progress output: auto (a live table on a terminal, plain lines otherwise), table, plain or json")
+	fl.IntVar(&f.parallel, "parallel", 64, "how many nodes are provisioned at once")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (such as 127.0.0.1:9101); empty: off")
+	fl.IntVar(&f.attempts, "attempts", 3, "power cycles per node when no DHCP request arrives or netboot stalls")
+	fl.DurationVar(&f.timeouts.DHCP, "dhcp-timeout", 5*time.Minute, "wait this long for a DHCP request after power on")
+	fl.DurationVar(&f.timeouts.Netboot, "netboot-timeout", 10*time.Minute, "wait this long for the script, kernel, initrd and config")
+	fl.DurationVar(&f.timeouts.Join, "join-timeout", 15*time.Minute, "wait this long from config fetched to the join phone-home")
+	fl.DurationVar(&f.timeouts.Ready, "ready-timeout", 10*time.Minute, "wait this long from the join to Node Ready")
+	fl.DurationVar(&f.timeouts.BMC, "bmc-timeout", 30*time.Second, "bound on each BMC call")
+}
+
+func (f *upFlags) check() error {
+	switch f.output {
+	case "auto", "table", "plain", "json":
+	default:
+		return usageError("--output %q: want auto, table, plain or json", f.output)
+	}
+	if f.parallel < 1 {
+		return usageError("--parallel %d: want at least 1", f.parallel)
+	}
+	if f.attempts < 1 {
+		return usageError("--attempts %d: want at least 1", f.attempts)
+	}
+	return nil
+}
+
+func newUpCmd(g *globals) *cobra.Command {
+	var f upFlags
+	var tftpRoot, assets, format string
+	var httpPort, dhcpPort, clientPort, tftpPort uint16
+	cmd := &cobra.Command{
+		Use:   "up -f PATH...",
+		Short: "Provision every enabled node until it is a Ready Kubernetes node",
+		Long: "up takes every enabled node of the inventory from whatever state it is in to a Ready Kubernetes\n" +
+			"node: the first control-plane node inits the cluster, the other control-plane nodes join, then the\n" +
+			"workers, with bounded parallelism. For each node it issues a join token and node config, powers it\n" +
+			"off, sets a one-time network boot, powers it on and follows it through DHCP, netboot, config fetch,\n" +
+			"join and Node Ready, serving the network boot itself (as `serve` does). Every transition is\n" +
+			"journaled in --state-dir: when up is killed and started again it resumes, and a node that already\n" +
+			"booted its OS is never power-cycled again. Exit status 1 when a node failed.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			fmtv, err := kubeadm.ParseFormat(format)
+			if err != nil {
+				return usageError("--node-config-format: %v", err)
+			}
+			inv, err := g.loadInventory()
+			if err != nil {
+				return invalidInventory(err)
+			}
+			boot, err := newBootstrapper(inv, g, fmtv, httpPort)
+			if err != nil {
+				return err
+			}
+			svc, err := pxe.New(pxe.Config{
+				Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, Renderer: boot,
+				HTTPPort: httpPort, DHCPPort: dhcpPort, DHCPClientPort: clientPort, TFTPPort: tftpPort,
+				Log: g.log,
+			})
+			if err != nil {
+				return err
+			}
+			return runUp(cmd.Context(), g, &f, upDeps{
+				inv: inv, svc: svc, issuer: issuerOf(boot), readiness: boot, command: "provisioner up",
+			})
+		},
+	}
+	f.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&tftpRoot, "tftp-root", tftp.DefaultRoot, "directory of iPXE binaries served over TFTP (Debian's ipxe package fills the default)")
+	fl.StringVar(&assets, "assets", "", "directory of kernels and initrds the profiles name")
+	fl.StringVar(&format, "node-config-format", "cloud-config", "node configuration format: cloud-config or script")
+	fl.Uint16Var(&httpPort, "http-port", 0, "boot HTTP port (default: the inventory's network.provisioner.httpPort)")
+	fl.Uint16Var(&dhcpPort, "dhcp-port", 0, "DHCP server port, for labs and tests (default 67)")
+	fl.Uint16Var(&clientPort, "dhcp-client-port", 0, "DHCP client port, for labs and tests (default 68)")
+	fl.Uint16Var(&tftpPort, "tftp-port", 0, "TFTP port, for labs and tests (default 69)")
+	return cmd
+}
+
+// newBootstrapper loads (or creates) the cluster PKI in the state directory
+// and returns the kubeadm bootstrapper with an admin client for the
+// control-plane endpoint; the client is only used once the API answers.
+func newBootstrapper(inv *inventory.Inventory, g *globals, format kubeadm.Format, httpPort uint16) (*kubeadm.Bootstrapper, error) {
+	pki, err := kubeadm.EnsurePKI(kubeadm.PKIConfig{Dir: g.stateDir + "/pki", Log: g.log})
+	if err != nil {
+		return nil, err
+	}
+	var client kubernetes.Interface
+	if ep := inv.Cluster.ControlPlaneEndpoint; ep != "" {
+		kc, err := pki.AdminKubeconfig("https://"+ep, time.Now(), 0)
+		if err != nil {
+			return nil, err
+		}
+		rc, err := kubeadm.RESTConfig(kc)
+		if err != nil {
+			return nil, err
+		}
+		rc.Timeout = 10 * time.Second
+		if client, err = kubernetes.NewForConfig(rc); err != nil {
+			return nil, fmt.Errorf("cluster api client for %s: %w", ep, err)
+		}
+	}
+	port := httpPort
+	if port == 0 {
+		port = inv.Network.HTTPPort
+	}
+	if port == 0 {
+		port = httpboot.DefaultPort
+	}
+	return kubeadm.New(kubeadm.Config{
+		Inventory: inv, PKI: pki, Client: client, Format: format, Log: g.log,
+		PhoneHomeURL: "http://" + net.JoinHostPort(inv.Network.Address.String(), fmt.Sprint(port)),
+	})
+}
+
+// upDeps are what differs between `up` and `demo`.
+type upDeps struct {
+	inv       *inventory.Inventory
+	svc       *pxe.Services
+	issuer    provision.Issuer
+	readiness provision.Readiness
+	command   string
+	// bmcTimeout overrides the BMC client's own timeouts (demo).
+	bmcConfig bmc.Config
+	// extra runs beside the services (the demo's simulated rack).
+	extra func(ctx context.Context) error
+	// after is called with the report before the summary (demo figures).
+	after func(rep *provision.Report)
+}
+
+// runUp runs the boot services and the orchestrator until every node is
+// Ready or failed, shows progress and prints the final report.
+func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
+	log := g.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	nodes := d.inv.Enabled()
+	if len(nodes) == 0 {
+		fmt.Fprintln(g.stdout, "no enabled nodes in the inventory: nothing to do")
+		return nil
+	}
+	var metrics *provision.Metrics
+	reg := prometheus.NewRegistry()
+	if f.metricsAddr != "" {
+		m, err := provision.NewMetrics(reg)
+		if err != nil {
+			return err
+		}
+		metrics = m
+	}
+	opener := &bmcOpener{cfg: d.bmcConfig}
+	opener.cfg.Log = log
+	out, draw := progressOutput(g.stdout, f.output)
+	o, err := provision.New(provision.Config{
+		Nodes: nodes, StateDir: g.stateDir, Command: d.command,
+		BMCs: opener, Issuer: d.issuer, Readiness: d.readiness,
+		Parallel: f.parallel, MaxAttempts: f.attempts, Timeouts: f.timeouts,
+		Progress: out, Metrics: metrics, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	svcCtx, stopSvc := context.WithCancel(ctx)
+	defer stopSvc()
+	g2, gctx := errgroup.WithContext(svcCtx)
+	events, unsubscribe := d.svc.Bus().Subscribe(0)
+	defer unsubscribe()
+	g2.Go(func() error { return d.svc.Run(gctx) })
+	g2.Go(func() error { bridgeEvents(gctx, o, events); return nil })
+	if d.extra != nil {
+		g2.Go(func() error { return d.extra(gctx) })
+	}
+	if f.metricsAddr != "" {
+		srv := &http.Server{Addr: f.metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listen on %s: %w", f.metricsAddr, err)
+		}
+		g2.Go(func() error {
+			go func() {
+				<-gctx.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				srv.Shutdown(sctx)
+			}()
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve metrics on %s: %w", f.metricsAddr, err)
+			}
+			return nil
+		})
+	}
+	var rep *provision.Report
+	var runErr error
+	drawDone := make(chan struct{})
+	stopDraw := make(chan struct{})
+	go func() {
+		defer close(drawDone)
+		if draw == nil {
+			return
+		}
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				draw()
+			case <-stopDraw:
+				draw()
+				return
+			}
+		}
+	}()
+	g2.Go(func() error {
+		rep, runErr = o.Run(gctx)
+		stopSvc() // every node is done: stop serving
+		return nil
+	})
+	svcErr := g2.Wait()
+	close(stopDraw)
+	<-drawDone
+	opener.closeAll()
+	if rep != nil {
+		if d.after != nil {
+			d.after(rep)
+		}
+		if f.output == "json" {
+			writeJSON(g.stdout, rep)
+		} else {
+			rep.WriteSummary(g.stdout)
+		}
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	if svcErr != nil && !errors.Is(svcErr, context.Canceled) {
+		return fmt.Errorf("boot services: %w", svcErr)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted; run up again to resume from the journal in %s", g.stateDir)
+	}
+	if rep != nil && rep.Failed > 0 {
+		return &exitError{code: exitFailure, err: fmt.Errorf("%d of %d nodes failed (see the reasons above; run up again to retry them)", rep.Failed, len(rep.Nodes))}
+	}
+	return nil
+}
+
+// progressOutput picks the progress sink: a live table on a terminal,
+// plain lines or JSON otherwise. draw is non-nil for the table.
+func progressOutput(w io.Writer, mode string) (func(provision.Update), func()) {
+	if mode == "auto" {
+		mode = "plain"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			mode = "table"
+		}
+	}
+	switch mode {
+	case "json":
+		return provision.NewJSONPrinter(w).Update, nil
+	case "table":
+		h := 40
+		if f, ok := w.(*os.File); ok {
+			if _, rows, err := term.GetSize(int(f.Fd())); err == nil && rows > 5 {
+				h = rows - 1
+			}
+		}
+		t := provision.NewTable(w, h)
+		return t.Update, t.Draw
+	}
+	return provision.NewLinePrinter(w).Update, nil
+}
+
+// phoneHomeJoined matches the node config's report after kubeadm ran.
+var phoneHomeJoined = regexp.MustCompile(`step=kubeadm-(init|join) status=ok`)
+
+// toProvisionEvent translates a boot-service event; ok is false for events
+// the orchestrator does not need.
+func toProvisionEvent(e bootevent.Event) (provision.Event, bool) {
+	pe := provision.Event{Node: e.Node, Time: e.Time, Detail: e.Path}
+	if len(e.MAC) > 0 {
+		pe.MAC = e.MAC.String()
+	}
+	switch e.Kind {
+	case bootevent.DHCPDiscover, bootevent.DHCPRequest:
+		pe.Kind, pe.Detail = provision.EventDHCP, e.Detail
+	case bootevent.TFTPServed:
+		pe.Kind = provision.EventTFTP
+	case bootevent.ScriptServed:
+		pe.Kind = provision.EventScript
+	case bootevent.KernelServed:
+		pe.Kind = provision.EventKernel
+	case bootevent.InitrdServed:
+		pe.Kind = provision.EventInitrd
+	case bootevent.ConfigFetched:
+		pe.Kind, pe.Detail = provision.EventConfig, ""
+	case bootevent.PhoneHome:
+		pe.Kind, pe.Detail = provision.EventProgress, "phone-home "+e.Detail
+		if phoneHomeJoined.MatchString(e.Detail) {
+			pe.Kind, pe.Detail = provision.EventJoined, ""
+		}
+	default:
+		return pe, false
+	}
+	if pe.Node == "" && pe.MAC == "" {
+		return pe, false
+	}
+	return pe, true
+}
+
+// bridgeEvents feeds boot-service events to the orchestrator. Observe waits
+// for the journal, so each event gets its own goroutine and the bus is
+// drained at once (a full subscription would drop events).
+func bridgeEvents(ctx context.Context, o *provision.Orchestrator, events <-chan bootevent.Event) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-events:
+			if !ok {
+				return
+			}
+			pe, ok := toProvisionEvent(e)
+			if !ok {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o.Observe(ctx, pe)
+			}()
+		}
+	}
+}
+
+// bmcOpener adapts pkg/bmc clients to the orchestrator's BMC seam.
+type bmcOpener struct {
+	cfg     bmc.Config
+	mu      sync.Mutex
+	clients []*bmc.Client
+}
+
+func (b *bmcOpener) OpenBMC(_ context.Context, n inventory.Node) (provision.BMC, error) {
+	c, err := bmc.New(n.Name, n.BMC, b.cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.clients = append(b.clients, c)
+	b.mu.Unlock()
+	return &nodeBMC{c: c, legacy: n.Boot.Firmware == inventory.FirmwareBIOS}, nil
+}
+
+// closeAll logs every Redfish session out.
+func (b *bmcOpener) closeAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, c := range b.clients {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c.Close(ctx)
+		}()
+	}
+	wg.Wait()
+	b.clients = nil
+}
+
+type nodeBMC struct {
+	c      *bmc.Client
+	legacy bool
+}
+
+func (n *nodeBMC) PowerOff(ctx context.Context) error { return n.c.SetPower(ctx, bmc.ActionOff) }
+func (n *nodeBMC) PowerOn(ctx context.Context) error  { return n.c.SetPower(ctx, bmc.ActionOn) }
+func (n *nodeBMC) SetNetboot(ctx context.Context) error {
+	return n.c.SetBootDevice(ctx, bmc.BootPXE, bmc.BootOptions{Legacy: n.legacy})
+}
+
+// issuerOf adapts the kubeadm bootstrapper to the orchestrator's issuer.
+func issuerOf(b *kubeadm.Bootstrapper) provision.Issuer { return kubeadmIssuer{b} }
+
+type kubeadmIssuer struct{ b *kubeadm.Bootstrapper }
+
+func (k kubeadmIssuer) Issue(ctx context.Context, n inventory.Node, kind provision.JoinKind) error {
+	return k.b.Issue(ctx, n, kubeadm.Kind(kind))
+}
+
+func (k kubeadmIssuer) Revoke(ctx context.Context, n inventory.Node) error { return k.b.Revoke(ctx, n) }
