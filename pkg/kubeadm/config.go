@@ -123,8 +123,7 @@ type bootstrapTokenDiscovery struct {
 }
 
 type discovery struct {
-	BootstrapToken    bootstrapTokenDiscovery `json:"bootstrapToken"`
-	TLSBootstrapToken string                  `json:"tlsBootstrapToken"`
+	BootstrapToken bootstrapTokenDiscovery `json:"bootstrapToken"`
 }
 
 type joinControlPlane struct {

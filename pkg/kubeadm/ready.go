@@ -9,11 +9,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 )
 
 // NodeReady reports whether node has the condition Ready=True.
@@ -56,22 +53,7 @@ func WaitJoined(ctx context.Context, c kubernetes.Interface, node, tokenID strin
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sel := fields.OneTermEqualSelector("metadata.name", node).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return c.CoreV1().Nodes().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return c.CoreV1().Nodes().Watch(ctx, o)
-		},
-	}
-	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Node{}, nil, func(ev watch.Event) (bool, error) {
-		n, ok := ev.Object.(*corev1.Node)
-		return ok && ev.Type != watch.Deleted && NodeReady(n), nil
-	})
-	if err != nil {
+	if err := waitReady(ctx, c, node); err != nil {
 		return fmt.Errorf("wait for node %s to be ready: %w", node, err)
 	}
 	log.Info("node joined", "node", node)
@@ -83,6 +65,56 @@ func WaitJoined(ctx context.Context, c kubernetes.Interface, node, tokenID strin
 	}
 	log.Info("bootstrap token deleted", "node", node, "token_id", tokenID)
 	return nil
+}
+
+// waitReady lists the node, then watches it from that list's resource
+// version until it is Ready; a watch the server closes is restarted.
+func waitReady(ctx context.Context, c kubernetes.Interface, node string) error {
+	sel := fields.OneTermEqualSelector("metadata.name", node).String()
+	for {
+		list, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{FieldSelector: sel})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		for i := range list.Items {
+			if NodeReady(&list.Items[i]) {
+				return nil
+			}
+		}
+		w, err := c.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: list.ResourceVersion})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		ready, err := watchReady(ctx, w)
+		w.Stop()
+		if ready || err != nil {
+			return err
+		}
+	}
+}
+
+// watchReady reads w until the node is Ready (true), the watch ends (false)
+// or ctx is done.
+func watchReady(ctx context.Context, w watch.Interface) (bool, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return false, nil
+			}
+			if n, isNode := ev.Object.(*corev1.Node); isNode && ev.Type != watch.Deleted && NodeReady(n) {
+				return true, nil
+			}
+		}
+	}
 }
 
 // WaitJoined waits until n is Ready, then revokes its token (see the
