@@ -185,7 +185,7 @@ func (c *Client) SetPower(ctx context.Context, a PowerAction) error {
 	if err := c.setPower(ctx, a); err != nil {
 		return c.opErr(op, err)
 	}
-	c.log.Info("power state set", "action", string(a), "state", string(a.target()))
+	c.log.Debug("power state set", "action", string(a), "state", string(a.target()))
 	return nil
 }
 
@@ -286,7 +286,7 @@ func (c *Client) SetBootDevice(ctx context.Context, d BootDevice, o BootOptions)
 			return c.opErr(op, fmt.Errorf("bmc accepted the boot override but reads back %s, not %s", got, want))
 		}
 	}
-	c.log.Info("boot device set", "device", string(d), "persistent", o.Persistent, "legacy", o.Legacy, "verified", ok)
+	c.log.Debug("boot device set", "device", string(d), "persistent", o.Persistent, "legacy", o.Legacy, "verified", ok)
 	return nil
 }
 
