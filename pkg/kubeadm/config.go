@@ -89,7 +89,7 @@ type apiEndpoint struct {
 type bootstrapToken struct {
 	Token       string   `json:"token"`
 	Description string   `json:"description"`
-	Expires     string   `json:"expires"`
+	TTL         string   `json:"ttl"`
 	Usages      []string `json:"usages"`
 	Groups      []string `json:"groups"`
 }
@@ -170,12 +170,15 @@ func InitConfig(c inventory.Cluster, n inventory.Node, tok Token, certificateKey
 	if certificateKey == "" {
 		return nil, fmt.Errorf("render init configuration for %s: no certificate key", n.Name)
 	}
+	if tok.TTL <= 0 {
+		return nil, fmt.Errorf("render init configuration for %s: token %s has no ttl", n.Name, tok)
+	}
 	ic := initConfiguration{
 		typeMeta: typeMeta{KubeadmAPIVersion, "InitConfiguration"},
 		BootstrapTokens: []bootstrapToken{{
 			Token:       tok.Value(),
 			Description: tok.Description(),
-			Expires:     tok.Expires.UTC().Format(time.RFC3339),
+			TTL:         tok.TTL.String(),
 			Usages:      []string{"signing", "authentication"},
 			Groups:      []string{NodeTokenGroup},
 		}},

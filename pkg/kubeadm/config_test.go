@@ -59,7 +59,7 @@ func testNodes() (cp1, cp2, w1 inventory.Node) {
 
 func testToken(node string) Token {
 	return Token{ID: "abcdef", Secret: inventory.NewSecret("0123456789abcdef"), Node: node,
-		Expires: time.Date(2026, 11, 28, 12, 30, 0, 0, time.UTC)}
+		Expires: time.Date(2026, 11, 28, 12, 30, 0, 0, time.UTC), TTL: DefaultTokenTTL}
 }
 
 const testCAHash = "sha256:3b793efefe27a19f93b0fbe6e637e9c41d0dde8a377d6ab1c0f656bf1136dd8a"

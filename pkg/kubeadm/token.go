@@ -38,6 +38,10 @@ type Token struct {
 	Node string
 	// Expires is when the API server stops accepting the token.
 	Expires time.Time
+	// TTL is the lifetime the token was minted with. A token carried in an
+	// InitConfiguration is created by kubeadm init with this TTL, counted
+	// from when init runs.
+	TTL time.Duration
 }
 
 // NewToken mints a token for node from a cryptographically secure source,
@@ -54,7 +58,7 @@ func NewToken(node string, now time.Time, ttl time.Duration) (Token, error) {
 		return Token{}, fmt.Errorf("mint token for %s: %w", node, err)
 	}
 	id, secret, _ := strings.Cut(s, ".")
-	return Token{ID: id, Secret: inventory.NewSecret(secret), Node: node, Expires: now.Add(ttl).UTC().Truncate(time.Second)}, nil
+	return Token{ID: id, Secret: inventory.NewSecret(secret), Node: node, Expires: now.Add(ttl).UTC().Truncate(time.Second), TTL: ttl}, nil
 }
 
 // Value returns the full token "ID.SECRET" to hand to kubeadm. Call it only
