@@ -1,0 +1,170 @@
+package tftp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pin/tftp/v3"
+
+	"github.com/slipway-dev/slipway/internal/testenv"
+)
+
+const (
+	benchClients  = 100
+	benchFileSize = 1 << 20
+	benchBlksize  = 1468 // what iPXE asks for on Ethernet
+	benchRounds   = 2    // rounds per server, interleaved, per b.N
+)
+
+// BenchmarkTFTPvsTFTPDHPA downloads a 1 MiB file 100 times concurrently
+// from this server and from tftpd-hpa, both on 127.0.0.1, with the same
+// client (pin/tftp, blksize 1468, tsize), and reports both throughputs and
+// their ratio (target: slipway/tftpd-hpa >= 1).
+func BenchmarkTFTPvsTFTPDHPA(b *testing.B) {
+	testenv.RequireRoot(b) // tftpd-hpa --secure chroots
+	in := testenv.RequireCommands(b, "in.tftpd")["in.tftpd"]
+	dir := b.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, benchFileSize)
+	rand.Read(payload)
+	if err := os.WriteFile(filepath.Join(dir, "bench.bin"), payload, 0o644); err != nil {
+		b.Fatal(err)
+	}
+
+	ours := startBenchServer(b, dir)
+	peer := startTFTPDHPA(b, in, dir)
+
+	var dOurs, dPeer time.Duration
+	b.ResetTimer()
+	for range b.N {
+		for range benchRounds {
+			dOurs += downloadRound(b, ours, payload)
+			dPeer += downloadRound(b, peer, payload)
+		}
+	}
+	b.StopTimer()
+	total := float64(b.N*benchRounds*benchClients*benchFileSize) / (1 << 20)
+	mbOurs, mbPeer := total/dOurs.Seconds(), total/dPeer.Seconds()
+	b.ReportMetric(mbOurs, "slipway-MiB/s")
+	b.ReportMetric(mbPeer, "tftpd-hpa-MiB/s")
+	b.ReportMetric(mbOurs/mbPeer, "ratio")
+	b.Logf("\n%-10s %12s %10s\n%-10s %12.1f %10s\n%-10s %12.1f %10s\n%-10s %12.2f (target >= 1.00)",
+		"server", "MiB/s", "time",
+		"slipway", mbOurs, dOurs.Round(time.Millisecond),
+		"tftpd-hpa", mbPeer, dPeer.Round(time.Millisecond),
+		"ratio", mbOurs/mbPeer)
+}
+
+func startBenchServer(b *testing.B, root string) string {
+	b.Helper()
+	s, err := New(Config{Root: root, Addr: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		b.Fatal(err)
+	}
+	return s.Addr().String()
+}
+
+// startTFTPDHPA runs tftpd-hpa in the foreground on a free loopback port as
+// a child process (not the system service) and waits until it answers.
+func startTFTPDHPA(b *testing.B, bin, root string) string {
+	b.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := c.LocalAddr().String()
+	c.Close()
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "--foreground", "--secure", "--user", "tftp", "--address", addr, "--blocksize", "65464", root)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start tftpd-hpa: %v", err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cl, _ := tftp.NewClient(addr)
+		cl.SetTimeout(200 * time.Millisecond)
+		cl.SetRetries(1)
+		if wt, err := cl.Receive("bench.bin", "octet"); err == nil {
+			if _, err := wt.WriteTo(io.Discard); err == nil {
+				return addr
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("tftpd-hpa on %s does not answer: %s", addr, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// downloadRound runs benchClients concurrent downloads and returns the wall
+// time; every download is checked byte for byte.
+func downloadRound(b *testing.B, addr string, want []byte) time.Duration {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, benchClients)
+	start := time.Now()
+	for i := range benchClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl, err := tftp.NewClient(addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			cl.SetBlockSize(benchBlksize)
+			cl.RequestTSize(true)
+			cl.SetTimeout(2 * time.Second)
+			cl.SetRetries(5)
+			wt, err := cl.Receive("bench.bin", "octet")
+			if err != nil {
+				errs <- fmt.Errorf("client %d: %w", i, err)
+				return
+			}
+			var buf bytes.Buffer
+			buf.Grow(len(want))
+			if _, err := wt.WriteTo(&buf); err != nil {
+				errs <- fmt.Errorf("client %d: %w", i, err)
+				return
+			}
+			if !bytes.Equal(buf.Bytes(), want) {
+				errs <- fmt.Errorf("client %d: got %d bytes that differ from the file", i, buf.Len())
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Fatalf("download from %s: %v", addr, err)
+	}
+	return d
+}
+
