@@ -167,4 +167,3 @@ func downloadRound(b *testing.B, addr string, want []byte) time.Duration {
 	}
 	return d
 }
-
