@@ -1,0 +1,165 @@
+package redfishsim_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
+)
+
+type client struct {
+	t     *testing.T
+	base  string
+	hc    *http.Client
+	token string
+}
+
+func (c *client) do(method, path string, body any) (int, http.Header, map[string]any) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if c.token != "" {
+		req.Header.Set("X-Auth-Token", c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, resp.Header, m
+}
+
+func start(t *testing.T, cfg redfishsim.BMCConfig) (*redfishsim.BMC, *client) {
+	t.Helper()
+	sim, err := redfishsim.New(redfishsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	b, err := sim.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, base: "http://" + b.Addr().String(), hc: &http.Client{}}
+	if cfg.TLS {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(sim.CertPEM())
+		c.base = "https://" + b.Addr().String()
+		c.hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	return b, c
+}
+
+// TestSessionsAndAuth: the service root is open, everything else needs a
+// session token or basic auth, and DELETE ends the session.
+func TestSessionsAndAuth(t *testing.T) {
+	b, c := start(t, redfishsim.BMCConfig{TLS: true, Name: "sys1"})
+	if code, _, m := c.do("GET", "/redfish/v1/", nil); code != 200 || m["Systems"] == nil {
+		t.Fatalf("GET service root = %d %v, want 200 with Systems", code, m)
+	}
+	if code, _, _ := c.do("GET", "/redfish/v1/Systems", nil); code != 401 {
+		t.Errorf("GET Systems without a session = %d, want 401", code)
+	}
+	if code, _, _ := c.do("POST", "/redfish/v1/SessionService/Sessions", map[string]string{"UserName": "admin", "Password": "nope"}); code != 401 {
+		t.Errorf("login with a wrong password = %d, want 401", code)
+	}
+	code, h, _ := c.do("POST", "/redfish/v1/SessionService/Sessions", map[string]string{"UserName": "admin", "Password": "password"})
+	if code != 201 || h.Get("X-Auth-Token") == "" || !strings.HasPrefix(h.Get("Location"), "/redfish/v1/SessionService/Sessions/") {
+		t.Fatalf("login = %d token %q location %q, want 201 with both", code, h.Get("X-Auth-Token"), h.Get("Location"))
+	}
+	c.token = h.Get("X-Auth-Token")
+	if code, _, m := c.do("GET", "/redfish/v1/Systems/sys1", nil); code != 200 || m["PowerState"] != "Off" {
+		t.Errorf("GET system = %d %v, want 200 and PowerState Off", code, m["PowerState"])
+	}
+	if b.Sessions() != 1 {
+		t.Errorf("Sessions() = %d, want 1", b.Sessions())
+	}
+	if code, _, _ := c.do("DELETE", h.Get("Location"), nil); code != 204 {
+		t.Errorf("DELETE session = %d, want 204", code)
+	}
+	if code, _, _ := c.do("GET", "/redfish/v1/Systems/sys1", nil); code != 401 {
+		t.Errorf("GET system with a deleted session = %d, want 401", code)
+	}
+	if b.Sessions() != 0 {
+		t.Errorf("Sessions() after DELETE = %d, want 0", b.Sessions())
+	}
+}
+
+// TestResetAndBoot: reset types outside the allowable values are refused,
+// the hook sees each power change with the boot override in effect, a
+// one-time override is consumed by the boot, and a hook error is a 500.
+func TestResetAndBoot(t *testing.T) {
+	var events []redfishsim.PowerEvent
+	fail := false
+	b, c := start(t, redfishsim.BMCConfig{
+		Name: "s", Username: "u", Password: "p", ResetTypes: []string{"On", "ForceOff"},
+		OnPower: func(_ context.Context, ev redfishsim.PowerEvent) error {
+			if fail {
+				return errors.New("qemu did not start")
+			}
+			events = append(events, ev)
+			return nil
+		},
+	})
+	c.hc.Transport = basicAuth{u: "u", p: "p"}
+	reset := "/redfish/v1/Systems/s/Actions/ComputerSystem.Reset"
+	if code, _, _ := c.do("POST", reset, map[string]string{"ResetType": "PowerCycle"}); code != 400 {
+		t.Errorf("Reset PowerCycle (not allowed) = %d, want 400", code)
+	}
+	if code, _, _ := c.do("PATCH", "/redfish/v1/Systems/s", map[string]any{"Boot": map[string]string{"BootSourceOverrideTarget": "Floppy"}}); code != 400 {
+		t.Errorf("PATCH boot target Floppy = %d, want 400", code)
+	}
+	if code, _, _ := c.do("PATCH", "/redfish/v1/Systems/s", map[string]any{"Boot": map[string]string{"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}}); code != 204 {
+		t.Errorf("PATCH boot Pxe Once = %d, want 204", code)
+	}
+	if code, _, _ := c.do("POST", reset, map[string]string{"ResetType": "On"}); code != 204 {
+		t.Errorf("Reset On = %d, want 204", code)
+	}
+	if code, _, _ := c.do("POST", reset, map[string]string{"ResetType": "ForceOff"}); code != 204 {
+		t.Errorf("Reset ForceOff = %d, want 204", code)
+	}
+	want := []redfishsim.PowerEvent{
+		{BMC: "s", Action: "on", Boot: redfishsim.Boot{Target: "Pxe", Enabled: "Once", Mode: "UEFI"}},
+		{BMC: "s", Action: "off"},
+	}
+	if diff := cmp.Diff(want, events); diff != "" {
+		t.Errorf("power events mismatch (-want +got):\n%s", diff)
+	}
+	if got := b.Boot(); got.Target != "None" || got.Enabled != "Disabled" {
+		t.Errorf("boot after the one-time PXE boot = %+v, want None Disabled", got)
+	}
+	fail = true
+	if code, _, m := c.do("POST", reset, map[string]string{"ResetType": "On"}); code != 500 || !strings.Contains(m["error"].(map[string]any)["message"].(string), "qemu did not start") {
+		t.Errorf("Reset On with a failing hook = %d %v, want 500 naming the hook's error", code, m)
+	}
+	if b.PowerState() != redfishsim.PowerOff {
+		t.Errorf("power after a failed hook = %s, want Off", b.PowerState())
+	}
+}
+
+type basicAuth struct{ u, p string }
+
+func (a basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.SetBasicAuth(a.u, a.p)
+	return http.DefaultTransport.RoundTrip(r)
+}
