@@ -2,11 +2,8 @@ package bmc_test
 
 import (
 	"context"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,113 +12,41 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/testenv"
 	"github.com/slipway-dev/slipway/pkg/bmc"
+	"github.com/slipway-dev/slipway/pkg/bmc/ipmisim"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 )
 
-// ipmiSim is a running ipmi_sim whose chassis is two files in state.
-type ipmiSim struct {
-	node  inventory.Node
-	state string
-}
-
-func (s ipmiSim) read(t *testing.T, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.state, name))
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-// startIPMISim runs OpenIPMI's ipmi_sim on 127.0.0.1 with the fixtures in
-// testdata/ipmisim, and kills exactly that process when the test ends.
-func startIPMISim(t *testing.T) ipmiSim {
+// startIPMISim runs OpenIPMI's ipmi_sim on a free UDP port of 127.0.0.1 and
+// returns it and a node whose BMC it is; it is stopped when the test ends.
+func startIPMISim(t *testing.T) (*ipmisim.Sim, inventory.Node) {
 	t.Helper()
 	testenv.RequireCommands(t, "ipmi_sim", "ipmitool")
 	dir := t.TempDir()
-	state := filepath.Join(dir, "chassis")
-	if err := os.Mkdir(state, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(dir, "simstate"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	port := freeUDPPort(t)
-	fill := func(src, dst string, mode os.FileMode, repl ...string) {
-		b, err := os.ReadFile(filepath.Join("testdata", "ipmisim", src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := strings.NewReplacer(repl...).Replace(string(b))
-		if err := os.WriteFile(dst, []byte(s), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	chassis := filepath.Join(dir, "chassis.sh")
-	fill("chassis.sh.tmpl", chassis, 0o700, "@STATE@", state)
-	fill("lan.conf.tmpl", filepath.Join(dir, "lan.conf"), 0o600,
-		"@PORT@", strconv.Itoa(port), "@CHASSIS@", chassis, "@PASSWORD@", testPassword)
-	emu, err := filepath.Abs(filepath.Join("testdata", "ipmisim", "lab.emu"))
+	sim, err := ipmisim.Start(context.Background(), ipmisim.Config{Dir: dir, Password: testPassword})
 	if err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "ipmi_sim.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ipmi_sim", "-c", filepath.Join(dir, "lan.conf"), "-f", emu, "-s", filepath.Join(dir, "simstate"), "-n")
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start ipmi_sim: %v", err)
+		t.Fatalf("ipmisim.Start: %v", err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
+		sim.Close()
 		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
+			b, _ := os.ReadFile(filepath.Join(dir, "ipmi_sim.log"))
 			t.Logf("ipmi_sim output:\n%s", b)
 		}
 	})
 	n := inventory.Node{Name: "ipmi-01", BMC: inventory.BMC{
-		URL: "ipmi://127.0.0.1:" + strconv.Itoa(port), Protocol: inventory.ProtocolIPMI,
-		Host: "127.0.0.1", Port: uint16(port), Username: "admin", Password: passwordFile(t, testPassword),
+		URL: sim.URL(), Protocol: inventory.ProtocolIPMI,
+		Host: "127.0.0.1", Port: uint16(sim.Port()), Username: "admin", Password: passwordFile(t, testPassword),
 	}}
-	// ipmi_sim is usually ready in well under a second.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := bmc.Dial(context.Background(), n.Name, n.BMC, bmc.Config{ConnectTimeout: 2 * time.Second})
-		if err == nil {
-			c.Close(context.Background())
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ipmi_sim on 127.0.0.1:%d did not answer: %v", port, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return ipmiSim{node: n, state: state}
+	return sim, n
 }
 
 // TestIPMI drives a real IPMI BMC (ipmi_sim) through bmclib's ipmitool
 // provider: status, one-time PXE, on, cycle, off, and a refused password.
 func TestIPMI(t *testing.T) {
-	sim := startIPMISim(t)
+	sim, node := startIPMISim(t)
 	ctx := context.Background()
 	cfg := bmc.Config{Backoff: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, VerifyTimeout: 10 * time.Second}
-	c, err := bmc.Dial(ctx, sim.node.Name, sim.node.BMC, cfg)
+	c, err := bmc.Dial(ctx, node.Name, node.BMC, cfg)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -135,8 +60,8 @@ func TestIPMI(t *testing.T) {
 	if err := c.SetBootDevice(ctx, bmc.BootPXE, bmc.BootOptions{}); err != nil {
 		t.Fatalf("SetBootDevice(pxe): %v", err)
 	}
-	if got := sim.read(t, "bootdev"); got != "pxe" {
-		t.Errorf("chassis boot device after SetBootDevice(pxe) = %q, want pxe", got)
+	if got, err := sim.BootDevice(); err != nil || got != "pxe" {
+		t.Errorf("chassis boot device after SetBootDevice(pxe) = %q, %v, want pxe", got, err)
 	}
 	if err := c.SetPower(ctx, bmc.ActionOn); err != nil {
 		t.Fatalf("SetPower(on): %v", err)
@@ -151,13 +76,17 @@ func TestIPMI(t *testing.T) {
 		t.Errorf("PowerState() after off = %q, %v, want off", st, err)
 	}
 	want := []string{"set boot pxe", "set power 1", "set power 0", "set power 1", "set power 0"}
-	if diff := cmp.Diff(want, strings.Split(sim.read(t, "log"), "\n")); diff != "" {
+	log, err := sim.Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, log); diff != "" {
 		t.Errorf("what the BMC told the chassis (-want +got):\n%s", diff)
 	}
 
-	bad := sim.node
+	bad := node
 	bad.BMC.Password = passwordFile(t, "wrong-password")
-	res := bmc.Run(ctx, []inventory.Node{bad, sim.node}, bmc.RunConfig{Client: cfg}, bmc.StatusStep())
+	res := bmc.Run(ctx, []inventory.Node{bad, node}, bmc.RunConfig{Client: cfg}, bmc.StatusStep())
 	if res[1].Err != nil || res[1].Power != bmc.PowerOff {
 		t.Errorf("Run: good node = %q, %v, want off", res[1].Power, res[1].Err)
 	}
