@@ -116,7 +116,7 @@ type cloudFile struct {
 	Path        string `json:"path"`
 	Owner       string `json:"owner"`
 	Permissions string `json:"permissions"`
-	Encoding    string `json:"encoding"`
+	Encoding    string `json:"encoding,omitempty"`
 	Content     string `json:"content"`
 }
 
@@ -134,13 +134,11 @@ func (nc NodeConfig) CloudConfig() ([]byte, error) {
 	cc := cloudConfig{Hostname: nc.Node.Name}
 	for _, f := range nc.files() {
 		cc.WriteFiles = append(cc.WriteFiles, cloudFile{
-			Path: f.path, Owner: "root:root", Permissions: fmt.Sprintf("%04o", f.mode),
-			Encoding: "b64", Content: base64.StdEncoding.EncodeToString(f.data),
+			Path: f.path, Owner: "root:root", Permissions: fmt.Sprintf("%04o", f.mode), Content: string(f.data),
 		})
 	}
 	cc.WriteFiles = append(cc.WriteFiles, cloudFile{
-		Path: NodeJoinScript, Owner: "root:root", Permissions: "0700",
-		Encoding: "b64", Content: base64.StdEncoding.EncodeToString(nc.steps()),
+		Path: NodeJoinScript, Owner: "root:root", Permissions: "0700", Content: string(nc.steps()),
 	})
 	cc.RunCmd = [][]string{{"/bin/sh", NodeJoinScript}}
 	b, err := yaml.Marshal(cc)
@@ -157,8 +155,15 @@ func (nc NodeConfig) Script() []byte {
 	b.WriteString("#!/bin/sh\n# slipway node configuration for " + nc.Node.Name + " (" + string(nc.Kind) + ")\nset -eu\numask 077\n")
 	for _, f := range nc.files() {
 		fmt.Fprintf(&b, "mkdir -p %s\n", shQuote(path.Dir(f.path)))
-		fmt.Fprintf(&b, "base64 -d > %s <<'SLIPWAY_EOF'\n%s\nSLIPWAY_EOF\nchmod %04o %s\n",
-			shQuote(f.path), wrap(base64.StdEncoding.EncodeToString(f.data), 76), f.mode, shQuote(f.path))
+		// Text goes in a quoted here-document, readable for review; anything
+		// that could end the here-document early goes base64 encoded.
+		if text := string(f.data); strings.HasSuffix(text, "\n") && !strings.Contains(text, heredocEnd) {
+			fmt.Fprintf(&b, "cat > %s <<'%s'\n%s%s\n", shQuote(f.path), heredocEnd, text, heredocEnd)
+		} else {
+			fmt.Fprintf(&b, "base64 -d > %s <<'%s'\n%s\n%s\n",
+				shQuote(f.path), heredocEnd, wrap(base64.StdEncoding.EncodeToString(f.data), 76), heredocEnd)
+		}
+		fmt.Fprintf(&b, "chmod %04o %s\n", f.mode, shQuote(f.path))
 	}
 	body := nc.steps()
 	// The steps are a script of their own; drop its shebang and options.
@@ -166,6 +171,8 @@ func (nc NodeConfig) Script() []byte {
 	b.WriteString(rest)
 	return b.Bytes()
 }
+
+const heredocEnd = "SLIPWAY_EOF"
 
 type nodeFile struct {
 	path string
@@ -196,28 +203,28 @@ func (nc NodeConfig) steps() []byte {
 	}
 	fmt.Fprintf(&b, "PHONE_HOME=%s\n", shQuote(url))
 	b.WriteString(`report() {
-	[ -n "$PHONE_HOME" ] || return 0
-	if command -v curl >/dev/null 2>&1; then
-		curl -fsS -m 10 -X POST --data-binary "step=$1 status=$2" "$PHONE_HOME" >/dev/null 2>&1 || true
-	elif command -v wget >/dev/null 2>&1; then
-		wget -q -T 10 -O /dev/null --post-data "step=$1 status=$2" "$PHONE_HOME" || true
-	fi
+  [ -n "$PHONE_HOME" ] || return 0
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -m 10 -X POST --data-binary "step=$1 status=$2" "$PHONE_HOME" >/dev/null 2>&1 || true
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q -T 10 -O /dev/null --post-data "step=$1 status=$2" "$PHONE_HOME" || true
+  fi
 }
 step() {
-	name=$1
-	shift
-	report "$name" started
-	if "$@"; then
-		report "$name" ok
-	else
-		rc=$?
-		report "$name" "failed rc=$rc"
-		exit "$rc"
-	fi
+  name=$1
+  shift
+  report "$name" started
+  if "$@"; then
+    report "$name" ok
+  else
+    rc=$?
+    report "$name" "failed rc=$rc"
+    exit "$rc"
+  fi
 }
 `)
 	if pk := nc.Install.Packages; len(pk) > 0 {
-		b.WriteString("install_packages() {\n\t. /etc/os-release\n\tcase \" ${ID:-} ${ID_LIKE:-} \" in\n")
+		b.WriteString("install_packages() {\n  . /etc/os-release\n  case \" ${ID:-} ${ID_LIKE:-} \" in\n")
 		for _, fam := range sortedKeys(pk) {
 			names := make([]string, 0, len(pk[fam]))
 			for _, p := range pk[fam] {
@@ -226,12 +233,12 @@ step() {
 			list := strings.Join(names, " ")
 			switch fam {
 			case "debian":
-				fmt.Fprintf(&b, "\t*\" debian \"*|*\" ubuntu \"*)\n\t\tapt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q %s ;;\n", list)
+				fmt.Fprintf(&b, "  *\" debian \"*|*\" ubuntu \"*)\n    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q %s ;;\n", list)
 			case "rhel":
-				fmt.Fprintf(&b, "\t*\" rhel \"*|*\" fedora \"*|*\" centos \"*)\n\t\tdnf install -y -q %s ;;\n", list)
+				fmt.Fprintf(&b, "  *\" rhel \"*|*\" fedora \"*|*\" centos \"*)\n    dnf install -y -q %s ;;\n", list)
 			}
 		}
-		b.WriteString("\t*) echo \"slipway: no package list for OS ${ID:-unknown}\" >&2; return 1 ;;\n\tesac\n}\n")
+		b.WriteString("  *) echo \"slipway: no package list for OS ${ID:-unknown}\" >&2; return 1 ;;\n  esac\n}\n")
 		b.WriteString("step install-packages install_packages\n")
 	}
 	services := nc.Install.Services

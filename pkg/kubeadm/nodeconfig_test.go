@@ -3,7 +3,6 @@ package kubeadm
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"os"
 	"os/exec"
@@ -72,11 +71,7 @@ func TestCloudConfigCarriesFiles(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, f := range cc.WriteFiles {
-		b, err := base64.StdEncoding.DecodeString(f.Content)
-		if err != nil {
-			t.Fatalf("file %s: %v", f.Path, err)
-		}
-		got[f.Path+" "+f.Permissions] = string(b)
+		got[f.Path+" "+f.Permissions] = f.Content
 	}
 	for key, want := range map[string]string{
 		NodeKubeadmConfig + " 0600":       string(nc.Kubeadm),
