@@ -14,7 +14,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/slipway-dev/slipway/internal/testenv"
 	"github.com/slipway-dev/slipway/pkg/bmc"
+	"github.com/slipway-dev/slipway/pkg/bmc/ipmisim"
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 )
 
@@ -251,5 +253,61 @@ func TestPowerTableGolden(t *testing.T) {
 	}
 	if diff := cmp.Diff(string(want), buf.String()); diff != "" {
 		t.Errorf("writeBMCTable output mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestPowerIPMI runs the same commands against a real IPMI BMC (ipmi_sim,
+// through bmclib's ipmitool provider).
+func TestPowerIPMI(t *testing.T) {
+	testenv.RequireCommands(t, "ipmi_sim", "ipmitool")
+	dir := t.TempDir()
+	sim, err := ipmisim.Start(context.Background(), ipmisim.Config{Dir: filepath.Join(dir), Password: "ipmi-Pa55"})
+	if err != nil {
+		t.Fatalf("ipmisim.Start: %v", err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("ipmi-Pa55"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := filepath.Join(t.TempDir(), "inv.yaml")
+	y := fmt.Sprintf(`apiVersion: slipway.dev/v1alpha1
+kind: Inventory
+cluster: {name: t, kubernetesVersion: v1.37.2}
+network:
+  provisioner: {interface: lo, address: 127.0.0.1}
+  subnet: 127.0.0.0/8
+profiles:
+  p:
+    boot: {firmware: bios, kernel: vmlinuz, initrd: initrd.gz}
+    bmc: {username: admin, password: "file:%s"}
+nodes:
+  - {name: vm1, profile: p, role: control-plane, mac: "52:54:00:00:00:01", ip: 127.0.0.11, bmc: {url: "%s"}}
+`, pw, sim.URL())
+	if err := os.WriteFile(inv, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"bootdev", "pxe", "--legacy", "vm1"},
+		{"power", "on", "vm1"},
+		{"power", "cycle", "--all"},
+		{"power", "off", "--role", "control-plane"},
+	} {
+		code, out, errOut := runCLI(t, append(args, "-f", inv, "--verify-timeout", "10s")...)
+		if code != exitOK {
+			t.Errorf("%s = %d, want 0\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	code, out, errOut := runCLI(t, "power", "status", "vm1", "-f", inv)
+	if code != exitOK || !strings.Contains(out, "vm1   127.0.0.1:"+fmt.Sprint(sim.Port())+"  ipmi      -       -      off    ") {
+		t.Errorf("power status vm1 = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	log, err := sim.Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"set boot pxe", "set power 1", "set power 0", "set power 1", "set power 0"}
+	if diff := cmp.Diff(want, log); diff != "" {
+		t.Errorf("what ipmi_sim told the chassis (-want +got):\n%s", diff)
 	}
 }

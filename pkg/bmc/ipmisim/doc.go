@@ -8,4 +8,9 @@
 // what the BMC was told; Config.ChassisControl replaces that program with
 // one that drives a real or QEMU machine. ipmi_sim speaks RMCP+ with cipher
 // suite 3 (ipmitool -C 3), not 17.
+//
+// The embedded files follow OpenIPMI's documented formats (lanserv/lan.conf,
+// lanserv/ipmisim1.emu and the chassis_control protocol of extcmd.c
+// upstream); they were written for this project, not copied. They model a
+// generic IPMI 2.0 BMC, not a specific vendor.
 package ipmisim
