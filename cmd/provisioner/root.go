@@ -123,6 +123,8 @@ func newRootCmd(g *globals) *cobra.Command {
 		newUpCmd(g),
 		newPlanCmd(g),
 		newStatusCmd(g),
+		newConfigCmd(g),
+		newDemoCmd(g),
 	)
 	return root
 }

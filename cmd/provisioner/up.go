@@ -101,7 +101,7 @@ func newUpCmd(g *globals) *cobra.Command {
 			svc, err := pxe.New(pxe.Config{
 				Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, Renderer: boot,
 				HTTPPort: httpPort, DHCPPort: dhcpPort, DHCPClientPort: clientPort, TFTPPort: tftpPort,
-				Log: g.log,
+				Log: serviceLogger(g),
 			})
 			if err != nil {
 				return err
@@ -172,6 +172,40 @@ type upDeps struct {
 	extra func(ctx context.Context) error
 	// after is called with the report before the summary (demo figures).
 	after func(rep *provision.Report)
+	// readyPoll is how often readiness is asked (0: the orchestrator's default).
+	readyPoll time.Duration
+}
+
+// quietLogger returns log with records below min dropped, so per-event
+// service logs do not interleave with the progress output.
+func quietLogger(log *slog.Logger, min slog.Level) *slog.Logger {
+	return slog.New(minLevel{log.Handler(), min})
+}
+
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{m.Handler.WithAttrs(a), m.min}
+}
+func (m minLevel) WithGroup(n string) slog.Handler { return minLevel{m.Handler.WithGroup(n), m.min} }
+
+// serviceLogger is the boot services' logger under up and demo: their one
+// line per boot event repeats what the progress output shows, so it is kept
+// for --log-level debug.
+func serviceLogger(g *globals) *slog.Logger {
+	if g.log == nil {
+		return nil
+	}
+	if g.logLevel == "debug" {
+		return g.log
+	}
+	return quietLogger(g.log, slog.LevelWarn)
 }
 
 // runUp runs the boot services and the orchestrator until every node is
@@ -180,6 +214,11 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 	log := g.log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	out, draw := progressOutput(g.stdout, f.output)
+	if draw != nil {
+		// The live table redraws the terminal: only errors may interrupt it.
+		log = quietLogger(log, slog.LevelError)
 	}
 	nodes := d.inv.Enabled()
 	if len(nodes) == 0 {
@@ -197,12 +236,11 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 	}
 	opener := &bmcOpener{cfg: d.bmcConfig}
 	opener.cfg.Log = log
-	out, draw := progressOutput(g.stdout, f.output)
 	o, err := provision.New(provision.Config{
 		Nodes: nodes, StateDir: g.stateDir, Command: d.command,
 		BMCs: opener, Issuer: d.issuer, Readiness: d.readiness,
 		Parallel: f.parallel, MaxAttempts: f.attempts, Timeouts: f.timeouts,
-		Progress: out, Metrics: metrics, Log: log,
+		Progress: out, Metrics: metrics, Log: log, ReadyPoll: d.readyPoll,
 	})
 	if err != nil {
 		return err
