@@ -98,7 +98,9 @@ func New(cfg Config) (*Services, error) {
 	if err := reg.Register(evCount); err != nil {
 		return nil, fmt.Errorf("boot services: register metrics: %w", err)
 	}
-	sink := bootevent.Multi{bus, logSink{log}, countSink{evCount}}
+	// The bus comes last: whoever reads an event from it finds it already
+	// logged and counted.
+	sink := bootevent.Multi{logSink{log}, countSink{evCount}, bus}
 
 	httpPort := cfg.HTTPPort
 	if httpPort == 0 {

@@ -206,8 +206,8 @@ func TestServicesBootSequence(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("boot events (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(get("http://127.0.0.1:"+itoa(httpPort)+"/metrics"), `slipway_boot_events_total{kind="tftp_served"} 1`) {
-		t.Error("/metrics lacks the boot event counter")
+	if m := get("http://127.0.0.1:" + itoa(httpPort) + "/metrics"); !strings.Contains(m, `slipway_boot_events_total{kind="tftp_served"} 1`) {
+		t.Errorf("/metrics lacks the boot event counter:\n%s", m)
 	}
 }
 

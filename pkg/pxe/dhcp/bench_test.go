@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,32 +54,13 @@ func BenchmarkDHCPvsDnsmasq(b *testing.B) {
 	bin := testenv.RequireCommands(b, "dnsmasq")["dnsmasq"]
 	nodes := benchNodes()
 
-	oursPort := freeBenchPort(b)
-	cfg := Config{
-		ListenAddr: netip.MustParseAddr("127.0.0.1"),
-		Port:       oursPort,
-		ServerIP:   netip.MustParseAddr("127.0.0.1"),
-		Subnet:     netip.MustParsePrefix("127.0.0.0/8"),
-		Nodes:      nodes,
-		ScriptURL:  func(n inventory.Node) string { return "http://127.0.0.1:8080/boot/" + n.Name + ".ipxe" },
-	}
-	s, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		b.Fatal(err)
-	}
+	oursPort := startBenchServer(b)
 	peerPort := startDnsmasq(b, bin, nodes)
 
 	ours := newBenchRelay(b, oursPort)
 	peer := newBenchRelay(b, peerPort)
+	ours.waitReady(b, nodes[0])
+	peer.waitReady(b, nodes[0])
 	// Warm both up (and prove both answer) with one full transaction.
 	ours.run(b, nodes[:1])
 	peer.run(b, nodes[:1])
@@ -101,6 +84,59 @@ func BenchmarkDHCPvsDnsmasq(b *testing.B) {
 		"slipway", tOurs, dOurs.Round(time.Millisecond),
 		"dnsmasq", tPeer, dPeer.Round(time.Millisecond),
 		"ratio", tOurs/tPeer)
+}
+
+// benchServerEnv names the port a helper process serves on.
+const benchServerEnv = "SLIPWAY_BENCH_DHCP_PORT"
+
+// TestBenchServerProcess is not a test: BenchmarkDHCPvsDnsmasq starts the
+// test binary again to run this server in a process of its own, as dnsmasq
+// runs in its own, so neither server shares CPU time with the client.
+func TestBenchServerProcess(t *testing.T) {
+	port := os.Getenv(benchServerEnv)
+	if port == "" {
+		t.Skip("helper process for BenchmarkDHCPvsDnsmasq")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{
+		ListenAddr: netip.MustParseAddr("127.0.0.1"),
+		Port:       uint16(p),
+		ServerIP:   netip.MustParseAddr("127.0.0.1"),
+		Subnet:     netip.MustParsePrefix("127.0.0.0/8"),
+		Nodes:      benchNodes(),
+		ScriptURL:  func(n inventory.Node) string { return "http://127.0.0.1:8080/boot/" + n.Name + ".ipxe" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startBenchServer runs this package's server in a child process and
+// returns its port.
+func startBenchServer(b *testing.B) uint16 {
+	b.Helper()
+	port := freeBenchPort(b)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchServerProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", benchServerEnv, port))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start slipway dhcp: %v", err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	// The warm-up transaction in the benchmark retries until it answers.
+	return port
 }
 
 func freeBenchPort(b *testing.B) uint16 {
@@ -191,6 +227,23 @@ func newBenchRelay(b *testing.B, port uint16) *benchRelay {
 	c := pc.(*net.UDPConn)
 	c.SetReadBuffer(4 << 20)
 	return &benchRelay{conn: c, srv: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}}
+}
+
+// waitReady sends DISCOVERs for n until the server answers (it may still
+// be starting), for up to 10 s.
+func (r *benchRelay) waitReady(b *testing.B, n inventory.Node) {
+	b.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	buf := make([]byte, 1500)
+	for time.Now().Before(deadline) {
+		disc, _ := dhcpv4.NewDiscovery(net.HardwareAddr(n.MAC), dhcpv4.WithGatewayIP(net.IPv4(127, 0, 0, 2)), withHops)
+		r.conn.WriteToUDP(disc.ToBytes(), r.srv)
+		r.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, _, err := r.conn.ReadFromUDP(buf); err == nil {
+			return
+		}
+	}
+	b.Fatalf("no DHCP server answers on %s", r.srv)
 }
 
 // run performs DISCOVER/OFFER then REQUEST/ACK for every node, with

@@ -11,8 +11,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,16 +46,7 @@ func BenchmarkAssetsVsNginx(b *testing.B) {
 	}
 	f.Close()
 
-	s, err := New(Config{BaseURL: "http://127.0.0.1:1", AssetDir: assets, Addr: netip.MustParseAddrPort("127.0.0.1:0")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
-	<-s.Ready()
-	ours := "http://" + s.Addr().String() + "/assets/image.bin"
+	ours := startBenchServer(b, assets) + "/assets/image.bin"
 	peer := startNginx(b, bin, dir, assets) + "/image.bin"
 
 	client := &http.Client{Transport: &http.Transport{
@@ -82,16 +76,84 @@ func BenchmarkAssetsVsNginx(b *testing.B) {
 		"ratio", mOurs/mPeer)
 }
 
-// startNginx runs nginx in the foreground as a child process with a config
-// in dir, serving root on a free loopback port; it returns the base URL.
-func startNginx(b *testing.B, bin, dir, root string) string {
+// benchServerEnv names the asset directory and address a helper process
+// serves.
+const benchServerEnv = "SLIPWAY_BENCH_HTTP_SERVER"
+
+// TestBenchServerProcess is not a test: BenchmarkAssetsVsNginx starts the
+// test binary again to run this server in a process of its own, as nginx
+// runs in its own processes, so neither server shares CPU time with the
+// client.
+func TestBenchServerProcess(t *testing.T) {
+	spec := os.Getenv(benchServerEnv)
+	if spec == "" {
+		t.Skip("helper process for BenchmarkAssetsVsNginx")
+	}
+	assets, addr, _ := strings.Cut(spec, "|")
+	s, err := New(Config{BaseURL: "http://" + addr, AssetDir: assets, Addr: netip.MustParseAddrPort(addr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeLoopbackTCP(b *testing.B) string {
 	b.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startBenchServer runs this package's server in a child process and
+// returns its base URL once it answers.
+func startBenchServer(b *testing.B, assets string) string {
+	b.Helper()
+	addr := freeLoopbackTCP(b)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchServerProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), benchServerEnv+"="+assets+"|"+addr)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start slipway http: %v", err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	base := "http://" + addr
+	waitHTTP(b, base+"/healthz", func() string { return out.String() })
+	return base
+}
+
+// waitHTTP polls url until it answers.
+func waitHTTP(b *testing.B, url string, diag func() string) {
+	b.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s does not answer: %v\n%s", url, err, diag())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startNginx runs nginx in the foreground as a child process with a config
+// in dir, serving root on a free loopback port; it returns the base URL.
+func startNginx(b *testing.B, bin, dir, root string) string {
+	b.Helper()
+	addr := freeLoopbackTCP(b)
 	conf := fmt.Sprintf(`daemon off;
 master_process on;
 worker_processes auto;
@@ -129,19 +191,11 @@ http {
 		cmd.Wait()
 	})
 	base := "http://" + addr
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err := http.Get(base + "/")
-		if err == nil {
-			resp.Body.Close()
-			return base
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			b.Fatalf("nginx on %s does not answer: %v\n%s\n%s", addr, err, stderr.String(), log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitHTTP(b, base+"/", func() string {
+		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		return stderr.String() + string(log)
+	})
+	return base
 }
 
 // round runs benchClients concurrent downloads of url and returns the wall

@@ -50,6 +50,21 @@ func (r *recorder) kinds() []string {
 	return out
 }
 
+// waitKinds waits until n events have arrived (asset events are published
+// after the last byte is written, which the client may read first) and
+// returns kinds().
+func (r *recorder) waitKinds(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := r.kinds()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (r *recorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -319,7 +334,7 @@ func TestAssets(t *testing.T) {
 	}
 	// bios-1 is 127.0.0.1, the test client's address: events name it.
 	want := []string{"kernel_served bios-1", "initrd_served bios-1 (range bytes=10-19)"}
-	if diff := cmp.Diff(want, f.events.kinds()); diff != "" {
+	if diff := cmp.Diff(want, f.events.waitKinds(t, len(want))); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 	f.events.reset()

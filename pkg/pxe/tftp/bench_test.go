@@ -10,8 +10,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,45 +71,65 @@ func BenchmarkTFTPvsTFTPDHPA(b *testing.B) {
 		"ratio", mbOurs/mbPeer)
 }
 
-func startBenchServer(b *testing.B, root string) string {
-	b.Helper()
-	s, err := New(Config{Root: root, Addr: netip.MustParseAddrPort("127.0.0.1:0")})
+// benchServerEnv names the root and address a helper process serves.
+const benchServerEnv = "SLIPWAY_BENCH_TFTP_SERVER"
+
+// TestBenchServerProcess is not a test: BenchmarkTFTPvsTFTPDHPA starts the
+// test binary again to run this server in a process of its own, as
+// tftpd-hpa runs in its own processes, so neither server shares CPU time
+// with the client.
+func TestBenchServerProcess(t *testing.T) {
+	spec := os.Getenv(benchServerEnv)
+	if spec == "" {
+		t.Skip("helper process for BenchmarkTFTPvsTFTPDHPA")
+	}
+	root, addr, _ := strings.Cut(spec, "|")
+	s, err := New(Config{Root: root, Addr: netip.MustParseAddrPort(addr)})
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		b.Fatal(err)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
 	}
-	return s.Addr().String()
 }
 
-// startTFTPDHPA runs tftpd-hpa in the foreground on a free loopback port as
-// a child process (not the system service) and waits until it answers.
-func startTFTPDHPA(b *testing.B, bin, root string) string {
+// startBenchServer runs this package's server in a child process on a free
+// loopback port and waits until it answers.
+func startBenchServer(b *testing.B, root string) string {
+	b.Helper()
+	addr := freeLoopbackUDP(b)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchServerProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), benchServerEnv+"="+root+"|"+addr)
+	return startAndProbe(b, cmd, addr, "slipway tftp")
+}
+
+func freeLoopbackUDP(b *testing.B) string {
 	b.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	addr := c.LocalAddr().String()
-	c.Close()
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+// startAndProbe starts cmd and waits until a download of bench.bin from
+// addr succeeds.
+func startAndProbe(b *testing.B, cmd *exec.Cmd, addr, what string) string {
+	b.Helper()
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "--foreground", "--secure", "--user", "tftp", "--address", addr, "--blocksize", "65464", root)
 	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
 	if err := cmd.Start(); err != nil {
-		b.Fatalf("start tftpd-hpa: %v", err)
+		b.Fatalf("start %s: %v", what, err)
 	}
 	b.Cleanup(func() {
-		cmd.Process.Kill()
+		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		cl, _ := tftp.NewClient(addr)
 		cl.SetTimeout(200 * time.Millisecond)
@@ -117,10 +140,19 @@ func startTFTPDHPA(b *testing.B, bin, root string) string {
 			}
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("tftpd-hpa on %s does not answer: %s", addr, stderr.String())
+			b.Fatalf("%s on %s does not answer: %s", what, addr, stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startTFTPDHPA runs tftpd-hpa in the foreground on a free loopback port as
+// a child process (not the system service) and waits until it answers.
+func startTFTPDHPA(b *testing.B, bin, root string) string {
+	b.Helper()
+	addr := freeLoopbackUDP(b)
+	cmd := exec.Command(bin, "--foreground", "--secure", "--user", "tftp", "--address", addr, "--blocksize", "65464", root)
+	return startAndProbe(b, cmd, addr, "tftpd-hpa")
 }
 
 // downloadRound runs benchClients concurrent downloads and returns the wall
