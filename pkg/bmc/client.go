@@ -160,7 +160,7 @@ func (c *Client) PowerState(ctx context.Context) (PowerState, error) {
 
 func (c *Client) powerState(ctx context.Context) (PowerState, error) {
 	var st PowerState
-	err := c.call(ctx, c.cfg.OpTimeout, "read power state", func(ctx context.Context) error {
+	err := c.op(ctx, "read power state", func(ctx context.Context) error {
 		var err error
 		st, err = c.be.powerState(ctx)
 		return err
@@ -216,7 +216,7 @@ func (c *Client) setPower(ctx context.Context, a PowerAction) error {
 }
 
 func (c *Client) send(ctx context.Context, a PowerAction) error {
-	return c.call(ctx, c.cfg.OpTimeout, "send power "+string(a), func(ctx context.Context) error {
+	return c.op(ctx, "send power "+string(a), func(ctx context.Context) error {
 		return c.be.setPower(ctx, a)
 	})
 }
@@ -267,7 +267,7 @@ func (c *Client) SetBootDevice(ctx context.Context, d BootDevice, o BootOptions)
 		return c.opErr(op, err)
 	}
 	q := c.be.quirks()
-	err := c.call(ctx, c.cfg.OpTimeout, "set boot override", func(ctx context.Context) error {
+	err := c.op(ctx, "set boot override", func(ctx context.Context) error {
 		return c.be.setBoot(ctx, d, o, q)
 	})
 	if err != nil {
@@ -313,7 +313,7 @@ func (c *Client) BootOverride(ctx context.Context) (o BootOverride, ok bool, err
 }
 
 func (c *Client) bootOverride(ctx context.Context) (o BootOverride, ok bool, err error) {
-	err = c.call(ctx, c.cfg.OpTimeout, "read boot override", func(ctx context.Context) error {
+	err = c.op(ctx, "read boot override", func(ctx context.Context) error {
 		var err error
 		o, ok, err = c.be.bootOverride(ctx)
 		return err
@@ -353,6 +353,29 @@ func (c *Client) ready(ctx context.Context, op string) error {
 		return err
 	}
 	return nil
+}
+
+// op runs one BMC call under Config.OpTimeout. When the BMC answers 401 on
+// an open connection (its session expired, or the BMC restarted), it logs in
+// again once and repeats the call: a provisioning run can outlast a BMC's
+// session timeout.
+func (c *Client) op(ctx context.Context, what string, fn func(context.Context) error) error {
+	err := c.call(ctx, c.cfg.OpTimeout, what, fn)
+	var he *HTTPError
+	if err == nil || !errors.As(err, &he) || he.Status != 401 {
+		return err
+	}
+	c.log.Debug("bmc session refused, logging in again", "err", err)
+	_ = c.closeLocked(ctx)
+	pw, rerr := c.ref.Resolve()
+	if rerr != nil {
+		return fmt.Errorf("%s: log in again: read password: %w", what, rerr)
+	}
+	c.secret = pw.Reveal()
+	if rerr := c.call(ctx, c.cfg.ConnectTimeout, "log in again", func(ctx context.Context) error { return c.be.open(ctx, pw) }); rerr != nil {
+		return fmt.Errorf("%s: %w (after %w)", what, rerr, err)
+	}
+	return c.call(ctx, c.cfg.OpTimeout, what, fn)
 }
 
 // call runs fn under a deadline of timeout and turns what went wrong into a

@@ -2,6 +2,7 @@ package bmc_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -72,5 +73,36 @@ func TestRedfishPowerAndBoot(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantEvents, events); diff != "" {
 		t.Errorf("OnPower events mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestSessionExpiry: when the BMC drops the session (timeout, BMC restart)
+// the Client logs in again once and the call succeeds.
+func TestSessionExpiry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sim := newSim(t)
+	sb, n := startBMC(t, sim, "n1", redfishsim.BMCConfig{})
+	c, err := bmc.Dial(ctx, n.Name, n.BMC, fastConfig())
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close(ctx)
+	sb.ExpireSessions()
+	if err := c.SetPower(ctx, bmc.ActionOn); err != nil {
+		t.Fatalf("SetPower(on) after the session expired: %v", err)
+	}
+	if got := sb.Stats().Logins; got != 2 {
+		t.Errorf("logins = %d, want 2 (one login again)", got)
+	}
+	// A BMC that now refuses the credentials fails once, without a loop.
+	sb.ExpireSessions()
+	sb.SetFaults(redfishsim.Faults{RejectCredentials: true})
+	err = c.SetPower(ctx, bmc.ActionOff)
+	if err == nil || !strings.Contains(err.Error(), "log in again: log in: credentials refused (HTTP 401") {
+		t.Errorf("SetPower(off) with refused credentials = %v, want a log in again failure", err)
+	}
+	if got := sb.Stats().Logins; got != 2 {
+		t.Errorf("logins = %d after a refused login, want still 2", got)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -44,6 +46,14 @@ func (e *HTTPError) Error() string {
 // describe turns an error from bmclib, gofish, net/http or ipmitool into a
 // short one-line cause.
 func describe(err error) error {
+	var ce *common.CollectionError
+	if errors.As(err, &ce) {
+		// gofish reports a failed member of a collection as JSON of every
+		// failure; one is enough to say what happened.
+		for _, link := range slices.Sorted(maps.Keys(ce.Failures)) {
+			return describe(ce.Failures[link])
+		}
+	}
 	var ge *common.Error
 	if errors.As(err, &ge) && ge.HTTPReturnedStatusCode != 0 {
 		msg := ge.Message

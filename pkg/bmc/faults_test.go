@@ -70,7 +70,10 @@ func TestFaults(t *testing.T) {
 		sim    *redfishsim.BMCConfig // nil: the faulty node is a raw address
 		addr   func(t *testing.T) netip.AddrPort
 		before func(t *testing.T, sb *redfishsim.BMC, n inventory.Node)
-		want   []string // substrings of the error text, besides node and address
+		// afterLogin are faults set once the Client has logged in, so the
+		// operation rather than the connect meets them.
+		afterLogin *redfishsim.Faults
+		want       []string // substrings of the error text, besides node and address
 	}{
 		{name: "dead bmc", step: bmc.StatusStep(), addr: deadAddr,
 			want: []string{"power status", "connect", "connection refused"}},
@@ -82,12 +85,15 @@ func TestFaults(t *testing.T) {
 			cfg:  func(c *bmc.Config) { c.OpTimeout = 200 * time.Millisecond },
 			want: []string{"power status", "read power state: no answer within 200ms"}},
 		{name: "hanging bmc", step: bmc.PowerStep(bmc.ActionOn),
-			sim:  &redfishsim.BMCConfig{},
+			sim: &redfishsim.BMCConfig{}, afterLogin: &redfishsim.Faults{Hang: true},
 			cfg:  func(c *bmc.Config) { c.OpTimeout = 300 * time.Millisecond },
 			want: []string{"power on", "no answer within 300ms"}},
 		{name: "http 500", step: bmc.StatusStep(),
 			sim:  &redfishsim.BMCConfig{Faults: redfishsim.Faults{ErrorStatus: 500}},
 			want: []string{"power status", "connect: read system: bmc error (HTTP 500: The request failed due to an internal service error.)"}},
+		{name: "http 500 after login", step: bmc.BootStep(bmc.BootPXE, bmc.BootOptions{}),
+			sim: &redfishsim.BMCConfig{}, afterLogin: &redfishsim.Faults{ErrorStatus: 500},
+			want: []string{"set boot device pxe", "set boot override: bmc error (HTTP 500: The request failed due to an internal service error.)"}},
 		{name: "wrong password", step: bmc.StatusStep(),
 			sim:  &redfishsim.BMCConfig{Faults: redfishsim.Faults{RejectCredentials: true}},
 			want: []string{"power status", "connect: log in: credentials refused (HTTP 401: Invalid username or password.)"}},
@@ -144,15 +150,14 @@ func TestFaults(t *testing.T) {
 			cfg.Log = slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 			steps := []bmc.Step{tc.step}
-			if tc.name == "hanging bmc" {
-				// Hang only after the login: the operation, not the connect, times out.
-				hang := bmc.Step{Name: "hang", Do: func(_ context.Context, c *bmc.Client, _ *bmc.Result) error {
+			if tc.afterLogin != nil {
+				inject := bmc.Step{Name: "inject", Do: func(_ context.Context, c *bmc.Client, _ *bmc.Result) error {
 					if c.Node() == "bad" {
-						sb.SetFaults(redfishsim.Faults{Hang: true})
+						sb.SetFaults(*tc.afterLogin)
 					}
 					return nil
 				}}
-				steps = []bmc.Step{hang, tc.step}
+				steps = []bmc.Step{inject, tc.step}
 			}
 			res := bmc.Run(context.Background(), []inventory.Node{bad, goodNode}, bmc.RunConfig{Client: cfg}, steps...)
 

@@ -237,6 +237,14 @@ func (b *BMC) Sessions() int {
 	return len(b.sessions)
 }
 
+// ExpireSessions ends every open session, as a BMC does when its session
+// timeout passes or it restarts; clients must log in again.
+func (b *BMC) ExpireSessions() {
+	b.mu.Lock()
+	clear(b.sessions)
+	b.mu.Unlock()
+}
+
 // Stats returns what the BMC was asked to do so far.
 func (b *BMC) Stats() Stats {
 	b.mu.Lock()
