@@ -17,7 +17,7 @@ import (
 
 // Request is one request the lab's boot server answered.
 type Request struct {
-	// Time is when the request arrived.
+	// Time is when the answer was sent in full.
 	Time time.Time
 	// Path is the URL path, such as /vmlinuz or /phone-home.
 	Path string
@@ -28,8 +28,8 @@ type Request struct {
 }
 
 // BootServer is a minimal HTTP boot server for the dnsmasq peer: it serves
-// one iPXE script, the node image and a phone-home endpoint, and records
-// every request. Slipway's own server is pkg/pxe/httpboot; this one exists
+// one iPXE script, the node image, a node configuration (a script that
+// reports back) and a phone-home endpoint, and records every request. Slipway's own server is pkg/pxe/httpboot; this one exists
 // so the lab and the benchmark have a peer that is not the code under test.
 type BootServer struct {
 	srv  *http.Server
@@ -44,7 +44,7 @@ type BootServer struct {
 }
 
 // StartBootServer listens on the lab's server address at port (0 picks
-// one) and serves /boot.ipxe, /vmlinuz, /initrd.gz and /phone-home. The
+// one) and serves /boot.ipxe, /vmlinuz, /initrd.gz, /config and /phone-home. The
 // process must run inside the lab's namespace ([Lab.InProcess]).
 func (l *Lab) StartBootServer(ctx context.Context, img NodeImage, port uint16) (*BootServer, error) {
 	if !l.InProcess() {
@@ -60,7 +60,12 @@ func (l *Lab) StartBootServer(ctx context.Context, img NodeImage, port uint16) (
 	mux.HandleFunc("GET /boot.ipxe", s.script)
 	mux.HandleFunc("GET /vmlinuz", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, img.Kernel) })
 	mux.HandleFunc("GET /initrd.gz", func(w http.ResponseWriter, r *http.Request) { s.file(w, r, img.Initrd) })
+	mux.HandleFunc("GET /config", s.config)
 	mux.HandleFunc("/phone-home", s.phoneHome)
+	mux.HandleFunc("POST /phone-home/config", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 4096))
+		s.record(r, "")
+	})
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 	l.mu.Lock()
@@ -96,16 +101,24 @@ func (s *BootServer) record(r *http.Request, mac string) {
 }
 
 func (s *BootServer) script(w http.ResponseWriter, r *http.Request) {
-	s.record(r, "")
+	defer s.record(r, "")
 	base := "http://" + s.addr.String()
 	fmt.Fprintf(w, "#!ipxe\necho slipway lab boot: mac ${net0/mac} ip ${net0/ip}\n"+
-		"kernel %s/vmlinuz initrd=initrd.gz console=ttyS0 quiet panic=1 slipway.phonehome=%s/phone-home\n"+
-		"initrd %s/initrd.gz\nboot\n", base, base, base)
+		"kernel %s/vmlinuz initrd=initrd.gz console=ttyS0 quiet panic=1 slipway.config=%s/config slipway.phonehome=%s/phone-home\n"+
+		"initrd %s/initrd.gz\nboot\n", base, base, base, base)
+}
+
+// config serves the same kind of node configuration as Slipway's
+// placeholder renderer (a script that reports back), so a node does the
+// same work whichever server it boots from.
+func (s *BootServer) config(w http.ResponseWriter, r *http.Request) {
+	defer s.record(r, "")
+	fmt.Fprintf(w, "#!/bin/sh\nwget -q -O - --post-data \"config fetched\" \"http://%s/phone-home/config\" || true\n", s.addr)
 }
 
 func (s *BootServer) file(w http.ResponseWriter, r *http.Request, path string) {
-	s.record(r, "")
 	http.ServeFile(w, r, path)
+	s.record(r, "")
 }
 
 func (s *BootServer) phoneHome(w http.ResponseWriter, r *http.Request) {
