@@ -299,7 +299,7 @@ nodes:
 		}
 	}
 	code, out, errOut := runCLI(t, "power", "status", "vm1", "-f", inv)
-	if code != exitOK || !strings.Contains(out, "vm1   127.0.0.1:"+fmt.Sprint(sim.Port())+"  ipmi      -       -      off    ") {
+	if code != exitOK || !strings.Contains(out, "vm1   127.0.0.1:"+fmt.Sprint(sim.Port())+"  ipmi      MontaVista Software, Inc.  -      off    ") {
 		t.Errorf("power status vm1 = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	log, err := sim.Log()

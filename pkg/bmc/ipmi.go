@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 
@@ -19,6 +20,7 @@ type ipmiBackend struct {
 	b    inventory.BMC
 	cfg  Config
 	conn *ipmitool.Conn
+	inf  Info
 }
 
 func newIPMI(b inventory.BMC, cfg Config) *ipmiBackend { return &ipmiBackend{b: b, cfg: cfg} }
@@ -37,7 +39,55 @@ func (p *ipmiBackend) open(ctx context.Context, pw inventory.Secret) error {
 		return fmt.Errorf("log in: %w", err)
 	}
 	p.conn = conn
+	p.inf = Info{Protocol: "ipmi"}
+	p.inf.Vendor, p.inf.Model = p.mcInfo(ctx, pw)
 	return nil
+}
+
+// mcInfo reads the BMC's manufacturer and product from "ipmitool mc info",
+// which bmclib does not expose. It is run like bmclib runs ipmitool (lanplus,
+// cipher suite 3 then 17, the password in IPMITOOL_PASSWORD). It is only
+// for display, so a failure leaves both empty.
+func (p *ipmiBackend) mcInfo(ctx context.Context, pw inventory.Secret) (vendor, model string) {
+	bin := p.cfg.IpmitoolPath
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("ipmitool"); err != nil {
+			return "", ""
+		}
+	}
+	for _, cs := range []string{"3", "17"} {
+		cmd := exec.CommandContext(ctx, bin, "-I", "lanplus", "-U", p.b.Username, "-E", "-N", "5",
+			"-H", p.b.Host, "-p", strconv.Itoa(int(p.b.Port)), "-C", cs, "mc", "info")
+		cmd.Env = []string{"IPMITOOL_PASSWORD=" + pw.Reveal()}
+		out, err := cmd.Output()
+		if err != nil {
+			continue
+		}
+		return parseMCInfo(string(out))
+	}
+	return "", ""
+}
+
+// parseMCInfo reads "Manufacturer Name : X" and "Product Name : Y";
+// "Unknown (0xF02)" product names are dropped.
+func parseMCInfo(out string) (vendor, model string) {
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch strings.TrimSpace(k) {
+		case "Manufacturer Name":
+			vendor = v
+		case "Product Name":
+			if !strings.HasPrefix(v, "Unknown") {
+				model = v
+			}
+		}
+	}
+	return vendor, model
 }
 
 func (p *ipmiBackend) close(ctx context.Context) error {
@@ -47,7 +97,12 @@ func (p *ipmiBackend) close(ctx context.Context) error {
 	return p.conn.Close(ctx)
 }
 
-func (p *ipmiBackend) info() Info     { return Info{Protocol: "ipmi"} }
+func (p *ipmiBackend) info() Info {
+	if p.inf.Protocol == "" {
+		return Info{Protocol: "ipmi"}
+	}
+	return p.inf
+}
 func (p *ipmiBackend) quirks() quirks { return quirks{} }
 
 func (p *ipmiBackend) powerState(ctx context.Context) (PowerState, error) {

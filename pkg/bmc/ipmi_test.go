@@ -51,8 +51,8 @@ func TestIPMI(t *testing.T) {
 		t.Fatalf("Dial: %v", err)
 	}
 	defer c.Close(ctx)
-	if got := c.Info().Protocol; got != "ipmi" {
-		t.Errorf("Info().Protocol = %q, want ipmi", got)
+	if diff := cmp.Diff(bmc.Info{Protocol: "ipmi", Vendor: "MontaVista Software, Inc."}, c.Info()); diff != "" {
+		t.Errorf("Info() mismatch (-want +got):\n%s", diff)
 	}
 	if st, err := c.PowerState(ctx); err != nil || st != bmc.PowerOff {
 		t.Errorf("PowerState() = %q, %v, want off", st, err)
