@@ -491,7 +491,14 @@ func (s *Server) bootInfo(req, resp *dhcpv4.DHCPv4, node inventory.Node, client 
 	switch client {
 	case ClientIPXE:
 		setFile(s.cfg.ScriptURL(node))
-		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(optIPXE), ipxeNoPXEDHCP))
+		if s.cfg.Mode == inventory.DHCPProxy {
+			// iPXE takes an offer without an address as ProxyDHCP only
+			// when it says PXEClient; and it must wait for that offer, so
+			// no 175.176 here.
+			resp.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+		} else {
+			resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(optIPXE), ipxeNoPXEDHCP))
+		}
 	case ClientBIOS, ClientUEFIx64, ClientUEFIArm64:
 		file := s.cfg.Files.BIOS
 		switch client {

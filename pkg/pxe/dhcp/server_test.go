@@ -195,6 +195,7 @@ func TestHandleDecisions(t *testing.T) {
 		{"disabled node gets nothing", "", discover(t, macOff, bios...), nil},
 		{"proxy offer has no address", inventory.DHCPProxy, discover(t, macBIOS, bios...), &result{Type: "OFFER", To: bcast, YourIP: "0.0.0.0", File: "undionly.kpxe"}},
 		{"proxy ignores plain dhcp", inventory.DHCPProxy, discover(t, macBIOS), nil},
+		{"proxy ipxe waits for proxydhcp", inventory.DHCPProxy, discover(t, macBIOS, append(bios, withIPXE())...), &result{Type: "OFFER", To: bcast, YourIP: "0.0.0.0", File: "http://10.77.0.1:8080/boot/node-bios.ipxe"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
