@@ -110,6 +110,7 @@ func TestPowerCommands(t *testing.T) {
 	// A rack-wide status: the node that refuses the credentials fails on
 	// its own row and in the exit status; the others are read.
 	code, out, errOut := runCLI(t, append([]string{"power", "status", "--all"}, f...)...)
+	t.Logf("power status --all:\n%s%s", out, errOut)
 	if code != exitFailure {
 		t.Errorf("power status --all = %d, want %d; stderr:\n%s", code, exitFailure, errOut)
 	}

@@ -2,6 +2,7 @@ package bmc_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +98,26 @@ func TestIPMI(t *testing.T) {
 	t.Logf("wrong password: %v", res[0].Err)
 	if res[0].Err != nil && strings.Contains(res[0].Err.Error(), "wrong-password") {
 		t.Errorf("the password leaked into the error: %v", res[0].Err)
+	}
+}
+
+// TestIPMIDeadBMC: an IPMI BMC that never answers (nothing on the UDP port)
+// costs the connect timeout, not ipmitool's own retries.
+func TestIPMIDeadBMC(t *testing.T) {
+	testenv.RequireCommands(t, "ipmitool")
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close() // bound but never read: the requests go unanswered
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	n := inventory.Node{Name: "ipmi-dead", BMC: inventory.BMC{
+		URL: "ipmi://" + c.LocalAddr().String(), Protocol: inventory.ProtocolIPMI,
+		Host: "127.0.0.1", Port: uint16(port), Username: "admin", Password: passwordFile(t, testPassword),
+	}}
+	res := bmc.Run(context.Background(), []inventory.Node{n}, bmc.RunConfig{Client: bmc.Config{ConnectTimeout: 500 * time.Millisecond}}, bmc.StatusStep())
+	want := "power status ipmi-dead (bmc " + n.BMC.Addr() + "): connect: no answer within 500ms"
+	if res[0].Err == nil || res[0].Err.Error() != want {
+		t.Errorf("Run against a silent IPMI port: error = %v, want %q", res[0].Err, want)
 	}
 }

@@ -96,7 +96,7 @@ func Run(ctx context.Context, nodes []inventory.Node, cfg RunConfig, steps ...St
 	sem := make(chan struct{}, par)
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		results[i] = Result{Node: n.Name, BMC: n.BMC.Addr()}
+		results[i] = Result{Node: n.Name, BMC: n.BMC.Addr(), Info: Info{Protocol: string(n.BMC.Protocol)}}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
