@@ -93,7 +93,7 @@ func (n node) discoverHCAs(funcs map[string]*pciFunc, includeHost bool) []Device
 // readHCA builds the HCA named ibdev, or reports false with a logged reason.
 func (n node) readHCA(ibdev string, funcs map[string]*pciFunc, env hcaEnv) (Device, bool) {
 	link := n.sys("class", "infiniband", ibdev)
-	ibdir, err := filepath.EvalSymlinks(link)
+	ibdir, err := resolveLink(link)
 	if err != nil {
 		n.log.Warn("hca skipped", "device_id", ibdev, "err", err)
 		return Device{}, false
@@ -102,8 +102,13 @@ func (n node) readHCA(ibdev string, funcs map[string]*pciFunc, env hcaEnv) (Devi
 	addr := strings.ToLower(filepath.Base(filepath.Dir(filepath.Dir(ibdir))))
 	f, ok := funcs[addr]
 	if !ok {
-		n.log.Warn("hca skipped: no pci function", "device_id", ibdev, "pci_addr", addr)
-		return Device{}, false
+		// Another vendor's RDMA device (bnxt_re, irdma, ...), not
+		// read by the scan.
+		var err error
+		if f, err = n.readPCI(addr); err != nil {
+			n.log.Warn("hca skipped: pci function unreadable", "device_id", ibdev, "pci_addr", addr, "err", err)
+			return Device{}, false
+		}
 	}
 	if host, ifname := n.isHostNIC(f, env.defaultRoute); host && !env.includeHost {
 		n.log.Info("hca skipped: host network interface", "device_id", ibdev, "pci_addr", addr, "netdev", ifname)

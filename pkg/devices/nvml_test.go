@@ -37,7 +37,7 @@ type mockNVML struct {
 	created atomic.Int32
 }
 
-func newMockNVML(t *testing.T) *mockNVML {
+func newMockNVML(t testing.TB) *mockNVML {
 	t.Helper()
 	m := &mockNVML{srv: dgxh100.New(), events: make(chan nvml.EventData, 16)}
 	for i, d := range m.srv.Devices {

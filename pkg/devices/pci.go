@@ -46,9 +46,11 @@ func (n node) dev(p string) string {
 // pciDevicesDir is the PCI device list, relative to sys.
 const pciDevicesDir = "bus/pci/devices"
 
-// scanPCI reads every PCI function in ROOT/sys/bus/pci/devices. A function
-// whose identity (vendor, device, class) cannot be read is skipped and
-// logged; reading the list itself failing is the only error.
+// scanPCI reads the PCI functions in ROOT/sys/bus/pci/devices whose vendor
+// makes GPUs, HCAs or FPGAs (others, such as the many bridges, are read no
+// further). A function whose identity (vendor, device, class) cannot be
+// read is skipped and logged; reading the list itself failing is the only
+// error.
 func (n node) scanPCI() (map[string]*pciFunc, error) {
 	dir := n.sys(pciDevicesDir)
 	ents, err := os.ReadDir(dir)
@@ -62,6 +64,14 @@ func (n node) scanPCI() (map[string]*pciFunc, error) {
 			n.log.Debug("pci entry skipped: not a pci address", "path", filepath.Join(dir, name))
 			continue
 		}
+		vendor, err := readHexID(filepath.Join(dir, name, "vendor"))
+		if err != nil {
+			n.log.Warn("pci device skipped", "pci_addr", name, "err", err)
+			continue
+		}
+		if !interestingVendor(vendor) {
+			continue
+		}
 		f, err := n.readPCI(name)
 		if err != nil {
 			n.log.Warn("pci device skipped", "pci_addr", name, "err", err)
@@ -72,12 +82,23 @@ func (n node) scanPCI() (map[string]*pciFunc, error) {
 	return funcs, nil
 }
 
+// interestingVendor reports whether vendor makes devices this package
+// discovers by PCI scan (RDMA devices are found through their class and
+// read on demand, whatever their vendor).
+func interestingVendor(v string) bool {
+	switch v {
+	case vendorNVIDIA, vendorMellanox, vendorIntel, vendorSilicom:
+		return true
+	}
+	return xilinxVendors[v]
+}
+
 // readPCI reads the PCI function addr.
 func (n node) readPCI(addr string) (*pciFunc, error) {
 	link := n.sys(pciDevicesDir, addr)
-	dir, err := filepath.EvalSymlinks(link)
+	dir, err := resolveLink(link)
 	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", link, err)
+		return nil, err
 	}
 	f := &pciFunc{addr: strings.ToLower(addr), dir: dir}
 	if f.vendor, err = readHexID(filepath.Join(dir, "vendor")); err != nil {

@@ -10,23 +10,22 @@ import (
 	"strings"
 )
 
-// maxAttrSize bounds a sysfs attribute read: real attributes are one page at
-// most, and a fixture or a broken driver must not make us read a huge file.
-const maxAttrSize = 4096
+// maxAttrSize bounds a sysfs attribute read. The attributes read here are
+// short (IDs, states, GUIDs, UUIDs); a longer file is an error rather than
+// a silently truncated value.
+const maxAttrSize = 512
 
 // readAttr reads a sysfs attribute file and trims surrounding white space.
 // An empty file is an error: sysfs never has a meaningful empty value for
 // the attributes read here.
 func readAttr(path string) (string, error) {
-	f, err := os.Open(path)
+	var buf [maxAttrSize]byte
+	n, err := readSmall(path, buf[:])
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	buf := make([]byte, maxAttrSize)
-	n, err := f.Read(buf)
-	if err != nil && n == 0 {
-		return "", fmt.Errorf("read %s: %w", path, err)
+	if n == len(buf) {
+		return "", fmt.Errorf("read %s: longer than %d bytes", path, maxAttrSize)
 	}
 	s := strings.TrimSpace(string(buf[:n]))
 	if s == "" {
@@ -117,4 +116,30 @@ func isAllF(id string) bool {
 		}
 	}
 	return true
+}
+
+// resolveLink resolves a sysfs class or bus link ("bus/pci/devices/<bdf>"
+// -> "../../../devices/pci0000:15/...") with one readlink instead of
+// walking every component: the kernel's links are relative and their
+// parents are real directories. A path that is not a link is returned as
+// is. The target must exist: a dangling link or a loop is an error.
+func resolveLink(path string) (string, error) {
+	target, err := os.Readlink(path)
+	var dir string
+	switch {
+	case err == nil && filepath.IsAbs(target):
+		dir = target
+	case err == nil:
+		dir = filepath.Join(filepath.Dir(path), target)
+	default:
+		dir = path
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("resolve %s: %s is not a directory", path, dir)
+	}
+	return dir, nil
 }

@@ -76,6 +76,14 @@ class Tree:
     def numa_nodes(self, cpulists):
         for i, cl in enumerate(cpulists):
             self.write("/sys/devices/system/node/node%d/cpulist" % i, cl + "\n")
+            dist = " ".join("10" if j == i else "21" for j in range(len(cpulists)))
+            self.write("/sys/devices/system/node/node%d/distance" % i, dist + "\n")
+            self.write("/sys/devices/system/node/node%d/meminfo" % i,
+                       "Node %d MemTotal:       1056462512 kB\nNode %d MemFree:        1000000000 kB\n" % (i, i))
+            for f in ("nr_hugepages", "free_hugepages", "surplus_hugepages"):
+                self.write("/sys/devices/system/node/node%d/hugepages/hugepages-2048kB/%s" % (i, f), "0\n")
+        self.write("/proc/meminfo", "MemTotal:       2112925024 kB\nHugePages_Total:       0\n"
+                   "Hugepagesize:       2048 kB\nHugetlb:               0 kB\n")
         self.write("/sys/devices/system/node/online", "0-%d\n" % (len(cpulists) - 1) if len(cpulists) > 1 else "0\n")
 
     # --- kinds -------------------------------------------------------------
@@ -139,6 +147,28 @@ class Tree:
         self.link("/sys/class/net/" + name, nd)
 
 
+PCI_IDS = """# Excerpt of pci.ids (https://pci-ids.ucw.cz) for the dgx-h100 fixture.
+10b5  PLX Technology, Inc.
+\tc010  PEX89104 PCIe Gen5 Switch
+10de  NVIDIA Corporation
+\t22a3  GH100 [H100 NVSwitch]
+\t2330  GH100 [H100 SXM5 80GB]
+15b3  Mellanox Technologies
+\t1021  MT2910 Family [ConnectX-7]
+1a03  ASPEED Technology, Inc.
+\t2000  ASPEED Graphics Family
+C 02  Network controller
+\t00  Ethernet controller
+\t07  Infiniband controller
+C 03  Display controller
+\t00  VGA compatible controller
+\t02  3D controller
+C 06  Bridge
+\t04  PCI bridge
+\t80  Bridge
+"""
+
+
 def dgx_h100():
     t = Tree("dgx-h100")
     t.numa_nodes(["0-55,112-167", "56-111,168-223"])
@@ -198,6 +228,9 @@ def dgx_h100():
         t.bridge("pci0000:00/0000:00:1d.%d" % i, 0)
     t.nvidia_shared_nodes()
     t.write("/dev/infiniband/rdma_cm", "")
+    # A pci.ids for the devices above, where a host keeps it, so that ghw
+    # (the benchmark's peer) names them from this root and not the host.
+    t.write("/usr/share/hwdata/pci.ids", PCI_IDS)
     t.write("/proc/net/route", "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
             "bond0\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n")
 
