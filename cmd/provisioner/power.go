@@ -143,7 +143,7 @@ func runBMC(cmd *cobra.Command, g *globals, f *bmcFlags, args []string, showBoot
 	}
 	fmt.Fprintf(g.stdout, "%d node(s) in %.2fs: %d ok, %d failed\n", len(res), took.Seconds(), len(res)-failed, failed)
 	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted: %d of %d node(s) not done (sessions logged out)", failed, len(res))
+		return fmt.Errorf("interrupted: %d of %d node(s) not done", failed, len(res))
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d node(s) failed (see the RESULT column)", failed, len(res))

@@ -312,3 +312,31 @@ nodes:
 		t.Errorf("what ipmi_sim told the chassis (-want +got):\n%s", diff)
 	}
 }
+
+// TestPowerInterrupt: Ctrl-C (the signal context ending) stops a rack-wide
+// command, reports every node, exits 1 and leaves no session open.
+func TestPowerInterrupt(t *testing.T) {
+	lab := newPowerLab(t)
+	for _, b := range lab.bmcs {
+		b.SetFaults(redfishsim.Faults{Latency: 300 * time.Millisecond})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(100*time.Millisecond, cancel) // every login needs at least 600 ms
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"power", "on", "--all", "-f", lab.inv}, &out, &errb)
+	if code != exitFailure || !strings.Contains(errb.String(), "interrupted: 3 of 3 node(s) not done") {
+		t.Errorf("power on --all interrupted = %d, stderr %q; want 1 and the interruption", code, errb.String())
+	}
+	if n := strings.Count(out.String(), "cancelled"); n != 3 {
+		t.Errorf("power on --all interrupted: %d rows say cancelled, want 3:\n%s", n, out.String())
+	}
+	for name, b := range lab.bmcs {
+		if n := b.Sessions(); n != 0 {
+			t.Errorf("bmc %s has %d sessions open after the interruption, want 0", name, n)
+		}
+		if r := b.Stats().Resets; len(r) != 0 {
+			t.Errorf("bmc %s was told %v after the interruption, want nothing", name, r)
+		}
+	}
+}
