@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/slipway-dev/slipway/pkg/devices"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/discover-*.golden")
+
+func runDiscover(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), append([]string{"discover"}, args...), &stdout, &stderr)
+	return stdout.String(), stderr.String(), code
+}
+
+func TestDiscoverTable(t *testing.T) {
+	for _, name := range []string{"dgx-h100", "fpga-node", "broken-node", "empty-node"} {
+		t.Run(name, func(t *testing.T) {
+			root := filepath.Join("..", "..", "pkg", "devices", "testdata", name)
+			out, errOut, code := runDiscover(t, "--root", root, "--nvml", "off", "--log-level", "error")
+			if code != 0 {
+				t.Fatalf("discover --root %s = exit %d, stderr:\n%s", root, code, errOut)
+			}
+			golden := filepath.Join("testdata", "discover-"+name+".golden")
+			if *update {
+				if err := os.MkdirAll("testdata", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("read %s (run go test -update to create it): %v", golden, err)
+			}
+			if diff := cmp.Diff(string(want), out); diff != "" {
+				t.Errorf("discover --root %s output differs from %s (-want +got):\n%s", root, golden, diff)
+			}
+		})
+	}
+}
+
+func TestDiscoverJSON(t *testing.T) {
+	root := filepath.Join("..", "..", "pkg", "devices", "testdata", "dgx-h100")
+	out, errOut, code := runDiscover(t, "--root", root, "--nvml", "off", "-o", "json", "--log-level", "error")
+	if code != 0 {
+		t.Fatalf("discover -o json = exit %d, stderr:\n%s", code, errOut)
+	}
+	var devs []devices.Device
+	if err := json.Unmarshal([]byte(out), &devs); err != nil {
+		t.Fatalf("discover -o json: output is not a device list: %v", err)
+	}
+	kinds := map[devices.Kind]int{}
+	for _, d := range devs {
+		kinds[d.Kind]++
+	}
+	if diff := cmp.Diff(map[devices.Kind]int{devices.KindGPU: 8, devices.KindHCA: 8}, kinds); diff != "" {
+		t.Errorf("discover -o json kinds (-want +got):\n%s", diff)
+	}
+}
+
+func TestDiscoverErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "yaml"}, `--output "yaml"`},
+		{[]string{"--nvml", "maybe"}, `nvml mode "maybe"`},
+		{[]string{"--root", "/nonexistent-root", "--nvml", "off"}, "list pci devices"},
+	}
+	for _, tc := range tests {
+		_, errOut, code := runDiscover(t, tc.args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("discover %v = exit %d, stderr %q; want a failure mentioning %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
