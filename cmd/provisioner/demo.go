@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -29,6 +30,8 @@ type demoFlags struct {
 	osBoot        time.Duration
 	fails         []string
 	seed          uint64
+	// figures receives the run's figures (benchmarks).
+	figures *demoFigures
 }
 
 func newDemoCmd(g *globals) *cobra.Command {
@@ -166,12 +169,19 @@ func runDemo(ctx context.Context, g *globals, f *upFlags, d *demoFlags) error {
 	fmt.Fprintf(g.stderr, "demo: %d simulated nodes (%d control plane), Redfish BMCs on 127.0.0.1, DHCP 127.0.0.1:%d via relay 127.0.0.2, TFTP :%d, HTTP :%d\n",
 		d.nodes, d.controlPlanes, dhcpPort, tftpPort, httpPort)
 	start := time.Now()
+	cpu0, _ := processUsage()
 	return runUp(ctx, g, f, upDeps{
 		inv: inv, svc: svc, readiness: rack, command: "provisioner demo",
 		bmcConfig: bmc.Config{ConnectTimeout: 5 * time.Second, OpTimeout: 10 * time.Second, VerifyTimeout: 10 * time.Second,
 			Backoff: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}},
 		extra: rack.Run, readyPoll: 100 * time.Millisecond,
-		after: func(rep *provision.Report) { writeDemoFigures(g, rep, rack, time.Since(start)) },
+		after: func(rep *provision.Report) {
+			fg := demoFiguresOf(rep, rack, time.Since(start), cpu0)
+			fg.write(g.stderr)
+			if d.figures != nil {
+				*d.figures = fg
+			}
+		},
 	})
 }
 
@@ -207,22 +217,46 @@ func demoInventory(d *demoFlags, httpPort uint16) *inventory.Inventory {
 	return inv
 }
 
-// writeDemoFigures prints how the provisioner kept up with the simulated
-// boots and what the process cost.
-func writeDemoFigures(g *globals, rep *provision.Report, rack *simrack.Rack, wall time.Duration) {
-	var slowest, slowestTook time.Duration
+// demoFigures are what a demo run cost and how it kept up with the
+// simulated boots.
+type demoFigures struct {
+	Nodes int
+	Ready int
+	Wall  time.Duration
+	// Slowest is the slowest simulated machine's own boot (firmware + OS);
+	// SlowestTook the slowest power-on-to-join actually seen.
+	Slowest, SlowestTook time.Duration
+	// CPU is the whole process's user+system CPU: provisioner, boot
+	// services and the simulated BMCs and machines together.
+	CPU time.Duration
+	// MaxRSS is the process's peak resident set, in bytes.
+	MaxRSS int64
+}
+
+// demoFiguresOf measures the run; cpu0 is the process CPU at its start.
+func demoFiguresOf(rep *provision.Report, rack *simrack.Rack, wall, cpu0 time.Duration) demoFigures {
+	fg := demoFigures{Nodes: len(rep.Nodes), Ready: rep.Ready, Wall: wall}
 	for _, s := range rack.Stats() {
-		slowest = max(slowest, s.Boot)
-		slowestTook = max(slowestTook, s.Took)
+		fg.Slowest = max(fg.Slowest, s.Boot)
+		fg.SlowestTook = max(fg.SlowestTook, s.Took)
 	}
+	cpu, rss := processUsage()
+	fg.CPU, fg.MaxRSS = cpu-cpu0, rss
+	return fg
+}
+
+// processUsage returns the process's CPU time so far and its peak RSS in bytes.
+func processUsage() (time.Duration, int64) {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	n := len(rep.Nodes)
-	fmt.Fprintf(g.stderr, "demo: wall %s; slowest simulated boot %s (firmware+OS), slowest node power-on to join %s\n",
-		wall.Round(time.Millisecond), slowest.Round(time.Millisecond), slowestTook.Round(time.Millisecond))
-	fmt.Fprintf(g.stderr, "demo: process CPU %s = %s per node (provisioner, boot services, %d simulated BMCs and machines together); peak RSS %d MiB\n",
-		cpu.Round(time.Millisecond), (cpu / time.Duration(max(n, 1))).Round(time.Microsecond), n, ru.Maxrss/1024)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Maxrss * 1024
+}
+
+func (fg demoFigures) write(w io.Writer) {
+	fmt.Fprintf(w, "demo: wall %s; slowest simulated boot %s (firmware+OS), slowest node power-on to join %s\n",
+		fg.Wall.Round(time.Millisecond), fg.Slowest.Round(time.Millisecond), fg.SlowestTook.Round(time.Millisecond))
+	fmt.Fprintf(w, "demo: process CPU %s = %s per node (provisioner, boot services, %d simulated BMCs and machines together); peak RSS %d MiB\n",
+		fg.CPU.Round(time.Millisecond), (fg.CPU / time.Duration(max(fg.Nodes, 1))).Round(time.Microsecond), fg.Nodes, fg.MaxRSS>>20)
 }
 
 func freePort(network string) (uint16, error) {

@@ -571,6 +571,8 @@ func (r *Rack) tftpGet(file string) error {
 	}
 	c.SetTimeout(2 * time.Second)
 	c.SetRetries(3)
+	c.SetBlockSize(1432) // what PXE ROMs negotiate on a 1500-byte MTU
+	c.RequestTSize(true)
 	wt, err := c.Receive(file, "octet")
 	if err != nil {
 		return err
