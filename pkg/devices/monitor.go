@@ -253,8 +253,18 @@ func (m *Monitor) check(d Device) []string {
 		// Re-reading the card covers presence, IDs and device nodes.
 		return m.n.fpgaProblems(d)
 	}
-	if !exists(m.n.sys(pciDevicesDir, d.PCIAddress)) {
+	pci := m.n.sys(pciDevicesDir, d.PCIAddress)
+	if !exists(pci) {
 		return []string{"pci device " + d.PCIAddress + " gone"}
+	}
+	if d.Driver != "" {
+		// Unbound, or rebound to another driver (vfio-pci): the device
+		// nodes may linger but the device is not usable through them.
+		if drv, err := linkBase(filepath.Join(pci, "driver")); err != nil {
+			problems = append(problems, "driver "+d.Driver+" unbound")
+		} else if drv != d.Driver {
+			problems = append(problems, "driver now "+drv+", was "+d.Driver)
+		}
 	}
 	for _, dn := range d.DeviceNodes {
 		host := dn.HostPath

@@ -175,9 +175,11 @@ func TestMonitorDisappearance(t *testing.T) {
 	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOff}, devs)
 	must(t, os.Remove(filepath.Join(root, "sys", "bus", "pci", "devices", "0000:9d:00.0")))
 	must(t, os.Remove(filepath.Join(root, "dev", "infiniband", "uverbs9")))
-	ev.waitFor(t, "the removed GPU and the HCA without uverbs9 unhealthy", func(evs []HealthEvent) bool {
+	must(t, os.Remove(filepath.Join(root, "sys", "bus", "pci", "devices", "0000:ce:00.0", "driver")))
+	ev.waitFor(t, "the removed GPU, the HCA without uverbs9 and the unbound HCA unhealthy", func(evs []HealthEvent) bool {
 		return has(evs, "GPU-0000009d-1111-2222-3333-444400000004", false, "gone") &&
-			has(evs, "mlx5_9", false, "/dev/infiniband/uverbs9 missing")
+			has(evs, "mlx5_9", false, "/dev/infiniband/uverbs9 missing") &&
+			has(evs, "mlx5_10", false, "driver mlx5_core unbound")
 	})
 }
 

@@ -209,6 +209,39 @@ func TestDiscoverNVMLFailures(t *testing.T) {
 	}
 }
 
+func TestDiscoverNVLinkPeers(t *testing.T) {
+	m := newMockNVML(t)
+	// GPU 0 has links 0 and 2 up to two NVSwitches, link 1 down.
+	dev := m.srv.Devices[0].(*server.Device)
+	peers := map[int]string{0: "00000000:05:00.0", 2: "00000000:06:00.0"}
+	dev.GetNvLinkStateFunc = func(link int) (nvml.EnableState, nvml.Return) {
+		if link > 2 {
+			return 0, nvml.ERROR_INVALID_ARGUMENT
+		}
+		if _, ok := peers[link]; ok {
+			return nvml.FEATURE_ENABLED, nvml.SUCCESS
+		}
+		return nvml.FEATURE_DISABLED, nvml.SUCCESS
+	}
+	dev.GetNvLinkRemotePciInfoFunc = func(link int) (nvml.PciInfo, nvml.Return) {
+		var p nvml.PciInfo
+		for j, c := range peers[link] {
+			p.BusId[j] = int8(c)
+		}
+		return p, nvml.SUCCESS
+	}
+	devs, err := Discover(context.Background(), Config{Root: fixture("dgx-h100"), NVML: NVMLOn, NVMLLib: FromNVML(m.srv)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := devs[0].Attributes["nvlink_peers"], "0000:05:00.0,0000:06:00.0"; got != want {
+		t.Errorf("GPU 0 nvlink_peers = %q, want %q", got, want)
+	}
+	if got := devs[1].Attributes["nvlink_peers"]; got != "" {
+		t.Errorf("GPU 1 nvlink_peers = %q, want none (NVLink not supported)", got)
+	}
+}
+
 func TestNormalizeBusID(t *testing.T) {
 	for in, want := range map[string]string{
 		"00000000:1B:00.0": "0000:1b:00.0",
