@@ -150,6 +150,9 @@ func (t *Table) Draw() {
 			in = 0
 		}
 		last := r.Event
+		if r.Reason != "" {
+			last = r.Reason
+		}
 		if len(last) > 60 {
 			last = last[:57] + "..."
 		}
