@@ -262,6 +262,12 @@ func (s *Server) read(root *os.Root, name string, rf io.ReaderFrom) error {
 	// reads per MiB into 16.
 	n, err := rf.ReadFrom(bufio.NewReaderSize(f, 64<<10))
 	if err != nil {
+		if n == 0 && strings.Contains(err.Error(), "block 0: code=8") {
+			// UEFI firmware asks for tsize, then ends the transfer with
+			// error 8 (RFC 2347) and asks again for the file: normal.
+			s.log.Debug("tftp size probe", "ip", ip.String(), "node", node, "path", name)
+			return nil
+		}
 		s.log.Info("tftp transfer failed", "ip", ip.String(), "node", node, "path", name, "bytes", n, "err", err)
 		return nil
 	}
