@@ -40,7 +40,7 @@ func Discover(ctx context.Context, cfg Config) ([]Device, error) {
 			lib = nil
 			switch {
 			case mode == NVMLOn:
-				return nil, fmt.Errorf("discover devices: %w", err)
+				return nil, fmt.Errorf("discover devices: nvml required: %w", err)
 			case errors.Is(err, ErrNVMLNotFound):
 				n.log.Info("nvml not found, reading gpus from sysfs", "err", err)
 			default:

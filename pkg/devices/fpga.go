@@ -3,6 +3,7 @@ package devices
 import (
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -30,8 +31,9 @@ func xilinxRole(f *pciFunc) string {
 	case f.driver == "xclmgmt":
 		return "mgmt"
 	}
-	// XRT's user PFs have odd device IDs, mgmt PFs even ones.
-	if strings.HasSuffix(f.device, "1") || strings.HasSuffix(f.device, "5") || strings.HasSuffix(f.device, "d") {
+	// Without XRT's markers: Alveo user PFs have odd device IDs (5001,
+	// 5005, 500d, 5021), mgmt PFs even ones.
+	if v, err := strconv.ParseUint(strings.TrimPrefix(f.device, "0x"), 16, 16); err == nil && v%2 == 1 {
 		return "user"
 	}
 	return "mgmt"

@@ -63,7 +63,7 @@ type NVMLGPU struct {
 
 // ErrNVMLNotFound is wrapped by NVML.Init when libnvidia-ml cannot be
 // loaded; in NVMLAuto mode discovery then falls back to sysfs.
-var ErrNVMLNotFound = errors.New("nvml library not found")
+var ErrNVMLNotFound = errors.New("libnvidia-ml.so.1 not found (is the NVIDIA driver installed?)")
 
 // errXIDNotSupported is wrapped by NVMLEventSet.Register when a GPU cannot
 // report XID events (too old): its health then comes from sysfs only, as

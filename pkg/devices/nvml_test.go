@@ -4,6 +4,7 @@ package devices
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -239,6 +240,25 @@ func TestDiscoverNVLinkPeers(t *testing.T) {
 	}
 	if got := devs[1].Attributes["nvlink_peers"]; got != "" {
 		t.Errorf("GPU 1 nvlink_peers = %q, want none (NVLink not supported)", got)
+	}
+}
+
+func TestRealNVMLWithoutLibrary(t *testing.T) {
+	lib := loadNVML()
+	err := lib.Init()
+	if err == nil {
+		lib.Shutdown()
+		t.Skip("libnvidia-ml is installed here; this test is for machines without it")
+	}
+	if !errors.Is(err, ErrNVMLNotFound) {
+		t.Errorf("real NVML Init without libnvidia-ml = %v, want an error wrapping ErrNVMLNotFound", err)
+	}
+	// auto falls back to sysfs, on fails.
+	if _, err := Discover(context.Background(), Config{Root: fixture("dgx-h100")}); err != nil {
+		t.Errorf("Discover(nvml auto, no library) = %v, want sysfs discovery", err)
+	}
+	if _, err := Discover(context.Background(), Config{Root: fixture("dgx-h100"), NVML: NVMLOn}); err == nil {
+		t.Errorf("Discover(nvml on, no library) = nil error, want one")
 	}
 }
 
