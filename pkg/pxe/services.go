@@ -126,9 +126,11 @@ func New(cfg Config) (*Services, error) {
 		Nodes:       nodes,
 		Renderer:    cfg.Renderer,
 		NextAction:  cfg.NextAction,
-		Registry:    reg,
-		Events:      sink,
-		Log:         log.With("service", "http"),
+		// Node addresses are known only when this provisioner hands them out.
+		RequireNodeIP: nw.DHCPMode == inventory.DHCPAuthoritative,
+		Registry:      reg,
+		Events:        sink,
+		Log:           log.With("service", "http"),
 	})
 	if err != nil {
 		return nil, err

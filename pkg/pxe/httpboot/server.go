@@ -66,6 +66,11 @@ type Config struct {
 	// NextAction returns the body of the answer to a node's phone-home (nil:
 	// DefaultNextAction). The test lab's node image runs "poweroff" or "hold".
 	NextAction func(node inventory.Node) string
+	// RequireNodeIP serves a node's script and configuration only to
+	// requests from the node's inventory address. Set it when the
+	// provisioner hands out those addresses (authoritative DHCP): then a
+	// machine that is not the node cannot mint itself a config token.
+	RequireNodeIP bool
 	// MaxPhoneHomeBytes caps a phone-home body (default DefaultMaxPhoneHomeBytes).
 	MaxPhoneHomeBytes int64
 	// ScriptRetries is how often iPXE retries the kernel and initrd
@@ -315,6 +320,11 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if s.cfg.RequireNodeIP && ip != node.IP {
+		s.log.Info("script request from another address refused", "node", node.Name, "ip", ip.String(), "node_ip", node.IP.String())
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
 	tok, err := s.tokens.Issue(node.Name)
 	if err != nil {
 		s.log.Error("issue config token", "node", node.Name, "err", err)
@@ -415,6 +425,12 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 	node, known := s.byName[name]
 	if !known {
 		s.events.Publish(bootevent.Event{Kind: bootevent.ConfigRefused, IP: ip, Path: "/config/" + name, Detail: "unknown node"})
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	if s.cfg.RequireNodeIP && ip != node.IP {
+		s.log.Info("config request refused", "node", node.Name, "ip", ip.String(), "reason", "not the node's address")
+		s.events.Publish(bootevent.Event{Kind: bootevent.ConfigRefused, Node: node.Name, MAC: hw(node.MAC), IP: ip, Path: "/config/" + name, Detail: "not the node's address"})
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}

@@ -294,6 +294,31 @@ func TestConfigTokens(t *testing.T) {
 	})
 }
 
+func TestRequireNodeIP(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.RequireNodeIP = true })
+	// The test client is 127.0.0.1: bios-1's address, not uefi-1's.
+	if code, _ := f.do(t, "GET", "/boot/uefi-1.ipxe", nil); code != http.StatusForbidden {
+		t.Errorf("GET uefi-1's script from another address = %d, want 403", code)
+	}
+	if code, _ := f.do(t, "GET", "/config/uefi-1?token="+func() string {
+		tok, _ := f.srv.tokens.Issue("uefi-1")
+		return tok
+	}(), nil); code != http.StatusForbidden {
+		t.Errorf("GET uefi-1's config with a valid token from another address = %d, want 403", code)
+	}
+	if *f.rendered != 0 {
+		t.Errorf("config rendered %d times for a refused address", *f.rendered)
+	}
+	tok := tokenFor(t, f, "bios-1")
+	if code, _ := f.do(t, "GET", "/config/bios-1?token="+tok, nil); code != http.StatusOK {
+		t.Errorf("GET bios-1's config from its own address = %d, want 200", code)
+	}
+	want := []string{"config_refused uefi-1 (not the node's address)", "script_served bios-1", "config_fetched bios-1"}
+	if diff := cmp.Diff(want, f.events.waitKinds(t, len(want))); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
+
 func TestPhoneHome(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		c.MaxPhoneHomeBytes = 100
