@@ -28,58 +28,63 @@ func TestBMCBoot(t *testing.T) {
 	const password = "lab-password"
 	t.Setenv("SLIPWAY_E2E_BMC_PASSWORD", password)
 	ref := inventory.SecretRef{Source: "env", Name: "SLIPWAY_E2E_BMC_PASSWORD"}
+	startIPMI := func(t *testing.T, l *lab.Lab, vm *lab.VM) inventory.BMC {
+		testenv.RequireCommands(t, "ipmi_sim", "ipmitool")
+		pc, err := l.StartPowerControl(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		script, err := pc.ChassisScript(vm, l.Dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		sim, err := ipmisim.Start(t.Context(), ipmisim.Config{Dir: dir, Password: password, ChassisControl: script})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			sim.Close()
+			if t.Failed() {
+				b, _ := os.ReadFile(filepath.Join(dir, "ipmi_sim.log"))
+				t.Logf("ipmi_sim.log:\n%s", tail(string(b), 4000))
+			}
+		})
+		return inventory.BMC{URL: sim.URL(), Protocol: inventory.ProtocolIPMI, Host: "127.0.0.1", Port: uint16(sim.Port()), Username: "admin", Password: ref}
+	}
+	startRedfish := func(t *testing.T, l *lab.Lab, vm *lab.VM) inventory.BMC {
+		sim, err := redfishsim.New(redfishsim.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sim.Close() })
+		b, err := sim.Start(redfishsim.BMCConfig{
+			Name: vm.Name(), Username: "admin", Password: password,
+			OnPower: func(ctx context.Context, ev redfishsim.PowerEvent) error {
+				if ev.Action != lab.PowerOff {
+					if ev.Boot.Target == "Pxe" {
+						vm.SetBootDevice(lab.BootNetwork)
+					} else {
+						vm.SetBootDevice(lab.BootDisk)
+					}
+				}
+				return vm.ApplyPower(ctx, ev.Action)
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return inventory.BMC{URL: b.URL(), Protocol: inventory.ProtocolRedfish, Scheme: "http", Host: "127.0.0.1", Port: b.Addr().Port(), Username: "admin", Password: ref}
+	}
 	for _, tc := range []struct {
 		name  string
 		start func(t *testing.T, l *lab.Lab, vm *lab.VM) inventory.BMC
+		dev   bmc.BootDevice
 	}{
-		{"ipmi", func(t *testing.T, l *lab.Lab, vm *lab.VM) inventory.BMC {
-			testenv.RequireCommands(t, "ipmi_sim", "ipmitool")
-			pc, err := l.StartPowerControl(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			script, err := pc.ChassisScript(vm, l.Dir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			sim, err := ipmisim.Start(t.Context(), ipmisim.Config{Dir: dir, Password: password, ChassisControl: script})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				sim.Close()
-				if t.Failed() {
-					b, _ := os.ReadFile(filepath.Join(dir, "ipmi_sim.log"))
-					t.Logf("ipmi_sim.log:\n%s", tail(string(b), 4000))
-				}
-			})
-			return inventory.BMC{URL: sim.URL(), Protocol: inventory.ProtocolIPMI, Host: "127.0.0.1", Port: uint16(sim.Port()), Username: "admin", Password: ref}
-		}},
-		{"redfish", func(t *testing.T, l *lab.Lab, vm *lab.VM) inventory.BMC {
-			sim, err := redfishsim.New(redfishsim.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { sim.Close() })
-			b, err := sim.Start(redfishsim.BMCConfig{
-				Name: vm.Name(), Username: "admin", Password: password,
-				OnPower: func(ctx context.Context, ev redfishsim.PowerEvent) error {
-					if ev.Action != lab.PowerOff {
-						if ev.Boot.Target == "Pxe" {
-							vm.SetBootDevice(lab.BootNetwork)
-						} else {
-							vm.SetBootDevice(lab.BootDisk)
-						}
-					}
-					return vm.ApplyPower(ctx, ev.Action)
-				},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return inventory.BMC{URL: b.URL(), Protocol: inventory.ProtocolRedfish, Scheme: "http", Host: "127.0.0.1", Port: b.Addr().Port(), Username: "admin", Password: ref}
-		}},
+		{"ipmi", startIPMI, bmc.BootPXE},
+		{"redfish", startRedfish, bmc.BootPXE},
+		// The negative: boot from disk, and the (diskless) VM must not netboot.
+		{"ipmi-disk", startIPMI, bmc.BootDisk},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := requireLab(t)
@@ -103,11 +108,20 @@ func TestBMCBoot(t *testing.T) {
 			}
 			defer c.Close(context.Background())
 			start := time.Now()
-			if err := c.SetBootDevice(ctx, bmc.BootPXE, bmc.BootOptions{Legacy: true}); err != nil {
-				t.Fatalf("SetBootDevice(pxe) via %s: %v", tc.name, err)
+			if err := c.SetBootDevice(ctx, tc.dev, bmc.BootOptions{Legacy: true}); err != nil {
+				t.Fatalf("SetBootDevice(%s) via %s: %v", tc.dev, tc.name, err)
 			}
 			if err := c.SetPower(ctx, bmc.ActionOn); err != nil {
 				t.Fatalf("SetPower(on) via %s: %v", tc.name, err)
+			}
+			if tc.dev == bmc.BootDisk {
+				if err := vm.WaitConsole(ctx, "No bootable device"); err != nil {
+					t.Fatal(err)
+				}
+				if got := s.nodeEvents("bios-1"); len(got) != 0 {
+					t.Errorf("events of bios-1 after boot from disk = %v, want none", got)
+				}
+				return
 			}
 			ev, err := s.waitBooted(ctx, "bios-1")
 			if err != nil {
