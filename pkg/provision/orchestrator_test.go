@@ -39,8 +39,8 @@ func fastConfig(t *testing.T, nodes []inventory.Node, rack *provisionfake.Rack) 
 	return provision.Config{
 		Nodes: nodes, StateDir: t.TempDir(), BMCs: rack, Issuer: rack, Readiness: rack,
 		ReadyPoll: 10 * time.Millisecond, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
-		Timeouts: provision.Timeouts{DHCP: 400 * time.Millisecond, Netboot: 400 * time.Millisecond,
-			Join: 400 * time.Millisecond, Ready: 400 * time.Millisecond, BMC: time.Second},
+		Timeouts: provision.Timeouts{DHCP: 1500 * time.Millisecond, Netboot: 1500 * time.Millisecond,
+			Join: 1500 * time.Millisecond, Ready: 1500 * time.Millisecond, BMC: 2 * time.Second},
 	}
 }
 
