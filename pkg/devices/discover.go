@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 )
@@ -58,7 +57,7 @@ func newNode(root string, log *slog.Logger) node {
 		root = "/"
 	}
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	return node{root: root, log: log}
 }

@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -195,6 +196,9 @@ func fpgaIDProblems(d *Device, afuPath, ifacePath string) []string {
 
 // fpgaProblems re-reads the IDs of an FPGA for the monitor.
 func (n node) fpgaProblems(d Device) []string {
+	// Discovery already logged what is odd about this card; polling every
+	// second must not repeat it.
+	n = node{root: n.root, log: slog.New(slog.DiscardHandler)}
 	f, err := n.readPCI(d.PCIAddress)
 	if err != nil {
 		return []string{"pci device gone"}
