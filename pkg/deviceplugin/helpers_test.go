@@ -1,0 +1,110 @@
+package deviceplugin
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/slipway-dev/slipway/pkg/deviceplugin/kubeletstub"
+	"github.com/slipway-dev/slipway/pkg/devices"
+)
+
+// loadFixture reads testdata/<name>.json, a device list as discovery
+// returns it (see testdata/README.md).
+func loadFixture(t testing.TB, name string) []devices.Device {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devs []devices.Device
+	if err := json.Unmarshal(b, &devs); err != nil {
+		t.Fatalf("decode testdata/%s.json: %v", name, err)
+	}
+	return devs
+}
+
+// byKind assigns devices to the default resource names, as the default
+// config does.
+func byKind(devs []devices.Device) map[string][]devices.Device {
+	names := map[devices.Kind]string{
+		devices.KindGPU:  devices.ResourceGPU,
+		devices.KindHCA:  devices.ResourceHCA,
+		devices.KindFPGA: devices.ResourceFPGA,
+	}
+	out := map[string][]devices.Device{}
+	for _, d := range devs {
+		out[names[d.Kind]] = append(out[names[d.Kind]], d)
+	}
+	return out
+}
+
+// shortDir returns a temp dir with a path short enough for unix sockets
+// (t.TempDir can exceed 108 bytes).
+func shortDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// harness is a running Plugin with a kubelet stub in a short temp dir.
+type harness struct {
+	dir  string
+	p    *Plugin
+	stub *kubeletstub.Stub
+	done chan error
+}
+
+// startHarness starts a stub kubelet and a Plugin serving rs; cleanup
+// stops both and checks that Run returned nil.
+func startHarness(t testing.TB, cfg Config, rs []Resource) *harness {
+	t.Helper()
+	h := &harness{dir: shortDir(t), done: make(chan error, 1)}
+	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.stub = stub
+	cfg.KubeletDir = h.dir
+	if cfg.CDIDir == "" {
+		cfg.CDIDir = filepath.Join(h.dir, "cdi")
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New(%+v): %v", cfg, err)
+	}
+	h.p = p
+	if err := p.Update(rs); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { h.done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-h.done:
+			if err != nil {
+				t.Errorf("Run() = %v, want nil", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("Run did not return 20s after its context was cancelled")
+		}
+		h.stub.Stop()
+	})
+	return h
+}
+
+// waitCtx is a generous bound for waits on events that take milliseconds.
+func waitCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

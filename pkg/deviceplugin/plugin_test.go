@@ -1,0 +1,428 @@
+package deviceplugin
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/slipway-dev/slipway/pkg/deviceplugin/kubeletstub"
+	"github.com/slipway-dev/slipway/pkg/devices"
+)
+
+func dgxResources(t testing.TB, opts BuildOptions) []Resource {
+	t.Helper()
+	return BuildResources(byKind(loadFixture(t, "dgx-h100")), opts)
+}
+
+// healthOfList maps device ID to health in a ListAndWatch list.
+func healthOfList(devs []*pluginapi.Device) map[string]string {
+	out := map[string]string{}
+	for _, d := range devs {
+		out[d.GetID()] = d.GetHealth()
+	}
+	return out
+}
+
+func TestRegistration(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
+	ctx := waitCtx(t)
+	for _, tc := range []struct {
+		resource string
+		devices  int
+	}{
+		{devices.ResourceGPU, 8},
+		{devices.ResourceHCA, 10},
+	} {
+		p, devs, err := h.stub.WaitPlugin(ctx, tc.resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantReq := &pluginapi.RegisterRequest{
+			Version:      pluginapi.Version,
+			Endpoint:     SocketName(tc.resource),
+			ResourceName: tc.resource,
+			Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
+		}
+		if diff := cmp.Diff(wantReq, p.Request, protocmp.Transform()); diff != "" {
+			t.Errorf("RegisterRequest of %s mismatch (-want +got):\n%s", tc.resource, diff)
+		}
+		if !p.Options.GetGetPreferredAllocationAvailable() {
+			t.Errorf("GetDevicePluginOptions of %s = %v, want GetPreferredAllocationAvailable", tc.resource, p.Options)
+		}
+		if len(devs) != tc.devices {
+			t.Errorf("ListAndWatch of %s sent %d devices, want %d", tc.resource, len(devs), tc.devices)
+		}
+		for _, d := range devs {
+			if d.GetHealth() != pluginapi.Healthy || len(d.GetTopology().GetNodes()) != 1 {
+				t.Errorf("ListAndWatch of %s: device %v, want Healthy with one NUMA node", tc.resource, d)
+			}
+		}
+	}
+	if err := h.p.Ready(); err != nil {
+		t.Errorf("Ready() = %v, want nil once registered", err)
+	}
+}
+
+func TestReregisterAfterKubeletRestart(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
+	ctx := waitCtx(t)
+	if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil {
+		t.Fatal(err)
+	}
+	// A kubelet restart: it goes away, wipes the directory (our sockets
+	// too) and creates kubelet.sock again.
+	h.stub.Stop()
+	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir, CleanDir: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.stub = stub
+	for _, res := range []string{devices.ResourceGPU, devices.ResourceHCA} {
+		_, devs, err := stub.WaitPlugin(ctx, res)
+		if err != nil {
+			t.Fatalf("after kubelet restart: %v", err)
+		}
+		if len(devs) == 0 {
+			t.Errorf("after kubelet restart, %s listed no devices", res)
+		}
+		if _, err := os.Stat(filepath.Join(h.dir, SocketName(res))); err != nil {
+			t.Errorf("after kubelet restart, socket of %s: %v", res, err)
+		}
+	}
+}
+
+func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
+	ctx := waitCtx(t)
+	if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(h.dir, SocketName(devices.ResourceGPU))); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.stub.WaitRegistrations(ctx, devices.ResourceGPU, 2); err != nil {
+		t.Fatalf("after its socket was removed, %s did not register again: %v", devices.ResourceGPU, err)
+	}
+	if _, devs, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil || len(devs) != 8 {
+		t.Fatalf("after re-registration: %d devices, %v; want 8", len(devs), err)
+	}
+	if n := h.stub.Registrations(devices.ResourceHCA); n != 1 {
+		t.Errorf("Registrations(%s) = %d, want 1: an unaffected resource must not restart", devices.ResourceHCA, n)
+	}
+}
+
+func TestHealthFaultAndRecovery(t *testing.T) {
+	t.Parallel()
+	pair := PairConfig{Name: "slipway.dev/gpu-hca-pair", GPUResource: devices.ResourceGPU, HCAResource: devices.ResourceHCA}
+	rs := dgxResources(t, BuildOptions{Pairs: pair})
+	h := startHarness(t, Config{}, rs)
+	ctx := waitCtx(t)
+	for _, r := range rs {
+		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gpu := "GPU-0b8c3f2e-7f1a-4c11-9d52-1a2b3c4d5e02"
+	pairID := gpu + "+mlx5_4"
+	h.p.SetHealth(devices.HealthEvent{DeviceID: gpu, Healthy: false, Reason: "xid 79", Time: time.Now()})
+	u, err := h.stub.WaitDevices(ctx, pair.Name, func(ds []*pluginapi.Device) bool {
+		return healthOfList(ds)[pairID] == pluginapi.Unhealthy
+	})
+	if err != nil {
+		t.Fatalf("pair %s not withdrawn after its GPU failed: %v", pairID, err)
+	}
+	hl := healthOfList(u.Devices)
+	for id, st := range hl {
+		if id != pairID && st != pluginapi.Healthy {
+			t.Errorf("after a fault on %s, %s is %s, want Healthy", gpu, id, st)
+		}
+	}
+	// The kubelet would not allocate it; if asked anyway, the error names it.
+	p, _, _ := h.stub.WaitPlugin(ctx, pair.Name)
+	_, err = p.Client.Allocate(ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{pairID, "nope"}}}})
+	if err == nil || !strings.Contains(err.Error(), pairID) || !strings.Contains(err.Error(), "nope") || !strings.Contains(err.Error(), "xid 79") {
+		t.Errorf("Allocate(unhealthy %s, unknown nope) error = %v, want one naming both and the reason", pairID, err)
+	}
+	h.p.SetHealth(devices.HealthEvent{DeviceID: gpu, Healthy: true, Reason: "clean for 5m", Time: time.Now()})
+	if _, err := h.stub.WaitDevices(ctx, pair.Name, func(ds []*pluginapi.Device) bool {
+		return healthOfList(ds)[pairID] == pluginapi.Healthy
+	}); err != nil {
+		t.Fatalf("pair %s not back after recovery: %v", pairID, err)
+	}
+	if n := h.stub.Registrations(pair.Name); n != 1 {
+		t.Errorf("Registrations(%s) = %d after health changes, want 1", pair.Name, n)
+	}
+}
+
+// TestNVMLFailure models what the health monitor reports when NVML dies:
+// every GPU unhealthy. The plugin must keep serving, withdraw every GPU,
+// leave the HCAs alone, and keep answering the kubelet without errors.
+func TestNVMLFailure(t *testing.T) {
+	t.Parallel()
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs)
+	ctx := waitCtx(t)
+	gp, gdevs, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range gdevs {
+		h.p.SetHealth(devices.HealthEvent{DeviceID: d.GetID(), Healthy: false, Reason: "nvml: event wait: driver not loaded", Time: time.Now()})
+	}
+	if _, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool {
+		for _, d := range ds {
+			if d.GetHealth() != pluginapi.Unhealthy {
+				return false
+			}
+		}
+		return len(ds) == 8
+	}); err != nil {
+		t.Fatalf("GPUs still advertised healthy after NVML failed: %v", err)
+	}
+	_, hdevs, err := h.stub.WaitPlugin(ctx, devices.ResourceHCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range hdevs {
+		if d.GetHealth() != pluginapi.Healthy {
+			t.Errorf("HCA %s is %s after an NVML failure, want Healthy", d.GetID(), d.GetHealth())
+		}
+	}
+	resp, err := gp.Client.GetPreferredAllocation(ctx, &pluginapi.PreferredAllocationRequest{ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{
+		{AvailableDeviceIDs: []string{"GPU-gone"}, AllocationSize: 1},
+	}})
+	if err != nil || len(resp.GetContainerResponses()) != 1 || len(resp.GetContainerResponses()[0].GetDeviceIDs()) != 0 {
+		t.Errorf("GetPreferredAllocation(unknown device) = %v, %v; want an empty answer and no error", resp, err)
+	}
+	if err := h.p.Ready(); err != nil {
+		t.Errorf("Ready() = %v after an NVML failure, want nil (still serving)", err)
+	}
+}
+
+func TestResourcesComeAndGo(t *testing.T) {
+	t.Parallel()
+	devs := loadFixture(t, "dgx-h100")
+	all := byKind(devs)
+	h := startHarness(t, Config{}, BuildResources(all, BuildOptions{}))
+	ctx := waitCtx(t)
+	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
+		if _, _, err := h.stub.WaitPlugin(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Hot-unplug one GPU and drop the HCA resource.
+	less := map[string][]devices.Device{devices.ResourceGPU: all[devices.ResourceGPU][1:]}
+	if err := h.p.Update(BuildResources(less, BuildOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool { return len(ds) == 7 }); err != nil {
+		t.Fatalf("GPU list not updated after hot-unplug: %v", err)
+	}
+	hcaSock := filepath.Join(h.dir, SocketName(devices.ResourceHCA))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(hcaSock); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %s still there after its resource was removed", hcaSock)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := h.stub.Registrations(devices.ResourceGPU); n != 1 {
+		t.Errorf("Registrations(%s) = %d after a device change, want 1 (no restart)", devices.ResourceGPU, n)
+	}
+	// And the HCAs come back.
+	if err := h.p.Update(BuildResources(all, BuildOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.stub.WaitDevices(ctx, devices.ResourceHCA, func(ds []*pluginapi.Device) bool { return len(ds) == 10 }); err != nil {
+		t.Fatalf("HCA resource did not come back: %v", err)
+	}
+}
+
+func TestStopRemovesSockets(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stub.Stop()
+	p, err := New(Config{KubeletDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Update(dgxResources(t, BuildOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	wctx := waitCtx(t)
+	gp, _, err := stub.WaitPlugin(wctx, devices.ResourceGPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An open ListAndWatch stream (the stub's) must not hold the stop up.
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
+	case <-time.After(DefaultStopTimeout + 5*time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
+		if _, err := os.Stat(filepath.Join(dir, SocketName(r))); err == nil {
+			t.Errorf("socket of %s still exists after Run returned", r)
+		}
+	}
+	if _, err := gp.Client.GetDevicePluginOptions(wctx, &pluginapi.Empty{}); err == nil {
+		t.Errorf("GetDevicePluginOptions after stop succeeded, want an error")
+	}
+}
+
+func TestTopologyAllOrNone(t *testing.T) {
+	t.Parallel()
+	rs := BuildResources(byKind(loadFixture(t, "broken")), BuildOptions{ExcludeTopology: []string{devices.ResourceFPGA}})
+	h := startHarness(t, Config{}, rs)
+	ctx := waitCtx(t)
+	for _, tc := range []struct {
+		resource string
+		topology bool
+	}{
+		{devices.ResourceGPU, false},  // one GPU has no NUMA node
+		{devices.ResourceHCA, true},   // all known
+		{devices.ResourceFPGA, false}, // excluded by option
+	} {
+		_, devs, err := h.stub.WaitPlugin(ctx, tc.resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range devs {
+			if got := d.GetTopology() != nil; got != tc.topology {
+				t.Errorf("%s device %s has topology %v, want %v", tc.resource, d.GetID(), d.GetTopology(), tc.topology)
+			}
+		}
+	}
+}
+
+func TestHealthzAndMetrics(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	p, err := New(Config{KubeletDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Update(dgxResources(t, BuildOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p.Handler())
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != http.StatusServiceUnavailable {
+		t.Errorf("GET /healthz before Run = %d %q, want 503", code, body)
+	}
+	// Serving but no kubelet yet: not ready.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond)
+	if code, body := get("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not registered") {
+		t.Errorf("GET /healthz without a kubelet = %d %q, want 503 naming unregistered resources", code, body)
+	}
+	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stub.Stop()
+	wctx := waitCtx(t)
+	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
+		if _, _, err := stub.WaitPlugin(wctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Registration is recorded just after the kubelet answers.
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Ready() != nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz when registered = %d %q, want 200", code, body)
+	}
+	p.SetHealth(devices.HealthEvent{DeviceID: "GPU-0b8c3f2e-7f1a-4c11-9d52-1a2b3c4d5e00", Reason: "xid 48: double bit ECC error"})
+	gp, _, _ := stub.WaitPlugin(wctx, devices.ResourceGPU)
+	if _, err := gp.Client.Allocate(wctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"GPU-0b8c3f2e-7f1a-4c11-9d52-1a2b3c4d5e01"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, body := get("/metrics")
+	for _, want := range []string{
+		`slipway_device_plugin_devices{health="Healthy",resource="nvidia.com/gpu"} 7`,
+		`slipway_device_plugin_devices{health="Unhealthy",resource="nvidia.com/gpu"} 1`,
+		`slipway_device_plugin_devices{health="Healthy",resource="slipway.dev/hca"} 10`,
+		`slipway_device_plugin_registered{resource="nvidia.com/gpu"} 1`,
+		`slipway_device_plugin_registrations_total{resource="nvidia.com/gpu",result="ok"} 1`,
+		`slipway_device_plugin_xid_errors_total{xid="48"} 1`,
+		`slipway_device_plugin_allocations_total{resource="nvidia.com/gpu",result="ok"} 1`,
+		`slipway_device_plugin_allocate_seconds_count{resource="nvidia.com/gpu"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /metrics lacks %s", want)
+		}
+	}
+}
+
+func TestUpdateRejectsInvalid(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{KubeletDir: shortDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := dgxResources(t, BuildOptions{})
+	bad := []Resource{
+		{Name: "gpu", Devices: good[0].Devices},
+		{Name: "x.dev/dup", Devices: []Device{good[0].Devices[0], good[0].Devices[0]}},
+		{Name: "x.dev/" + strings.Repeat("long", 30), Devices: good[0].Devices},
+	}
+	err = p.Update(append(slices.Clone(good), bad...))
+	if err == nil {
+		t.Fatal("Update(invalid resources) = nil, want an error naming them")
+	}
+	for _, want := range []string{`"gpu"`, "x.dev/dup", "longer than"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Update error %q does not mention %s", err, want)
+		}
+	}
+	p.mu.Lock()
+	n := len(p.servers)
+	p.mu.Unlock()
+	if n != len(good) {
+		t.Errorf("after Update with %d valid resources, %d are served", len(good), n)
+	}
+}

@@ -1,0 +1,170 @@
+package deviceplugin
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/slipway-dev/slipway/pkg/deviceplugin/allocate"
+	"github.com/slipway-dev/slipway/pkg/devices"
+)
+
+// Resource is one extended resource the plugin advertises, with its own
+// socket.
+type Resource struct {
+	// Name is the extended resource name, such as nvidia.com/gpu.
+	Name string
+	// Devices are what the resource advertises, in a stable order.
+	Devices []Device
+	// ExcludeTopology advertises the devices without NUMA topology.
+	ExcludeTopology bool
+}
+
+// Device is one advertised device: a discovered device or, for a
+// composite resource such as a GPU-HCA pair, several that are always
+// allocated together.
+type Device struct {
+	// ID is the ID the kubelet sees: the part's ID, or the parts' IDs
+	// joined with "+" for a composite.
+	ID string
+	// Parts are the discovered devices; the first one's place on the PCIe
+	// tree stands for the whole device.
+	Parts []devices.Device
+}
+
+// Single returns the Device that advertises d alone.
+func Single(d devices.Device) Device { return Device{ID: d.ID, Parts: []devices.Device{d}} }
+
+// numaNodes returns the distinct known NUMA nodes of the parts, and false
+// when a part's NUMA node is unknown.
+func (d Device) numaNodes() ([]int64, bool) {
+	var out []int64
+	for _, p := range d.Parts {
+		if p.NUMANode == devices.NoNUMA {
+			return nil, false
+		}
+		if !slices.Contains(out, int64(p.NUMANode)) {
+			out = append(out, int64(p.NUMANode))
+		}
+	}
+	slices.Sort(out)
+	return out, len(out) > 0
+}
+
+// locality is the device's place on the PCIe tree, for the allocation
+// policy: the first part's, under the advertised ID.
+func (d Device) locality() devices.Device {
+	l := d.Parts[0]
+	l.ID = d.ID
+	return l
+}
+
+// PCIeRoot is the PCIe root complex of the device's first part (the value a
+// DRA driver publishes as resource.kubernetes.io/pcieRoot).
+func (d Device) PCIeRoot() string { return d.Parts[0].PCIeRoot }
+
+// PairConfig makes a composite resource of GPU-HCA pairs under one PCIe
+// switch, for GPUDirect RDMA.
+type PairConfig struct {
+	// Name is the composite resource's name, such as slipway.dev/gpu-hca-pair.
+	Name string
+	// GPUResource and HCAResource are the resources whose devices are
+	// paired; a paired device is withdrawn from them so that it cannot be
+	// allocated twice.
+	GPUResource string
+	HCAResource string
+}
+
+// BuildOptions says how discovered devices become resources.
+type BuildOptions struct {
+	// ExcludeTopology names the resources advertised without topology.
+	ExcludeTopology []string
+	// Pairs, when Name is set, adds the GPU-HCA pair resource.
+	Pairs PairConfig
+}
+
+// BuildResources turns the devices assigned to each resource name (as
+// devices.ResourceConfig.Assign returns them) into Resources sorted by
+// name, with the composite pair resource when configured.
+func BuildResources(assigned map[string][]devices.Device, opts BuildOptions) []Resource {
+	plain := make(map[string][]devices.Device, len(assigned))
+	for name, devs := range assigned {
+		plain[name] = slices.Clone(devs)
+	}
+	var out []Resource
+	if p := opts.Pairs; p.Name != "" {
+		pairs, gpus, hcas := PairDevices(plain[p.GPUResource], plain[p.HCAResource])
+		plain[p.GPUResource], plain[p.HCAResource] = gpus, hcas
+		if len(pairs) > 0 {
+			out = append(out, Resource{Name: p.Name, Devices: pairs, ExcludeTopology: slices.Contains(opts.ExcludeTopology, p.Name)})
+		}
+	}
+	for name, devs := range plain {
+		if len(devs) == 0 {
+			continue
+		}
+		r := Resource{Name: name, ExcludeTopology: slices.Contains(opts.ExcludeTopology, name)}
+		for _, d := range devs {
+			r.Devices = append(r.Devices, Single(d))
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Resource) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// PairDevices pairs each GPU, in order, with the closest unpaired HCA under
+// the same PCIe switch (sharing at least one upstream bridge), and returns
+// the pairs and the GPUs and HCAs left unpaired.
+func PairDevices(gpus, hcas []devices.Device) (pairs []Device, restGPUs, restHCAs []devices.Device) {
+	used := make([]bool, len(hcas))
+	for _, g := range gpus {
+		best, bestDist := -1, 0
+		for k, h := range hcas {
+			if used[k] {
+				continue
+			}
+			if d := allocate.Distance(g, h); d <= allocate.SameSwitchMax && (best < 0 || d < bestDist) {
+				best, bestDist = k, d
+			}
+		}
+		if best < 0 {
+			restGPUs = append(restGPUs, g)
+			continue
+		}
+		used[best] = true
+		h := hcas[best]
+		pairs = append(pairs, Device{ID: g.ID + "+" + h.ID, Parts: []devices.Device{g, h}})
+	}
+	for k, h := range hcas {
+		if !used[k] {
+			restHCAs = append(restHCAs, h)
+		}
+	}
+	return pairs, restGPUs, restHCAs
+}
+
+// SocketName is the socket file name of resource name in the kubelet's
+// device plugin directory: "slipway-" and the name with "/" as "_".
+func SocketName(name string) string {
+	return "slipway-" + strings.ReplaceAll(name, "/", "_") + ".sock"
+}
+
+// validateResource checks what the kubelet would refuse.
+func validateResource(r Resource) error {
+	if r.Name == "" || !strings.Contains(r.Name, "/") {
+		return fmt.Errorf("resource %q: want a name of the form vendor.domain/name", r.Name)
+	}
+	seen := make(map[string]bool, len(r.Devices))
+	for _, d := range r.Devices {
+		if d.ID == "" || len(d.Parts) == 0 {
+			return fmt.Errorf("resource %s: device %q has no ID or no parts", r.Name, d.ID)
+		}
+		if seen[d.ID] {
+			return fmt.Errorf("resource %s: device %q listed twice", r.Name, d.ID)
+		}
+		seen[d.ID] = true
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package deviceplugin
+
+import (
+	"strings"
+
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/slipway-dev/slipway/pkg/devices"
+)
+
+// Environment variables set by Allocate.
+const (
+	// EnvNVIDIAVisibleDevices lists the allocated GPUs' UUIDs for NVIDIA's
+	// container toolkit; "none" when a GPU's UUID is unknown (sysfs-only
+	// discovery), so the toolkit adds driver libraries but no GPUs of its
+	// own choosing.
+	EnvNVIDIAVisibleDevices = "NVIDIA_VISIBLE_DEVICES"
+	// EnvPrefix starts the per-kind variables SLIPWAY_GPU_DEVICES,
+	// SLIPWAY_GPU_PCI_ADDRESSES, SLIPWAY_HCA_DEVICES (mlx5_0,... ready for
+	// NCCL_IB_HCA), SLIPWAY_HCA_PCI_ADDRESSES, SLIPWAY_FPGA_DEVICES and
+	// SLIPWAY_FPGA_PCI_ADDRESSES: comma-separated, in allocation order.
+	EnvPrefix = "SLIPWAY_"
+)
+
+// CDIVendor is the vendor of the CDI specs the plugin writes; the class is
+// the device kind, so GPUs are slipway.dev/gpu=<id>.
+const CDIVendor = "slipway.dev"
+
+// gpuUUID returns a GPU's UUID, or "" when discovery did not learn it.
+func gpuUUID(d devices.Device) string {
+	if u := d.Attributes["uuid"]; u != "" {
+		return u
+	}
+	if strings.HasPrefix(d.ID, "GPU-") {
+		return d.ID
+	}
+	return ""
+}
+
+// CDIName returns the fully qualified CDI device name of d.
+func CDIName(d devices.Device) string {
+	return CDIVendor + "/" + string(d.Kind) + "=" + d.ID
+}
+
+// containerResponse is what one container gets for devs: the device nodes
+// of every part (shared nodes once), the environment and, with cdi, the
+// CDI device names.
+func containerResponse(devs []Device, cdi bool) *pluginapi.ContainerAllocateResponse {
+	resp := &pluginapi.ContainerAllocateResponse{Envs: map[string]string{}}
+	seen := map[string]bool{}
+	type lists struct{ ids, pci []string }
+	byKind := map[devices.Kind]*lists{}
+	var kinds []devices.Kind
+	var uuids []string
+	uuidMissing := false
+	for _, d := range devs {
+		for _, p := range d.Parts {
+			for _, n := range p.DeviceNodes {
+				if seen[n.Path] {
+					continue
+				}
+				seen[n.Path] = true
+				host := n.HostPath
+				if host == "" {
+					host = n.Path
+				}
+				perm := n.Permissions
+				if perm == "" {
+					perm = "rw"
+				}
+				resp.Devices = append(resp.Devices, &pluginapi.DeviceSpec{ContainerPath: n.Path, HostPath: host, Permissions: perm})
+			}
+			l := byKind[p.Kind]
+			if l == nil {
+				l = &lists{}
+				byKind[p.Kind] = l
+				kinds = append(kinds, p.Kind)
+			}
+			l.ids = append(l.ids, p.ID)
+			l.pci = append(l.pci, p.PCIAddress)
+			if p.Kind == devices.KindGPU {
+				if u := gpuUUID(p); u != "" {
+					uuids = append(uuids, u)
+				} else {
+					uuidMissing = true
+				}
+			}
+			if cdi {
+				resp.CdiDevices = append(resp.CdiDevices, &pluginapi.CDIDevice{Name: CDIName(p)})
+			}
+		}
+	}
+	for _, k := range kinds {
+		up := strings.ToUpper(string(k))
+		resp.Envs[EnvPrefix+up+"_DEVICES"] = strings.Join(byKind[k].ids, ",")
+		resp.Envs[EnvPrefix+up+"_PCI_ADDRESSES"] = strings.Join(byKind[k].pci, ",")
+	}
+	if byKind[devices.KindGPU] != nil {
+		if uuidMissing {
+			resp.Envs[EnvNVIDIAVisibleDevices] = "none"
+		} else {
+			resp.Envs[EnvNVIDIAVisibleDevices] = strings.Join(uuids, ",")
+		}
+	}
+	return resp
+}

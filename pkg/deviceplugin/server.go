@@ -1,0 +1,350 @@
+package deviceplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/slipway-dev/slipway/pkg/deviceplugin/allocate"
+)
+
+// server is the gRPC device plugin of one resource, on its own socket.
+type server struct {
+	pluginapi.UnimplementedDevicePluginServer
+
+	name    string
+	socket  string // absolute path of our socket
+	kubelet string // absolute path of kubelet.sock
+	cfg     *Config
+	log     *slog.Logger
+	m       *metrics
+
+	// kubeletUp is signalled when kubelet.sock is (re)created, gone when
+	// our socket is removed by someone else.
+	kubeletUp chan struct{}
+	gone      chan struct{}
+
+	serving    atomic.Bool
+	registered atomic.Bool
+
+	mu   sync.Mutex
+	st   *state
+	stop chan struct{} // closed when the current gRPC server stops; ends ListAndWatch
+}
+
+func newServer(name string, cfg *Config, log *slog.Logger, m *metrics) *server {
+	return &server{
+		name:      name,
+		socket:    filepath.Join(cfg.KubeletDir, SocketName(name)),
+		kubelet:   filepath.Join(cfg.KubeletDir, KubeletSocket),
+		cfg:       cfg,
+		log:       log.With("resource", name),
+		m:         m,
+		kubeletUp: make(chan struct{}, 1),
+		gone:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+	}
+}
+
+// signal sends on a one-slot channel without blocking: one pending wake-up
+// is as good as many.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (s *server) snapshot() *state {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+
+// setState replaces the snapshot and wakes ListAndWatch streams.
+func (s *server) setState(st *state) {
+	s.mu.Lock()
+	old := s.st
+	s.st = st
+	s.mu.Unlock()
+	if old != nil {
+		close(old.changed)
+	}
+	h, u := st.counts()
+	s.m.devices.WithLabelValues(s.name, pluginapi.Healthy).Set(float64(h))
+	s.m.devices.WithLabelValues(s.name, pluginapi.Unhealthy).Set(float64(u))
+}
+
+// run serves the resource until ctx is done: listen, serve, register;
+// re-register when kubelet.sock is recreated; start over when our socket
+// is removed; on ctx done stop within StopTimeout and remove the socket.
+func (s *server) run(ctx context.Context) {
+	backoff := s.cfg.RetryInterval
+	for {
+		gs, err := s.serve()
+		if err != nil {
+			s.log.Error("serve device plugin", "socket", s.socket, "err", err)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, s.cfg.MaxRetryInterval)
+			continue
+		}
+		backoff = s.cfg.RetryInterval
+		restart := s.watch(ctx)
+		s.shutdown(gs)
+		if !restart {
+			return
+		}
+		s.log.Info("device plugin socket removed, serving again", "socket", s.socket)
+	}
+}
+
+// serve removes a stale socket, listens and serves in the background.
+func (s *server) serve() (*grpc.Server, error) {
+	if err := os.Remove(s.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", s.socket, err)
+	}
+	lis, err := net.Listen("unix", s.socket)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", s.socket, err)
+	}
+	gs := grpc.NewServer()
+	pluginapi.RegisterDevicePluginServer(gs, s)
+	s.mu.Lock()
+	s.stop = make(chan struct{})
+	s.mu.Unlock()
+	// Drain stale wake-ups about the previous socket.
+	select {
+	case <-s.gone:
+	default:
+	}
+	go func() {
+		// Serve returns when the server stops; an error then is about the
+		// listener we closed ourselves and says nothing new.
+		_ = gs.Serve(lis)
+	}()
+	s.serving.Store(true)
+	s.log.Debug("serving device plugin", "socket", s.socket)
+	return gs, nil
+}
+
+// shutdown ends ListAndWatch streams, stops gs within StopTimeout and
+// removes the socket.
+func (s *server) shutdown(gs *grpc.Server) {
+	s.serving.Store(false)
+	s.registered.Store(false)
+	s.m.registered.WithLabelValues(s.name).Set(0)
+	s.mu.Lock()
+	close(s.stop)
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(s.cfg.StopTimeout)
+	select {
+	case <-done:
+		t.Stop()
+	case <-t.C:
+		s.log.Warn("graceful stop timed out, closing connections", "timeout", s.cfg.StopTimeout)
+		gs.Stop()
+		<-done
+	}
+	if err := os.Remove(s.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("remove device plugin socket", "socket", s.socket, "err", err)
+	}
+}
+
+// watch registers and keeps the registration until ctx is done (false) or
+// our socket is gone (true).
+func (s *server) watch(ctx context.Context) bool {
+	backoff := s.cfg.RetryInterval
+	retry := time.NewTimer(0) // register at once
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.gone:
+			if _, err := os.Stat(s.socket); err != nil {
+				return true
+			}
+		case <-s.kubeletUp:
+			backoff = s.cfg.RetryInterval
+			retry.Reset(0)
+		case <-retry.C:
+			if _, err := os.Stat(s.socket); err != nil {
+				// The kubelet removed our socket before its removal
+				// event reached us: listen again before registering.
+				return true
+			}
+			if err := s.register(ctx); err != nil {
+				s.registered.Store(false)
+				s.m.registered.WithLabelValues(s.name).Set(0)
+				s.m.registrations.WithLabelValues(s.name, "error").Inc()
+				s.log.Warn("register with kubelet, will retry", "socket", s.kubelet, "retry_in", backoff, "err", err)
+				retry.Reset(backoff)
+				backoff = min(2*backoff, s.cfg.MaxRetryInterval)
+				continue
+			}
+			backoff = s.cfg.RetryInterval
+			s.registered.Store(true)
+			s.m.registered.WithLabelValues(s.name).Set(1)
+			s.m.registrations.WithLabelValues(s.name, "ok").Inc()
+			s.log.Info("registered with kubelet", "socket", s.socket)
+		}
+	}
+}
+
+// register calls the kubelet's Registration service.
+func (s *server) register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RegisterTimeout)
+	defer cancel()
+	conn, err := grpc.NewClient("unix://"+s.kubelet, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dial kubelet %s: %w", s.kubelet, err)
+	}
+	defer conn.Close()
+	_, err = pluginapi.NewRegistrationClient(conn).Register(ctx, &pluginapi.RegisterRequest{
+		Version:      pluginapi.Version,
+		Endpoint:     filepath.Base(s.socket),
+		ResourceName: s.name,
+		Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
+	})
+	if err != nil {
+		return fmt.Errorf("register %s with kubelet %s: %w", s.name, s.kubelet, err)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// GetDevicePluginOptions advertises GetPreferredAllocation.
+func (s *server) GetDevicePluginOptions(context.Context, *pluginapi.Empty) (*pluginapi.DevicePluginOptions, error) {
+	return &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true}, nil
+}
+
+// ListAndWatch sends the full device list now and on every change, until
+// the stream ends or the server stops.
+func (s *server) ListAndWatch(_ *pluginapi.Empty, stream pluginapi.DevicePlugin_ListAndWatchServer) error {
+	s.mu.Lock()
+	stop := s.stop
+	s.mu.Unlock()
+	for {
+		st := s.snapshot()
+		if err := stream.Send(&pluginapi.ListAndWatchResponse{Devices: st.list}); err != nil {
+			return fmt.Errorf("send device list of %s: %w", s.name, err)
+		}
+		select {
+		case <-st.changed:
+		case <-stream.Context().Done():
+			return nil
+		case <-stop:
+			return nil
+		}
+	}
+}
+
+// GetPreferredAllocation answers from the allocation policy. It never
+// fails: an error fails the pod's admission, while an empty answer lets the
+// kubelet choose by itself.
+func (s *server) GetPreferredAllocation(_ context.Context, req *pluginapi.PreferredAllocationRequest) (*pluginapi.PreferredAllocationResponse, error) {
+	t0 := time.Now()
+	defer func() { s.m.preferred.WithLabelValues(s.name).Observe(time.Since(t0).Seconds()) }()
+	st := s.snapshot()
+	resp := &pluginapi.PreferredAllocationResponse{}
+	for _, cr := range req.GetContainerRequests() {
+		ids, err := preferred(st.topo, cr)
+		if err != nil {
+			s.log.Warn("no preferred allocation, the kubelet will choose", "available", cr.GetAvailableDeviceIDs(),
+				"must_include", cr.GetMustIncludeDeviceIDs(), "size", cr.GetAllocationSize(), "err", err)
+			ids = nil
+		}
+		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerPreferredAllocationResponse{DeviceIDs: ids})
+	}
+	return resp, nil
+}
+
+// preferred turns a panic in the policy into an error, for the same reason
+// GetPreferredAllocation never fails.
+func preferred(topo *allocate.Topology, cr *pluginapi.ContainerPreferredAllocationRequest) (ids []string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ids, err = nil, fmt.Errorf("allocation policy failed: %v", r)
+		}
+	}()
+	return topo.Preferred(allocate.Request{
+		Available:   cr.GetAvailableDeviceIDs(),
+		MustInclude: cr.GetMustIncludeDeviceIDs(),
+		Size:        int(cr.GetAllocationSize()),
+	})
+}
+
+// Allocate returns the device nodes, environment and CDI devices of each
+// container's devices. Unknown or unhealthy IDs are an error naming them.
+func (s *server) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
+	t0 := time.Now()
+	defer func() { s.m.allocate.WithLabelValues(s.name).Observe(time.Since(t0).Seconds()) }()
+	st := s.snapshot()
+	resp := &pluginapi.AllocateResponse{}
+	for _, cr := range req.GetContainerRequests() {
+		var devs []Device
+		var unknown, unhealthy []string
+		for _, id := range cr.GetDevicesIds() {
+			i, ok := st.byID[id]
+			switch {
+			case !ok:
+				unknown = append(unknown, id)
+			case !st.healthy[i]:
+				unhealthy = append(unhealthy, id+" ("+st.reasons[i]+")")
+			default:
+				devs = append(devs, st.res.Devices[i])
+			}
+		}
+		if len(unknown) > 0 || len(unhealthy) > 0 {
+			s.m.allocations.WithLabelValues(s.name, "error").Inc()
+			var why []string
+			if len(unknown) > 0 {
+				why = append(why, "unknown devices "+strings.Join(unknown, ", "))
+			}
+			if len(unhealthy) > 0 {
+				why = append(why, "unhealthy devices "+strings.Join(unhealthy, ", "))
+			}
+			return nil, status.Errorf(codes.InvalidArgument, "allocate %s: %s", s.name, strings.Join(why, "; "))
+		}
+		s.m.allocations.WithLabelValues(s.name, "ok").Inc()
+		s.m.allocated.WithLabelValues(s.name).Add(float64(len(devs)))
+		resp.ContainerResponses = append(resp.ContainerResponses, containerResponse(devs, s.cfg.CDI))
+	}
+	return resp, nil
+}
+
+// PreStartContainer is not required (the plugin does not advertise it).
+func (s *server) PreStartContainer(context.Context, *pluginapi.PreStartContainerRequest) (*pluginapi.PreStartContainerResponse, error) {
+	return &pluginapi.PreStartContainerResponse{}, nil
+}
