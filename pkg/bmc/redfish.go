@@ -94,15 +94,15 @@ func (r *redfishBackend) open(ctx context.Context, pw inventory.Secret) error {
 		redfish.WithHttpClient(r.hc),
 		redfish.WithPort(strconv.Itoa(int(r.b.Port))),
 	)
-	if err := r.conn.Open(ctx); err != nil {
+	// bmclib turns the deadline of Open's context into the HTTP client's
+	// Timeout for its whole life, and that timer would race ours; the bound
+	// transport enforces ctx instead, so Open gets no deadline.
+	if err := r.conn.Open(context.WithoutCancel(ctx)); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return err
 		}
 		return fmt.Errorf("log in: %w", describe(err))
 	}
-	// bmclib copied the Open deadline into the client's Timeout; each call
-	// is bounded by its own context instead.
-	r.hc.Timeout = 0
 	if err := r.probe(ctx); err != nil {
 		return fmt.Errorf("read system: %w", describe(err))
 	}
