@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +16,7 @@ import (
 // serveFlags are the flags of provisioner serve.
 type serveFlags struct {
 	tftpRoot   string
+	template   string
 	assets     string
 	events     bool
 	httpPort   uint16
@@ -41,10 +43,19 @@ func newServeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return invalidInventory(err)
 			}
+			var tmpl string
+			if f.template != "" {
+				b, err := os.ReadFile(f.template)
+				if err != nil {
+					return usageError("--ipxe-template: %v", err)
+				}
+				tmpl = string(b)
+			}
 			svc, err := pxe.New(pxe.Config{
 				Inventory:      inv,
 				TFTPRoot:       f.tftpRoot,
 				AssetDir:       f.assets,
+				ScriptTemplate: tmpl,
 				HTTPPort:       f.httpPort,
 				DHCPPort:       f.dhcpPort,
 				DHCPClientPort: f.clientPort,
@@ -65,6 +76,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.tftpRoot, "tftp-root", tftp.DefaultRoot, "directory of iPXE binaries (undionly.kpxe, snponly.efi) served over TFTP and under /ipxe/ over HTTP; Debian's ipxe package fills the default")
 	fl.StringVar(&f.assets, "assets", "", "directory of kernels, initrds and images the profiles name (served under /assets/)")
+	fl.StringVar(&f.template, "ipxe-template", "", "file with a Go text/template for the per-node iPXE script, replacing the built-in one (fields: .Node .MAC .Firmware .KernelURL .InitrdURL .InitrdName .Args .ConfigURL .PhoneHomeURL .Retries .RetryDelaySeconds)")
 	fl.BoolVar(&f.events, "events", false, "print every boot event as a JSON line on stdout")
 	fl.Uint16Var(&f.httpPort, "http-port", 0, "boot HTTP port (default: network.provisioner.httpPort of the inventory)")
 	fl.Uint16Var(&f.dhcpPort, "dhcp-port", 0, "DHCP server port, for labs and tests (default 67)")

@@ -34,6 +34,9 @@ type Config struct {
 	// Renderer produces each node's configuration (default
 	// httpboot.PhoneHomeRenderer).
 	Renderer httpboot.Renderer
+	// ScriptTemplate replaces the built-in iPXE script template (see
+	// httpboot.ScriptData for what it sees; empty: built-in).
+	ScriptTemplate string
 	// NextAction answers a node's phone-home (default httpboot.DefaultNextAction).
 	NextAction func(node inventory.Node) string
 	// DHCPPort, DHCPClientPort, TFTPPort and HTTPPort override the ports
@@ -119,13 +122,14 @@ func New(cfg Config) (*Services, error) {
 	s := &Services{bus: bus, log: log}
 	var err error
 	s.http, err = httpboot.New(httpboot.Config{
-		Addr:        netip.AddrPortFrom(nw.Address, httpPort),
-		BaseURL:     base,
-		AssetDir:    cfg.AssetDir,
-		FirmwareDir: tftpRoot,
-		Nodes:       nodes,
-		Renderer:    cfg.Renderer,
-		NextAction:  cfg.NextAction,
+		Addr:           netip.AddrPortFrom(nw.Address, httpPort),
+		BaseURL:        base,
+		AssetDir:       cfg.AssetDir,
+		FirmwareDir:    tftpRoot,
+		Nodes:          nodes,
+		Renderer:       cfg.Renderer,
+		NextAction:     cfg.NextAction,
+		ScriptTemplate: cfg.ScriptTemplate,
 		// Node addresses are known only when this provisioner hands them out.
 		RequireNodeIP: nw.DHCPMode == inventory.DHCPAuthoritative,
 		Registry:      reg,

@@ -476,3 +476,48 @@ func TestRunRefusesMissingInterface(t *testing.T) {
 		t.Errorf("Run on a missing interface = %v, want an error naming it", err)
 	}
 }
+
+// TestProxyModeOnLoopback runs proxy mode on two sockets: the DISCOVER on
+// the server port gets a ProxyDHCP offer without an address, and a client
+// that already has an address asks port 4011 (here a free port) and gets
+// the boot file answered to its own address and port.
+func TestProxyModeOnLoopback(t *testing.T) {
+	cfg := testConfig(inventory.DHCPProxy)
+	cfg.ListenAddr = netip.MustParseAddr("127.0.0.1")
+	cfg.Port = freePort(t)
+	cfg.ProxyPort = freePort(t)
+	s := startServer(t, cfg)
+	if got := len(s.Addrs()); got != 2 {
+		t.Fatalf("proxy mode listens on %d sockets, want 2 (server port and %d)", got, cfg.ProxyPort)
+	}
+	uefi := []dhcpv4.Modifier{withVendor("PXEClient:Arch:00007:UNDI:003010"), withArch(iana.EFI_X86_64)}
+
+	relay := newRelayClient(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), cfg.Port), netip.AddrPortFrom(cfg.ListenAddr, cfg.Port))
+	offer := relay.exchange(t, discover(t, macUEFI, uefi...), 5*time.Second)
+	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer || !offer.YourIPAddr.IsUnspecified() || offer.ClassIdentifier() != "PXEClient" {
+		t.Fatalf("proxy DISCOVER: got %v, want an OFFER with no address and vendor class PXEClient", offer)
+	}
+
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := request(t, macUEFI, "", append(uefi, dhcpv4.WithClientIP(net.IPv4(127, 0, 0, 3)))...)
+	if _, err := c.WriteToUDP(req.ToBytes(), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(cfg.ProxyPort)}); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1500)
+	n, _, err := c.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatalf("REQUEST to the proxy port: no answer: %v", err)
+	}
+	ack, err := dhcpv4.FromBytes(buf[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.MessageType() != dhcpv4.MessageTypeAck || ack.BootFileName != "snponly.efi" {
+		t.Errorf("REQUEST to the proxy port: got %s with file %q, want ACK with snponly.efi", ack.MessageType(), ack.BootFileName)
+	}
+}

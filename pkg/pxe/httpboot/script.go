@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"io"
 	"net/url"
 	"path"
 	"strings"
@@ -15,23 +16,50 @@ import (
 //go:embed templates/boot.ipxe.tmpl
 var templateFS embed.FS
 
-// scriptData is what the iPXE script template sees.
-type scriptData struct {
-	Node              string
-	MAC               string
-	Firmware          string
-	KernelURL         string
-	InitrdURL         string
-	InitrdName        string
-	Args              string
-	ConfigURL         string
-	PhoneHomeURL      string
-	Retries           int
+// ScriptData is what an iPXE script template sees (text/template).
+type ScriptData struct {
+	// Node is the node name.
+	Node string
+	// MAC is the node's boot MAC, aa:bb:cc:dd:ee:ff.
+	MAC string
+	// Firmware is "uefi" or "bios".
+	Firmware string
+	// KernelURL and InitrdURL are where iPXE fetches the kernel and initrd.
+	KernelURL, InitrdURL string
+	// InitrdName is the initrd's file name, for initrd=<name> (UEFI needs it).
+	InitrdName string
+	// Args are the profile's extra kernel arguments.
+	Args string
+	// ConfigURL is the node's one-time configuration URL (token included).
+	ConfigURL string
+	// PhoneHomeURL is the boot server's base URL for phone-home.
+	PhoneHomeURL string
+	// Retries is how often the downloads are retried.
+	Retries int
+	// RetryDelaySeconds is the pause between retries.
 	RetryDelaySeconds int
 }
 
-func parseScriptTemplate() (*template.Template, error) {
-	return template.ParseFS(templateFS, "templates/boot.ipxe.tmpl")
+// DefaultScriptTemplate returns the built-in iPXE script template.
+func DefaultScriptTemplate() string {
+	b, _ := templateFS.ReadFile("templates/boot.ipxe.tmpl")
+	return string(b)
+}
+
+// parseScriptTemplate parses text, or the built-in template when it is empty.
+func parseScriptTemplate(text string) (*template.Template, error) {
+	if text == "" {
+		text = DefaultScriptTemplate()
+	}
+	t, err := template.New("boot.ipxe").Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	// Catch references to fields that do not exist now, not at boot time.
+	if err := t.Execute(io.Discard, ScriptData{}); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // assetURL resolves a Boot.Kernel or Boot.Initrd value: an http(s) URL is
@@ -64,7 +92,7 @@ func (s *Server) renderScript(node inventory.Node, token string) ([]byte, error)
 	if fw == "" {
 		fw = string(inventory.FirmwareUEFI)
 	}
-	d := scriptData{
+	d := ScriptData{
 		Node:              node.Name,
 		MAC:               node.MAC.String(),
 		Firmware:          fw,

@@ -73,6 +73,9 @@ type Config struct {
 	RequireNodeIP bool
 	// MaxPhoneHomeBytes caps a phone-home body (default DefaultMaxPhoneHomeBytes).
 	MaxPhoneHomeBytes int64
+	// ScriptTemplate is the text/template of the per-node iPXE script, fed
+	// a ScriptData (empty: DefaultScriptTemplate).
+	ScriptTemplate string
 	// ScriptRetries is how often iPXE retries the kernel and initrd
 	// downloads (default DefaultScriptRetries).
 	ScriptRetries int
@@ -152,8 +155,8 @@ func New(cfg Config) (*Server, error) {
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
 	}
-	if s.tmpl, err = parseScriptTemplate(); err != nil {
-		return nil, fmt.Errorf("boot http: parse ipxe template: %w", err)
+	if s.tmpl, err = parseScriptTemplate(cfg.ScriptTemplate); err != nil {
+		return nil, fmt.Errorf("boot http: parse ipxe script template: %w", err)
 	}
 	if s.metrics, err = newMetrics(s.reg); err != nil {
 		return nil, fmt.Errorf("boot http: register metrics: %w", err)

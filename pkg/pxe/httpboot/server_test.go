@@ -212,6 +212,21 @@ func TestScriptFacts(t *testing.T) {
 	}
 }
 
+func TestScriptTemplateOverride(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.ScriptTemplate = "#!ipxe\nchain {{.KernelURL}} node={{.Node}}\n"
+	})
+	_, body := f.do(t, "GET", "/boot/bios-1.ipxe", nil)
+	if want := "#!ipxe\nchain http://10.77.0.1:8080/assets/vmlinuz node=bios-1\n"; body != want {
+		t.Errorf("script with a custom template = %q, want %q", body, want)
+	}
+	for _, bad := range []string{"{{.Nope", "#!ipxe\nkernel {{.Kernel}}\n"} {
+		if _, err := New(Config{BaseURL: "http://10.0.0.1:8080", ScriptTemplate: bad}); err == nil || !strings.Contains(err.Error(), "ipxe script template") {
+			t.Errorf("New with template %q = %v, want a template error", bad, err)
+		}
+	}
+}
+
 func TestScriptOnlyForKnownNodes(t *testing.T) {
 	f := newFixture(t, nil)
 	for _, p := range []string{"/boot/nobody.ipxe", "/boot/off-1.ipxe", "/boot/bios-1", "/boot/bios-1.sh"} {

@@ -209,49 +209,50 @@ func CleanPath(name string) (string, error) {
 	return name, nil
 }
 
-func (s *Server) peer(rf any) (netip.Addr, string) {
+// peer returns the requester's address and, when NodeByIP knows it, its
+// node name and MAC.
+func (s *Server) peer(rf any) (netip.Addr, string, net.HardwareAddr) {
 	ot, ok := rf.(interface{ RemoteAddr() net.UDPAddr })
 	if !ok {
-		return netip.Addr{}, ""
+		return netip.Addr{}, "", nil
 	}
 	ua := ot.RemoteAddr()
 	ip := ua.AddrPort().Addr().Unmap()
-	name := ""
 	if s.cfg.NodeByIP != nil {
 		if n, ok := s.cfg.NodeByIP(ip); ok {
-			name = n.Name
+			return ip, n.Name, append(net.HardwareAddr(nil), n.MAC...)
 		}
 	}
-	return ip, name
+	return ip, "", nil
 }
 
-func (s *Server) refuse(ip netip.Addr, node, name, why string) {
+func (s *Server) refuse(ip netip.Addr, node string, mac net.HardwareAddr, name, why string) {
 	s.log.Info("tftp refused", "ip", ip.String(), "node", node, "path", name, "reason", why)
-	s.events.Publish(bootevent.Event{Kind: bootevent.TFTPRefused, Node: node, IP: ip, Path: name, Detail: why})
+	s.events.Publish(bootevent.Event{Kind: bootevent.TFTPRefused, Node: node, MAC: mac, IP: ip, Path: name, Detail: why})
 }
 
 // read serves one read request from inside root.
 func (s *Server) read(root *os.Root, name string, rf io.ReaderFrom) error {
-	ip, node := s.peer(rf)
+	ip, node, mac := s.peer(rf)
 	rel, err := CleanPath(name)
 	if err != nil {
-		s.refuse(ip, node, name, err.Error())
+		s.refuse(ip, node, mac, name, err.Error())
 		return errRefused
 	}
 	f, err := root.Open(rel)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			s.refuse(ip, node, name, "not found")
+			s.refuse(ip, node, mac, name, "not found")
 			return errors.New("file not found")
 		}
 		// os.Root reports symlinks that leave the root, and other escapes, here.
-		s.refuse(ip, node, name, err.Error())
+		s.refuse(ip, node, mac, name, err.Error())
 		return errRefused
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
-		s.refuse(ip, node, name, "not a regular file")
+		s.refuse(ip, node, mac, name, "not a regular file")
 		return errRefused
 	}
 	if ot, ok := rf.(interface{ SetSize(int64) }); ok {
@@ -272,13 +273,13 @@ func (s *Server) read(root *os.Root, name string, rf io.ReaderFrom) error {
 		return nil
 	}
 	s.log.Debug("tftp served", "ip", ip.String(), "node", node, "path", name, "bytes", n, "duration", time.Since(start))
-	s.events.Publish(bootevent.Event{Kind: bootevent.TFTPServed, Node: node, IP: ip, Path: name, Bytes: n})
+	s.events.Publish(bootevent.Event{Kind: bootevent.TFTPServed, Node: node, MAC: mac, IP: ip, Path: name, Bytes: n})
 	return nil
 }
 
 // write refuses every write request.
 func (s *Server) write(name string, wt io.WriterTo) error {
-	ip, node := s.peer(wt)
-	s.refuse(ip, node, name, "write refused")
+	ip, node, mac := s.peer(wt)
+	s.refuse(ip, node, mac, name, "write refused")
 	return errors.New("this server is read-only")
 }

@@ -136,7 +136,7 @@ func get(t *testing.T, addr, name string, blksize int) ([]byte, int64, error) {
 func TestServesFiles(t *testing.T) {
 	root, payload := lab(t)
 	rec := &recorder{}
-	node := inventory.Node{Name: "n1", IP: netip.MustParseAddr("127.0.0.1")}
+	node := inventory.Node{Name: "n1", MAC: inventory.HardwareAddr{0x52, 0x54, 0, 0x77, 0, 0x10}, IP: netip.MustParseAddr("127.0.0.1")}
 	_, addr := start(t, Config{Root: root, Events: rec, NodeByIP: func(ip netip.Addr) (inventory.Node, bool) { return node, ip == node.IP }})
 	tests := []struct {
 		name    string
@@ -163,7 +163,7 @@ func TestServesFiles(t *testing.T) {
 	}
 	e := rec.waitFor(t, bootevent.TFTPServed, "sub/snponly.efi")
 	e.Time = time.Time{}
-	if diff := cmp.Diff(bootevent.Event{Kind: bootevent.TFTPServed, Node: "n1", IP: node.IP, Path: "sub/snponly.efi", Bytes: 3}, e, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(bootevent.Event{Kind: bootevent.TFTPServed, Node: "n1", MAC: net.HardwareAddr(node.MAC), IP: node.IP, Path: "sub/snponly.efi", Bytes: 3}, e, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("served event (-want +got):\n%s", diff)
 	}
 }
