@@ -108,8 +108,10 @@ func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
 	t.Parallel()
 	h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
 	ctx := waitCtx(t)
-	if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil {
-		t.Fatal(err)
+	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
+		if _, _, err := h.stub.WaitPlugin(ctx, r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.Remove(filepath.Join(h.dir, SocketName(devices.ResourceGPU))); err != nil {
 		t.Fatal(err)

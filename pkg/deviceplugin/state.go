@@ -46,7 +46,11 @@ func newState(r Resource, health healthOf, prev *state) *state {
 			st.parts[p.ID] = true
 			if ok, why := health(p); !ok {
 				st.healthy[i] = false
-				if st.reasons[i] == "" {
+				switch {
+				case st.reasons[i] != "":
+				case len(d.Parts) == 1:
+					st.reasons[i] = why
+				default:
 					st.reasons[i] = p.ID + ": " + why
 				}
 			}
