@@ -60,10 +60,10 @@ type goldenDevice struct {
 }
 
 type goldenResource struct {
-	Resource     string         `json:"resource"`
-	ListAndWatch []goldenDevice `json:"listAndWatch"`
-	Preferred    []goldenPreferred   `json:"preferred"`
-	Allocate     []goldenAllocate    `json:"allocate"`
+	Resource     string            `json:"resource"`
+	ListAndWatch []goldenDevice    `json:"listAndWatch"`
+	Preferred    []goldenPreferred `json:"preferred"`
+	Allocate     []goldenAllocate  `json:"allocate"`
 }
 
 // TestGolden renders what the kubelet would receive for each fixture (the

@@ -108,3 +108,18 @@ func waitCtx(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// waitReady waits until p reports Ready: registration is recorded just
+// after the kubelet's Register call returns, so a stub that has seen the
+// registration may be a moment ahead of Ready.
+func waitReady(t testing.TB, p *Plugin) error {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := p.Ready()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

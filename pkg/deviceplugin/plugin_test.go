@@ -70,7 +70,7 @@ func TestRegistration(t *testing.T) {
 			}
 		}
 	}
-	if err := h.p.Ready(); err != nil {
+	if err := waitReady(t, h.p); err != nil {
 		t.Errorf("Ready() = %v, want nil once registered", err)
 	}
 }
@@ -210,7 +210,7 @@ func TestNVMLFailure(t *testing.T) {
 	if err != nil || len(resp.GetContainerResponses()) != 1 || len(resp.GetContainerResponses()[0].GetDeviceIDs()) != 0 {
 		t.Errorf("GetPreferredAllocation(unknown device) = %v, %v; want an empty answer and no error", resp, err)
 	}
-	if err := h.p.Ready(); err != nil {
+	if err := waitReady(t, h.p); err != nil {
 		t.Errorf("Ready() = %v after an NVML failure, want nil (still serving)", err)
 	}
 }
@@ -370,10 +370,8 @@ func TestHealthzAndMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Registration is recorded just after the kubelet answers.
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Ready() != nil && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	if err := waitReady(t, p); err != nil {
+		t.Fatal(err)
 	}
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Errorf("GET /healthz when registered = %d %q, want 200", code, body)
