@@ -15,7 +15,10 @@ import (
 // one-time PXE, power on, confirm" on 200 simulated Redfish BMCs over HTTPS,
 // each adding 250 ms to every request, against the same sequence on 1 node
 // in the same run. It reports both wall times and their ratio; the goal is
-// a ratio under 3 at the default parallelism.
+// a ratio under 3 at the default parallelism. Each node's sequence is about
+// 20 requests in a row, so the ratio is close to the number of waves,
+// ceil(200/parallel): 4 at the default 64, 2 at 100, which is why both are
+// measured.
 func BenchmarkRackPXE(b *testing.B) {
 	const racks = 200
 	sim := newSim(b)
@@ -29,7 +32,7 @@ func BenchmarkRackPXE(b *testing.B) {
 	// Confirmation polls start at 1 s as in production; the simulator
 	// changes state at once, so the first poll already matches.
 	steps := []bmc.Step{bmc.PowerStep(bmc.ActionOff), bmc.BootStep(bmc.BootPXE, bmc.BootOptions{}), bmc.PowerStep(bmc.ActionOn)}
-	for _, par := range []int{bmc.DefaultParallel, racks} {
+	for _, par := range []int{bmc.DefaultParallel, 100} {
 		b.Run(fmt.Sprintf("parallel=%d", par), func(b *testing.B) {
 			cfg := bmc.RunConfig{Parallel: par}
 			run := func(ns []inventory.Node) time.Duration {
