@@ -40,9 +40,10 @@ type Config struct {
 	// NVMLLib is the NVML seam. Nil means the real libnvidia-ml, loaded at
 	// run time (tests pass a mock here). Ignored when NVML is NVMLOff.
 	NVMLLib NVML
-	// IncludeHostNICs also reports RDMA devices whose network interface the
-	// host uses itself (carries the default route, or is a bond or bridge
-	// member), such as storage NICs. False leaves them out.
+	// IncludeHostNICs also reports Ethernet (RoCE) RDMA devices whose
+	// network interface the host uses itself (it carries the default route,
+	// or is a bond or bridge member), such as storage NICs. False leaves
+	// them out. InfiniBand HCAs are always reported.
 	IncludeHostNICs bool
 	// Log receives one record per skipped device or unreadable attribute.
 	// Nil discards.

@@ -90,6 +90,19 @@ func TestDiscoverDGX(t *testing.T) {
 	}
 }
 
+func TestDiscoverIPoIBDefaultRoute(t *testing.T) {
+	// The host's default route over IPoIB (ibp24s0 of mlx5_0) does not make
+	// an InfiniBand HCA a host NIC.
+	root := copyTree(t, "dgx-h100")
+	must(t, os.WriteFile(filepath.Join(root, "proc", "net", "route"),
+		[]byte("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"+
+			"ibp24s0\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"), 0o644))
+	devs, _ := discoverOff(t, root)
+	if _, ok := byID(devs)["mlx5_0"]; !ok {
+		t.Errorf("Discover with the default route on ibp24s0 lacks mlx5_0; an InfiniBand HCA is never a host NIC")
+	}
+}
+
 func TestDiscoverIncludeHostNICs(t *testing.T) {
 	devs, err := Discover(context.Background(), Config{Root: fixture("dgx-h100"), NVML: NVMLOff, IncludeHostNICs: true})
 	if err != nil {

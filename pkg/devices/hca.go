@@ -110,9 +110,16 @@ func (n node) readHCA(ibdev string, funcs map[string]*pciFunc, env hcaEnv) (Devi
 			return Device{}, false
 		}
 	}
-	if host, ifname := n.isHostNIC(f, env.defaultRoute); host && !env.includeHost {
-		n.log.Info("hca skipped: host network interface", "device_id", ibdev, "pci_addr", addr, "netdev", ifname)
-		return Device{}, false
+	ports := n.readPorts(ibdir, ibdev)
+	// Only an Ethernet (RoCE) device can be the host's own NIC: an
+	// InfiniBand HCA carrying the host's IPoIB address is still shared
+	// with pods through verbs.
+	ib := slices.ContainsFunc(ports, func(p Port) bool { return p.LinkLayer == "InfiniBand" })
+	if !ib && !env.includeHost {
+		if host, ifname := n.isHostNIC(f, env.defaultRoute); host {
+			n.log.Info("hca skipped: host network interface", "device_id", ibdev, "pci_addr", addr, "netdev", ifname)
+			return Device{}, false
+		}
 	}
 	d := baseDevice(KindHCA, f)
 	d.ID = ibdev
@@ -124,7 +131,7 @@ func (n node) readHCA(ibdev string, funcs map[string]*pciFunc, env hcaEnv) (Devi
 			n.log.Debug("hca attribute unreadable", "device_id", ibdev, "attr", a, "err", err)
 		}
 	}
-	d.Ports = n.readPorts(ibdir, ibdev)
+	d.Ports = ports
 	if nds := netDevs(f.dir); len(nds) > 0 {
 		d.Attributes["netdevs"] = strings.Join(nds, ",")
 	}
