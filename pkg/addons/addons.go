@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -228,10 +229,23 @@ func (a *Applier) apply(ctx context.Context, o Object) (Action, error) {
 	switch {
 	case before == nil:
 		return Created, nil
-	case before.GetResourceVersion() == after.GetResourceVersion():
+	case before.GetResourceVersion() == after.GetResourceVersion(), sameContent(before, after):
 		return Unchanged, nil
 	}
 	return Changed, nil
+}
+
+// sameContent reports whether two versions of an object differ only in
+// bookkeeping: the resource version and managed fields. The API server
+// records managed fields on the second apply of an object whose manifest
+// owns no fields (a bare Namespace); nothing a user sees changed.
+func sameContent(a, b *unstructured.Unstructured) bool {
+	a, b = a.DeepCopy(), b.DeepCopy()
+	for _, o := range []*unstructured.Unstructured{a, b} {
+		o.SetResourceVersion("")
+		o.SetManagedFields(nil)
+	}
+	return equality.Semantic.DeepEqual(a.Object, b.Object)
 }
 
 // mapping finds the resource serving gvk, waiting up to KindWait for a kind

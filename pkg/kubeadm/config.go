@@ -161,6 +161,9 @@ func InitConfig(c inventory.Cluster, n inventory.Node, tok Token, certificateKey
 	if err != nil {
 		return nil, err
 	}
+	if err := checkAdvertise(n); err != nil {
+		return nil, err
+	}
 	if err := CheckKubernetesVersion(c.KubernetesVersion); err != nil {
 		return nil, fmt.Errorf("render init configuration for %s: %w", n.Name, err)
 	}
@@ -234,6 +237,9 @@ func JoinConfig(c inventory.Cluster, n inventory.Node, tok Token, caHash, certif
 		if certificateKey == "" {
 			return nil, fmt.Errorf("render join configuration for control-plane node %s: no certificate key", n.Name)
 		}
+		if err := checkAdvertise(n); err != nil {
+			return nil, err
+		}
 		jc.ControlPlane = &joinControlPlane{
 			LocalAPIEndpoint: apiEndpoint{AdvertiseAddress: n.IP.String(), BindPort: DefaultAPIServerPort},
 			CertificateKey:   certificateKey,
@@ -252,6 +258,14 @@ func endpoint(c inventory.Cluster) string {
 		return c.ControlPlaneEndpoint
 	}
 	return net.JoinHostPort(strings.Trim(c.ControlPlaneEndpoint, "[]"), strconv.Itoa(DefaultAPIServerPort))
+}
+
+// checkAdvertise refuses an API server address kubeadm cannot advertise.
+func checkAdvertise(n inventory.Node) error {
+	if n.IP.IsLoopback() || n.IP.IsUnspecified() || n.IP.IsMulticast() {
+		return fmt.Errorf("render kubeadm configuration for control-plane node %s: its IP %s cannot be the API server's advertise address; give the node its address on the provisioning network", n.Name, n.IP)
+	}
+	return nil
 }
 
 func checkSubnets(c inventory.Cluster) error {

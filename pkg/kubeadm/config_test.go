@@ -132,6 +132,12 @@ func TestRenderKubeadmConfigRefuses(t *testing.T) {
 			_, err := JoinConfig(testCluster(), cp1, testToken("cp-01"), testCAHash, "", JoinOptions{})
 			return err
 		}, "no certificate key"},
+		{"loopback control plane", func() error {
+			n := cp1
+			n.IP = netip.MustParseAddr("127.0.0.1")
+			_, err := InitConfig(testCluster(), n, testToken("cp-01"), testCertKey)
+			return err
+		}, "cannot be the API server's advertise address"},
 		{"ca hash not pinned", func() error {
 			_, err := JoinConfig(testCluster(), w1, testToken("gpu-01"), "", "", JoinOptions{})
 			return err

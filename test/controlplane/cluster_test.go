@@ -1,0 +1,299 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	certutil "k8s.io/client-go/util/cert"
+
+	"github.com/slipway-dev/slipway/internal/testenv"
+	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/kubeadm"
+)
+
+// buildCommand is what to run when the upstream binaries are missing.
+const buildCommand = "test/tools/build.sh"
+
+// toolsBin returns the directory of the upstream binaries.
+func toolsBin() string {
+	if d := os.Getenv("SLIPWAY_TOOLS_BIN"); d != "" {
+		return d
+	}
+	abs, _ := filepath.Abs(filepath.Join("..", "tools", "bin"))
+	return abs
+}
+
+// requireTools returns the paths of the named upstream binaries, skipping
+// (or failing under SLIPWAY_E2E=1) with the build command when one is missing.
+func requireTools(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, n := range names {
+		p := filepath.Join(toolsBin(), n)
+		if _, err := os.Stat(p); err != nil {
+			msg := fmt.Sprintf("%s is not built: run %s (a first build takes tens of minutes on two cores)", p, buildCommand)
+			if testenv.E2E() {
+				t.Fatalf("SLIPWAY_E2E=1 but %s", msg)
+			}
+			t.Skipf("skipping: %s", msg)
+		}
+		out[n] = p
+	}
+	return out
+}
+
+// controlPlane is a throwaway control plane on 127.0.0.1.
+type controlPlane struct {
+	dir string
+	pki *kubeadm.PKI
+	// endpoint is 127.0.0.1:PORT of the API server.
+	endpoint string
+	// admin is a client with our admin kubeconfig (group kubeadm:cluster-admins).
+	admin     kubernetes.Interface
+	adminREST *rest.Config
+	adminKC   []byte
+	bins      map[string]string
+}
+
+// server returns https://endpoint.
+func (cp *controlPlane) server() string { return "https://" + cp.endpoint }
+
+// cluster returns the inventory cluster settings that point at this control plane.
+func (cp *controlPlane) cluster() inventory.Cluster {
+	return inventory.Cluster{
+		Name: "slipway-test", KubernetesVersion: "v1.37.2", ControlPlaneEndpoint: cp.endpoint,
+		PodSubnet: netip.MustParsePrefix("10.244.0.0/16"), ServiceSubnet: netip.MustParsePrefix("10.96.0.0/12"),
+		DNSDomain: "cluster.local",
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startProcess runs bin with args, logging to dir/name.log, and stops it
+// when the test ends.
+func startProcess(t *testing.T, dir, name, bin string, args ...string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+			if len(b) > 3000 {
+				b = b[len(b)-3000:]
+			}
+			t.Logf("%s log tail:\n%s", name, b)
+		}
+	})
+}
+
+func writeFile(t *testing.T, path string, data []byte) string {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startControlPlane starts etcd, kube-apiserver and kube-controller-manager
+// with the PKI pkg/kubeadm generates, then does what kubeadm init's
+// bootstrap-token phase does: publish cluster-info for anonymous discovery
+// and bind the admin and bootstrap groups.
+func startControlPlane(t *testing.T) *controlPlane {
+	t.Helper()
+	bins := requireTools(t, "etcd", "kube-apiserver", "kube-controller-manager", "kubeadm")
+	dir := t.TempDir()
+	pki, err := kubeadm.EnsurePKI(kubeadm.PKIConfig{Dir: filepath.Join(dir, "pki")})
+	if err != nil {
+		t.Fatalf("EnsurePKI: %v", err)
+	}
+	now := time.Now()
+
+	// etcd: plain HTTP on loopback; the apiserver is its only client.
+	clientPort, peerPort := freePort(t), freePort(t)
+	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	startProcess(t, dir, "etcd", bins["etcd"], "--name=test", "--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
+		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
+		"--initial-cluster=test="+peerURL, "--log-level=warn")
+
+	// kube-apiserver with a serving certificate from our cluster CA.
+	srvCert, srvKey, err := pki.ServingCert("kube-apiserver", certutil.AltNames{
+		IPs: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost", "kubernetes", "kubernetes.default"},
+	}, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	endpoint := "127.0.0.1:" + strconv.Itoa(port)
+	startProcess(t, dir, "kube-apiserver", bins["kube-apiserver"],
+		"--etcd-servers="+etcdURL,
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
+		"--tls-cert-file="+writeFile(t, filepath.Join(dir, "apiserver.crt"), srvCert),
+		"--tls-private-key-file="+writeFile(t, filepath.Join(dir, "apiserver.key"), srvKey),
+		"--client-ca-file="+filepath.Join(pki.Dir(), kubeadm.CACertFile),
+		"--enable-bootstrap-token-auth=true",
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+filepath.Join(pki.Dir(), kubeadm.SAPubFile),
+		"--service-account-signing-key-file="+filepath.Join(pki.Dir(), kubeadm.SAKeyFile),
+		"--service-cluster-ip-range=10.96.0.0/12",
+		"--endpoint-reconciler-type=none",
+		"--cert-dir="+filepath.Join(dir, "apiserver-certs"),
+		"--profiling=false")
+
+	// A system:masters identity for setting the cluster up, as kubeadm
+	// init's super-admin.conf; the tests themselves use the admin kubeconfig.
+	suCert, suKey, err := pki.ClientCert("kubernetes-super-admin", []string{"system:masters"}, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suKC, err := kubeadm.Kubeconfig("https://"+endpoint, pki.CACertPEM(), "super-admin", suCert, suKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suREST, err := kubeadm.RESTConfig(suKC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	su := kubernetes.NewForConfigOrDie(suREST)
+	waitHealthy(t, su, dir)
+
+	startProcess(t, dir, "kube-controller-manager", bins["kube-controller-manager"],
+		"--kubeconfig="+writeFile(t, filepath.Join(dir, "controller-manager.conf"), suKC),
+		"--controllers=bootstrapsigner,tokencleaner",
+		"--bind-address=127.0.0.1", "--secure-port=0", "--leader-elect=false",
+		"--use-service-account-credentials=false")
+
+	bootstrapRBAC(t, su, pki, endpoint)
+
+	adminKC, err := pki.AdminKubeconfig("https://"+endpoint, now, 0)
+	if err != nil {
+		t.Fatalf("AdminKubeconfig: %v", err)
+	}
+	adminREST, err := kubeadm.RESTConfig(adminKC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &controlPlane{dir: dir, pki: pki, endpoint: endpoint, admin: kubernetes.NewForConfigOrDie(adminREST),
+		adminREST: adminREST, adminKC: adminKC, bins: bins}
+}
+
+func waitHealthy(t *testing.T, c kubernetes.Interface, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, last = c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		cancel()
+		if last == nil {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("kube-apiserver not ready after 90s: %v", last)
+}
+
+// bootstrapRBAC does what kubeadm init does for joining nodes and admins.
+func bootstrapRBAC(t *testing.T, c kubernetes.Interface, pki *kubeadm.PKI, endpoint string) {
+	t.Helper()
+	ctx := context.Background()
+	objs := []func() error{
+		func() error {
+			_, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:cluster-admins"},
+				RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
+				Subjects:   []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: kubeadm.AdminGroup}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.CoreV1().ConfigMaps("kube-public").Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: "cluster-info"},
+				Data:       map[string]string{"kubeconfig": string(clusterInfoKubeconfig(t, endpoint, pki.CACertPEM()))},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.RbacV1().Roles("kube-public").Create(ctx, &rbacv1.Role{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:bootstrap-signer-clusterinfo"},
+				Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"cluster-info"}, Verbs: []string{"get"}}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.RbacV1().RoleBindings("kube-public").Create(ctx, &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:bootstrap-signer-clusterinfo"},
+				RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "kubeadm:bootstrap-signer-clusterinfo"},
+				Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "system:anonymous"}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:kubelet-bootstrap"},
+				RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:node-bootstrapper"},
+				Subjects:   []rbacv1.Subject{{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: kubeadm.NodeTokenGroup}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+	}
+	for i, f := range objs {
+		if err := f(); err != nil {
+			t.Fatalf("bootstrap object %d: %v", i, err)
+		}
+	}
+}
+
+// clusterInfoKubeconfig is the kubeconfig kubeadm publishes in cluster-info:
+// the cluster's server and CA, no credentials.
+func clusterInfoKubeconfig(t *testing.T, endpoint string, ca []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "apiVersion: v1\nkind: Config\nclusters:\n- name: \"\"\n  cluster:\n    server: https://%s\n    certificate-authority-data: %s\ncontexts: null\ncurrent-context: \"\"\npreferences: {}\nusers: null\n",
+		endpoint, base64.StdEncoding.EncodeToString(ca))
+	return b.Bytes()
+}
