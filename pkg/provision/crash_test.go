@@ -46,7 +46,7 @@ func TestCrashChild(t *testing.T) {
 	client := &provisionfake.Client{Base: world}
 	o, err := provision.New(provision.Config{
 		Nodes: testNodes(1, crashNodes-1), StateDir: dir, BMCs: client, Issuer: client, Readiness: client,
-		ReadyPoll: 20 * time.Millisecond, Parallel: 4, Backoff: 10 * time.Millisecond,
+		ReadyPoll: 20 * time.Millisecond, Parallel: 3, Backoff: 10 * time.Millisecond,
 		Timeouts: crashTimeouts(),
 	})
 	if err != nil {
@@ -87,7 +87,7 @@ func TestCrashResume(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 7))
 	for _, n := range nodes {
-		machines = append(machines, &provisionfake.Machine{Name: n.Name, Boot: time.Duration(300+rng.IntN(600)) * time.Millisecond})
+		machines = append(machines, &provisionfake.Machine{Name: n.Name, Boot: time.Duration(600+rng.IntN(900)) * time.Millisecond})
 	}
 	rack := provisionfake.New(machines...)
 	var mu sync.Mutex
@@ -145,7 +145,7 @@ func TestCrashResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Kill anywhere from start-up to well into the boots.
-		wait := time.Duration(50+rng.IntN(600)) * time.Millisecond
+		wait := time.Duration(30+rng.IntN(400)) * time.Millisecond
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
 		select {
