@@ -115,8 +115,10 @@ func BuildResources(assigned map[string][]devices.Device, opts BuildOptions) []R
 }
 
 // PairDevices pairs each GPU, in order, with the closest unpaired HCA under
-// the same PCIe switch (sharing at least one upstream bridge), and returns
-// the pairs and the GPUs and HCAs left unpaired.
+// the same PCIe switch (PIX), or failing that under the same root port
+// through several switches (PXB), so that GPUDirect RDMA traffic stays off
+// the root complex; it returns the pairs and the GPUs and HCAs left
+// unpaired.
 func PairDevices(gpus, hcas []devices.Device) (pairs []Device, restGPUs, restHCAs []devices.Device) {
 	used := make([]bool, len(hcas))
 	for _, g := range gpus {
@@ -125,7 +127,7 @@ func PairDevices(gpus, hcas []devices.Device) (pairs []Device, restGPUs, restHCA
 			if used[k] {
 				continue
 			}
-			if d := allocate.Distance(g, h); d <= allocate.SameSwitchMax && (best < 0 || d < bestDist) {
+			if d := allocate.Distance(g, h); d <= allocate.MultiSwitch && (best < 0 || d < bestDist) {
 				best, bestDist = k, d
 			}
 		}

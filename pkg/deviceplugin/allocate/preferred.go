@@ -164,7 +164,7 @@ func (s *search) walk(set []int, cur, from, need int, added []int) {
 	// newcomers can cost among themselves.
 	low := slices.Clone(added[from:])
 	slices.Sort(low)
-	bound := cur + need*(need-1)/2*SameSwitchMin
+	bound := cur + need*(need-1)/2*SameSwitch
 	for _, a := range low[:need] {
 		bound += a
 	}

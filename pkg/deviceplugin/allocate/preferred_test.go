@@ -52,14 +52,15 @@ func ids(devs []devices.Device) []string {
 
 func TestDistance(t *testing.T) {
 	t.Parallel()
-	devs := tree(2, 2, 2, 2) // g0,g1 share a switch; g0..g3 a root; g0..g7 a NUMA node
+	devs := tree(2, 2, 2, 2) // g0,g1 share a switch; g0..g3 a root port; g0..g7 a NUMA node
 	tests := []struct {
 		a, b int
 		want int
 	}{
-		{0, 1, SameSwitchMax - 2 + 1}, // share root port and switch upstream port
-		{0, 2, SameSwitchMax},         // share only the root port
-		{0, 4, SameNUMA},              // different root complex, same NUMA node
+		{0, 0, 0},
+		{0, 1, SameSwitch},
+		{0, 2, MultiSwitch}, // one root port, two switches below it
+		{0, 4, SameNUMA},    // different root complex, same NUMA node
 		{0, 8, Across},
 	}
 	for _, tc := range tests {

@@ -6,31 +6,29 @@ import (
 	"github.com/slipway-dev/slipway/pkg/devices"
 )
 
-// Distance costs between two devices; smaller is closer. A shared switch
-// costs between SameSwitchMin and SameSwitchMax: the deeper the deepest
-// bridge the two devices share, the cheaper.
+// Costs of placing two devices in one allocation, by their locality
+// (devices.LocalityOf); smaller is closer. They grow fast enough that a set
+// spanning fewer levels of the PCIe tree always wins.
 const (
-	SameSwitchMin = 1
-	SameSwitchMax = 8
-	SameRoot      = 16
-	SameNUMA      = 32
-	Across        = 64
+	SameSwitch  = 1  // PIX: under one PCIe switch
+	MultiSwitch = 4  // PXB: under one root port through several switches
+	SameRoot    = 16 // PHB: under one PCIe root complex
+	SameNUMA    = 32 // NODE: on one NUMA node, different roots
+	Across      = 64 // SYS: across NUMA nodes, or NUMA unknown
 )
 
-// Distance returns the cost of placing a and b in one allocation, from their
-// upstream bridges, PCIe root complex and NUMA node.
+// Distance returns the cost of placing a and b in one allocation.
 func Distance(a, b devices.Device) int {
-	if a.PCIeRoot != "" && a.PCIeRoot == b.PCIeRoot {
-		k := 0
-		for k < len(a.Bridges) && k < len(b.Bridges) && a.Bridges[k] == b.Bridges[k] {
-			k++
-		}
-		if k > 0 {
-			return max(SameSwitchMin, SameSwitchMax-k+1)
-		}
+	switch devices.LocalityOf(a, b) {
+	case devices.LocalitySame:
+		return 0
+	case devices.LocalitySwitch:
+		return SameSwitch
+	case devices.LocalityMultiSwitch:
+		return MultiSwitch
+	case devices.LocalityRoot:
 		return SameRoot
-	}
-	if a.NUMANode != devices.NoNUMA && a.NUMANode == b.NUMANode {
+	case devices.LocalityNUMA:
 		return SameNUMA
 	}
 	return Across
