@@ -86,8 +86,7 @@ func (r *redfishBackend) open(ctx context.Context, pw inventory.Secret) error {
 		IdleConnTimeout:     30 * time.Second,
 	}}
 	r.hc = &http.Client{Transport: r.tr}
-	r.tr.bind(ctx)
-	defer r.tr.bind(nil)
+	defer r.tr.bind(ctx)()
 
 	scheme, _, _ := strings.Cut(r.base, "://")
 	r.conn = redfish.New(scheme+"://"+hostOnly(r.base), r.b.Username, pw.Reveal(), logr.Discard(),
@@ -199,8 +198,7 @@ func (r *redfishBackend) close(ctx context.Context) error {
 	if r.conn == nil {
 		return nil
 	}
-	r.tr.bind(ctx)
-	defer r.tr.bind(nil)
+	defer r.tr.bind(ctx)()
 	// gofish's Logout drops the DELETE's error; bmclib's Close returns nil.
 	err := r.conn.Close(ctx)
 	r.hc.CloseIdleConnections()
@@ -211,8 +209,7 @@ func (r *redfishBackend) info() Info     { return r.inf }
 func (r *redfishBackend) quirks() quirks { return r.q }
 
 func (r *redfishBackend) powerState(ctx context.Context) (PowerState, error) {
-	r.tr.bind(ctx)
-	defer r.tr.bind(nil)
+	defer r.tr.bind(ctx)()
 	s, err := r.conn.PowerStateGet(ctx)
 	if err != nil {
 		return PowerStateUnknown, err
@@ -241,15 +238,13 @@ var bmclibRedfishAction = map[PowerAction]string{
 }
 
 func (r *redfishBackend) setPower(ctx context.Context, a PowerAction) error {
-	r.tr.bind(ctx)
-	defer r.tr.bind(nil)
+	defer r.tr.bind(ctx)()
 	_, err := r.conn.PowerSet(ctx, bmclibRedfishAction[a])
 	return err
 }
 
 func (r *redfishBackend) setBoot(ctx context.Context, d BootDevice, o BootOptions, q quirks) error {
-	r.tr.bind(ctx)
-	defer r.tr.bind(nil)
+	defer r.tr.bind(ctx)()
 	if !q.noBootMode {
 		_, err := r.conn.BootDeviceSet(ctx, string(d), o.Persistent, !o.Legacy)
 		return err
@@ -275,8 +270,7 @@ func (r *redfishBackend) setBoot(ctx context.Context, d BootDevice, o BootOption
 }
 
 func (r *redfishBackend) bootOverride(ctx context.Context) (BootOverride, bool, error) {
-	r.tr.bind(ctx)
-	defer r.tr.bind(nil)
+	defer r.tr.bind(ctx)()
 	ov, err := r.conn.BootDeviceOverrideGet(ctx)
 	if err != nil {
 		return BootOverride{}, false, err
@@ -309,10 +303,17 @@ type boundTransport struct {
 	tok string
 }
 
-func (t *boundTransport) bind(ctx context.Context) {
+// bind makes ctx the context of gofish's requests until the returned
+// function is called.
+func (t *boundTransport) bind(ctx context.Context) (unbind func()) {
 	t.mu.Lock()
 	t.ctx = ctx
 	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		t.ctx = nil
+		t.mu.Unlock()
+	}
 }
 
 func (t *boundTransport) token() string {
