@@ -17,4 +17,7 @@
 //
 // Run fans one sequence of steps out over many nodes with bounded
 // parallelism; one dead or hanging BMC costs only its own timeout.
+//
+// Sibling packages: redfishsim simulates Redfish BMCs, ipmisim runs
+// OpenIPMI's ipmi_sim, and bmcfake is an in-memory Controller for tests.
 package bmc
