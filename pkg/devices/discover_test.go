@@ -163,11 +163,16 @@ func TestDiscoverBrokenNode(t *testing.T) {
 		{"GPU-0badc0de-0000-0000-0000-000000000001", NoNUMA, true, ""},
 		// no information file: no invented minor, unhealthy.
 		{"0000:02:00.0", 0, false, "device minor unknown"},
-		{"mlx5_0", 0, false, "port 2 DOWN (Disabled)"},
+		// one of two ports down: usable, the port listed.
+		{"mlx5_0", 0, true, ""},
+		{"mlx5_1", 0, false, "port 1 DOWN (Polling)"},
 		{"0000:06:00.0", NoNUMA, false, "afu_id all f"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Discover(broken-node) (-want +got):\n%s", diff)
+	}
+	if got := byID(devs)["mlx5_0"].Attributes["ports_down"]; got != "2" {
+		t.Errorf("mlx5_0 ports_down = %q, want \"2\"", got)
 	}
 	if _, ok := byID(devs)["mlx5_0"].Attributes["node_guid"]; ok {
 		t.Errorf("mlx5_0 has a node_guid attribute, but its node_guid file is missing")

@@ -157,7 +157,20 @@ func (n node) readHCA(ibdev string, funcs map[string]*pciFunc, env hcaEnv) (Devi
 	if p := "/dev/infiniband/rdma_cm"; exists(n.dev(p)) {
 		d.DeviceNodes = append(d.DeviceNodes, DeviceNode{Path: p, Permissions: "rw"})
 	}
-	problems = append(problems, portProblems(d.Ports)...)
+	// A card with one port cabled is common: it is usable while any port
+	// is up. Down ports are listed so that a person sees them.
+	if down := portProblems(d.Ports); len(down) > 0 {
+		var nums []string
+		for _, p := range d.Ports {
+			if !p.usable() {
+				nums = append(nums, strconv.Itoa(p.Number))
+			}
+		}
+		d.Attributes["ports_down"] = strings.Join(nums, ",")
+		if len(down) == len(d.Ports) {
+			problems = append(problems, down...)
+		}
+	}
 	if len(d.Ports) == 0 {
 		problems = append(problems, "no ports")
 	}
@@ -165,12 +178,15 @@ func (n node) readHCA(ibdev string, funcs map[string]*pciFunc, env hcaEnv) (Devi
 	return d, true
 }
 
-// portProblems says which ports are not usable (state ACTIVE, physical
-// state LinkUp).
+// usable reports whether the port is up: state ACTIVE, physical state
+// LinkUp.
+func (p Port) usable() bool { return p.State == "ACTIVE" && p.PhysState == "LinkUp" }
+
+// portProblems says which ports are not usable.
 func portProblems(ports []Port) []string {
 	var out []string
 	for _, p := range ports {
-		if p.State != "ACTIVE" || p.PhysState != "LinkUp" {
+		if !p.usable() {
 			out = append(out, fmt.Sprintf("port %d %s (%s)", p.Number, orUnknown(p.State), orUnknown(p.PhysState)))
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -280,13 +281,32 @@ func (m *Monitor) check(d Device) []string {
 		if !exists(ibdir) {
 			return append(problems, "rdma device "+d.ID+" gone")
 		}
-		var ports []Port
-		for _, p := range d.Ports {
-			ports = append(ports, readPort(filepath.Join(ibdir, "ports", strconv.Itoa(p.Number)), p.Number))
+		// Watched: the ports that were up at discovery (a port never
+		// cabled does not make the HCA unhealthy). With none up then, the
+		// HCA is clean as soon as any port comes up.
+		now := nowPorts(ibdir, d.Ports)
+		var watched []Port
+		for i, p := range d.Ports {
+			if p.usable() {
+				watched = append(watched, now[i])
+			}
 		}
-		problems = append(problems, portProblems(ports)...)
+		if len(watched) > 0 {
+			problems = append(problems, portProblems(watched)...)
+		} else if !slices.ContainsFunc(now, Port.usable) {
+			problems = append(problems, portProblems(now)...)
+		}
 	}
 	return problems
+}
+
+// nowPorts re-reads the given ports.
+func nowPorts(ibdir string, ports []Port) []Port {
+	out := make([]Port, 0, len(ports))
+	for _, p := range ports {
+		out = append(out, readPort(filepath.Join(ibdir, "ports", strconv.Itoa(p.Number)), p.Number))
+	}
+	return out
 }
 
 // openNVML initialises NVML, registers every GPU for XID events and starts

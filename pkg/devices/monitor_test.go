@@ -169,6 +169,29 @@ func TestMonitorHCAPort(t *testing.T) {
 	}
 }
 
+func TestMonitorHCAPortsWatched(t *testing.T) {
+	root := copyTree(t, "broken-node")
+	devs, _ := discoverOff(t, root)
+	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOff, RecoveryPeriod: 50 * time.Millisecond}, devs)
+	ports := filepath.Join(root, "sys", "class", "infiniband")
+	// mlx5_0's port 2 was down at discovery: it is not watched.
+	writeAtomic(t, filepath.Join(ports, "mlx5_0", "ports", "2", "phys_state"), []byte("2: Polling\n"))
+	// mlx5_1 had no port up: it recovers once one is.
+	writeAtomic(t, filepath.Join(ports, "mlx5_1", "ports", "1", "state"), []byte("4: ACTIVE\n"))
+	writeAtomic(t, filepath.Join(ports, "mlx5_1", "ports", "1", "phys_state"), []byte("5: LinkUp\n"))
+	evs := ev.waitFor(t, "mlx5_1 healthy after its port came up", func(evs []HealthEvent) bool {
+		return has(evs, "mlx5_1", true, "recovered")
+	})
+	if has(evs, "mlx5_0", false, "") {
+		t.Errorf("mlx5_0 marked unhealthy by its unwatched port 2: %+v", evs)
+	}
+	// mlx5_0's port 1 was up: its going down counts.
+	writeAtomic(t, filepath.Join(ports, "mlx5_0", "ports", "1", "state"), []byte("2: INIT\n"))
+	ev.waitFor(t, "mlx5_0 unhealthy after port 1 left ACTIVE", func(evs []HealthEvent) bool {
+		return has(evs, "mlx5_0", false, "port 1 INIT")
+	})
+}
+
 func TestMonitorDisappearance(t *testing.T) {
 	root := copyTree(t, "dgx-h100")
 	devs, _ := discoverOff(t, root)

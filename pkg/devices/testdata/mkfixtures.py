@@ -301,8 +301,9 @@ def broken_node():
     t.raw_link("/sys/bus/pci/devices/0000:09:00.0", "../../../devices/pci0000:00/0000:00:09.0/0000:09:00.0")
     # A non-PCI name in the list (left by hand): ignored.
     t.write("/sys/bus/pci/devices/README", "not a device\n")
-    # HCA with port 1 ACTIVE and port 2 DOWN: reported unhealthy; its
-    # node_guid is missing (attribute left out, not invented).
+    # HCA with port 1 ACTIVE and port 2 DOWN (not cabled): healthy, port 2
+    # listed as down; its node_guid is missing (attribute left out, not
+    # invented).
     rp = "pci0000:00/0000:00:05.0"
     t.bridge(rp, 0)
     hd = t.pci(rp + "/0000:05:00.0", "0x15b3", "0x101b", "0x020700", numa=0, driver="mlx5_core")
@@ -310,6 +311,12 @@ def broken_node():
         ("4: ACTIVE", "5: LinkUp", "InfiniBand", "200 Gb/sec (4X HDR)", None),
         ("1: DOWN", "3: Disabled", "InfiniBand", "10 Gb/sec (4X SDR)", None)], 0, 0)
     os.remove(t.p(hd + "/infiniband/mlx5_0/node_guid"))
+    # Single-port HCA whose port is down: unhealthy.
+    rp = "pci0000:00/0000:00:07.0"
+    t.bridge(rp, 0)
+    hd = t.pci(rp + "/0000:07:00.0", "0x15b3", "0x101b", "0x020700", numa=0, driver="mlx5_core")
+    t.hca(hd, "mlx5_1", "1c34:da03:0077:0000", [
+        ("1: DOWN", "2: Polling", "InfiniBand", "10 Gb/sec (4X SDR)", None)], 1, 2)
     # Legacy OPAE PAC Arria10 (8086:09c4) with an AFU ID of all f: unhealthy.
     rp = "pci0000:00/0000:00:06.0"
     t.bridge(rp, 0)
