@@ -203,6 +203,26 @@ func (s *Services) DHCP() *dhcp.Server { return s.dhcp }
 // TFTP returns the TFTP server.
 func (s *Services) TFTP() *tftp.Server { return s.tftp }
 
+// Ready returns a channel that is closed once every service listens. It
+// never closes if Run fails first; wait on Run's result as well.
+func (s *Services) Ready() <-chan struct{} {
+	chans := []<-chan struct{}{s.http.Ready(), s.tftp.Ready()}
+	if s.dhcp != nil {
+		chans = append(chans, s.dhcp.Ready())
+	}
+	if s.ra != nil {
+		chans = append(chans, s.ra.Ready())
+	}
+	all := make(chan struct{})
+	go func() {
+		for _, c := range chans {
+			<-c
+		}
+		close(all)
+	}()
+	return all
+}
+
 // Run runs every service until ctx is done or one fails; a failure (such as
 // a port already taken) stops the others and is returned.
 func (s *Services) Run(ctx context.Context) error {

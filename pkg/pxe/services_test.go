@@ -113,12 +113,10 @@ func TestServicesBootSequence(t *testing.T) {
 			t.Errorf("Run after cancel = %v, want nil", err)
 		}
 	}()
-	for _, r := range []<-chan struct{}{svc.DHCP().Ready(), svc.TFTP().Ready(), svc.HTTP().Ready()} {
-		select {
-		case <-r:
-		case err := <-done:
-			t.Fatalf("Run: %v", err)
-		}
+	select {
+	case <-svc.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
 	}
 
 	// 1. Firmware PXE through a relay on 127.0.0.2.

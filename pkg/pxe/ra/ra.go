@@ -32,9 +32,14 @@ type Config struct {
 
 // Advertiser sends router advertisements on one interface.
 type Advertiser struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	ready chan struct{}
 }
+
+// Ready is closed once the advertiser listens for solicitations (or has
+// found it cannot, and logged why).
+func (a *Advertiser) Ready() <-chan struct{} { return a.ready }
 
 // New checks cfg; Run starts advertising.
 func New(cfg Config) (*Advertiser, error) {
@@ -44,7 +49,7 @@ func New(cfg Config) (*Advertiser, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
-	a := &Advertiser{cfg: cfg, log: cfg.Log}
+	a := &Advertiser{cfg: cfg, log: cfg.Log, ready: make(chan struct{})}
 	if a.log == nil {
 		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -105,6 +110,7 @@ func (a *Advertiser) Run(ctx context.Context) error {
 		a.log.Warn("router advertisements off: iPXE will wait ~16 s for IPv6 autoconfiguration",
 			"interface", a.cfg.Interface, "err", err,
 			"fix", "give the interface an IPv6 link-local address and run with CAP_NET_RAW, or set network.routerAdvertisements: false")
+		close(a.ready)
 		<-ctx.Done()
 		return nil
 	}
@@ -130,6 +136,7 @@ func (a *Advertiser) Run(ctx context.Context) error {
 		}
 	}
 	a.log.Info("router advertisements on", "interface", a.cfg.Interface)
+	close(a.ready)
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	defer stop()
 	go func() {
