@@ -276,6 +276,24 @@ func (m *Monitor) check(d Device) []string {
 			problems = append(problems, dn.Path+" missing")
 		}
 	}
+	// What discovery found missing stays missing: the device lists never
+	// gain a node, so without these checks such a device would "recover".
+	switch d.Kind {
+	case KindGPU:
+		if d.Driver != "nvidia" {
+			problems = append(problems, fmt.Sprintf("driver %q bound, not nvidia", d.Driver))
+		}
+		if !slices.ContainsFunc(d.DeviceNodes, isGPUNode) {
+			problems = append(problems, "no /dev/nvidiaN device node (minor unknown)")
+		}
+	case KindHCA:
+		if !slices.ContainsFunc(d.DeviceNodes, func(n DeviceNode) bool { return strings.HasPrefix(n.Path, "/dev/infiniband/uverbs") }) {
+			problems = append(problems, "no uverbs device")
+		}
+		if len(d.Ports) == 0 {
+			problems = append(problems, "no ports")
+		}
+	}
 	if d.Kind == KindHCA {
 		ibdir := m.n.sys("class", "infiniband", d.ID)
 		if !exists(ibdir) {
@@ -298,6 +316,16 @@ func (m *Monitor) check(d Device) []string {
 		}
 	}
 	return problems
+}
+
+// isGPUNode reports whether n is a GPU's own /dev/nvidiaN.
+func isGPUNode(n DeviceNode) bool {
+	num, ok := strings.CutPrefix(n.Path, "/dev/nvidia")
+	if !ok || num == "" {
+		return false
+	}
+	_, err := strconv.Atoi(num)
+	return err == nil
 }
 
 // nowPorts re-reads the given ports.

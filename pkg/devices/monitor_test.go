@@ -236,6 +236,18 @@ func TestMonitorStartsFromDiscovery(t *testing.T) {
 	}
 }
 
+func TestMonitorNoFalseRecovery(t *testing.T) {
+	devs, _ := discoverOff(t, fixture("broken-node"))
+	// A short recovery period: what is still broken must stay unhealthy.
+	ev := runMonitor(t, MonitorConfig{Root: fixture("broken-node"), NVML: NVMLOff, RecoveryPeriod: 10 * time.Millisecond}, devs)
+	time.Sleep(300 * time.Millisecond) // many polls and recovery periods
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if diff := cmp.Diff([]HealthEvent(nil), ev.evs); diff != "" {
+		t.Errorf("Monitor on broken-node changed health though nothing was repaired (-want +got):\n%s", diff)
+	}
+}
+
 func TestNewMonitorBadConfig(t *testing.T) {
 	for _, cfg := range []MonitorConfig{{NVML: "sometimes"}, {PollInterval: -time.Second}} {
 		if _, err := NewMonitor(cfg); err == nil {
