@@ -227,6 +227,25 @@ func TestScriptTemplateOverride(t *testing.T) {
 	}
 }
 
+// TestExampleTemplates keeps the examples in images/ipxe valid.
+func TestExampleTemplates(t *testing.T) {
+	files, _ := filepath.Glob("../../../images/ipxe/*.tmpl")
+	if len(files) == 0 {
+		t.Fatal("no templates in images/ipxe")
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newFixture(t, func(c *Config) { c.ScriptTemplate = string(b) })
+		code, body := f.do(t, "GET", "/boot/bios-1.ipxe", nil)
+		if code != http.StatusOK || !strings.HasPrefix(body, "#!ipxe") || !strings.Contains(body, "slipway.config=http://10.77.0.1:8080/config/bios-1?token=") {
+			t.Errorf("%s: GET /boot/bios-1.ipxe = %d:\n%s", file, code, body)
+		}
+	}
+}
+
 func TestScriptOnlyForKnownNodes(t *testing.T) {
 	f := newFixture(t, nil)
 	for _, p := range []string{"/boot/nobody.ipxe", "/boot/off-1.ipxe", "/boot/bios-1", "/boot/bios-1.sh"} {
