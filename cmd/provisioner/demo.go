@@ -47,7 +47,8 @@ func newDemoCmd(g *globals) *cobra.Command {
 			"same live view and summary. It needs no root and touches nothing outside a temporary directory.\n" +
 			"The simulation has no Kubernetes API: a node counts as Ready once it phoned home its join, and the\n" +
 			"node config is the boot server's placeholder, not a kubeadm join.\n\n" +
-			"Inject failures with --fail NODE=no-pxe|hang-os|dead-bmc (repeatable).",
+			"Inject failures with --fail NODE=no-pxe|hang-os|dead-bmc (repeatable). Unless given, --parallel\n" +
+			"is the number of nodes and the phase timeouts scale with the simulated boot times (at least 3s).",
 		Example: "  provisioner demo\n  provisioner demo --nodes 1000 -o plain | tail\n  provisioner demo --fail node-0003=no-pxe --fail node-0005=hang-os",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
