@@ -44,7 +44,6 @@ func freePort(t *testing.T, network string) uint16 {
 	return 0
 }
 
-
 // TestMachinesBootFromTheBootServices powers two simulated machines on
 // through their Redfish simulators with pkg/bmc, exactly as up does: the
 // healthy one goes through real DHCP, TFTP and HTTP to its join, the one
