@@ -17,8 +17,10 @@ const NoNUMA = -1
 
 // Device is one discovered device, the same model for every kind.
 type Device struct {
-	// ID is stable across restarts and unique on the node: the GPU UUID (or
-	// its PCI address without NVML), the HCA name (mlx5_0), the FPGA's PCI address.
+	// ID is stable across restarts and unique on the node: the GPU UUID
+	// (from NVML or the driver's /proc information file; the PCI address
+	// when neither gives one), the HCA name (mlx5_0), the FPGA's PCI
+	// address (an Alveo card's user function).
 	ID string `json:"id"`
 	// Kind is gpu, hca or fpga.
 	Kind Kind `json:"kind"`

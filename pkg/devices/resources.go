@@ -107,6 +107,21 @@ type HealthConfig struct {
 	RecoveryPeriod Duration `yaml:"recoveryPeriod,omitempty"`
 }
 
+// MonitorConfig returns the health monitor's config for devices discovered
+// with d: the root, NVML mode, seam and logger of d, the health settings of
+// c (zero ones meaning the monitor's defaults).
+func (c ResourceConfig) MonitorConfig(d Config) MonitorConfig {
+	return MonitorConfig{
+		Root:           d.Root,
+		NVML:           d.NVML,
+		NVMLLib:        d.NVMLLib,
+		IgnoredXIDs:    c.Health.IgnoredXIDs,
+		PollInterval:   c.Health.PollInterval.Duration,
+		RecoveryPeriod: c.Health.RecoveryPeriod.Duration,
+		Log:            d.Log,
+	}
+}
+
 // Duration is a time.Duration written as a Go duration string ("90s").
 type Duration struct{ time.Duration }
 

@@ -153,3 +153,19 @@ func TestSelectorMatches(t *testing.T) {
 		}
 	}
 }
+
+func TestResourceConfigMonitorConfig(t *testing.T) {
+	c, err := LoadConfig(filepath.Join("testdata", "config", "custom.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.MonitorConfig(Config{Root: "/host", NVML: NVMLOff})
+	want := MonitorConfig{
+		Root: "/host", NVML: NVMLOff,
+		IgnoredXIDs:  []uint64{13, 31, 43, 45, 68, 109, 94},
+		PollInterval: 2 * time.Second, RecoveryPeriod: 10 * time.Minute,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("MonitorConfig(custom.yaml) (-want +got):\n%s", diff)
+	}
+}
