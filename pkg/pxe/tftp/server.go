@@ -203,7 +203,7 @@ func CleanPath(name string) (string, error) {
 	}
 	for _, el := range strings.FieldsFunc(name, func(r rune) bool { return r == '/' || r == '\\' }) {
 		if el == ".." {
-			return "", errors.New("path contains ..")
+			return "", errors.New(`path contains a ".." element`)
 		}
 	}
 	return name, nil
