@@ -97,7 +97,7 @@ func bootBIOSOnce(b *testing.B, img lab.NodeImage, who string) (bootPhases, erro
 		}
 		hw, _ := net.ParseMAC(mac)
 		if _, err := l.StartDnsmasq(ctx, lab.DnsmasqConfig{
-			Hosts:     []lab.Host{{MAC: hw, IP: mustAddr(ip)}},
+			Hosts:     []lab.Reservation{{MAC: hw, IP: mustAddr(ip)}},
 			ScriptURL: bs.ScriptURL(),
 		}); err != nil {
 			return bootPhases{}, err

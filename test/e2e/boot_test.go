@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -182,4 +183,51 @@ func TestBootParallel(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestBootProxyDHCP runs Slipway in proxy mode next to the site's DHCP
+// server (dnsmasq on another host of the lab network, handing out the
+// addresses only): a BIOS VM takes its address from the site server and its
+// boot information from Slipway, and reaches the phone-home.
+func TestBootProxyDHCP(t *testing.T) {
+	l := requireLab(t)
+	img := requireImage(t)
+	site, err := l.AddHost(t.Context(), "site-dhcp", netip.MustParsePrefix("10.77.0.2/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw, _ := net.ParseMAC("52:54:00:77:00:10")
+	if _, err := l.StartDnsmasq(t.Context(), lab.DnsmasqConfig{
+		Hosts:         []lab.Reservation{{MAC: hw, IP: mustAddr("10.77.0.10")}},
+		AddressesOnly: true,
+		On:            site,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := startSlipwayWith(t, l, img, labInventory{Interface: l.Bridge(), RouterAdvertisements: true, DHCPMode: "proxy"})
+	vm := newVM(t, l, "bios-1", lab.FirmwareBIOS, hw.String())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("boot events (seconds after power-on):\n%s", s.formatEvents("", vm.PoweredOnAt()))
+		}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
+	defer cancel()
+	if err := vm.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := s.waitBooted(ctx, "bios-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("proxy mode: power-on to phone-home %.2f s", ev.Time.Sub(vm.PoweredOnAt()).Seconds())
+	if ev.IP != mustAddr("10.77.0.10") {
+		t.Errorf("phone-home from %s, want the address the site server reserved, 10.77.0.10", ev.IP)
+	}
+	// Slipway offers boot information (no address) and serves the chain.
+	want := []bootevent.Kind{bootevent.DHCPDiscover, bootevent.DHCPOffer,
+		bootevent.ScriptServed, bootevent.KernelServed, bootevent.InitrdServed, bootevent.ConfigFetched, bootevent.PhoneHome}
+	if got := s.nodeEvents("bios-1"); !subsequence(got, want) {
+		t.Errorf("events of bios-1 = %v\nwant, in this order: %v", got, want)
+	}
 }

@@ -35,7 +35,7 @@ func TestLabWithDnsmasq(t *testing.T) {
 			}
 			mac, _ := net.ParseMAC(tc.mac)
 			if _, err := l.StartDnsmasq(ctx, lab.DnsmasqConfig{
-				Hosts:     []lab.Host{{MAC: mac, IP: mustAddr(tc.ip)}},
+				Hosts:     []lab.Reservation{{MAC: mac, IP: mustAddr(tc.ip)}},
 				TFTPRoot:  tftpRoot(t),
 				ScriptURL: bs.ScriptURL(),
 			}); err != nil {

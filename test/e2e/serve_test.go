@@ -7,13 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/testenv"
@@ -31,18 +29,7 @@ func TestServeCommand(t *testing.T) {
 	img := requireImage(t)
 	bin := buildProvisioner(t)
 
-	tmpl, err := template.ParseFiles(filepath.Join("testdata", "lab-inventory.yaml.tmpl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := tmpl.Execute(&b, map[string]any{"Interface": l.Bridge(), "RouterAdvertisements": true}); err != nil {
-		t.Fatal(err)
-	}
-	inv := filepath.Join(l.Dir(), "inventory.yaml")
-	if err := os.WriteFile(inv, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	inv := writeInventory(t, l, labInventory{Interface: l.Bridge(), RouterAdvertisements: true})
 	cmd := l.Command(bin, "serve", "-f", inv, "--assets", img.Dir, "--tftp-root", ipxeDir, "--events",
 		"--state-dir", filepath.Join(l.Dir(), "state"))
 	var stdout, stderr bytes.Buffer

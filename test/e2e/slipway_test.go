@@ -32,29 +32,56 @@ type slipway struct {
 	notify chan struct{}
 }
 
+// labInventory fills testdata/lab-inventory.yaml.tmpl.
+type labInventory struct {
+	// Interface is the lab bridge.
+	Interface string
+	// RouterAdvertisements makes Slipway send IPv6 router advertisements.
+	RouterAdvertisements bool
+	// DHCPMode is authoritative or proxy.
+	DHCPMode string
+}
+
+// writeInventory renders the lab inventory into the lab's directory and
+// returns its path.
+func writeInventory(t testing.TB, l *lab.Lab, li labInventory) string {
+	t.Helper()
+	if li.DHCPMode == "" {
+		li.DHCPMode = "authoritative"
+	}
+	tmpl, err := template.ParseFiles(filepath.Join("testdata", "lab-inventory.yaml.tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, li); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(l.Dir(), "inventory.yaml")
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // startSlipway loads the lab inventory for l's bridge and runs the boot
 // services (DHCP, TFTP, HTTP and, with ourRA, IPv6 router advertisements)
 // until the test ends; a service that fails fails the test. Without ourRA
 // the lab runs an RA-only dnsmasq instead.
 func startSlipway(t testing.TB, l *lab.Lab, img lab.NodeImage, ourRA bool) *slipway {
 	t.Helper()
-	tmpl, err := template.ParseFiles(filepath.Join("testdata", "lab-inventory.yaml.tmpl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := tmpl.Execute(&b, map[string]any{"Interface": l.Bridge(), "RouterAdvertisements": ourRA}); err != nil {
-		t.Fatal(err)
-	}
-	invPath := filepath.Join(l.Dir(), "inventory.yaml")
-	if err := os.WriteFile(invPath, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return startSlipwayWith(t, l, img, labInventory{Interface: l.Bridge(), RouterAdvertisements: ourRA})
+}
+
+// startSlipwayWith is startSlipway with the whole inventory choice.
+func startSlipwayWith(t testing.TB, l *lab.Lab, img lab.NodeImage, li labInventory) *slipway {
+	t.Helper()
+	invPath := writeInventory(t, l, li)
 	inv, err := inventory.Load(invPath)
 	if err != nil {
 		t.Fatalf("inventory.Load(%s): %v", invPath, err)
 	}
-	if !ourRA {
+	if !li.RouterAdvertisements {
 		if _, err := l.StartRouterAdvertisements(t.Context()); err != nil {
 			t.Fatal(err)
 		}

@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// Host is a machine the DHCP peer knows: its MAC and fixed address.
-type Host struct {
+// Reservation is a machine the DHCP peer knows: its MAC and fixed address.
+type Reservation struct {
 	MAC net.HardwareAddr
 	IP  netip.Addr
 }
@@ -23,7 +23,7 @@ type Host struct {
 // for Slipway's own boot services, and the comparison in the boot benchmark.
 type DnsmasqConfig struct {
 	// Hosts are the only clients answered (dhcp-host, dhcp-ignore=tag:!known).
-	Hosts []Host
+	Hosts []Reservation
 	// TFTPRoot serves undionly.kpxe and snponly.efi; empty disables TFTP.
 	TFTPRoot string
 	// ScriptURL is handed to clients that are already iPXE (option 175).
@@ -32,26 +32,42 @@ type DnsmasqConfig struct {
 	// (no-ping, IPv6 router advertisements, iPXE option 175.176), to show
 	// what they are worth.
 	Untuned bool
+	// AddressesOnly makes dnsmasq a plain site DHCP server: addresses for
+	// Hosts, no boot information, no router advertisements (a provisioner
+	// in proxy mode adds the boot information).
+	AddressesOnly bool
+	// On runs dnsmasq on another host of the lab (its interface and
+	// address) instead of on the bridge next to the code under test.
+	On *Host
 }
 
 // StartDnsmasq runs dnsmasq in the foreground on the bridge (DHCP, TFTP
 // when TFTPRoot is set, and IPv6 router advertisements unless Untuned).
 func (l *Lab) StartDnsmasq(ctx context.Context, cfg DnsmasqConfig) (*Process, error) {
 	p := l.cfg.Prefix
+	iface, label := l.bridge, "dnsmasq"
+	if cfg.On != nil {
+		iface, label = cfg.On.dev, "dnsmasq-"+cfg.On.name
+		p = netip.PrefixFrom(cfg.On.Addr(), cfg.On.addr.Bits())
+	}
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("port=0")
-	w("interface=%s", l.bridge)
+	w("interface=%s", iface)
 	w("bind-interfaces")
 	w("user=root") // t.TempDir() is 0700: the default user nobody could not read the TFTP root
 	w("dhcp-range=%s,static,%s,1h", p.Masked().Addr(), net.IP(net.CIDRMask(p.Bits(), 32)))
-	w("dhcp-leasefile=%s", filepath.Join(l.cfg.Dir, "dnsmasq.leases"))
+	w("dhcp-leasefile=%s", filepath.Join(l.cfg.Dir, label+".leases"))
 	w("log-dhcp")
 	w("log-facility=-")
 	for _, h := range cfg.Hosts {
 		w("dhcp-host=%s,%s", h.MAC, h.IP)
 	}
 	w("dhcp-ignore=tag:!known")
+	if cfg.AddressesOnly {
+		w("no-ping")
+		return l.writeAndStartDnsmasq(ctx, cfg.On, label, b.String())
+	}
 	w("dhcp-match=set:ipxe,175")
 	w("dhcp-match=set:efi64,option:client-arch,7")
 	w("dhcp-match=set:efi64,option:client-arch,9")
@@ -65,14 +81,18 @@ func (l *Lab) StartDnsmasq(ctx context.Context, cfg DnsmasqConfig) (*Process, er
 	if !cfg.Untuned {
 		w("no-ping")
 		w("enable-ra")
-		w("dhcp-range=::,constructor:%s,ra-only", l.bridge)
+		w("dhcp-range=::,constructor:%s,ra-only", iface)
 		w("dhcp-option=tag:ipxe,encap:175,176,1b")
 	}
-	conf := filepath.Join(l.cfg.Dir, "dnsmasq.conf")
-	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
-		return nil, fmt.Errorf("start dnsmasq: %w", err)
+	return l.writeAndStartDnsmasq(ctx, cfg.On, label, b.String())
+}
+
+func (l *Lab) writeAndStartDnsmasq(ctx context.Context, on *Host, label, conf string) (*Process, error) {
+	path := filepath.Join(l.cfg.Dir, label+".conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return nil, fmt.Errorf("start %s: %w", label, err)
 	}
-	return l.startDnsmasq(ctx, "dnsmasq", conf)
+	return l.startDnsmasq(ctx, on, label, path)
 }
 
 // StartRouterAdvertisements runs a dnsmasq that only sends IPv6 router
@@ -86,11 +106,15 @@ func (l *Lab) StartRouterAdvertisements(ctx context.Context) (*Process, error) {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return nil, fmt.Errorf("start router advertisements: %w", err)
 	}
-	return l.startDnsmasq(ctx, "dnsmasq-ra", conf)
+	return l.startDnsmasq(ctx, nil, "dnsmasq-ra", conf)
 }
 
-func (l *Lab) startDnsmasq(ctx context.Context, label, conf string) (*Process, error) {
-	cmd := l.Command("dnsmasq", "--keep-in-foreground", "--conf-file="+conf, "--pid-file="+filepath.Join(l.cfg.Dir, label+".pid"))
+func (l *Lab) startDnsmasq(ctx context.Context, on *Host, label, conf string) (*Process, error) {
+	args := []string{"--keep-in-foreground", "--conf-file=" + conf, "--pid-file=" + filepath.Join(l.cfg.Dir, label+".pid")}
+	cmd := l.Command("dnsmasq", args...)
+	if on != nil {
+		cmd = on.Command("dnsmasq", args...)
+	}
 	p, err := l.StartProcess(label, cmd)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", label, err)
