@@ -167,8 +167,9 @@ func writeBMCTable(w io.Writer, res []bmc.Result, showBoot bool) error {
 			b := "-"
 			if r.Boot != nil {
 				b = r.Boot.String()
-			} else if r.Err == nil {
-				b = "set (not readable)"
+				if !r.BootFlagsVerified {
+					b = string(r.Boot.Device) + " (flags not readable)"
+				}
 			}
 			row = append(row, b)
 		}

@@ -230,8 +230,9 @@ func TestPowerTableGolden(t *testing.T) {
 	boot := bmc.BootOverride{Device: bmc.BootPXE}
 	res := []bmc.Result{
 		{Node: "gpu-01", BMC: "10.0.1.1:443", Info: bmc.Info{Protocol: "redfish", Vendor: "Dell Inc.", Model: "PowerEdge R760xa"},
-			Power: bmc.PowerOn, Boot: &boot, Took: 1234 * time.Millisecond},
-		{Node: "gpu-02", BMC: "10.0.1.2:623", Info: bmc.Info{Protocol: "ipmi"}, Power: bmc.PowerOff, Took: 310 * time.Millisecond},
+			Power: bmc.PowerOn, Boot: &boot, BootFlagsVerified: true, Took: 1234 * time.Millisecond},
+		{Node: "gpu-02", BMC: "10.0.1.2:623", Info: bmc.Info{Protocol: "ipmi", Vendor: "Supermicro", Model: "X12DPG-QT6"},
+			Power: bmc.PowerOff, Boot: &boot, Took: 310 * time.Millisecond},
 		{Node: "gpu-03", BMC: "10.0.1.3:443", Took: 5 * time.Second,
 			Err: &bmc.OpError{Op: "set boot device pxe", Node: "gpu-03", BMC: "10.0.1.3:443", Err: errors.New("connect: no answer within 5s")}},
 	}

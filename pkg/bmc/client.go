@@ -27,6 +27,9 @@ type backend interface {
 	// bootOverride reads the boot override back; ok is false where the
 	// protocol cannot read it.
 	bootOverride(ctx context.Context) (o BootOverride, ok bool, err error)
+	// bootFlagsReadable is false where only the device reads back
+	// reliably, not the persistent and UEFI flags.
+	bootFlagsReadable() bool
 }
 
 // Client controls one node's BMC. Its methods may be called from several
@@ -282,6 +285,9 @@ func (c *Client) SetBootDevice(ctx context.Context, d BootDevice, o BootOptions)
 		if q.noBootMode {
 			got.Legacy = want.Legacy
 		}
+		if !c.be.bootFlagsReadable() {
+			got.Persistent, got.Legacy = want.Persistent, want.Legacy
+		}
 		if got != want {
 			return c.opErr(op, fmt.Errorf("bmc accepted the boot override but reads back %s, not %s", got, want))
 		}
@@ -290,26 +296,26 @@ func (c *Client) SetBootDevice(ctx context.Context, d BootDevice, o BootOptions)
 	return nil
 }
 
-// ReadsBootBack reports whether SetBootDevice verifies the override by
-// reading it back (Redfish), so a nil error means it is in place.
-func (c *Client) ReadsBootBack() bool {
-	_, ok := c.be.(*redfishBackend)
-	return ok
+// BootReadBack says what SetBootDevice verifies by reading the override
+// back: the device (both protocols) and the persistent and UEFI flags
+// (Redfish only; IPMI BMCs such as ipmi_sim do not keep them).
+func (c *Client) BootReadBack() (device, flags bool) {
+	return true, c.be.bootFlagsReadable()
 }
 
-// BootOverride reads the boot override back; ok is false where the
-// protocol cannot (IPMI).
-func (c *Client) BootOverride(ctx context.Context) (o BootOverride, ok bool, err error) {
+// BootOverride reads the boot override back; over IPMI only its Device
+// is reliable.
+func (c *Client) BootOverride(ctx context.Context) (BootOverride, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(ctx, "read boot override"); err != nil {
-		return BootOverride{}, false, err
+		return BootOverride{}, err
 	}
-	o, ok, err = c.bootOverride(ctx)
+	o, _, err := c.bootOverride(ctx)
 	if err != nil {
-		return BootOverride{}, false, c.opErr("read boot override", err)
+		return BootOverride{}, c.opErr("read boot override", err)
 	}
-	return o, ok, nil
+	return o, nil
 }
 
 func (c *Client) bootOverride(ctx context.Context) (o BootOverride, ok bool, err error) {

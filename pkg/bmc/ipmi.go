@@ -21,6 +21,7 @@ type ipmiBackend struct {
 	cfg  Config
 	conn *ipmitool.Conn
 	inf  Info
+	pw   inventory.Secret // bmclib holds it too; needed for the calls it lacks
 }
 
 func newIPMI(b inventory.BMC, cfg Config) *ipmiBackend { return &ipmiBackend{b: b, cfg: cfg} }
@@ -39,34 +40,42 @@ func (p *ipmiBackend) open(ctx context.Context, pw inventory.Secret) error {
 		return fmt.Errorf("log in: %w", err)
 	}
 	p.conn = conn
+	p.pw = pw
 	p.inf = Info{Protocol: "ipmi"}
-	p.inf.Vendor, p.inf.Model = p.mcInfo(ctx, pw)
+	if out, err := p.ipmitool(ctx, "mc", "info"); err == nil {
+		// Only for display: a BMC that does not answer mc info still works.
+		p.inf.Vendor, p.inf.Model = parseMCInfo(out)
+	}
 	return nil
 }
 
-// mcInfo reads the BMC's manufacturer and product from "ipmitool mc info",
-// which bmclib does not expose. It is run like bmclib runs ipmitool (lanplus,
-// cipher suite 3 then 17, the password in IPMITOOL_PASSWORD). It is only
-// for display, so a failure leaves both empty.
-func (p *ipmiBackend) mcInfo(ctx context.Context, pw inventory.Secret) (vendor, model string) {
+// ipmitool runs ipmitool for the calls bmclib does not expose, the way
+// bmclib runs it: lanplus, cipher suite 3 then 17, the password in
+// IPMITOOL_PASSWORD, never on the command line.
+func (p *ipmiBackend) ipmitool(ctx context.Context, args ...string) (string, error) {
 	bin := p.cfg.IpmitoolPath
 	if bin == "" {
 		var err error
 		if bin, err = exec.LookPath("ipmitool"); err != nil {
-			return "", ""
+			return "", fmt.Errorf("find ipmitool (install the ipmitool package): %w", err)
 		}
 	}
+	var lastErr error
 	for _, cs := range []string{"3", "17"} {
-		cmd := exec.CommandContext(ctx, bin, "-I", "lanplus", "-U", p.b.Username, "-E", "-N", "5",
-			"-H", p.b.Host, "-p", strconv.Itoa(int(p.b.Port)), "-C", cs, "mc", "info")
-		cmd.Env = []string{"IPMITOOL_PASSWORD=" + pw.Reveal()}
-		out, err := cmd.Output()
-		if err != nil {
-			continue
+		full := append([]string{"-I", "lanplus", "-U", p.b.Username, "-E", "-N", "5",
+			"-H", p.b.Host, "-p", strconv.Itoa(int(p.b.Port)), "-C", cs}, args...)
+		cmd := exec.CommandContext(ctx, bin, full...)
+		cmd.Env = []string{"IPMITOOL_PASSWORD=" + p.pw.Reveal()}
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return string(out), nil
 		}
-		return parseMCInfo(string(out))
+		lastErr = fmt.Errorf("ipmitool %s: %s: %w", strings.Join(args, " "), oneLine(string(out), 160), err)
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	return "", ""
+	return "", lastErr
 }
 
 // parseMCInfo reads "Manufacturer Name : X" and "Product Name : Y";
@@ -155,8 +164,49 @@ func (p *ipmiBackend) setBoot(ctx context.Context, d BootDevice, o BootOptions, 
 	return nil
 }
 
-// bootOverride is not read back over IPMI: bmclib has no getter, and BMCs
-// such as ipmi_sim keep only the device, not the flags.
-func (p *ipmiBackend) bootOverride(context.Context) (BootOverride, bool, error) {
-	return BootOverride{}, false, nil
+func (p *ipmiBackend) bootFlagsReadable() bool { return false }
+
+// bootOverride reads boot parameter 5 with "ipmitool chassis bootparam get
+// 5", which bmclib does not expose. Only the device selector is used: BMCs
+// such as ipmi_sim keep the device but not the persistent and UEFI flags.
+func (p *ipmiBackend) bootOverride(ctx context.Context) (BootOverride, bool, error) {
+	out, err := p.ipmitool(ctx, "chassis", "bootparam", "get", "5")
+	if err != nil {
+		return BootOverride{}, false, err
+	}
+	o, err := parseBootParam5(out)
+	return o, err == nil, err
+}
+
+// parseBootParam5 reads ipmitool's "Boot Device Selector : Force PXE".
+func parseBootParam5(out string) (BootOverride, error) {
+	var o BootOverride
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "-"))
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "Boot Device Selector":
+			v = strings.TrimSpace(v)
+			switch {
+			case strings.Contains(v, "PXE"):
+				o.Device = BootPXE
+			case strings.Contains(v, "Hard-Drive"):
+				o.Device = BootDisk
+			case strings.HasPrefix(v, "No override"):
+			default:
+				o.Device = BootDevice(strings.ToLower(v))
+			}
+			return o, nil
+		}
+		if strings.Contains(line, "Options apply to all future boots") {
+			o.Persistent = true
+		}
+		if strings.Contains(line, "PC Compatible (legacy) boot") {
+			o.Legacy = true
+		}
+	}
+	return o, fmt.Errorf("no boot device selector in ipmitool output %q", oneLine(out, 120))
 }

@@ -64,6 +64,9 @@ func TestIPMI(t *testing.T) {
 	if got, err := sim.BootDevice(); err != nil || got != "pxe" {
 		t.Errorf("chassis boot device after SetBootDevice(pxe) = %q, %v, want pxe", got, err)
 	}
+	if ov, err := c.BootOverride(ctx); err != nil || ov.Device != bmc.BootPXE {
+		t.Errorf("BootOverride() = %v, %v, want device pxe", ov, err)
+	}
 	if err := c.SetPower(ctx, bmc.ActionOn); err != nil {
 		t.Fatalf("SetPower(on): %v", err)
 	}
@@ -119,5 +122,32 @@ func TestIPMIDeadBMC(t *testing.T) {
 	want := "power status ipmi-dead (bmc " + n.BMC.Addr() + "): connect: no answer within 500ms"
 	if res[0].Err == nil || res[0].Err.Error() != want {
 		t.Errorf("Run against a silent IPMI port: error = %v, want %q", res[0].Err, want)
+	}
+}
+
+// TestIPMIBootNotApplied: a BMC that acknowledges "chassis bootdev pxe" but
+// keeps booting from disk is caught by reading boot parameter 5 back.
+func TestIPMIBootNotApplied(t *testing.T) {
+	testenv.RequireCommands(t, "ipmi_sim", "ipmitool")
+	dir := t.TempDir()
+	script := filepath.Join(dir, "stubborn.sh")
+	// Answers every get, ignores every set.
+	body := "#!/bin/sh\n[ \"$1\" = get ] || exit 0\nshift\nfor n in \"$@\"; do case $n in power) echo power:0;; boot) echo boot:default;; esac; done\n"
+	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sim, err := ipmisim.Start(context.Background(), ipmisim.Config{Dir: dir, Password: testPassword, ChassisControl: script})
+	if err != nil {
+		t.Fatalf("ipmisim.Start: %v", err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	n := inventory.Node{Name: "ipmi-02", BMC: inventory.BMC{
+		URL: sim.URL(), Protocol: inventory.ProtocolIPMI,
+		Host: "127.0.0.1", Port: uint16(sim.Port()), Username: "admin", Password: passwordFile(t, testPassword),
+	}}
+	res := bmc.Run(context.Background(), []inventory.Node{n}, bmc.RunConfig{}, bmc.BootStep(bmc.BootPXE, bmc.BootOptions{}))
+	want := "set boot device pxe ipmi-02 (bmc " + n.BMC.Addr() + "): bmc accepted the boot override but reads back disk once uefi, not pxe once uefi"
+	if res[0].Err == nil || res[0].Err.Error() != want {
+		t.Errorf("Run(bootdev pxe) on a BMC that ignores it: error = %v, want %q", res[0].Err, want)
 	}
 }

@@ -54,3 +54,25 @@ func TestDescribe(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBootParam5(t *testing.T) {
+	tests := []struct {
+		out  string
+		want BootOverride
+	}{
+		{" Boot Flags :\n   - Boot Flag Valid\n   - Options apply to all future boots\n   - BIOS EFI boot \n   - Boot Device Selector : Force PXE\n",
+			BootOverride{Device: BootPXE, Persistent: true}},
+		{" Boot Flags :\n   - Boot Flag Invalid\n   - Options apply to only next boot\n   - BIOS PC Compatible (legacy) boot \n   - Boot Device Selector : Force Boot from default Hard-Drive\n",
+			BootOverride{Device: BootDisk, Legacy: true}},
+		{"   - Options apply to only next boot\n   - BIOS EFI boot \n   - Boot Device Selector : No override\n", BootOverride{}},
+	}
+	for _, tc := range tests {
+		got, err := parseBootParam5(tc.out)
+		if err != nil || got != tc.want {
+			t.Errorf("parseBootParam5(%q) = %v, %v; want %v", tc.out, got, err, tc.want)
+		}
+	}
+	if _, err := parseBootParam5("Error: Unable to establish IPMI v2 / RMCP+ session"); err == nil {
+		t.Errorf("parseBootParam5(an error) = nil error, want one")
+	}
+}

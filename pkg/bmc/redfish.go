@@ -205,8 +205,9 @@ func (r *redfishBackend) close(ctx context.Context) error {
 	return err
 }
 
-func (r *redfishBackend) info() Info     { return r.inf }
-func (r *redfishBackend) quirks() quirks { return r.q }
+func (r *redfishBackend) info() Info              { return r.inf }
+func (r *redfishBackend) bootFlagsReadable() bool { return true }
+func (r *redfishBackend) quirks() quirks          { return r.q }
 
 func (r *redfishBackend) powerState(ctx context.Context) (PowerState, error) {
 	defer r.tr.bind(ctx)()

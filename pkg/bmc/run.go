@@ -41,16 +41,15 @@ func PowerStep(a PowerAction) Step {
 	}}
 }
 
-// BootStep sets the next boot device; where the Client read it back
-// (Redfish) the Result records the override.
+// BootStep sets the next boot device and records in the Result what was
+// read back and verified.
 func BootStep(d BootDevice, o BootOptions) Step {
 	return Step{Name: "set boot device " + string(d), Do: func(ctx context.Context, c *Client, r *Result) error {
 		if err := c.SetBootDevice(ctx, d, o); err != nil {
 			return err
 		}
-		if c.ReadsBootBack() {
-			r.Boot = &BootOverride{Device: d, Persistent: o.Persistent, Legacy: o.Legacy}
-		}
+		r.Boot = &BootOverride{Device: d, Persistent: o.Persistent, Legacy: o.Legacy}
+		_, r.BootFlagsVerified = c.BootReadBack()
 		return nil
 	}}
 }
@@ -65,8 +64,11 @@ type Result struct {
 	Info Info
 	// Power is the last power state read or confirmed ("" if none).
 	Power PowerState
-	// Boot is the boot override read back, nil where it was not read.
+	// Boot is the boot override set and read back (bootdev only).
 	Boot *BootOverride
+	// BootFlagsVerified is false where only Boot.Device was read back
+	// (IPMI), not the persistent and UEFI flags.
+	BootFlagsVerified bool
 	// Took is the node's wall time, connect and log out included.
 	Took time.Duration
 	// Err is the first failure, an *OpError; nil when every step passed.
