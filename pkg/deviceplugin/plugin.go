@@ -235,6 +235,20 @@ func (p *Plugin) SetHealth(ev devices.HealthEvent) {
 	p.log.Info("device health changed", "device_id", ev.DeviceID, "health", health, "reason", ev.Reason, "resources", affected)
 }
 
+// ResetHealth forgets every health event, so each device is advertised
+// with its discovered health again. Call it when a fresh discovery is
+// handed to Update and the health monitor restarts on the new devices,
+// which then reports every difference from the discovered health anew.
+func (p *Plugin) ResetHealth() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.health)
+	for _, s := range p.servers {
+		st := s.snapshot()
+		s.setState(newState(st.res, p.healthOf, st))
+	}
+}
+
 // Run serves the resources until ctx is done, starting and stopping servers
 // as Update changes them and dispatching kubelet socket events. It returns
 // nil on a clean stop, after every server has stopped and removed its

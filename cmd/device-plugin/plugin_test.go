@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/slipway-dev/slipway/internal/testenv"
+	"github.com/slipway-dev/slipway/pkg/deviceplugin"
+	"github.com/slipway-dev/slipway/pkg/deviceplugin/kubeletstub"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the plugin's log writers and the
+// test reading it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// pluginSocketDir returns a temp dir short enough for unix sockets.
+func pluginSocketDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// copyFixture copies a pkg/devices fixture tree (with its symlinks) so a
+// test can inject faults into it.
+func copyFixture(t testing.TB, name string) string {
+	t.Helper()
+	cp := testenv.RequireCommands(t, "cp")["cp"]
+	dst := filepath.Join(t.TempDir(), name)
+	src := filepath.Join("..", "..", "pkg", "devices", "testdata", name)
+	if out, err := exec.Command(cp, "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a %s %s: %v\n%s", src, dst, err, out)
+	}
+	return dst
+}
+
+// freeAddr returns a loopback address nobody listens on right now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+const testConfig = `apiVersion: slipway.dev/v1alpha1
+kind: DevicePluginConfig
+resources:
+  - name: %GPU%
+    selector:
+      kinds: [gpu]
+  - name: slipway.dev/hca
+    selector:
+      kinds: [hca]
+health:
+  pollInterval: 50ms
+  recoveryPeriod: 100ms
+`
+
+func writeConfig(t testing.TB, path, gpuResource string) {
+	t.Helper()
+	// Write and rename, as a ConfigMap update or an editor does.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.ReplaceAll(testConfig, "%GPU%", gpuResource)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func healthOf(devs []*pluginapi.Device, id string) string {
+	for _, d := range devs {
+		if d.GetID() == id {
+			return d.GetHealth()
+		}
+	}
+	return ""
+}
+
+// TestPluginServesDGX runs the command on a copy of the DGX H100 fixture
+// against the kubelet stub: registration of every resource, /healthz, a
+// port that goes down and comes back through the real health monitor, a
+// config reload that renames a resource, and a clean stop.
+func TestPluginServesDGX(t *testing.T) {
+	root := copyFixture(t, "dgx-h100")
+	dir := pluginSocketDir(t)
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	writeConfig(t, cfgPath, "nvidia.com/gpu")
+	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stub.Stop()
+	addr := freeAddr(t)
+	var stdout, stderr lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"--root", root, "--nvml", "off", "--kubelet-dir", dir, "--metrics-addr", addr,
+			"--config", cfgPath, "--rescan-interval", "0", "--log-level", "debug"}, &stdout, &stderr)
+	}()
+	defer func() {
+		if t.Failed() || os.Getenv("DP_LOG") != "" {
+			t.Logf("plugin log:\n%s", stderr.String())
+		}
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+
+	for _, tc := range []struct {
+		resource string
+		n        int
+	}{{"nvidia.com/gpu", 8}, {"slipway.dev/hca", 8}} {
+		_, devs, err := stub.WaitPlugin(wctx, tc.resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(devs) != tc.n {
+			t.Errorf("%s: ListAndWatch sent %d devices, want %d", tc.resource, len(devs), tc.n)
+		}
+	}
+	// /healthz turns 200 once both are registered.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET /healthz = %d %q, want 200", resp.StatusCode, body)
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("GET /healthz: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// mlx5_0's port goes down, then comes back.
+	state := filepath.Join(root, "sys", "class", "infiniband", "mlx5_0", "ports", "1", "state")
+	if err := os.WriteFile(state, []byte("1: DOWN\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stub.WaitDevices(wctx, "slipway.dev/hca", func(ds []*pluginapi.Device) bool {
+		return healthOf(ds, "mlx5_0") == pluginapi.Unhealthy
+	}); err != nil {
+		t.Fatalf("mlx5_0 not withdrawn after its port went down: %v", err)
+	}
+	if err := os.WriteFile(state, []byte("4: ACTIVE\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stub.WaitDevices(wctx, "slipway.dev/hca", func(ds []*pluginapi.Device) bool {
+		return healthOf(ds, "mlx5_0") == pluginapi.Healthy
+	}); err != nil {
+		t.Fatalf("mlx5_0 not back after its port came up: %v", err)
+	}
+
+	// Renaming the GPU resource in the config moves the GPUs; the HCA
+	// resource keeps its registration.
+	writeConfig(t, cfgPath, "nvidia.com/h100")
+	if _, devs, err := stub.WaitPlugin(wctx, "nvidia.com/h100"); err != nil || len(devs) != 8 {
+		t.Fatalf("after config reload: nvidia.com/h100 has %d devices, %v; want 8", len(devs), err)
+	}
+	oldSock := filepath.Join(dir, deviceplugin.SocketName("nvidia.com/gpu"))
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := os.Stat(oldSock); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still exists after the resource was renamed", oldSock)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := stub.Registrations("slipway.dev/hca"); n != 1 {
+		t.Errorf("slipway.dev/hca registered %d times, want 1: a config change must not restart unaffected resources", n)
+	}
+
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("run() = %d after cancel, want 0", c)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() != "kubelet.sock" {
+			t.Errorf("%s left in the kubelet dir after stop", e.Name())
+		}
+	}
+}
+
+// TestPluginBadFlags checks that flag mistakes are refused before serving.
+func TestPluginBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--kubelet-dir", ""},
+		{"--rescan-interval", "-1s"},
+		{"--pair-resource", "slipway.dev/p", "--pair-hca-resource", "nvidia.com/gpu"},
+		{"--nvml", "maybe"},
+		{"--config", "/nonexistent/config.yaml"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if c := run(context.Background(), args, &stdout, &stderr); c == 0 {
+			t.Errorf("run(%q) = 0, want a failure", args)
+		}
+	}
+}
