@@ -35,8 +35,8 @@ func newServeCmd(g *globals) *cobra.Command {
 			"authoritative, proxy or off), TFTP of the iPXE binaries, the boot HTTP server (per-node iPXE\n" +
 			"scripts, kernel and initrd, one-time node configuration, phone-home, /metrics, /healthz) and\n" +
 			"IPv6 router advertisements (network.routerAdvertisements). It stops cleanly on Ctrl-C.\n" +
-			"Ports 67, 69 and 4011 and binding to an interface need root or CAP_NET_BIND_SERVICE and\n" +
-			"CAP_NET_RAW.",
+			"Ports 67, 69 and 4011 need root or CAP_NET_BIND_SERVICE; router advertisements need\n" +
+			"CAP_NET_RAW (without it serve warns and goes on, and iPXE waits ~16 s for IPv6).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inv, err := g.loadInventory()

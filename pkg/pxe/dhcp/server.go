@@ -334,7 +334,7 @@ func listen(ctx context.Context, iface string, addr netip.Addr, port uint16) (ne
 		case errors.Is(err, syscall.EADDRINUSE):
 			hint = " (another DHCP server, such as dnsmasq, already uses the port: stop it, or set network.dhcp.mode: proxy or off)"
 		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-			hint = " (ports below 1024 and binding to an interface need root or CAP_NET_BIND_SERVICE and CAP_NET_RAW)"
+			hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE; kernels before 5.7 also need CAP_NET_RAW to bind to an interface)"
 		}
 		where := ap.String()
 		if iface != "" {
