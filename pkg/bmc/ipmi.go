@@ -183,6 +183,12 @@ func parseBootParam5(out string) (BootOverride, error) {
 	var o BootOverride
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "-"))
+		if strings.Contains(line, "Options apply to all future boots") {
+			o.Persistent = true
+		}
+		if strings.Contains(line, "PC Compatible (legacy) boot") {
+			o.Legacy = true
+		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
@@ -200,12 +206,6 @@ func parseBootParam5(out string) (BootOverride, error) {
 				o.Device = BootDevice(strings.ToLower(v))
 			}
 			return o, nil
-		}
-		if strings.Contains(line, "Options apply to all future boots") {
-			o.Persistent = true
-		}
-		if strings.Contains(line, "PC Compatible (legacy) boot") {
-			o.Legacy = true
 		}
 	}
 	return o, fmt.Errorf("no boot device selector in ipmitool output %q", oneLine(out, 120))
