@@ -22,7 +22,8 @@ func newDiscoverCmd(g *globals) *cobra.Command {
 		Long: "discover prints every GPU, InfiniBand/RoCE HCA and FPGA under --root with its PCI address, model,\n" +
 			"NUMA node, PCIe root and switch, device nodes and health, then a locality matrix like\n" +
 			"nvidia-smi topo -m (X self, PIX same PCIe switch, PXB several switches, PHB same PCIe root,\n" +
-			"NODE same NUMA node, SYS across NUMA nodes). -o json prints the devices as JSON.",
+			"NODE same NUMA node, SYS across NUMA nodes). RESOURCE is the extended resource the device plugin\n" +
+			"would advertise the device under (from --config, or the defaults). -o json prints the devices as JSON.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
@@ -31,6 +32,12 @@ func newDiscoverCmd(g *globals) *cobra.Command {
 			mode, err := devices.ParseNVMLMode(g.nvml)
 			if err != nil {
 				return fmt.Errorf("--nvml: %w", err)
+			}
+			rc := devices.DefaultConfig()
+			if g.config != "" {
+				if rc, err = devices.LoadConfig(g.config); err != nil {
+					return err
+				}
 			}
 			devs, err := devices.Discover(cmd.Context(), devices.Config{
 				Root: g.root, NVML: mode, IncludeHostNICs: includeHost, Log: g.log,
@@ -41,7 +48,7 @@ func newDiscoverCmd(g *globals) *cobra.Command {
 			if output == "json" {
 				return writeJSON(g.stdout, devs)
 			}
-			return writeTable(g.stdout, devs)
+			return writeTable(g.stdout, devs, resourceOf(rc, devs))
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
@@ -73,14 +80,25 @@ func labels(devs []devices.Device) []string {
 	return out
 }
 
-func writeTable(w io.Writer, devs []devices.Device) error {
+// resourceOf maps device ID to the resource rc assigns it to.
+func resourceOf(rc devices.ResourceConfig, devs []devices.Device) map[string]string {
+	out := map[string]string{}
+	for name, ds := range rc.Assign(devs) {
+		for _, d := range ds {
+			out[d.ID] = name
+		}
+	}
+	return out
+}
+
+func writeTable(w io.Writer, devs []devices.Device, resources map[string]string) error {
 	if len(devs) == 0 {
 		_, err := fmt.Fprintln(w, "no GPUs, HCAs or FPGAs found")
 		return err
 	}
 	names := labels(devs)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\tID\tMODEL\tPCI ADDRESS\tNUMA\tPCIE ROOT\tSWITCH\tDETAILS\tHEALTH\tDEVICE NODES")
+	fmt.Fprintln(tw, "\tID\tMODEL\tPCI ADDRESS\tNUMA\tPCIE ROOT\tSWITCH\tRESOURCE\tDETAILS\tHEALTH\tDEVICE NODES")
 	for i, d := range devs {
 		numa := "-"
 		if d.NUMANode != devices.NoNUMA {
@@ -94,8 +112,9 @@ func writeTable(w io.Writer, devs []devices.Device) error {
 		for _, n := range d.DeviceNodes {
 			nodes = append(nodes, n.Path)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", names[i], d.ID, d.Model, d.PCIAddress, numa,
-			orDash(d.PCIeRoot), orDash(switchOf(d)), orDash(details(d)), health, orDash(strings.Join(nodes, ",")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", names[i], d.ID, d.Model, d.PCIAddress, numa,
+			orDash(d.PCIeRoot), orDash(switchOf(d)), orDash(resources[d.ID]), orDash(details(d)), health,
+			orDash(strings.Join(nodes, ",")))
 	}
 	fmt.Fprintln(tw)
 	topo := devices.NewTopology(devs)

@@ -52,6 +52,24 @@ func TestDiscoverTable(t *testing.T) {
 	}
 }
 
+func TestDiscoverConfig(t *testing.T) {
+	root := filepath.Join("..", "..", "pkg", "devices", "testdata", "fpga-node")
+	cfg := filepath.Join("..", "..", "pkg", "devices", "testdata", "config", "custom.yaml")
+	out, errOut, code := runDiscover(t, "--root", root, "--nvml", "off", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("discover --config %s = exit %d, stderr:\n%s", cfg, code, errOut)
+	}
+	for _, want := range []string{"slipway.dev/u250", "slipway.dev/n6001"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("discover --config %s output lacks resource %s:\n%s", cfg, want, out)
+		}
+	}
+	typo := filepath.Join("..", "..", "pkg", "devices", "testdata", "config", "typo.yaml")
+	if _, errOut, code := runDiscover(t, "--root", root, "--nvml", "off", "--config", typo); code == 0 || !strings.Contains(errOut, "line 7") {
+		t.Errorf("discover --config %s = exit %d, stderr %q; want a failure naming line 7", typo, code, errOut)
+	}
+}
+
 func TestDiscoverJSON(t *testing.T) {
 	root := filepath.Join("..", "..", "pkg", "devices", "testdata", "dgx-h100")
 	out, errOut, code := runDiscover(t, "--root", root, "--nvml", "off", "-o", "json", "--log-level", "error")

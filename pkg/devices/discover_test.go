@@ -103,6 +103,23 @@ func TestDiscoverIPoIBDefaultRoute(t *testing.T) {
 	}
 }
 
+func TestDiscoverRoCENotHostNIC(t *testing.T) {
+	// Take mlx5_1 out of bond0 and move the default route elsewhere: it is
+	// then a RoCE HCA for pods; mlx5_2 stays a bond member.
+	root := copyTree(t, "dgx-h100")
+	must(t, os.Remove(filepath.Join(root, "sys", "class", "net", "enp41s0f0np0", "master")))
+	must(t, os.WriteFile(filepath.Join(root, "proc", "net", "route"),
+		[]byte("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"+
+			"eno1\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"), 0o644))
+	m := byID(func() []Device { d, _ := discoverOff(t, root); return d }())
+	if _, ok := m["mlx5_1"]; !ok {
+		t.Errorf("Discover lacks mlx5_1, a RoCE HCA that is no longer a bond member")
+	}
+	if _, ok := m["mlx5_2"]; ok {
+		t.Errorf("Discover reports mlx5_2, still a member of bond0")
+	}
+}
+
 func TestDiscoverIncludeHostNICs(t *testing.T) {
 	devs, err := Discover(context.Background(), Config{Root: fixture("dgx-h100"), NVML: NVMLOff, IncludeHostNICs: true})
 	if err != nil {
