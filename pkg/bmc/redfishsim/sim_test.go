@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -162,4 +163,40 @@ func (a basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.SetBasicAuth(a.u, a.p)
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestThousandBMCs: the demo's rack of 1000 BMCs runs in one process, each
+// on its own loopback port, and Close releases every port.
+func TestThousandBMCs(t *testing.T) {
+	sim, err := redfishsim.New(redfishsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	seen := map[string]bool{}
+	for i := range 1000 {
+		b, err := sim.Start(redfishsim.BMCConfig{Name: fmt.Sprintf("node-%04d", i)})
+		if err != nil {
+			t.Fatalf("Start BMC %d: %v", i, err)
+		}
+		seen[b.Addr().String()] = true
+	}
+	if len(seen) != 1000 || len(sim.BMCs()) != 1000 {
+		t.Fatalf("%d distinct addresses, %d BMCs; want 1000 each", len(seen), len(sim.BMCs()))
+	}
+	last := sim.BMCs()[999]
+	resp, err := http.Get("http://" + last.Addr().String() + "/redfish/v1/")
+	if err != nil {
+		t.Fatalf("GET the 1000th BMC's service root: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET the 1000th BMC's service root = %d, want 200", resp.StatusCode)
+	}
+	if err := sim.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := http.Get("http://" + last.Addr().String() + "/redfish/v1/"); err == nil {
+		t.Errorf("the 1000th BMC still answers after Close")
+	}
 }
