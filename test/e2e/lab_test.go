@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/slipway-dev/slipway/internal/testenv"
@@ -46,18 +45,11 @@ func requireLab(t testing.TB) *lab.Lab {
 	return l
 }
 
-// nodeImage builds the busybox node image once per test binary.
-var nodeImage = sync.OnceValues(func() (lab.NodeImage, error) {
-	dir, err := os.MkdirTemp("", "slipway-e2e-image-")
-	if err != nil {
-		return lab.NodeImage{}, err
-	}
-	return lab.BuildNodeImage(lab.KernelDir(), lab.DefaultBusybox, dir)
-})
-
+// requireImage builds the node image (Debian's kernel and a busybox
+// initramfs, about 30 ms) into a directory of the test's own.
 func requireImage(t testing.TB) lab.NodeImage {
 	t.Helper()
-	img, err := nodeImage()
+	img, err := lab.BuildNodeImage(lab.KernelDir(), lab.DefaultBusybox, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
