@@ -134,16 +134,16 @@ func parseIPMIPower(out string) (PowerState, error) {
 	return PowerStateUnknown, fmt.Errorf("unexpected ipmitool output %q", oneLine(out, 120))
 }
 
-var bmclibIPMIAction = map[PowerAction]string{
-	ActionOn:      "on",
-	ActionOff:     "off",
-	ActionSoftOff: "soft",
-	ActionReset:   "reset",
-	ActionCycle:   "cycle",
+// bmclibIPMIVerb maps an action to bmclib's ipmitool verbs.
+func bmclibIPMIVerb(a PowerAction) string {
+	if a == ActionSoftOff {
+		return "soft"
+	}
+	return string(a) // on, off, reset, cycle
 }
 
 func (p *ipmiBackend) setPower(ctx context.Context, a PowerAction) error {
-	ok, err := p.conn.PowerSet(ctx, bmclibIPMIAction[a])
+	ok, err := p.conn.PowerSet(ctx, bmclibIPMIVerb(a))
 	if err != nil {
 		return err
 	}

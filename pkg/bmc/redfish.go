@@ -228,19 +228,23 @@ func (r *redfishBackend) powerState(ctx context.Context) (PowerState, error) {
 	return PowerState(strings.ToLower(s)), nil
 }
 
-// bmclibRedfishAction maps an action to bmclib's Redfish verbs, whose names
+// bmclibRedfishVerb maps an action to bmclib's Redfish verbs, whose names
 // are crossed: bmclib "cycle" sends ForceRestart, "reset" sends PowerCycle.
-var bmclibRedfishAction = map[PowerAction]string{
-	ActionOn:      "on",
-	ActionOff:     "off",
-	ActionSoftOff: "soft",
-	ActionReset:   "cycle",
-	ActionCycle:   "reset",
+func bmclibRedfishVerb(a PowerAction) string {
+	switch a {
+	case ActionSoftOff:
+		return "soft"
+	case ActionReset:
+		return "cycle"
+	case ActionCycle:
+		return "reset"
+	}
+	return string(a) // on, off
 }
 
 func (r *redfishBackend) setPower(ctx context.Context, a PowerAction) error {
 	defer r.tr.bind(ctx)()
-	_, err := r.conn.PowerSet(ctx, bmclibRedfishAction[a])
+	_, err := r.conn.PowerSet(ctx, bmclibRedfishVerb(a))
 	return err
 }
 

@@ -22,9 +22,11 @@ const (
 	PowerOff = "Off"
 )
 
-// DefaultResetTypes are the reset types a BMC allows when BMCConfig.ResetTypes
-// is empty: the full set, PowerCycle included.
-var DefaultResetTypes = []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "ForceOn", "PowerCycle", "Nmi"}
+// DefaultResetTypes returns the reset types a BMC allows when
+// BMCConfig.ResetTypes is empty: the full set, PowerCycle included.
+func DefaultResetTypes() []string {
+	return []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "ForceOn", "PowerCycle", "Nmi"}
+}
 
 // BMCConfig describes one simulated BMC.
 type BMCConfig struct {
@@ -47,7 +49,7 @@ type BMCConfig struct {
 	// PoweredOn is the initial power state (default off).
 	PoweredOn bool
 	// ResetTypes are the ResetType allowable values advertised and accepted
-	// (default DefaultResetTypes). Leaving PowerCycle out models iDRAC and
+	// (default DefaultResetTypes()). Leaving PowerCycle out models iDRAC and
 	// iLO 5; anything not listed is refused with 400.
 	ResetTypes []string
 	// RejectBootMode answers 400 to a PATCH that carries
@@ -165,7 +167,7 @@ func newBMC(cfg BMCConfig, log *slog.Logger) (*BMC, error) {
 		closing:        make(chan struct{}),
 	}
 	if len(b.resetTypes) == 0 {
-		b.resetTypes = DefaultResetTypes
+		b.resetTypes = DefaultResetTypes()
 	}
 	if strings.ContainsAny(b.name, "/?#") {
 		return nil, fmt.Errorf("start simulated bmc %q: name must not contain / ? or #", b.name)
@@ -514,12 +516,6 @@ func (b *BMC) system(sys string) map[string]any {
 	}
 }
 
-var (
-	validTargets = []string{"None", "Pxe", "Hdd", "Cd", "Usb", "BiosSetup"}
-	validEnabled = []string{"Disabled", "Once", "Continuous"}
-	validModes   = []string{"UEFI", "Legacy"}
-)
-
 func (b *BMC) patchSystem(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Boot *struct {
@@ -548,9 +544,9 @@ func (b *BMC) patchSystem(w http.ResponseWriter, r *http.Request) {
 		name, v string
 		valid   []string
 	}{
-		{"BootSourceOverrideTarget", nb.BootSourceOverrideTarget, validTargets},
-		{"BootSourceOverrideEnabled", nb.BootSourceOverrideEnabled, validEnabled},
-		{"BootSourceOverrideMode", nb.BootSourceOverrideMode, validModes},
+		{"BootSourceOverrideTarget", nb.BootSourceOverrideTarget, []string{"None", "Pxe", "Hdd", "Cd", "Usb", "BiosSetup"}},
+		{"BootSourceOverrideEnabled", nb.BootSourceOverrideEnabled, []string{"Disabled", "Once", "Continuous"}},
+		{"BootSourceOverrideMode", nb.BootSourceOverrideMode, []string{"UEFI", "Legacy"}},
 	} {
 		if c.v != "" && !slices.Contains(c.valid, c.v) {
 			writeError(w, http.StatusBadRequest, "Base.1.8.PropertyValueNotInList", fmt.Sprintf("The value %s for the property %s is not in the list of acceptable values.", c.v, c.name))
