@@ -436,7 +436,8 @@ func (b *bmcOpener) OpenBMC(_ context.Context, n inventory.Node) (provision.BMC,
 	return &nodeBMC{c: c, legacy: n.Boot.Firmware == inventory.FirmwareBIOS}, nil
 }
 
-// closeAll logs every Redfish session out.
+// closeAll logs out every Redfish session still open (the orchestrator
+// closes each node's once it is powered on; Close is idempotent).
 func (b *bmcOpener) closeAll() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -463,6 +464,7 @@ type nodeBMC struct {
 }
 
 func (n *nodeBMC) PowerOff(ctx context.Context) error { return n.c.SetPower(ctx, bmc.ActionOff) }
+func (n *nodeBMC) Close(ctx context.Context) error    { return n.c.Close(ctx) }
 func (n *nodeBMC) PowerOn(ctx context.Context) error  { return n.c.SetPower(ctx, bmc.ActionOn) }
 func (n *nodeBMC) SetNetboot(ctx context.Context) error {
 	return n.c.SetBootDevice(ctx, bmc.BootPXE, bmc.BootOptions{Legacy: n.legacy})

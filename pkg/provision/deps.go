@@ -18,6 +18,9 @@ type BMC interface {
 	PowerOn(ctx context.Context) error
 }
 
+// A BMC that also has Close(ctx) error is closed once the node is powered
+// on, and opened again only if the node needs another power cycle.
+
 // BMCOpener returns the BMC of a node. Opening should not touch the network
 // if it can avoid it; the orchestrator calls it once per node per run.
 type BMCOpener interface {

@@ -605,7 +605,18 @@ func (r *runner) call(ctx context.Context, s *slot, n inventory.Node, kind JoinK
 	case opSetBoot:
 		return s.bmc.SetNetboot(ctx)
 	case opPowerOn:
-		return s.bmc.PowerOn(ctx)
+		if err := s.bmc.PowerOn(ctx); err != nil {
+			return err
+		}
+		// The node needs its BMC again only for another power cycle: let
+		// the session go now (BMCs allow few; a rack holds thousands).
+		if c, ok := s.bmc.(interface{ Close(context.Context) error }); ok {
+			if err := c.Close(ctx); err != nil {
+				o.log.Debug("close bmc session", "node", n.Name, "err", err)
+			}
+		}
+		s.bmc = nil
+		return nil
 	}
 	return fmt.Errorf("unknown op %q", p)
 }
