@@ -85,7 +85,8 @@ const (
 
 // Result is one object applied.
 type Result struct {
-	// File is the manifest file and Doc the document's 1-based index in it.
+	// File is the manifest file and Doc the 1-based index of the object
+	// among its non-empty documents.
 	File string
 	Doc  int
 	// Object is "Kind namespace/name" or "Kind name".

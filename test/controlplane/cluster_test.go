@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -281,11 +282,61 @@ func bootstrapRBAC(t *testing.T, c kubernetes.Interface, pki *kubeadm.PKI, endpo
 			return err
 		},
 	}
+	// kubeadm-config as kubeadm init uploads it, readable by joining nodes.
+	clusterCfg := clusterConfiguration(t, endpoint)
+	objs = append(objs,
+		func() error {
+			_, err := c.CoreV1().ConfigMaps("kube-system").Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm-config"},
+				Data:       map[string]string{"ClusterConfiguration": clusterCfg},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.RbacV1().Roles("kube-system").Create(ctx, &rbacv1.Role{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:nodes-kubeadm-config"},
+				Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"kubeadm-config"}, Verbs: []string{"get"}}},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.RbacV1().RoleBindings("kube-system").Create(ctx, &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:nodes-kubeadm-config"},
+				RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "kubeadm:nodes-kubeadm-config"},
+				Subjects: []rbacv1.Subject{
+					{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: kubeadm.NodeTokenGroup},
+					{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "system:nodes"},
+				},
+			}, metav1.CreateOptions{})
+			return err
+		},
+	)
 	for i, f := range objs {
 		if err := f(); err != nil {
 			t.Fatalf("bootstrap object %d: %v", i, err)
 		}
 	}
+}
+
+// clusterConfiguration is the ClusterConfiguration document pkg/kubeadm
+// renders for a cluster whose endpoint is this control plane.
+func clusterConfiguration(t *testing.T, endpoint string) string {
+	t.Helper()
+	cp := (&controlPlane{endpoint: endpoint}).cluster()
+	n := inventory.Node{Name: "cp-01", Role: inventory.RoleControlPlane, IP: netip.MustParseAddr("10.77.0.10")}
+	tok, err := kubeadm.NewToken(n.Name, time.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := kubeadm.InitConfig(cp, n, tok, strings.Repeat("0", 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cc, ok := strings.Cut(string(cfg), "---\n")
+	if !ok {
+		t.Fatalf("InitConfig has no ClusterConfiguration document:\n%s", cfg)
+	}
+	return cc
 }
 
 // clusterInfoKubeconfig is the kubeconfig kubeadm publishes in cluster-info:
