@@ -19,6 +19,7 @@ import (
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/provision"
 	"github.com/slipway-dev/slipway/pkg/pxe"
+	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
 	"github.com/slipway-dev/slipway/pkg/simrack"
 )
 
@@ -159,8 +160,11 @@ func runDemo(ctx context.Context, g *globals, f *upFlags, d *demoFlags) error {
 	for i := range inv.Nodes {
 		inv.Nodes[i].BMC, _ = rack.BMC(inv.Nodes[i].Name)
 	}
+	// The placeholder node config (no Kubernetes API in the simulation),
+	// journaled before it is served, as up does with the kubeadm one.
+	render := &journaledRenderer{next: httpboot.PhoneHomeRenderer{BaseURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}}
 	svc, err := pxe.New(pxe.Config{
-		Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets,
+		Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, Renderer: render,
 		HTTPPort: httpPort, DHCPPort: dhcpPort, TFTPPort: tftpPort,
 		DHCPListenAddr: lo, SkipInterfaceCheck: true, Log: serviceLogger(g),
 	})
@@ -172,7 +176,7 @@ func runDemo(ctx context.Context, g *globals, f *upFlags, d *demoFlags) error {
 	start := time.Now()
 	cpu0, _ := processUsage()
 	return runUp(ctx, g, f, upDeps{
-		inv: inv, svc: svc, readiness: rack, command: "provisioner demo",
+		inv: inv, svc: svc, readiness: rack, command: "provisioner demo", render: render,
 		bmcConfig: bmc.Config{ConnectTimeout: 5 * time.Second, OpTimeout: 10 * time.Second, VerifyTimeout: 10 * time.Second,
 			Backoff: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}},
 		extra: rack.Run, readyPoll: 100 * time.Millisecond,

@@ -98,8 +98,9 @@ func newUpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			render := &journaledRenderer{next: boot}
 			svc, err := pxe.New(pxe.Config{
-				Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, Renderer: boot,
+				Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, Renderer: render,
 				HTTPPort: httpPort, DHCPPort: dhcpPort, DHCPClientPort: clientPort, TFTPPort: tftpPort,
 				Log: serviceLogger(g),
 			})
@@ -107,7 +108,7 @@ func newUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return runUp(cmd.Context(), g, &f, upDeps{
-				inv: inv, svc: svc, issuer: issuerOf(boot), readiness: boot, command: "provisioner up",
+				inv: inv, svc: svc, issuer: issuerOf(boot), readiness: boot, command: "provisioner up", render: render,
 			})
 		},
 	}
@@ -174,6 +175,38 @@ type upDeps struct {
 	after func(rep *provision.Report)
 	// readyPoll is how often readiness is asked (0: the orchestrator's default).
 	readyPoll time.Duration
+	// render is the boot server's renderer, told about the orchestrator.
+	render *journaledRenderer
+}
+
+// journaledRenderer wraps the node-config renderer the boot server calls
+// before it answers a config request: the orchestrator journals "config
+// fetched" first (and refuses a node it is about to power-cycle), so a
+// provisioner killed right after serving a config still knows, when it
+// resumes, that the node booted its OS and must not be power-cycled.
+type journaledRenderer struct {
+	next httpboot.Renderer
+	mu   sync.Mutex
+	o    *provision.Orchestrator
+}
+
+func (j *journaledRenderer) set(o *provision.Orchestrator) {
+	j.mu.Lock()
+	j.o = o
+	j.mu.Unlock()
+}
+
+// Render journals the fetch, then renders.
+func (j *journaledRenderer) Render(ctx context.Context, n inventory.Node) ([]byte, error) {
+	j.mu.Lock()
+	o := j.o
+	j.mu.Unlock()
+	if o != nil {
+		if err := o.Observe(ctx, provision.Event{Node: n.Name, Kind: provision.EventConfig}); err != nil {
+			return nil, fmt.Errorf("serve node config of %s: %w", n.Name, err)
+		}
+	}
+	return j.next.Render(ctx, n)
 }
 
 // quietLogger returns log with records below min dropped, so per-event
@@ -244,6 +277,9 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 	})
 	if err != nil {
 		return err
+	}
+	if d.render != nil {
+		d.render.set(o)
 	}
 	svcCtx, stopSvc := context.WithCancel(ctx)
 	defer stopSvc()
