@@ -97,9 +97,12 @@ type Result struct {
 
 // Object is one manifest document.
 type Object struct {
+	// File is the manifest file the object comes from.
 	File string
-	Doc  int
-	Obj  *unstructured.Unstructured
+	// Doc is the object's 1-based index among the file's non-empty documents.
+	Doc int
+	// Obj is the object as written.
+	Obj *unstructured.Unstructured
 }
 
 // Ref returns "Kind namespace/name" or "Kind name".

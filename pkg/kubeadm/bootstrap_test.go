@@ -85,7 +85,7 @@ func TestIssueCreatesTokenSecret(t *testing.T) {
 	if diff := cmp.Diff(want, s.StringData); diff != "" {
 		t.Errorf("token Secret data (-want +got):\n%s", diff)
 	}
-	if got := tok.Expires.Sub(time.Now()); got < DefaultTokenTTL || got > DefaultTokenTTL+2*time.Minute {
+	if got := time.Until(tok.Expires); got < DefaultTokenTTL || got > DefaultTokenTTL+2*time.Minute {
 		t.Errorf("token expires in %s, want the default TTL %s", got, DefaultTokenTTL)
 	}
 	if s.Type != "bootstrap.kubernetes.io/token" {
@@ -293,7 +293,7 @@ func TestTokenNeverPrintsSecret(t *testing.T) {
 			t.Errorf("%q carries the token secret", s)
 		}
 	}
-	if got := tok.Expires.Sub(time.Now()); got > DefaultTokenTTL || got < DefaultTokenTTL-time.Minute {
+	if got := time.Until(tok.Expires); got > DefaultTokenTTL || got < DefaultTokenTTL-time.Minute {
 		t.Errorf("NewToken ttl 0 expires in %s, want %s", got, DefaultTokenTTL)
 	}
 }

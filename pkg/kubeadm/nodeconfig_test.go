@@ -2,19 +2,16 @@ package kubeadm
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/internal/testenv"
-	"github.com/slipway-dev/slipway/pkg/inventory"
 )
 
 func testNodeConfigs(t *testing.T) map[string]NodeConfig {
@@ -176,7 +173,3 @@ func TestShQuote(t *testing.T) {
 		}
 	}
 }
-
-var _ = context.Background
-var _ = time.Second
-var _ inventory.Node
