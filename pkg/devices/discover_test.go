@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -247,6 +248,27 @@ func TestDiscoverBadTrees(t *testing.T) {
 			},
 			wantIDs: []string{"mlx5_4"},
 			wantLog: `msg="pci device skipped" pci_addr=0000:52:00.0`,
+		},
+		{
+			name: "numa_node is a fifo",
+			break_: func(t *testing.T, root string) {
+				p := filepath.Join(root, "sys", "bus", "pci", "devices", "0000:52:00.0", "numa_node")
+				must(t, os.Remove(p))
+				must(t, syscall.Mkfifo(p, 0o644))
+			},
+			wantIDs: []string{"GPU-00000052-1111-2222-3333-444400000003"},
+			wantLog: `msg="numa node unknown" pci_addr=0000:52:00.0`,
+		},
+		{
+			name: "gpu information file is a fifo",
+			break_: func(t *testing.T, root string) {
+				p := filepath.Join(root, "proc", "driver", "nvidia", "gpus", "0000:52:00.0", "information")
+				must(t, os.Remove(p))
+				must(t, syscall.Mkfifo(p, 0o644))
+			},
+			// No UUID, no minor: the PCI address, unhealthy.
+			wantIDs: []string{"0000:52:00.0"},
+			wantLog: `msg="gpu driver information unreadable" pci_addr=0000:52:00.0`,
 		},
 		{
 			name: "hca ports directory missing",

@@ -1,9 +1,7 @@
 package devices
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -34,14 +32,16 @@ type driverInfo struct {
 func (n node) readDriverInfo(addr string) (driverInfo, error) {
 	info := driverInfo{minor: -1}
 	path := n.proc("driver", "nvidia", "gpus", addr, "information")
-	f, err := os.Open(path)
+	var buf [4096]byte
+	nr, err := readSmall(path, buf[:])
 	if err != nil {
 		return info, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
+	if nr == 0 {
+		return info, fmt.Errorf("read %s: empty", path)
+	}
+	for line := range strings.Lines(string(buf[:nr])) {
+		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
@@ -60,9 +60,6 @@ func (n node) readDriverInfo(addr string) (driverInfo, error) {
 			}
 			info.minor = m
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return info, fmt.Errorf("read %s: %w", path, err)
 	}
 	return info, nil
 }

@@ -1,7 +1,6 @@
 package devices
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,14 +44,14 @@ func (n node) rdmaCharDevs() map[string][]string {
 // device for pods.
 func (n node) defaultRouteIfaces() map[string]bool {
 	out := map[string]bool{}
-	f, err := os.Open(n.proc("net", "route"))
+	// The default routes come first in practice; 64 KiB is plenty.
+	buf := make([]byte, 64<<10)
+	nr, err := readSmall(n.proc("net", "route"), buf)
 	if err != nil {
 		return out
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
+	for line := range strings.Lines(string(buf[:nr])) {
+		fs := strings.Fields(line)
 		// Iface Destination Gateway Flags RefCnt Use Metric Mask ...
 		if len(fs) >= 8 && fs[1] == "00000000" && fs[7] == "00000000" {
 			out[fs[0]] = true
