@@ -30,7 +30,7 @@ const (
 	DefaultCDIDir           = "/var/run/cdi"
 	DefaultRegisterTimeout  = 5 * time.Second
 	DefaultStopTimeout      = 5 * time.Second
-	DefaultRetryInterval    = 100 * time.Millisecond
+	DefaultRetryInterval    = 20 * time.Millisecond
 	DefaultMaxRetryInterval = 5 * time.Second
 )
 
@@ -56,7 +56,7 @@ type Config struct {
 	StopTimeout time.Duration
 	// RetryInterval is the first wait before a failed registration or
 	// listen is retried; it doubles up to MaxRetryInterval. Zero means
-	// 100ms and 5s.
+	// 20ms and 5s (a kubelet.sock just created may not accept yet).
 	RetryInterval    time.Duration
 	MaxRetryInterval time.Duration
 	// Log receives registrations, health changes and refused requests. Nil
