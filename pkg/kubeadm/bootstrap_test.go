@@ -336,3 +336,29 @@ func TestWaitJoinedDeletesToken(t *testing.T) {
 		t.Errorf("Ready(gpu-01) = %v, %v, want true", ready, err)
 	}
 }
+
+func TestIssueRefusesCAExpiringWithinTTL(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "pki")
+	os.MkdirAll(dir, 0o700)
+	now := time.Now()
+	writeShortLivedCA(t, dir, now.Add(10*time.Minute))
+	p, err := EnsurePKI(PKIConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset()
+	b, err := New(Config{Inventory: testInventory(), PKI: p, Client: client, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, _ := testInventory().Node("gpu-01")
+	err = b.Issue(context.Background(), w1, KindWorker)
+	if err == nil || !strings.Contains(err.Error(), "expires") || !strings.Contains(err.Error(), "gpu-01") {
+		t.Fatalf("Issue with a CA expiring in 10m (ttl 30m) = %v, want a refusal naming the node and the expiry", err)
+	}
+	secrets, _ := client.CoreV1().Secrets("kube-system").List(context.Background(), metav1.ListOptions{})
+	if len(secrets.Items) != 0 {
+		t.Errorf("Issue refused but created %d token Secrets", len(secrets.Items))
+	}
+}
