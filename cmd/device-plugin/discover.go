@@ -53,7 +53,7 @@ func newDiscoverCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.Flags().BoolVar(&includeHost, "include-host-nics", false,
-		"also list RDMA devices whose network interface the host uses (default route, bond or bridge member)")
+		"also list Ethernet (RoCE) RDMA devices whose network interface the host uses (default route, bond or bridge member); InfiniBand HCAs are always listed")
 	return cmd
 }
 
