@@ -190,10 +190,10 @@ func (b *Bootstrapper) check(ctx context.Context, n inventory.Node, kind Kind) e
 	default:
 		return fmt.Errorf("issue join credentials for %s: unknown kind %q", n.Name, kind)
 	}
-	if kind == KindInit {
-		return nil
-	}
 	client := b.apiClient()
+	if kind == KindInit {
+		return b.checkNoCluster(ctx, client, n)
+	}
 	if client == nil {
 		return fmt.Errorf("issue join credentials for %s: the cluster API is not reachable yet; the first control-plane node must be up before nodes join", n.Name)
 	}
@@ -205,6 +205,27 @@ func (b *Bootstrapper) check(ctx context.Context, n inventory.Node, kind Kind) e
 		return nil
 	}
 	return fmt.Errorf("issue join credentials for %s: look up node: %w", n.Name, err)
+}
+
+// checkNoCluster refuses kubeadm init when the cluster's API already
+// answers: a second init would build a second cluster. An API that does not
+// answer (no cluster yet) lets init go ahead.
+func (b *Bootstrapper) checkNoCluster(ctx context.Context, client kubernetes.Interface, n inventory.Node) error {
+	if client == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+	var status apierrors.APIStatus
+	switch {
+	case err == nil:
+		return fmt.Errorf("issue join credentials for %s: %w (delete the Node object first to re-provision it)", n.Name, ErrNodeJoined)
+	case errors.As(err, &status):
+		return fmt.Errorf("issue init credentials for %s: the cluster API at %s already answers (%v); a second kubeadm init would build a second cluster", n.Name, endpoint(b.cfg.Inventory.Cluster), err)
+	}
+	b.log.Debug("cluster api not answering, init allowed", "node", n.Name, "err", err)
+	return nil
 }
 
 // Token returns the token issued for node, if any.

@@ -15,7 +15,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
 )
@@ -360,5 +362,30 @@ func TestIssueRefusesCAExpiringWithinTTL(t *testing.T) {
 	secrets, _ := client.CoreV1().Secrets("kube-system").List(context.Background(), metav1.ListOptions{})
 	if len(secrets.Items) != 0 {
 		t.Errorf("Issue refused but created %d token Secrets", len(secrets.Items))
+	}
+}
+
+func TestIssueInitRefusedWhenClusterAnswers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	inv := testInventory()
+	cp1, _ := FirstControlPlane(inv)
+
+	client := fake.NewClientset()
+	b, _ := newTestBootstrapper(t, client, nil)
+	if err := b.Issue(ctx, cp1, KindInit); err == nil || !strings.Contains(err.Error(), "already answers") {
+		t.Errorf("Issue(init) with a cluster API answering = %v, want a refusal", err)
+	}
+	client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: cp1.Name}}, metav1.CreateOptions{})
+	if err := b.Issue(ctx, cp1, KindInit); !errors.Is(err, ErrNodeJoined) {
+		t.Errorf("Issue(init) for a joined first control plane = %v, want ErrNodeJoined", err)
+	}
+
+	// An API that does not answer: init goes ahead.
+	down, _ := newTestBootstrapper(t, nil, nil)
+	rc := &rest.Config{Host: "https://127.0.0.1:1", Timeout: time.Second}
+	down.SetClient(kubernetes.NewForConfigOrDie(rc))
+	if err := down.Issue(ctx, cp1, KindInit); err != nil {
+		t.Errorf("Issue(init) with no cluster answering = %v, want nil", err)
 	}
 }
