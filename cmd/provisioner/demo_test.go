@@ -142,7 +142,7 @@ func BenchmarkDemo1000(b *testing.B) {
 		g := &globals{stdout: io.Discard, stderr: io.Discard, stateDir: b.TempDir(), logLevel: "error"}
 		f := &upFlags{output: "plain", parallel: nodes, attempts: 3,
 			timeouts: provision.Timeouts{DHCP: 20 * time.Second, Netboot: 30 * time.Second, Join: 30 * time.Second, Ready: 30 * time.Second, BMC: 30 * time.Second}}
-		d := &demoFlags{nodes: nodes, controlPlanes: 1, firmware: 2 * time.Second, osBoot: 3 * time.Second, seed: 1, figures: &fg}
+		d := &demoFlags{nodes: nodes, controlPlanes: 1, firmware: 1500 * time.Millisecond, osBoot: 2500 * time.Millisecond, seed: 1, figures: &fg}
 		if err := runDemo(b.Context(), g, f, d); err != nil {
 			b.Fatalf("demo --nodes %d: %v", nodes, err)
 		}
