@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -192,6 +193,37 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// MissingAssets lists, one line each, the kernels and initrds the served
+// nodes name that are not regular files in the asset directory (URLs are
+// not checked). Run logs them at start.
+func (s *Server) MissingAssets() []string {
+	var out []string
+	seen := map[string]bool{}
+	names := make([]string, 0, len(s.byName))
+	for name := range s.byName {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		n := s.byName[name]
+		for _, p := range []string{n.Boot.Kernel, n.Boot.Initrd} {
+			if p == "" || strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") || seen[p] {
+				continue
+			}
+			seen[p] = true
+			if s.assets == nil {
+				out = append(out, fmt.Sprintf("node %s: %s: no asset directory given (--assets)", n.Name, p))
+				continue
+			}
+			fi, err := s.assets.Stat(strings.TrimPrefix(p, "/"))
+			if err != nil || !fi.Mode().IsRegular() {
+				out = append(out, fmt.Sprintf("node %s: %s is not a file in %s", n.Name, p, s.cfg.AssetDir))
+			}
+		}
+	}
+	return out
+}
+
 func (s *Server) closeRoots() {
 	if s.assets != nil {
 		s.assets.Close()
@@ -263,6 +295,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	close(s.ready)
 	s.log.Info("boot http serving", "addr", ln.Addr().String(), "base_url", s.base)
+	for _, problem := range s.MissingAssets() {
+		s.log.Warn("boot asset missing", "problem", problem)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
@@ -391,8 +426,12 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, root *os.Root
 	ip := remoteAddr(r)
 	f, err := root.Open(name)
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			s.log.Info("boot http refused path", "path", name, "ip", ip.String(), "err", err)
+		if errors.Is(err, fs.ErrNotExist) {
+			// Usually a kernel or initrd path in a profile that does not
+			// match the asset directory: say so where the operator looks.
+			s.log.Warn("boot http file not found", "path", r.URL.Path, "ip", ip.String(), "node", s.byIP[ip].Name)
+		} else {
+			s.log.Info("boot http refused path", "path", r.URL.Path, "ip", ip.String(), "err", err)
 		}
 		http.NotFound(w, r)
 		return
@@ -405,7 +444,8 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, root *os.Root
 	}
 	cw, _ := w.(*countingWriter)
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
-	if cw == nil || cw.status() >= 300 {
+	// UEFI HTTP boot asks HEAD for the size first; only a GET sends the file.
+	if cw == nil || cw.status() >= 300 || r.Method != http.MethodGet {
 		return
 	}
 	ev := bootevent.Event{Kind: bootevent.AssetServed, IP: ip, Path: r.URL.Path, Bytes: cw.n}

@@ -420,6 +420,31 @@ func TestAssets(t *testing.T) {
 	}
 }
 
+func TestMissingAssets(t *testing.T) {
+	f := newFixture(t, nil)
+	if got := f.srv.MissingAssets(); len(got) != 0 {
+		t.Errorf("MissingAssets with every file present = %v, want none", got)
+	}
+	os.Remove(filepath.Join(f.assets, "debian", "initrd.img-6.1"))
+	want := []string{"node uefi-1: debian/initrd.img-6.1 is not a file in " + f.assets}
+	if diff := cmp.Diff(want, f.srv.MissingAssets()); diff != "" {
+		t.Errorf("MissingAssets (-want +got):\n%s", diff)
+	}
+}
+
+func TestHeadSendsNoEvent(t *testing.T) {
+	f := newFixture(t, nil)
+	if code, _ := f.do(t, "HEAD", "/assets/vmlinuz", nil); code != http.StatusOK {
+		t.Fatalf("HEAD /assets/vmlinuz = %d, want 200", code)
+	}
+	// A HEAD response ends when its handler returns, so an event from it
+	// would be recorded before the GET's.
+	f.do(t, "GET", "/assets/vmlinuz", nil, "Range", "bytes=0-9")
+	if diff := cmp.Diff([]string{"kernel_served bios-1 (range bytes=0-9)"}, f.events.waitKinds(t, 1)); diff != "" {
+		t.Errorf("events after HEAD and GET (-want +got):\n%s", diff)
+	}
+}
+
 func TestMetricsAndHealth(t *testing.T) {
 	f := newFixture(t, nil)
 	f.do(t, "GET", "/boot/bios-1.ipxe", nil)
