@@ -60,6 +60,10 @@ type ResourceConfig struct {
 	// Resources are tried in order; a device goes to the first resource
 	// whose selector matches it, and to none when none matches.
 	Resources []Resource `yaml:"resources"`
+	// Exclude lists selectors of devices never advertised, whatever
+	// Resources say (a storage NIC the host-NIC rule does not catch, a GPU
+	// kept for the host).
+	Exclude []Selector `yaml:"exclude,omitempty"`
 	// Health configures the health monitor.
 	Health HealthConfig `yaml:"health"`
 }
@@ -239,6 +243,11 @@ func (c ResourceConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: selector: %w", where, err))
 		}
 	}
+	for i, sel := range c.Exclude {
+		if err := sel.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("exclude[%d]: %w", i, err))
+		}
+	}
 	if c.Health.PollInterval.Duration < 0 {
 		errs = append(errs, fmt.Errorf("health.pollInterval %s: want a positive duration", c.Health.PollInterval))
 	}
@@ -364,11 +373,15 @@ func (s Selector) Matches(d Device) bool {
 }
 
 // Assign maps resource name to the devices it advertises, each device under
-// the first resource whose selector matches, in the order of devs.
-// Resources that match no device are absent.
+// the first resource whose selector matches, in the order of devs; devices
+// an Exclude selector matches are left out. Resources that match no device
+// are absent.
 func (c ResourceConfig) Assign(devs []Device) map[string][]Device {
 	out := map[string][]Device{}
 	for _, d := range devs {
+		if slices.ContainsFunc(c.Exclude, func(s Selector) bool { return s.Matches(d) }) {
+			continue
+		}
 		for _, r := range c.Resources {
 			if r.Selector.Matches(d) {
 				out[r.Name] = append(out[r.Name], d)

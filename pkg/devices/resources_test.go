@@ -65,7 +65,7 @@ func TestLoadConfigCustom(t *testing.T) {
 		// The broken node's A100s.
 		"nvidia.com/gpu":    {"GPU-0badc0de-0000-0000-0000-000000000001", "0000:02:00.0"},
 		"slipway.dev/ib":    {"mlx5_0", "mlx5_3", "mlx5_4", "mlx5_5", "mlx5_6", "mlx5_9", "mlx5_10", "mlx5_11", "mlx5_0", "mlx5_1"},
-		"slipway.dev/u250":  {"0000:17:00.1", "0000:65:00.1"},
+		"slipway.dev/u250":  {"0000:17:00.1"}, // 0000:65:00.1 excluded
 		"slipway.dev/n6001": {"0000:b1:00.0"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -89,6 +89,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			`link layer "Infiniband"`,
 			`model pattern "[H100"`,
 			`health.pollInterval -1s`,
+			`exclude[0]: empty`,
 		}},
 		{"missing.yaml", []string{"missing.yaml", "no such file"}},
 	}
