@@ -108,10 +108,14 @@ func (l *Lab) Start(ctx context.Context) error {
 	// The far end must not take part in IPv6 (it would autoconfigure from
 	// the lab's router advertisements), and the bridge's link-local address
 	// is usable at once rather than after a second of duplicate detection.
-	for _, kv := range []string{"net.ipv6.conf." + vb + ".disable_ipv6=1", "net.ipv6.conf." + br + ".accept_dad=0"} {
-		if out, err := l.Command("sysctl", "-qw", kv).CombinedOutput(); err != nil {
+	// Written to /proc/sys directly: sysctl(8) is in procps, which a
+	// minimal Debian does not have.
+	for _, kv := range [][2]string{{vb, "disable_ipv6=1"}, {br, "accept_dad=0"}} {
+		k, v, _ := strings.Cut(kv[1], "=")
+		path := "/proc/sys/net/ipv6/conf/" + kv[0] + "/" + k
+		if out, err := l.Command("sh", "-c", "echo "+v+" > "+path).CombinedOutput(); err != nil {
 			l.Stop()
-			return fmt.Errorf("start lab: sysctl %s: %w: %s", kv, err, out)
+			return fmt.Errorf("start lab: write %s: %w: %s", path, err, out)
 		}
 	}
 	for _, dev := range []string{vb, va, br} {
