@@ -29,8 +29,8 @@ type MonitorConfig struct {
 	// DefaultIgnoredXIDs(); empty ignores none.
 	IgnoredXIDs []uint64
 	// PollInterval is how often HCA ports, FPGA IDs and device presence are
-	// polled (sysfs cannot be watched), and how often a failed NVML is
-	// retried. Zero means DefaultPollInterval (1s).
+	// polled (sysfs cannot be watched); a failed NVML is retried every 10
+	// polls. Zero means DefaultPollInterval (1s).
 	PollInterval time.Duration
 	// RecoveryPeriod is how long a device must stay clean after its last
 	// problem before it is reported healthy again. Zero means
@@ -40,6 +40,10 @@ type MonitorConfig struct {
 	// Log receives health changes and NVML errors. Nil discards.
 	Log *slog.Logger
 }
+
+// nvmlRetryPolls is how many polls pass between two attempts to bring a
+// failed NVML back (10 s at the default poll interval).
+const nvmlRetryPolls = 10
 
 // nvmlWaitTimeout bounds one NVML event wait, so that a cancelled Run
 // returns within it.
@@ -172,6 +176,7 @@ func (m *Monitor) Run(ctx context.Context, devs []Device, emit func(HealthEvent)
 
 	tick := time.NewTicker(m.cfg.PollInterval)
 	defer tick.Stop()
+	polls := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -186,7 +191,8 @@ func (m *Monitor) Run(ctx context.Context, devs []Device, emit func(HealthEvent)
 			}
 			m.onXID(msg.xid, gpus, byUUID, emit)
 		case <-tick.C:
-			if useNVML && nv.set == nil && !nv.absent {
+			polls++
+			if useNVML && nv.set == nil && !nv.absent && polls%nvmlRetryPolls == 0 {
 				m.openNVML(ctx, nv, gpus, msgs)
 			}
 			m.evaluate(trackers, nv, useNVML, emit)
