@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipway-dev/slipway/pkg/addons"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/kubeadm"
 )
@@ -23,14 +26,79 @@ type configRenderOptions struct {
 func newConfigCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
-		Short: "Show what nodes receive from the provisioner",
+		Short: "Show what nodes receive; apply cluster add-ons",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usageError("config needs a subcommand: config render NODE")
+			return usageError("config needs a subcommand: config render NODE, or config addons")
 		},
 	}
-	cmd.AddCommand(newConfigRenderCmd(g))
+	cmd.AddCommand(newConfigRenderCmd(g), newConfigAddonsCmd(g))
 	return cmd
+}
+
+func newConfigAddonsCmd(g *globals) *cobra.Command {
+	var kindWait time.Duration
+	cmd := &cobra.Command{
+		Use:   "addons -f PATH...",
+		Short: "Apply the inventory's add-on manifests to the cluster (server-side apply)",
+		Long: "addons applies the manifests the inventory lists under addons (a CNI, the device plugin\n" +
+			"DaemonSet, anything else), in order, with server-side apply under the field manager\n" +
+			"\"slipway\". It is idempotent: run it again after changing a manifest. It authenticates with a\n" +
+			"short-lived admin certificate minted from the cluster CA in --state-dir/pki and talks to the\n" +
+			"inventory's control-plane endpoint. The first failure stops it with the file, document and\n" +
+			"object named.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.configAddons(cmd.Context(), kindWait)
+		},
+	}
+	cmd.Flags().DurationVar(&kindWait, "kind-wait", addons.DefaultKindWait, "how long to wait for a kind whose CustomResourceDefinition was just applied")
+	return cmd
+}
+
+func (g *globals) configAddons(ctx context.Context, kindWait time.Duration) error {
+	inv, err := g.loadInventory()
+	if err != nil {
+		return err
+	}
+	if len(inv.Addons) == 0 {
+		fmt.Fprintln(g.stdout, "no add-ons listed in the inventory")
+		return nil
+	}
+	objs, err := addons.Load(inv.Addons)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(g.stateDir, "pki")
+	if _, err := os.Stat(filepath.Join(dir, kubeadm.CACertFile)); err != nil {
+		return fmt.Errorf("apply add-ons: no cluster PKI in %s (provisioner up creates it with the cluster)", dir)
+	}
+	pki, err := kubeadm.EnsurePKI(kubeadm.PKIConfig{Dir: dir, Log: g.log})
+	if err != nil {
+		return err
+	}
+	b, err := kubeadm.New(kubeadm.Config{Inventory: inv, PKI: pki})
+	if err != nil {
+		return err
+	}
+	kc, err := pki.AdminKubeconfig("https://"+b.Endpoint(), time.Now(), 0)
+	if err != nil {
+		return err
+	}
+	rc, err := kubeadm.RESTConfig(kc)
+	if err != nil {
+		return err
+	}
+	rc.Timeout = 30 * time.Second
+	a, err := addons.New(addons.Config{REST: rc, KindWait: kindWait, Log: g.log})
+	if err != nil {
+		return err
+	}
+	res, err := a.Apply(ctx, objs)
+	for _, r := range res {
+		fmt.Fprintf(g.stdout, "%s %s (%s)\n", r.Object, r.Action, r.File)
+	}
+	return err
 }
 
 func newConfigRenderCmd(g *globals) *cobra.Command {

@@ -164,3 +164,36 @@ func TestConfigRenderOut(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigAddons(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inventory.yaml")
+	os.WriteFile(filepath.Join(dir, "good.yaml"), []byte("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: net\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("apiVersion: v1\nkind: [\n"), 0o644)
+	write := func(addons string) {
+		if err := os.WriteFile(inv, []byte(renderInventory+addons), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, addons, wantErr, wantOut string
+		wantCode                       int
+	}{
+		{"none listed", "", "", "no add-ons listed", exitOK},
+		{"broken manifest named before any cluster access", "addons: [good.yaml, bad.yaml]\n", "bad.yaml: document 1", "", exitFailure},
+		{"no cluster PKI yet", "addons: [good.yaml]\n", "no cluster PKI in", "", exitFailure},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			write(tt.addons)
+			var stdout, stderr bytes.Buffer
+			args := []string{"config", "addons", "-f", inv, "--state-dir", filepath.Join(dir, "state")}
+			if code := run(context.Background(), args, &stdout, &stderr); code != tt.wantCode {
+				t.Fatalf("run(%q) = %d, want %d; stderr:\n%s", args, code, tt.wantCode, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.wantErr) || !strings.Contains(stdout.String(), tt.wantOut) {
+				t.Errorf("run(%q): stdout %q, stderr %q; want %q and %q", args, stdout.String(), stderr.String(), tt.wantOut, tt.wantErr)
+			}
+		})
+	}
+}

@@ -116,6 +116,10 @@ func (b *Bootstrapper) apiClient() kubernetes.Interface {
 	return b.client
 }
 
+// Endpoint returns host:port of the cluster's control-plane endpoint (port
+// 6443 when the inventory gives none).
+func (b *Bootstrapper) Endpoint() string { return endpoint(b.cfg.Inventory.Cluster) }
+
 // FirstControlPlane returns the first enabled control-plane node in
 // inventory order: the node that runs kubeadm init.
 func FirstControlPlane(inv *inventory.Inventory) (inventory.Node, bool) {
