@@ -230,9 +230,9 @@ func (m *Monitor) evaluate(trackers []*tracker, nv *nvmlState, useNVML bool, emi
 		problems := m.check(t.dev)
 		if t.dev.Kind == KindGPU && useNVML && !nv.absent {
 			if nv.global != "" {
-				problems = append(problems, "nvml: "+nv.global)
+				problems = append(problems, nvmlProblem(nv.global))
 			} else if p := nv.perGPU[t.dev.Attributes["uuid"]]; p != "" {
-				problems = append(problems, "nvml: "+p)
+				problems = append(problems, nvmlProblem(p))
 			}
 		}
 		var he HealthEvent
@@ -251,6 +251,14 @@ func (m *Monitor) evaluate(trackers []*tracker, nv *nvmlState, useNVML bool, emi
 			emit(he)
 		}
 	}
+}
+
+// nvmlProblem makes sure an NVML problem says it is one.
+func nvmlProblem(s string) string {
+	if strings.HasPrefix(s, "nvml") {
+		return s
+	}
+	return "nvml: " + s
 }
 
 // check returns the problems sysfs and /dev show for d now.
