@@ -7,6 +7,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -63,6 +66,18 @@ func TestServeCommand(t *testing.T) {
 	if err := vm.WaitConsole(ctx, "INIT: PHONE-HOME-OK"); err != nil {
 		t.Fatal(err)
 	}
+	// What an operator watches: /healthz answers and /metrics counts the boot.
+	for path, want := range map[string]string{
+		"/healthz": "ok",
+		"/metrics": `slipway_boot_events_total{kind="phone_home"}`,
+	} {
+		body, err := httpGet(ctx, "http://10.77.0.1:8080"+path)
+		if err != nil {
+			t.Errorf("GET %s from provisioner serve: %v", path, err)
+		} else if !strings.Contains(body, want) {
+			t.Errorf("GET %s from provisioner serve: body does not contain %q:\n%s", path, want, tail(body, 2000))
+		}
+	}
 	// The event stream is stdout; the exit below makes reading it race-free.
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -111,6 +126,26 @@ func buildProvisioner(t *testing.T) string {
 		t.Fatalf("go build ./cmd/provisioner: %v\n%s", err, out)
 	}
 	return bin
+}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("status %s", resp.Status)
+	}
+	return string(b), nil
 }
 
 func tail(s string, n int) string {
