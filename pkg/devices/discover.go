@@ -97,7 +97,7 @@ func (n node) discover(ctx context.Context, lib NVML, nvmlErr error, includeHost
 	if nvmlErr != nil {
 		for i := range gpus {
 			gpus[i].Healthy = false
-			gpus[i].HealthReason = joinReason(gpus[i].HealthReason, "nvml: "+nvmlErr.Error())
+			gpus[i].HealthReason = joinReason(gpus[i].HealthReason, nvmlProblem(nvmlErr.Error()))
 		}
 	}
 	hcas := n.discoverHCAs(funcs, includeHost)

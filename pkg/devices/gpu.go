@@ -200,7 +200,7 @@ func (n node) mergeNVML(gpus []Device, nv []NVMLGPU) []Device {
 		n.finishGPU(&d, minor)
 		if g.Err != nil {
 			d.Healthy = false
-			d.HealthReason = joinReason(d.HealthReason, "nvml: "+g.Err.Error())
+			d.HealthReason = joinReason(d.HealthReason, nvmlProblem(g.Err.Error()))
 		}
 		out = append(out, d)
 	}
