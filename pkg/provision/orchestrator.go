@@ -94,8 +94,7 @@ type Orchestrator struct {
 type nodeInput struct {
 	idx   int
 	in    input
-	ack   chan error // closed (or sent an error) once the result is durable
-	ready bool       // a readiness poll answer
+	ack chan error // closed (or sent an error) once the result is durable
 }
 
 // New checks cfg and returns an Orchestrator.
@@ -207,7 +206,6 @@ type slot struct {
 	busy      bool // an op is in flight
 	bmc       BMC  // opened lazily by the op goroutine
 	resumed   bool
-	firstSeen time.Time
 	durations map[Phase]time.Duration
 }
 
@@ -275,7 +273,7 @@ func (r *runner) init(prev *JournalState) {
 	r.warnings = prev.Warnings
 	stages := stageOf(o.cfg.Nodes)
 	for i, n := range o.cfg.Nodes {
-		s := &slot{node: n, stage: stages[i], durations: map[Phase]time.Duration{}, firstSeen: now}
+		s := &slot{node: n, stage: stages[i], durations: map[Phase]time.Duration{}}
 		s.st = nodeState{phase: PhasePending, since: now}
 		if rec, ok := prev.Nodes[n.Name]; ok {
 			switch {
