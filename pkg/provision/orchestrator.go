@@ -92,8 +92,8 @@ type Orchestrator struct {
 }
 
 type nodeInput struct {
-	idx   int
-	in    input
+	idx int
+	in  input
 	ack chan error // closed (or sent an error) once the result is durable
 }
 
