@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,11 +15,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/internal/testenv"
 	"github.com/slipway-dev/slipway/pkg/deviceplugin"
 	"github.com/slipway-dev/slipway/pkg/deviceplugin/kubeletstub"
+	"github.com/slipway-dev/slipway/pkg/devices"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the plugin's log writers and the
@@ -241,6 +247,147 @@ func TestPluginBadFlags(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if c := run(context.Background(), args, &stdout, &stderr); c == 0 {
 			t.Errorf("run(%q) = 0, want a failure", args)
+		}
+	}
+}
+
+// TestDeploymentMatchesFlags checks that images/device-plugin is consistent
+// with the command: every DaemonSet argument is a flag of this binary, the
+// probes and metrics port match --metrics-addr, the kubelet dir, host root,
+// CDI dir and config file are mounted where the flags say, the ConfigMap's
+// config loads, and the kustomization and Containerfile point at what exists.
+func TestDeploymentMatchesFlags(t *testing.T) {
+	dir := filepath.Join("..", "..", "images", "device-plugin")
+	raw, err := os.ReadFile(filepath.Join(dir, "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	if err := sigsyaml.UnmarshalStrict(raw, &ds); err != nil {
+		t.Fatalf("decode daemonset.yaml: %v", err)
+	}
+	if len(ds.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("daemonset.yaml has %d containers, want 1", len(ds.Spec.Template.Spec.Containers))
+	}
+	c := ds.Spec.Template.Spec.Containers[0]
+	root := newRootCmd(&globals{stdout: io.Discard, stderr: io.Discard})
+	if err := root.ParseFlags(c.Args); err != nil {
+		t.Fatalf("daemonset.yaml args %q do not parse as device-plugin flags: %v", c.Args, err)
+	}
+	flag := func(name string) string {
+		f := root.Flags().Lookup(name)
+		if f == nil {
+			t.Fatalf("no flag --%s", name)
+		}
+		return f.Value.String()
+	}
+	if ds.Spec.Template.Spec.PriorityClassName != "system-node-critical" {
+		t.Errorf("priorityClassName = %q, want system-node-critical", ds.Spec.Template.Spec.PriorityClassName)
+	}
+
+	_, port, err := net.SplitHostPort(flag("metrics-addr"))
+	if err != nil {
+		t.Fatalf("--metrics-addr %q: %v", flag("metrics-addr"), err)
+	}
+	var metricsPort int32
+	for _, p := range c.Ports {
+		if p.Name == "metrics" {
+			metricsPort = p.ContainerPort
+		}
+	}
+	if fmt.Sprint(metricsPort) != port {
+		t.Errorf("containerPort metrics = %d, want %s from --metrics-addr", metricsPort, port)
+	}
+	for name, pr := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+		if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != "/healthz" || pr.HTTPGet.Port.String() != "metrics" {
+			t.Errorf("%s probe = %+v, want GET /healthz on port metrics", name, pr)
+		}
+	}
+	if c.Resources.Limits.Memory().IsZero() || c.Resources.Requests.Memory().IsZero() {
+		t.Errorf("container resources %+v, want memory requests and limits", c.Resources)
+	}
+
+	volumes := map[string]corev1.Volume{}
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		volumes[v.Name] = v
+	}
+	mountOf := func(path string) (corev1.VolumeMount, corev1.Volume) {
+		t.Helper()
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == path {
+				return m, volumes[m.Name]
+			}
+		}
+		t.Fatalf("nothing is mounted at %s", path)
+		return corev1.VolumeMount{}, corev1.Volume{}
+	}
+	if _, v := mountOf(flag("kubelet-dir")); v.HostPath == nil || v.HostPath.Path != flag("kubelet-dir") {
+		t.Errorf("--kubelet-dir %s is mounted from %+v, want the same host path", flag("kubelet-dir"), v.VolumeSource)
+	}
+	if m, v := mountOf(flag("root")); v.HostPath == nil || v.HostPath.Path != "/" || !m.ReadOnly {
+		t.Errorf("--root %s is mounted from %+v (read-only %v), want host / read-only", flag("root"), v.VolumeSource, m.ReadOnly)
+	}
+	if _, v := mountOf(flag("cdi-dir")); v.HostPath == nil || v.HostPath.Path != flag("cdi-dir") {
+		t.Errorf("--cdi-dir %s is mounted from %+v, want the same host path", flag("cdi-dir"), v.VolumeSource)
+	}
+	cfgFlag := flag("config")
+	_, v := mountOf(filepath.Dir(cfgFlag))
+	if v.ConfigMap == nil {
+		t.Fatalf("--config %s: its directory is mounted from %+v, want a ConfigMap", cfgFlag, v.VolumeSource)
+	}
+
+	raw, err = os.ReadFile(filepath.Join(dir, "configmap.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm corev1.ConfigMap
+	if err := sigsyaml.UnmarshalStrict(raw, &cm); err != nil {
+		t.Fatalf("decode configmap.yaml: %v", err)
+	}
+	if cm.Name != v.ConfigMap.Name {
+		t.Errorf("ConfigMap is %q, the DaemonSet mounts %q", cm.Name, v.ConfigMap.Name)
+	}
+	data, ok := cm.Data[filepath.Base(cfgFlag)]
+	if !ok {
+		t.Fatalf("ConfigMap has no key %s (from --config %s)", filepath.Base(cfgFlag), cfgFlag)
+	}
+	cfg, err := devices.ParseConfig([]byte(data))
+	if err != nil {
+		t.Fatalf("ConfigMap config.yaml: %v", err)
+	}
+	if diff := cmp.Diff(devices.DefaultConfig().Resources, cfg.Resources); diff != "" {
+		t.Errorf("ConfigMap resources differ from the built-in defaults (-want +got):\n%s", diff)
+	}
+
+	kust, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Resources []string `json:"resources"`
+		Images    []struct {
+			Name string `json:"name"`
+		} `json:"images"`
+	}
+	if err := sigsyaml.Unmarshal(kust, &k); err != nil {
+		t.Fatalf("decode kustomization.yaml: %v", err)
+	}
+	for _, r := range k.Resources {
+		if _, err := os.Stat(filepath.Join(dir, r)); err != nil {
+			t.Errorf("kustomization resource %s: %v", r, err)
+		}
+	}
+	if len(k.Images) != 1 || !strings.HasPrefix(c.Image, k.Images[0].Name+":") {
+		t.Errorf("kustomization images %+v do not name the DaemonSet's image %s", k.Images, c.Image)
+	}
+
+	cf, err := os.ReadFile(filepath.Join(dir, "Containerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"./cmd/device-plugin", "EXPOSE " + port, `ENTRYPOINT ["/usr/bin/device-plugin"]`, "CGO_ENABLED=1"} {
+		if !strings.Contains(string(cf), want) {
+			t.Errorf("Containerfile lacks %q", want)
 		}
 	}
 }
