@@ -79,6 +79,7 @@ func TestControlPlane(t *testing.T) {
 	t.Run("bootstrap token authenticates and kubeadm discovery succeeds", func(t *testing.T) { testTokenDiscovery(t, cp) })
 	t.Run("ready node is reported joined and its token deleted", func(t *testing.T) { testReady(t, cp) })
 	t.Run("add-ons apply, re-apply and report broken manifests", func(t *testing.T) { testAddons(t, cp) })
+	t.Run("provisioner config addons and config render", func(t *testing.T) { testCLI(t, cp) })
 }
 
 func testAdmin(t *testing.T, cp *controlPlane) {
