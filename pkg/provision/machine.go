@@ -229,7 +229,11 @@ func (p policy) timeout(s *nodeState, now time.Time) op {
 			why = "netboot stalled after " + s.last
 		}
 		if s.attempt >= p.maxAttempts {
-			s.fail(fmt.Sprintf("%s within %s (gave up after %d power cycles)", why, waited, s.attempt), now)
+			cycles := "power cycles"
+			if s.attempt == 1 {
+				cycles = "power cycle"
+			}
+			s.fail(fmt.Sprintf("%s within %s (gave up after %d %s)", why, waited, s.attempt, cycles), now)
 			return opNone
 		}
 		o := p.powerCycle(s, now)
