@@ -22,6 +22,12 @@ const ipxeDir = "/usr/lib/ipxe"
 // here, and returns a started lab that is stopped in t.Cleanup.
 func requireLab(t testing.TB) *lab.Lab {
 	t.Helper()
+	return requireLabWith(t, lab.Config{})
+}
+
+// requireLabWith is requireLab with another network (Prefix, Prefix6).
+func requireLabWith(t testing.TB, cfg lab.Config) *lab.Lab {
+	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommands(t, "ip", "qemu-system-x86_64", "dnsmasq")
 	testenv.RequireFiles(t, "/dev/net/tun", lab.DefaultBusybox, lab.DefaultOVMFCode, lab.DefaultOVMFVars,
@@ -31,7 +37,8 @@ func requireLab(t testing.TB) *lab.Lab {
 		testenv.RequireFiles(t, filepath.Join(lab.KernelDir(), "boot")) // skips or fails with the path
 		t.Fatal(err)
 	}
-	l, err := lab.New(lab.Config{Dir: t.TempDir(), Log: testLogger(t)})
+	cfg.Dir, cfg.Log = t.TempDir(), testLogger(t)
+	l, err := lab.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,9 @@ type Request struct {
 	Path string
 	// MAC is the mac= query parameter (phone-home only).
 	MAC string
+	// Query is the raw query (the node image's phone-home reports
+	// mac, ip and uptime there).
+	Query string
 	// Remote is the client's address.
 	Remote netip.Addr
 }
@@ -94,7 +97,7 @@ func (s *BootServer) Close() {
 func (s *BootServer) record(r *http.Request, mac string) {
 	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Time: time.Now(), Path: r.URL.Path, MAC: mac, Remote: remote.Addr()})
+	s.requests = append(s.requests, Request{Time: time.Now(), Path: r.URL.Path, MAC: mac, Query: r.URL.RawQuery, Remote: remote.Addr()})
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.mu.Unlock()
