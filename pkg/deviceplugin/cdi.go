@@ -15,8 +15,10 @@ import (
 )
 
 // CDISpecs returns the CDI spec of each device kind present in rs: one CDI
-// device per discovered device, with the device nodes that every device of
-// the kind shares in the spec-wide edits.
+// device per discovered device that has device nodes, each with all of its
+// nodes (the runtime merges nodes that several devices share, such as
+// /dev/nvidiactl). A device without nodes has nothing to inject and is left
+// out: CDI refuses a device with empty edits, and Allocate does not name it.
 func CDISpecs(rs []Resource) map[devices.Kind]*cdispec.Spec {
 	parts := map[devices.Kind][]devices.Device{}
 	seen := map[string]bool{}
@@ -24,7 +26,7 @@ func CDISpecs(rs []Resource) map[devices.Kind]*cdispec.Spec {
 		for _, d := range r.Devices {
 			for _, p := range d.Parts {
 				key := string(p.Kind) + "\x00" + p.ID
-				if seen[key] {
+				if seen[key] || !hasCDIDevice(p) {
 					continue
 				}
 				seen[key] = true
@@ -35,17 +37,11 @@ func CDISpecs(rs []Resource) map[devices.Kind]*cdispec.Spec {
 	out := map[devices.Kind]*cdispec.Spec{}
 	for kind, devs := range parts {
 		slices.SortFunc(devs, func(a, b devices.Device) int { return cmp.Compare(a.ID, b.ID) })
-		shared := sharedNodes(devs)
 		spec := &cdispec.Spec{Kind: CDIVendor + "/" + string(kind)}
-		for _, n := range shared {
-			spec.ContainerEdits.DeviceNodes = append(spec.ContainerEdits.DeviceNodes, cdiNode(n))
-		}
 		for _, d := range devs {
 			cd := cdispec.Device{Name: d.ID}
 			for _, n := range d.DeviceNodes {
-				if !slices.Contains(shared, n) {
-					cd.ContainerEdits.DeviceNodes = append(cd.ContainerEdits.DeviceNodes, cdiNode(n))
-				}
+				cd.ContainerEdits.DeviceNodes = append(cd.ContainerEdits.DeviceNodes, cdiNode(n))
 			}
 			spec.Devices = append(spec.Devices, cd)
 		}
@@ -59,27 +55,8 @@ func CDISpecs(rs []Resource) map[devices.Kind]*cdispec.Spec {
 	return out
 }
 
-// sharedNodes returns the device nodes every one of devs has (nvidiactl,
-// nvidia-uvm, rdma_cm), when there are at least two devices.
-func sharedNodes(devs []devices.Device) []devices.DeviceNode {
-	if len(devs) < 2 {
-		return nil
-	}
-	var out []devices.DeviceNode
-	for _, n := range devs[0].DeviceNodes {
-		all := true
-		for _, d := range devs[1:] {
-			if !slices.Contains(d.DeviceNodes, n) {
-				all = false
-				break
-			}
-		}
-		if all {
-			out = append(out, n)
-		}
-	}
-	return out
-}
+// hasCDIDevice reports whether d gets a CDI device: it needs device nodes.
+func hasCDIDevice(d devices.Device) bool { return len(d.DeviceNodes) > 0 }
 
 func cdiNode(n devices.DeviceNode) *cdispec.DeviceNode {
 	perm := n.Permissions

@@ -2,11 +2,13 @@ package deviceplugin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -73,22 +75,35 @@ type goldenResource struct {
 func TestGolden(t *testing.T) {
 	t.Parallel()
 	pair := PairConfig{Name: "slipway.dev/gpu-hca-pair", GPUResource: devices.ResourceGPU, HCAResource: devices.ResourceHCA}
-	for _, tc := range []struct {
-		fixture string
-		opts    BuildOptions
-	}{
-		{"dgx-h100", BuildOptions{}},
-		{"dgx-h100-pairs", BuildOptions{Pairs: pair}},
-		{"fpga", BuildOptions{}},
-		{"broken", BuildOptions{}},
-	} {
-		t.Run(tc.fixture, func(t *testing.T) {
-			t.Parallel()
-			fixture := tc.fixture
-			if fixture == "dgx-h100-pairs" {
-				fixture = "dgx-h100"
+	fromJSON := func(name string) func(t *testing.T) []devices.Device {
+		return func(t *testing.T) []devices.Device { return loadFixture(t, name) }
+	}
+	// The sysfs trees of pkg/devices, through real discovery (NVML off).
+	tree := func(name string) func(t *testing.T) []devices.Device {
+		return func(t *testing.T) []devices.Device {
+			devs, err := devices.Discover(context.Background(), devices.Config{Root: filepath.Join("..", "devices", "testdata", name), NVML: devices.NVMLOff})
+			if err != nil {
+				t.Fatalf("Discover(%s): %v", name, err)
 			}
-			rs := BuildResources(byKind(loadFixture(t, fixture)), tc.opts)
+			return devs
+		}
+	}
+	for _, tc := range []struct {
+		golden string
+		devs   func(t *testing.T) []devices.Device
+		opts   BuildOptions
+	}{
+		{"dgx-h100", fromJSON("dgx-h100"), BuildOptions{}},
+		{"dgx-h100-pairs", fromJSON("dgx-h100"), BuildOptions{Pairs: pair}},
+		{"fpga", fromJSON("fpga"), BuildOptions{}},
+		{"broken", fromJSON("broken"), BuildOptions{}},
+		{"tree-dgx-h100-pairs", tree("dgx-h100"), BuildOptions{Pairs: pair}},
+		{"tree-fpga-node", tree("fpga-node"), BuildOptions{}},
+		{"tree-broken-node", tree("broken-node"), BuildOptions{}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			t.Parallel()
+			rs := BuildResources(byKind(tc.devs(t)), tc.opts)
 			h := startHarness(t, Config{CDI: true}, rs)
 			ctx := waitCtx(t)
 			var out []goldenResource
@@ -161,7 +176,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.fixture+".golden", append(b, '\n'))
+			golden(t, tc.golden+".golden", append(b, '\n'))
 			// The CDI specs, as written.
 			ents, err := os.ReadDir(filepath.Join(h.dir, "cdi"))
 			if err != nil {
@@ -176,7 +191,7 @@ func TestGolden(t *testing.T) {
 				specs.WriteString("# " + e.Name() + "\n")
 				specs.Write(b)
 			}
-			golden(t, tc.fixture+".cdi.golden", specs.Bytes())
+			golden(t, tc.golden+".cdi.golden", specs.Bytes())
 		})
 	}
 }
@@ -186,11 +201,20 @@ func TestGolden(t *testing.T) {
 // resolvable, files readable by runtimes, stale kinds removed.
 func TestCDISpecsValidate(t *testing.T) {
 	t.Parallel()
-	for _, fixture := range []string{"dgx-h100", "fpga", "broken"} {
+	for _, fixture := range []string{"dgx-h100", "fpga", "broken", "tree:dgx-h100", "tree:fpga-node", "tree:broken-node"} {
 		t.Run(fixture, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			devs := loadFixture(t, fixture)
+			var devs []devices.Device
+			if name, ok := strings.CutPrefix(fixture, "tree:"); ok {
+				var err error
+				devs, err = devices.Discover(context.Background(), devices.Config{Root: filepath.Join("..", "devices", "testdata", name), NVML: devices.NVMLOff})
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				devs = loadFixture(t, fixture)
+			}
 			rs := BuildResources(byKind(devs), BuildOptions{})
 			if err := WriteCDISpecs(dir, rs); err != nil {
 				t.Fatalf("WriteCDISpecs: %v", err)
@@ -204,7 +228,9 @@ func TestCDISpecsValidate(t *testing.T) {
 			}
 			var want []string
 			for _, d := range devs {
-				want = append(want, CDIName(d))
+				if len(d.DeviceNodes) > 0 {
+					want = append(want, CDIName(d))
+				}
 			}
 			slices.Sort(want)
 			got := cache.ListDevices()

@@ -85,7 +85,7 @@ func containerResponse(devs []Device, cdi bool) *pluginapi.ContainerAllocateResp
 					uuidMissing = true
 				}
 			}
-			if cdi {
+			if cdi && hasCDIDevice(p) {
 				resp.CdiDevices = append(resp.CdiDevices, &pluginapi.CDIDevice{Name: CDIName(p)})
 			}
 		}
