@@ -36,8 +36,11 @@ $(STATICCHECK):
 bench: ## benchmarks that compare against a peer in the same run and print the ratio
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
-fuzz: ## run each fuzz test for a short while
-	$(GO) test -run '^$$' -fuzz FuzzResolve -fuzztime 30s ./pkg/inventory
+FUZZTIME ?= 30s
+fuzz: ## run each fuzz test for FUZZTIME (default 30s)
+	$(GO) test -run '^$$' -fuzz FuzzResolve -fuzztime $(FUZZTIME) ./pkg/inventory
+	$(GO) test -run '^$$' -fuzz FuzzHandle -fuzztime $(FUZZTIME) ./pkg/pxe/dhcp
+	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./pkg/devices
 
 tools: ## build kubeadm, kube-apiserver, kube-controller-manager and etcd for the control-plane tests
 	test/tools/build.sh
