@@ -45,7 +45,7 @@ func CDISpecs(rs []Resource) map[devices.Kind]*cdispec.Spec {
 			}
 			spec.Devices = append(spec.Devices, cd)
 		}
-		v, err := cdi.MinimumRequiredVersion(spec)
+		v, err := cdispec.MinimumRequiredVersion(spec)
 		if err != nil {
 			v = cdispec.CurrentVersion
 		}

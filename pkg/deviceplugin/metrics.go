@@ -60,7 +60,7 @@ func newMetrics() *metrics {
 		}, []string{"resource"}),
 		xids: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_device_plugin_xid_errors_total",
-			Help: "GPU XID errors seen in health events, by XID code.",
+			Help: "GPU XID errors that took a GPU out of service (health events with an XID reason), by XID code.",
 		}, []string{"xid"}),
 		health: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_device_plugin_health_events_total",
