@@ -120,13 +120,18 @@ func (f *pluginFlags) run(ctx context.Context, g *globals) error {
 			return fmt.Errorf("listen for metrics on %s: %w", f.metricsAddr, err)
 		}
 	}
+	// Before serving, so that a SIGHUP sent once the plugin is registered
+	// is never the default (fatal) one.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return p.Run(ctx) })
 	if lis != nil {
 		g.log.Info("serving metrics and health", "addr", lis.Addr().String())
 		eg.Go(func() error { return serveHTTP(ctx, lis, p.Handler()) })
 	}
-	eg.Go(func() error { return c.loop(ctx, cfg, devs) })
+	eg.Go(func() error { return c.loop(ctx, hup, cfg, devs) })
 	return eg.Wait()
 }
 
@@ -187,11 +192,7 @@ func (c *controller) apply(cfg devices.ResourceConfig, devs []devices.Device) {
 // loop runs the health monitor and rescans on SIGHUP, config file changes
 // and every --rescan-interval; a changed device set or config is applied
 // without restarting unaffected resources.
-func (c *controller) loop(ctx context.Context, cfg devices.ResourceConfig, devs []devices.Device) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
+func (c *controller) loop(ctx context.Context, hup <-chan os.Signal, cfg devices.ResourceConfig, devs []devices.Device) error {
 	var cfgEvents <-chan fsnotify.Event
 	if c.g.config != "" {
 		w, err := fsnotify.NewWatcher()

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,7 +121,8 @@ func healthOf(devs []*pluginapi.Device, id string) string {
 // TestPluginServesDGX runs the command on a copy of the DGX H100 fixture
 // against the kubelet stub: registration of every resource, /healthz, a
 // port that goes down and comes back through the real health monitor, a
-// config reload that renames a resource, and a clean stop.
+// config reload that renames a resource, a GPU unplugged and picked up on
+// SIGHUP, and a clean stop.
 func TestPluginServesDGX(t *testing.T) {
 	root := copyFixture(t, "dgx-h100")
 	dir := pluginSocketDir(t)
@@ -216,6 +218,17 @@ func TestPluginServesDGX(t *testing.T) {
 	}
 	if n := stub.Registrations("slipway.dev/hca"); n != 1 {
 		t.Errorf("slipway.dev/hca registered %d times, want 1: a config change must not restart unaffected resources", n)
+	}
+
+	// Hot-unplug a GPU; with --rescan-interval 0 only SIGHUP rediscovers.
+	if err := os.Remove(filepath.Join(root, "sys", "bus", "pci", "devices", "0000:1b:00.0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stub.WaitDevices(wctx, "nvidia.com/h100", func(ds []*pluginapi.Device) bool { return len(ds) == 7 }); err != nil {
+		t.Fatalf("after a GPU was unplugged and SIGHUP sent, nvidia.com/h100 does not list 7 GPUs: %v", err)
 	}
 
 	cancel()
