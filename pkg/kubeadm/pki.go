@@ -52,10 +52,10 @@ type caSpec struct {
 	cert, key, cn string
 }
 
-var caSpecs = [...]caSpec{
-	{CACertFile, CAKeyFile, "kubernetes"},
-	{FrontProxyCACertFile, FrontProxyCAKeyFile, "front-proxy-ca"},
-	{EtcdCACertFile, EtcdCAKeyFile, "etcd-ca"},
+var caSpecs = map[Authority]caSpec{
+	ClusterCA:    {CACertFile, CAKeyFile, "kubernetes"},
+	FrontProxyCA: {FrontProxyCACertFile, FrontProxyCAKeyFile, "front-proxy-ca"},
+	EtcdCA:       {EtcdCACertFile, EtcdCAKeyFile, "etcd-ca"},
 }
 
 // PKIConfig configures EnsurePKI.
@@ -72,7 +72,26 @@ type PKI struct {
 	dir     string
 	ca      *x509.Certificate
 	caKey   crypto.Signer
+	cas     map[Authority]authority
 	certKey string
+}
+
+// Authority names one of the cluster's certificate authorities.
+type Authority string
+
+// The cluster's certificate authorities.
+const (
+	// ClusterCA signs API server, kubelet and client certificates.
+	ClusterCA Authority = "cluster"
+	// FrontProxyCA signs the aggregation layer's proxy client certificate.
+	FrontProxyCA Authority = "front-proxy"
+	// EtcdCA signs etcd's server, peer and client certificates.
+	EtcdCA Authority = "etcd"
+)
+
+type authority struct {
+	cert *x509.Certificate
+	key  crypto.Signer
 }
 
 // EnsurePKI loads the cluster PKI from cfg.Dir, creating whatever is missing
@@ -92,8 +111,9 @@ func EnsurePKI(cfg PKIConfig) (*PKI, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "etcd"), 0o700); err != nil {
 		return nil, fmt.Errorf("ensure pki in %s: %w", cfg.Dir, err)
 	}
-	p := &PKI{dir: cfg.Dir}
-	for _, s := range caSpecs {
+	p := &PKI{dir: cfg.Dir, cas: map[Authority]authority{}}
+	for _, a := range []Authority{ClusterCA, FrontProxyCA, EtcdCA} {
+		s := caSpecs[a]
 		c, k, created, err := ensureCA(cfg.Dir, s)
 		if err != nil {
 			return nil, err
@@ -101,10 +121,9 @@ func EnsurePKI(cfg PKIConfig) (*PKI, error) {
 		if created {
 			log.Info("certificate authority created", "file", filepath.Join(cfg.Dir, s.cert))
 		}
-		if s.cert == CACertFile {
-			p.ca, p.caKey = c, k
-		}
+		p.cas[a] = authority{c, k}
 	}
+	p.ca, p.caKey = p.cas[ClusterCA].cert, p.cas[ClusterCA].key
 	created, err := ensureSAKey(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -167,28 +186,57 @@ func (p *PKI) CheckCAValidity(now time.Time, within time.Duration) error {
 	return nil
 }
 
+// CertPEM returns the certificate of authority a, PEM encoded.
+func (p *PKI) CertPEM(a Authority) []byte { return pem(p.cas[a].cert) }
+
 // ClientCert issues a client certificate from the cluster CA with the given
 // common name and groups (organizations), valid from now for validity. It
 // returns the certificate and private key, both PEM encoded.
 func (p *PKI) ClientCert(cn string, groups []string, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	return p.issue(x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn, Organization: groups},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, now, validity)
+	return p.Issue(ClusterCA, CertRequest{CommonName: cn, Groups: groups, Client: true}, now, validity)
 }
 
 // ServingCert issues a serving certificate from the cluster CA for the
 // given DNS names and IP addresses (tests use it for a throwaway API server).
 func (p *PKI) ServingCert(cn string, hosts cert.AltNames, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	return p.issue(x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn},
-		DNSNames:    hosts.DNSNames,
-		IPAddresses: hosts.IPs,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, now, validity)
+	return p.Issue(ClusterCA, CertRequest{CommonName: cn, Hosts: hosts, Server: true}, now, validity)
 }
 
-func (p *PKI) issue(tmpl x509.Certificate, now time.Time, validity time.Duration) ([]byte, []byte, error) {
+// CertRequest describes a certificate to issue.
+type CertRequest struct {
+	// CommonName is the subject's common name (the user name for clients).
+	CommonName string
+	// Groups are the subject's organizations (the groups for clients).
+	Groups []string
+	// Hosts are the DNS names and IP addresses a server certificate covers.
+	Hosts cert.AltNames
+	// Server and Client select the extended key usages.
+	Server, Client bool
+}
+
+// Issue issues a certificate from authority a, valid from now for validity
+// (never past the CA's own expiry), with a new RSA 2048 key. It returns the
+// certificate and private key, both PEM encoded.
+func (p *PKI) Issue(a Authority, r CertRequest, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	ca, ok := p.cas[a]
+	if !ok {
+		return nil, nil, fmt.Errorf("issue certificate %s: unknown authority %q", r.CommonName, a)
+	}
+	tmpl := x509.Certificate{
+		Subject:     pkix.Name{CommonName: r.CommonName, Organization: r.Groups},
+		DNSNames:    r.Hosts.DNSNames,
+		IPAddresses: r.Hosts.IPs,
+	}
+	if r.Server {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+	}
+	if r.Client {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	}
+	return issue(ca, tmpl, now, validity)
+}
+
+func issue(ca authority, tmpl x509.Certificate, now time.Time, validity time.Duration) ([]byte, []byte, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue certificate %s: generate key: %w", tmpl.Subject.CommonName, err)
@@ -201,11 +249,11 @@ func (p *PKI) issue(tmpl x509.Certificate, now time.Time, validity time.Duration
 	// A little slack before now tolerates clock skew between hosts.
 	tmpl.NotBefore = now.Add(-5 * time.Minute).UTC()
 	tmpl.NotAfter = now.Add(validity).UTC()
-	if tmpl.NotAfter.After(p.ca.NotAfter) {
-		tmpl.NotAfter = p.ca.NotAfter
+	if tmpl.NotAfter.After(ca.cert.NotAfter) {
+		tmpl.NotAfter = ca.cert.NotAfter
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
-	der, err := x509.CreateCertificate(rand.Reader, &tmpl, p.ca, key.Public(), p.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, ca.cert, key.Public(), ca.key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue certificate %s: %w", tmpl.Subject.CommonName, err)
 	}

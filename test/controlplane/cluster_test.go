@@ -70,6 +70,8 @@ type controlPlane struct {
 	adminREST *rest.Config
 	adminKC   []byte
 	bins      map[string]string
+	// proxyCert and proxyKey are the front-proxy client certificate (front-proxy CA).
+	proxyCert, proxyKey []byte
 }
 
 // server returns https://endpoint.
@@ -150,14 +152,32 @@ func startControlPlane(t *testing.T) *controlPlane {
 	}
 	now := time.Now()
 
-	// etcd: plain HTTP on loopback; the apiserver is its only client.
+	// etcd serves TLS with a certificate from our etcd CA and requires
+	// client certificates from it; peers talk plain HTTP on loopback (one member).
 	clientPort, peerPort := freePort(t), freePort(t)
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
+	etcdURL := fmt.Sprintf("https://127.0.0.1:%d", clientPort)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	loopback := certutil.AltNames{IPs: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
+	etcdCert, etcdKey, err := pki.Issue(kubeadm.EtcdCA, kubeadm.CertRequest{CommonName: "etcd-server", Hosts: loopback, Server: true, Client: true}, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcdCA := filepath.Join(pki.Dir(), kubeadm.EtcdCACertFile)
 	startProcess(t, dir, "etcd", bins["etcd"], "--name=test", "--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
+		"--cert-file="+writeFile(t, filepath.Join(dir, "etcd-server.crt"), etcdCert),
+		"--key-file="+writeFile(t, filepath.Join(dir, "etcd-server.key"), etcdKey),
+		"--client-cert-auth=true", "--trusted-ca-file="+etcdCA,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=test="+peerURL, "--log-level=warn")
+	apiEtcdCert, apiEtcdKey, err := pki.Issue(kubeadm.EtcdCA, kubeadm.CertRequest{CommonName: "kube-apiserver-etcd-client", Client: true}, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyCert, proxyKey, err := pki.Issue(kubeadm.FrontProxyCA, kubeadm.CertRequest{CommonName: "front-proxy-client", Client: true}, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// kube-apiserver with a serving certificate from our cluster CA.
 	srvCert, srvKey, err := pki.ServingCert("kube-apiserver", certutil.AltNames{
@@ -169,7 +189,15 @@ func startControlPlane(t *testing.T) *controlPlane {
 	port := freePort(t)
 	endpoint := "127.0.0.1:" + strconv.Itoa(port)
 	startProcess(t, dir, "kube-apiserver", bins["kube-apiserver"],
-		"--etcd-servers="+etcdURL,
+		"--etcd-servers="+etcdURL, "--etcd-cafile="+etcdCA,
+		"--etcd-certfile="+writeFile(t, filepath.Join(dir, "apiserver-etcd-client.crt"), apiEtcdCert),
+		"--etcd-keyfile="+writeFile(t, filepath.Join(dir, "apiserver-etcd-client.key"), apiEtcdKey),
+		"--requestheader-client-ca-file="+filepath.Join(pki.Dir(), kubeadm.FrontProxyCACertFile),
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file="+writeFile(t, filepath.Join(dir, "front-proxy-client.crt"), proxyCert),
+		"--proxy-client-key-file="+writeFile(t, filepath.Join(dir, "front-proxy-client.key"), proxyKey),
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
 		"--tls-cert-file="+writeFile(t, filepath.Join(dir, "apiserver.crt"), srvCert),
 		"--tls-private-key-file="+writeFile(t, filepath.Join(dir, "apiserver.key"), srvKey),
@@ -219,7 +247,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 		t.Fatal(err)
 	}
 	return &controlPlane{dir: dir, pki: pki, endpoint: endpoint, admin: kubernetes.NewForConfigOrDie(adminREST),
-		adminREST: adminREST, adminKC: adminKC, bins: bins}
+		adminREST: adminREST, adminKC: adminKC, bins: bins, proxyCert: proxyCert, proxyKey: proxyKey}
 }
 
 func waitHealthy(t *testing.T, c kubernetes.Interface, dir string) {

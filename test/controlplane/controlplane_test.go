@@ -2,7 +2,11 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -95,6 +99,43 @@ func testAdmin(t *testing.T, cp *controlPlane) {
 	if _, err := cp.admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Errorf("list secrets as admin: %v", err)
 	}
+	// The front-proxy CA: a request carrying the proxy's client certificate
+	// is authenticated as the user named in its X-Remote-User header.
+	pair, err := tls.X509KeyPair(cp.proxyCert, cp.proxyKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(cp.pki.CACertPEM())
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, cp.server()+"/apis/authentication.k8s.io/v1/selfsubjectreviews",
+		strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Remote-User", "alice")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("request through the front-proxy identity: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || !strings.Contains(string(body), `"username":"alice"`) {
+		t.Errorf("SelfSubjectReview as front proxy for alice = %d %s, want 201 naming alice", resp.StatusCode, body)
+	}
+
+	// The service-account key pair: a token the API server signs with sa.key
+	// authenticates through sa.pub.
+	if _, err := cp.admin.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "probe"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create service account: %v", err)
+	}
+	tr, err := cp.admin.CoreV1().ServiceAccounts("default").CreateToken(ctx, "probe", &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token request: %v", err)
+	}
+	ssr, err = tokenClient(cp, tr.Status.Token).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil || ssr.Status.UserInfo.Username != "system:serviceaccount:default:probe" {
+		t.Errorf("SelfSubjectReview with a service-account token = %v, %v; want system:serviceaccount:default:probe", ssr, err)
+	}
+
 	// A certificate from another CA is refused.
 	other, err := kubeadm.EnsurePKI(kubeadm.PKIConfig{Dir: filepath.Join(t.TempDir(), "pki")})
 	if err != nil {
