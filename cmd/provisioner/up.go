@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/slipway-dev/slipway/pkg/bmc"
@@ -94,9 +95,13 @@ func newUpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return invalidInventory(err)
 			}
-			boot, err := newBootstrapper(inv, g, fmtv, httpPort)
+			boot, client, err := newBootstrapper(inv, g, fmtv, httpPort)
 			if err != nil {
 				return err
+			}
+			var ready provision.Readiness = boot
+			if client != nil {
+				ready = &listReadiness{client: client, maxAge: time.Second}
 			}
 			render := &journaledRenderer{next: boot}
 			svc, err := pxe.New(pxe.Config{
@@ -108,7 +113,7 @@ func newUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return runUp(cmd.Context(), g, &f, upDeps{
-				inv: inv, svc: svc, issuer: issuerOf(boot), readiness: boot, command: "provisioner up", render: render,
+				inv: inv, svc: svc, issuer: issuerOf(boot), readiness: ready, command: "provisioner up", render: render,
 			})
 		},
 	}
@@ -127,24 +132,24 @@ func newUpCmd(g *globals) *cobra.Command {
 // newBootstrapper loads (or creates) the cluster PKI in the state directory
 // and returns the kubeadm bootstrapper with an admin client for the
 // control-plane endpoint; the client is only used once the API answers.
-func newBootstrapper(inv *inventory.Inventory, g *globals, format kubeadm.Format, httpPort uint16) (*kubeadm.Bootstrapper, error) {
+func newBootstrapper(inv *inventory.Inventory, g *globals, format kubeadm.Format, httpPort uint16) (*kubeadm.Bootstrapper, kubernetes.Interface, error) {
 	pki, err := kubeadm.EnsurePKI(kubeadm.PKIConfig{Dir: g.stateDir + "/pki", Log: g.log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var client kubernetes.Interface
 	if ep := inv.Cluster.ControlPlaneEndpoint; ep != "" {
 		kc, err := pki.AdminKubeconfig("https://"+ep, time.Now(), 0)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rc, err := kubeadm.RESTConfig(kc)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rc.Timeout = 10 * time.Second
 		if client, err = kubernetes.NewForConfig(rc); err != nil {
-			return nil, fmt.Errorf("cluster api client for %s: %w", ep, err)
+			return nil, nil, fmt.Errorf("cluster api client for %s: %w", ep, err)
 		}
 	}
 	port := httpPort
@@ -154,10 +159,44 @@ func newBootstrapper(inv *inventory.Inventory, g *globals, format kubeadm.Format
 	if port == 0 {
 		port = httpboot.DefaultPort
 	}
-	return kubeadm.New(kubeadm.Config{
+	b, err := kubeadm.New(kubeadm.Config{
 		Inventory: inv, PKI: pki, Client: client, Format: format, Log: g.log,
 		PhoneHomeURL: "http://" + net.JoinHostPort(inv.Network.Address.String(), fmt.Sprint(port)),
 	})
+	return b, client, err
+}
+
+// listReadiness answers readiness from one LIST of the cluster's nodes,
+// refreshed at most every maxAge, instead of one GET per joining node per
+// poll: a rack of 1000 joining nodes costs the API server one request a
+// second, not a thousand.
+type listReadiness struct {
+	client kubernetes.Interface
+	maxAge time.Duration
+
+	mu      sync.Mutex
+	fetched time.Time
+	ready   map[string]bool
+	err     error
+}
+
+// Ready reports whether node exists and has Ready=True.
+func (l *listReadiness) Ready(ctx context.Context, node string) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ready == nil || time.Since(l.fetched) >= l.maxAge {
+		l.fetched = time.Now()
+		list, err := l.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			l.ready, l.err = map[string]bool{}, fmt.Errorf("list nodes: %w", err)
+		} else {
+			l.ready, l.err = make(map[string]bool, len(list.Items)), nil
+			for i := range list.Items {
+				l.ready[list.Items[i].Name] = kubeadm.NodeReady(&list.Items[i])
+			}
+		}
+	}
+	return l.ready[node], l.err
 }
 
 // upDeps are what differs between `up` and `demo`.
