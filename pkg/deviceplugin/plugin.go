@@ -162,8 +162,10 @@ func (p *Plugin) Update(rs []Resource) error {
 			p.servers[r.Name] = s
 			p.log.Info("resource added", "resource", r.Name, "devices", len(r.Devices))
 		}
-		s.setState(newState(r, p.healthOf, s.snapshot()))
-		if st := s.snapshot(); !st.topology && !r.ExcludeTopology && len(r.Devices) > 0 {
+		prev := s.snapshot()
+		st := newState(r, p.healthOf, prev)
+		s.setState(st)
+		if !st.topology && !r.ExcludeTopology && len(r.Devices) > 0 && (prev == nil || prev.topology) {
 			p.log.Warn("advertising without NUMA topology: a device's NUMA node is unknown", "resource", r.Name)
 		}
 	}

@@ -108,6 +108,10 @@ func (s *server) run(ctx context.Context) {
 		restart := s.watch(ctx)
 		s.shutdown(gs)
 		if !restart {
+			// Stopped for good (resource removed or plugin stopping): the
+			// series goes rather than staying at 0 for a resource that
+			// no longer exists.
+			s.m.registered.DeleteLabelValues(s.name)
 			return
 		}
 		s.log.Info("device plugin socket removed, serving again", "socket", s.socket)
