@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -109,7 +110,7 @@ func (f *pluginFlags) run(ctx context.Context, g *globals) error {
 		return err
 	}
 	c := &controller{f: f, g: g, p: p, mode: mode}
-	devs, err := c.discover(ctx)
+	devs, err := c.discover(ctx, g.log)
 	if err != nil {
 		return err
 	}
@@ -170,8 +171,29 @@ type controller struct {
 	mode devices.NVMLMode
 }
 
-func (c *controller) discover(ctx context.Context) ([]devices.Device, error) {
-	return devices.Discover(ctx, devices.Config{Root: c.g.root, NVML: c.mode, IncludeHostNICs: c.f.includeHostNICs, Log: c.g.log})
+// discover runs discovery; log is the first run's logger, later rescans
+// pass a quieter one so that a skipped device is not reported every
+// --rescan-interval.
+func (c *controller) discover(ctx context.Context, log *slog.Logger) ([]devices.Device, error) {
+	return devices.Discover(ctx, devices.Config{Root: c.g.root, NVML: c.mode, IncludeHostNICs: c.f.includeHostNICs, Log: log})
+}
+
+// minLevel passes on records at or above min only.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{Handler: h.Handler.WithAttrs(as), min: h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
 }
 
 // apply advertises devs as cfg assigns them.
@@ -215,6 +237,7 @@ func (c *controller) loop(ctx context.Context, hup <-chan os.Signal, cfg devices
 	}
 	stopMonitor, monErr := c.startMonitor(ctx, cfg.Health, devs)
 	defer func() { stopMonitor() }()
+	quiet := slog.New(minLevel{Handler: c.g.log.Handler(), min: slog.LevelWarn})
 	// A burst of file events (write, chmod, rename) is one change.
 	var debounce <-chan time.Time
 	for {
@@ -246,7 +269,7 @@ func (c *controller) loop(ctx context.Context, hup <-chan os.Signal, cfg devices
 				newCfg = cfg
 			}
 		}
-		newDevs, err := c.discover(ctx)
+		newDevs, err := c.discover(ctx, quiet)
 		if err != nil {
 			c.g.log.Error("rediscover devices, keeping the known ones", "err", err)
 			newDevs = devs

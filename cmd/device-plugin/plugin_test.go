@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -402,5 +403,19 @@ func TestDeploymentMatchesFlags(t *testing.T) {
 		if !strings.Contains(string(cf), want) {
 			t.Errorf("Containerfile lacks %q", want)
 		}
+	}
+}
+
+// TestRescanLogIsQuiet checks the rescan logger: info records (a host NIC
+// skipped, again) are dropped, warnings and errors kept, attributes kept.
+func TestRescanLogIsQuiet(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(minLevel{Handler: slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), min: slog.LevelWarn})
+	log = log.With("resource", "nvidia.com/gpu")
+	log.Info("hca skipped: host network interface")
+	log.Warn("device unhealthy")
+	got := buf.String()
+	if strings.Contains(got, "hca skipped") || !strings.Contains(got, "device unhealthy") || !strings.Contains(got, "resource=nvidia.com/gpu") {
+		t.Errorf("rescan log = %q, want only the warning, with its attributes", got)
 	}
 }
