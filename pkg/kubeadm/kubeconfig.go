@@ -1,7 +1,11 @@
 package kubeadm
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -52,4 +56,62 @@ func RESTConfig(kubeconfig []byte) (*rest.Config, error) {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
 	return c, nil
+}
+
+// AdminRESTConfig returns a client configuration for the API server at
+// server ("https://host:port") that authenticates as the admin (group
+// kubeadm:cluster-admins) with client certificates minted from the cluster
+// CA on demand: each lives for validity (DefaultAdminCertValidity when 0)
+// and a fresh one is minted for new connections once the current one is
+// past half its life, so a long-running provisioner never holds a
+// long-lived admin credential and never runs into an expired one.
+func (p *PKI) AdminRESTConfig(server string, validity time.Duration) *rest.Config {
+	if validity == 0 {
+		validity = DefaultAdminCertValidity
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.ca)
+	m := &certMinter{pki: p, validity: validity}
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		TLSHandshakeTimeout: 10 * time.Second,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+		TLSClientConfig: &tls.Config{
+			RootCAs:              roots,
+			MinVersion:           tls.VersionTLS12,
+			GetClientCertificate: m.get,
+		},
+	}
+	return &rest.Config{Host: server, Transport: tr}
+}
+
+// certMinter hands out the current admin client certificate, minting a new
+// one when the current one is past half its life.
+type certMinter struct {
+	pki      *PKI
+	validity time.Duration
+
+	mu      sync.Mutex
+	cur     *tls.Certificate
+	renewAt time.Time
+}
+
+func (m *certMinter) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if m.cur != nil && now.Before(m.renewAt) {
+		return m.cur, nil
+	}
+	certPEM, keyPEM, err := m.pki.ClientCert(AdminUser, []string{AdminGroup}, now, m.validity)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("mint admin certificate: %w", err)
+	}
+	m.cur, m.renewAt = &pair, now.Add(m.validity/2)
+	return m.cur, nil
 }

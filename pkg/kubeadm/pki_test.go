@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	encpem "encoding/pem"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -229,4 +230,29 @@ func pemDecode(b []byte) ([]byte, string) {
 		return nil, ""
 	}
 	return blk.Bytes, blk.Type
+}
+
+func TestAdminRESTConfigRenewsCertificate(t *testing.T) {
+	t.Parallel()
+	p := newTestPKI(t)
+	rc := p.AdminRESTConfig("https://127.0.0.1:6443", time.Minute)
+	get := rc.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate
+	first, err := get(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := get(nil)
+	if first != again {
+		t.Error("GetClientCertificate minted a new certificate while the current one is fresh")
+	}
+	leaf, err := x509.ParseCertificate(first.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.Subject.Organization[0] != AdminGroup || leaf.CheckSignatureFrom(p.CA()) != nil {
+		t.Errorf("admin certificate %v not in %s or not from the cluster CA", leaf.Subject, AdminGroup)
+	}
+	if life := time.Until(leaf.NotAfter); life > time.Minute || life < 50*time.Second {
+		t.Errorf("admin certificate lives %s, want 1m", life)
+	}
 }

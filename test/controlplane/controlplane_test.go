@@ -99,6 +99,29 @@ func testAdmin(t *testing.T, cp *controlPlane) {
 	if _, err := cp.admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Errorf("list secrets as admin: %v", err)
 	}
+	// A self-renewing admin client keeps working after its first
+	// certificate expired: new connections get a fresh certificate.
+	rc := cp.pki.AdminRESTConfig(cp.server(), 2*time.Second)
+	renewing := kubernetes.NewForConfigOrDie(rc)
+	if _, err := renewing.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Fatalf("list namespaces with AdminRESTConfig: %v", err)
+	}
+	// The contrast: a static admin kubeconfig of the same lifetime expires.
+	staticKC, err := cp.pki.AdminKubeconfig(cp.server(), time.Now(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staticREST, _ := kubeadm.RESTConfig(staticKC)
+	static := kubernetes.NewForConfigOrDie(staticREST)
+	time.Sleep(3 * time.Second)
+	rc.Transport.(*http.Transport).CloseIdleConnections()
+	if _, err := renewing.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("list namespaces with AdminRESTConfig after its first certificate expired: %v", err)
+	}
+	if _, err := static.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); !apierrors.IsUnauthorized(err) {
+		t.Errorf("list namespaces with an expired static admin certificate: err = %v, want 401", err)
+	}
+
 	// The front-proxy CA: a request carrying the proxy's client certificate
 	// is authenticated as the user named in its X-Remote-User header.
 	pair, err := tls.X509KeyPair(cp.proxyCert, cp.proxyKey)
@@ -145,9 +168,9 @@ func testAdmin(t *testing.T, cp *controlPlane) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, _ := kubeadm.RESTConfig(kc)
-	rc.TLSClientConfig.CAData = cp.pki.CACertPEM()
-	_, err = kubernetes.NewForConfigOrDie(rc).CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	foreign, _ := kubeadm.RESTConfig(kc)
+	foreign.TLSClientConfig.CAData = cp.pki.CACertPEM()
+	_, err = kubernetes.NewForConfigOrDie(foreign).CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if !apierrors.IsUnauthorized(err) {
 		t.Errorf("list namespaces with a foreign CA's admin certificate: err = %v, want 401 Unauthorized", err)
 	}
