@@ -160,3 +160,90 @@ func TestSurvivesNVMLFailure(t *testing.T) {
 		t.Fatalf("GPUs not back after NVML recovered: %v", err)
 	}
 }
+
+// xidNVML is an NVML whose event set delivers the XIDs sent on xids.
+type xidNVML struct {
+	dyingNVML
+	xids chan devices.XIDEvent
+}
+
+func (n *xidNVML) NewEventSet() (devices.NVMLEventSet, error) { return &xidEvents{n: n}, nil }
+
+type xidEvents struct{ n *xidNVML }
+
+func (e *xidEvents) Register(string) error { return nil }
+
+func (e *xidEvents) Wait(timeout time.Duration) (devices.XIDEvent, bool, error) {
+	select {
+	case ev := <-e.n.xids:
+		return ev, true, nil
+	case <-time.After(timeout):
+		return devices.XIDEvent{}, false, nil
+	}
+}
+
+func (e *xidEvents) Close() error { return nil }
+
+// BenchmarkXIDToUpdate measures the event path end to end: an NVML XID
+// event, through the real health monitor and the plugin, to the kubelet
+// stub receiving the changed ListAndWatch list. Target: under 100 ms.
+func BenchmarkXIDToUpdate(b *testing.B) {
+	root := filepath.Join("..", "devices", "testdata", "dgx-h100")
+	ctx := waitCtx(b)
+	sysfsOnly, err := devices.Discover(ctx, devices.Config{Root: root, NVML: devices.NVMLOff})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lib := &xidNVML{xids: make(chan devices.XIDEvent)}
+	for _, d := range sysfsOnly {
+		if d.Kind == devices.KindGPU {
+			minor, _ := strconv.Atoi(d.Attributes["minor"])
+			lib.gpus = append(lib.gpus, devices.NVMLGPU{UUID: d.ID, Name: d.Model, PCIAddress: d.PCIAddress, Minor: minor})
+		}
+	}
+	devs, err := devices.Discover(ctx, devices.Config{Root: root, NVML: devices.NVMLOn, NVMLLib: lib})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := startHarness(b, Config{}, BuildResources(devices.DefaultConfig().Assign(devs), BuildOptions{}))
+	mon, err := devices.NewMonitor(devices.MonitorConfig{
+		Root: root, NVML: devices.NVMLOn, NVMLLib: lib, PollInterval: 5 * time.Millisecond, RecoveryPeriod: time.Millisecond,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mctx, mcancel := context.WithCancel(context.Background())
+	mdone := make(chan error, 1)
+	go func() { mdone <- mon.Run(mctx, devs, h.p.SetHealth) }()
+	defer func() { mcancel(); <-mdone }()
+	health := func(id, want string) func([]*pluginapi.Device) bool {
+		return func(ds []*pluginapi.Device) bool {
+			for _, d := range ds {
+				if d.GetID() == id {
+					return d.GetHealth() == want
+				}
+			}
+			return false
+		}
+	}
+	var lat []time.Duration
+	for b.Loop() {
+		for i := range faultSamples / 4 {
+			uuid := lib.gpus[i%len(lib.gpus)].UUID
+			if _, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, health(uuid, pluginapi.Healthy)); err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			lib.xids <- devices.XIDEvent{UUID: uuid, XID: 79}
+			u, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, health(uuid, pluginapi.Unhealthy))
+			if err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, u.At.Sub(t0))
+		}
+	}
+	p50, p99 := percentiles(lat)
+	b.ReportMetric(us(p50), "p50-µs")
+	b.ReportMetric(us(p99), "p99-µs")
+	b.Logf("NVML XID to ListAndWatch update through the monitor: p50 %v p99 %v over %d | p99/target(100ms) %.4f", p50, p99, len(lat), ms(p99)/100)
+}
