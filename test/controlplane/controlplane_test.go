@@ -81,6 +81,7 @@ func TestControlPlane(t *testing.T) {
 	cp := startControlPlane(t)
 	t.Run("apiserver accepts our PKI and admin kubeconfig", func(t *testing.T) { testAdmin(t, cp) })
 	t.Run("bootstrap token authenticates and kubeadm discovery succeeds", func(t *testing.T) { testTokenDiscovery(t, cp) })
+	t.Run("control plane joins with the uploaded certificates", func(t *testing.T) { testControlPlaneJoin(t, cp) })
 	t.Run("ready node is reported joined and its token deleted", func(t *testing.T) { testReady(t, cp) })
 	t.Run("add-ons apply, re-apply and report broken manifests", func(t *testing.T) { testAddons(t, cp) })
 	t.Run("provisioner config addons and config render", func(t *testing.T) { testCLI(t, cp) })
@@ -300,16 +301,22 @@ func waitSigned(t *testing.T, cp *controlPlane, id string, signed bool) {
 	t.Fatalf("cluster-info signature for token %s: want present=%v, still not after 30s", id, signed)
 }
 
-// dryRunJoin runs `kubeadm join --dry-run` with cfg in a private mount
-// namespace whose root file system is read-only, so it can write nothing to
-// the host; its dry-run directory is a tmpfs.
-func dryRunJoin(t *testing.T, cp *controlPlane, cfg []byte) (string, error) {
+// dryRunJoin runs `kubeadm join --dry-run` with cfg (see runKubeadm).
+func dryRunJoin(t *testing.T, cp *controlPlane, cfg []byte, extra ...string) (string, error) {
+	t.Helper()
+	path := writeFile(t, filepath.Join(t.TempDir(), "join.yaml"), cfg)
+	args := append([]string{"join", "--config", path, "--dry-run", "--skip-phases=preflight", "-v=1"}, extra...)
+	return runKubeadm(t, cp, args...)
+}
+
+// runKubeadm runs kubeadm in a private mount namespace whose root file
+// system is read-only, so it can write nothing to the host; its dry-run
+// directories are on a tmpfs.
+func runKubeadm(t *testing.T, cp *controlPlane, args ...string) (string, error) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommands(t, "unshare", "mount", "sh")
-	dir := t.TempDir()
-	cfgPath := writeFile(t, filepath.Join(dir, "join.yaml"), cfg)
-	scratch := filepath.Join(dir, "scratch")
+	scratch := filepath.Join(t.TempDir(), "scratch")
 	if err := os.Mkdir(scratch, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -317,19 +324,19 @@ func dryRunJoin(t *testing.T, cp *controlPlane, cfg []byte) (string, error) {
 mount -t tmpfs -o size=64m tmpfs "$SCRATCH"
 mkdir "$SCRATCH/dryrun"
 mount -o remount,bind,ro /
-exec "$KUBEADM" join --config "$CONFIG" --dry-run --skip-phases=preflight -v=1`
+exec "$@"`
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", cp.bins["kubeadm"]}, args...)...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + scratch, "SCRATCH=" + scratch,
-		"KUBEADM=" + cp.bins["kubeadm"], "CONFIG=" + cfgPath, "KUBEADM_JOIN_DRYRUN_DIR=" + filepath.Join(scratch, "dryrun")}
+		"KUBEADM_JOIN_DRYRUN_DIR=" + filepath.Join(scratch, "dryrun"), "KUBEADM_INIT_DRYRUN_DIR=" + filepath.Join(scratch, "dryrun")}
 	out, err := cmd.CombinedOutput()
 	if _, serr := os.Stat("/etc/kubernetes/tmp"); serr == nil {
-		t.Errorf("kubeadm join --dry-run left /etc/kubernetes/tmp on the host")
+		t.Errorf("kubeadm %s left /etc/kubernetes/tmp on the host", args[0])
 	}
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("run kubeadm join --dry-run: %v", err)
+		t.Fatalf("run kubeadm %s: %v", args[0], err)
 	}
 	return string(out), err
 }
@@ -450,5 +457,57 @@ func testAddons(t *testing.T, cp *controlPlane) {
 		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ApplyFiles(%s) = %v, want an error naming the file and %q", path, err, tc.want)
 		}
+	}
+}
+
+// testControlPlaneJoin uploads the control-plane certificates as kubeadm
+// init --upload-certs does on the first control-plane node, then dry-runs a
+// further control-plane node's join with our JoinConfiguration: discovery,
+// then downloading and decrypting the certificates with the certificate key.
+func testControlPlaneJoin(t *testing.T, cp *controlPlane) {
+	ctx := context.Background()
+	cp1, cp2, _ := testNodes()
+	// kubeadm refuses loopback advertise addresses. The etcd member join
+	// (control-plane-join) is skipped, so nothing dials these addresses.
+	cp1.IP, cp2.IP = netip.MustParseAddr("10.77.0.10"), netip.MustParseAddr("10.77.0.11")
+	inv := &inventory.Inventory{Cluster: cp.cluster(), Nodes: []inventory.Node{cp1, cp2}}
+	b, err := kubeadm.New(kubeadm.Config{Inventory: inv, PKI: cp.pki, Client: cp.admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tok0, _ := kubeadm.NewToken(cp1.Name, time.Now(), 0)
+	initCfg, err := kubeadm.InitConfig(cp.cluster(), cp1, tok0, cp.pki.CertificateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// On the node the certificates are in /etc/kubernetes/pki; here they are
+	// in the PKI directory.
+	initCfg = append(initCfg, []byte("certificatesDir: "+cp.pki.Dir()+"\n")...)
+	initPath := writeFile(t, filepath.Join(dir, "init.yaml"), initCfg)
+	adminPath := writeFile(t, filepath.Join(dir, "admin.conf"), cp.adminKC)
+	out, err := runKubeadm(t, cp, "init", "phase", "upload-certs", "--upload-certs", "--config", initPath, "--kubeconfig", adminPath)
+	if err != nil {
+		t.Fatalf("kubeadm init phase upload-certs: %v\n%s", err, out)
+	}
+
+	if err := b.Issue(ctx, cp2, kubeadm.KindControlPlane); err != nil {
+		t.Fatalf("Issue(%s, control plane): %v", cp2.Name, err)
+	}
+	tok, _ := b.Token(cp2.Name)
+	waitSigned(t, cp, tok.ID, true)
+	nc, err := b.NodeConfig(cp2, kubeadm.KindControlPlane, tok, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = dryRunJoin(t, cp, nc.Kubeadm, "--skip-phases=preflight,control-plane-join")
+	if err != nil || !strings.Contains(out, "[download-certs] Saving the certificates") {
+		t.Fatalf("kubeadm join --dry-run of control plane %s: %v, want the certificates downloaded\n%s", cp2.Name, err, out)
+	}
+
+	wrong := strings.Replace(string(nc.Kubeadm), cp.pki.CertificateKey(), strings.Repeat("ab", 32), 1)
+	out, err = dryRunJoin(t, cp, []byte(wrong), "--skip-phases=preflight,control-plane-join")
+	if err == nil || !strings.Contains(out, "error decoding secret data with provided key") {
+		t.Errorf("kubeadm join --dry-run with a wrong certificate key: err = %v, want a decryption failure\n%s", err, out)
 	}
 }
