@@ -3,6 +3,7 @@ package deviceplugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -122,4 +123,18 @@ func waitReady(t testing.TB, p *Plugin) error {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// waitNotReady waits until p reports not Ready, and returns an error if it
+// stays ready.
+func waitNotReady(t testing.TB, p *Plugin) error {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Ready() == nil {
+		if time.Now().After(deadline) {
+			return errors.New("Ready() stayed nil, want an error")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
 }

@@ -346,6 +346,16 @@ func (p *Plugin) dispatch(ev fsnotify.Event) {
 		}
 		return
 	}
+	if base == KubeletSocket && (ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)) {
+		// The kubelet is gone and our registrations with it: not ready
+		// until it is back and has taken them again.
+		p.log.Info("kubelet socket removed, waiting for the kubelet", "socket", ev.Name)
+		for name, s := range p.servers {
+			s.registered.Store(false)
+			p.m.registered.WithLabelValues(name).Set(0)
+		}
+		return
+	}
 	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 		for _, s := range p.servers {
 			if filepath.Base(s.socket) == base {

@@ -2,6 +2,7 @@ package deviceplugin
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -77,30 +78,45 @@ func TestRegistration(t *testing.T) {
 
 func TestReregisterAfterKubeletRestart(t *testing.T) {
 	t.Parallel()
-	h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
-	ctx := waitCtx(t)
-	if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil {
-		t.Fatal(err)
-	}
 	// A kubelet restart: it goes away, wipes the directory (our sockets
-	// too) and creates kubelet.sock again.
-	h.stub.Stop()
-	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir, CleanDir: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.stub = stub
-	for _, res := range []string{devices.ResourceGPU, devices.ResourceHCA} {
-		_, devs, err := stub.WaitPlugin(ctx, res)
-		if err != nil {
-			t.Fatalf("after kubelet restart: %v", err)
-		}
-		if len(devs) == 0 {
-			t.Errorf("after kubelet restart, %s listed no devices", res)
-		}
-		if _, err := os.Stat(filepath.Join(h.dir, SocketName(res))); err != nil {
-			t.Errorf("after kubelet restart, socket of %s: %v", res, err)
-		}
+	// too, as the kubelet does) or leaves it, and creates kubelet.sock
+	// again.
+	for _, clean := range []bool{true, false} {
+		t.Run(fmt.Sprintf("clean=%v", clean), func(t *testing.T) {
+			t.Parallel()
+			h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
+			ctx := waitCtx(t)
+			if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil {
+				t.Fatal(err)
+			}
+			if err := waitReady(t, h.p); err != nil {
+				t.Fatal(err)
+			}
+			h.stub.Stop()
+			if err := waitNotReady(t, h.p); err != nil {
+				t.Errorf("with the kubelet gone: %v", err)
+			}
+			stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir, CleanDir: clean})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.stub = stub
+			for _, res := range []string{devices.ResourceGPU, devices.ResourceHCA} {
+				_, devs, err := stub.WaitPlugin(ctx, res)
+				if err != nil {
+					t.Fatalf("after kubelet restart: %v", err)
+				}
+				if len(devs) == 0 {
+					t.Errorf("after kubelet restart, %s listed no devices", res)
+				}
+				if _, err := os.Stat(filepath.Join(h.dir, SocketName(res))); err != nil {
+					t.Errorf("after kubelet restart, socket of %s: %v", res, err)
+				}
+			}
+			if err := waitReady(t, h.p); err != nil {
+				t.Errorf("after kubelet restart: %v", err)
+			}
+		})
 	}
 }
 
