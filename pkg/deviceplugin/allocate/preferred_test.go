@@ -285,3 +285,32 @@ func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
 	slices.Sort(lat)
 	return lat[len(lat)*50/100], lat[min(len(lat)-1, len(lat)*99/100)]
 }
+
+// TestPreferredBudget checks that an exhausted search budget still answers
+// with a valid set (the greedy one or better), never an error.
+func TestPreferredBudget(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(3, 4))
+	for trial := range 50 {
+		devs := randomTree(r, 16)
+		topo := NewTopology(devs)
+		all := ids(devs)
+		must := []string{all[r.IntN(16)]}
+		for _, budget := range []int{1, 10, 100} {
+			req := Request{Available: all, MustInclude: must, Size: 6, Budget: budget}
+			got, err := topo.Preferred(req)
+			if err != nil {
+				t.Fatalf("trial %d: Preferred(budget %d): %v", trial, budget, err)
+			}
+			if len(got) != 6 || !slices.Contains(got, must[0]) {
+				t.Fatalf("trial %d: Preferred(budget %d) = %v, want 6 devices including %s", trial, budget, got, must[0])
+			}
+			full, _ := topo.Preferred(Request{Available: all, MustInclude: must, Size: 6})
+			gc, _ := topo.Cost(got)
+			fc, _ := topo.Cost(full)
+			if gc < fc {
+				t.Fatalf("trial %d: budget %d found cost %d below the full search's %d", trial, budget, gc, fc)
+			}
+		}
+	}
+}
