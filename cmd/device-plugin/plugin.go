@@ -204,7 +204,7 @@ func (c *controller) apply(cfg devices.ResourceConfig, devs []devices.Device) {
 	}
 	rs := deviceplugin.BuildResources(cfg.Assign(devs), opts)
 	if err := c.p.Update(rs); err != nil {
-		c.g.log.Error("some resources are not advertised", "err", err)
+		c.g.log.Error("resources not fully applied", "err", err)
 	}
 	for _, r := range rs {
 		c.g.log.Info("advertising resource", "resource", r.Name, "devices", len(r.Devices))
