@@ -49,7 +49,8 @@ func newDemoCmd(g *globals) *cobra.Command {
 			"The simulation has no Kubernetes API: a node counts as Ready once it phoned home its join, and the\n" +
 			"node config is the boot server's placeholder, not a kubeadm join.\n\n" +
 			"Inject failures with --fail NODE=no-pxe|hang-os|dead-bmc (repeatable). Unless given, --parallel\n" +
-			"is the number of nodes and the phase timeouts scale with the simulated boot times (at least 3s).",
+			"is the number of nodes, --early-netboot is on, and the phase timeouts scale with the simulated\n" +
+			"boot times (at least 3s).",
 		Example: "  provisioner demo\n  provisioner demo --nodes 1000 -o plain | tail\n  provisioner demo --fail node-0003=no-pxe --fail node-0005=hang-os",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -64,6 +65,9 @@ func newDemoCmd(g *globals) *cobra.Command {
 			}
 			if !cmd.Flags().Changed("parallel") {
 				f.parallel = d.nodes
+			}
+			if !cmd.Flags().Changed("early-netboot") {
+				f.earlyBoot = true
 			}
 			// Timeouts scale with the simulated boot unless given.
 			scale := func(name string, v *time.Duration, d time.Duration) {

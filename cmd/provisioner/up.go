@@ -38,6 +38,7 @@ type upFlags struct {
 	metricsAddr string
 	attempts    int
 	timeouts    provision.Timeouts
+	earlyBoot   bool
 }
 
 func (f *upFlags) register(cmd *cobra.Command) {
@@ -45,6 +46,7 @@ func (f *upFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.output, "output", "o", "auto", "progress output: auto (a live table on a terminal, plain lines otherwise), table, plain or json")
 	fl.IntVar(&f.parallel, "parallel", 64, "how many nodes are provisioned at once")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (such as 127.0.0.1:9101); empty: off")
+	fl.BoolVar(&f.earlyBoot, "early-netboot", false, "power-cycle and netboot later nodes while the control plane comes up; their config and join token wait for their turn (the config request is held open)")
 	fl.IntVar(&f.attempts, "attempts", 3, "power cycles per node when no DHCP request arrives or netboot stalls")
 	fl.DurationVar(&f.timeouts.DHCP, "dhcp-timeout", 5*time.Minute, "wait this long for a DHCP request after power on")
 	fl.DurationVar(&f.timeouts.Netboot, "netboot-timeout", 10*time.Minute, "wait this long for the script, kernel, initrd and config")
@@ -241,8 +243,21 @@ func (j *journaledRenderer) Render(ctx context.Context, n inventory.Node) ([]byt
 	o := j.o
 	j.mu.Unlock()
 	if o != nil {
-		if err := o.Observe(ctx, provision.Event{Node: n.Name, Kind: provision.EventConfig}); err != nil {
-			return nil, fmt.Errorf("serve node config of %s: %w", n.Name, err)
+		// A node that netbooted early waits here for its turn; the request
+		// stays open (the boot server has no write timeout).
+		for {
+			err := o.Observe(ctx, provision.Event{Node: n.Name, Kind: provision.EventConfig})
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, provision.ErrHeld) {
+				return nil, fmt.Errorf("serve node config of %s: %w", n.Name, err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("serve node config of %s: %w", n.Name, ctx.Err())
+			case <-time.After(250 * time.Millisecond):
+			}
 		}
 	}
 	return j.next.Render(ctx, n)
@@ -311,7 +326,7 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 	o, err := provision.New(provision.Config{
 		Nodes: nodes, StateDir: g.stateDir, Command: d.command,
 		BMCs: opener, Issuer: d.issuer, Readiness: d.readiness,
-		Parallel: f.parallel, MaxAttempts: f.attempts, Timeouts: f.timeouts,
+		Parallel: f.parallel, MaxAttempts: f.attempts, Timeouts: f.timeouts, EarlyNetboot: f.earlyBoot,
 		Progress: out, Metrics: metrics, Log: log, ReadyPoll: d.readyPoll,
 	})
 	if err != nil {

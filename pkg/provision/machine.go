@@ -45,6 +45,9 @@ type nodeState struct {
 	last     string    // last thing observed, for display
 	events   int
 	ignored  bool // the last event did not fit the phase and was dropped
+	issued   bool // the node's config and token are issued
+	held     bool // the node asked for its config before its turn; it waits
+	early    bool // it was started before its turn (early netboot)
 }
 
 // inputKind is what drives a step.
@@ -62,6 +65,9 @@ type input struct {
 	op    op
 	err   error
 	event Event
+	// early (inStart): the node's turn has not come; it may power-cycle
+	// and netboot now, its config is issued when its turn comes.
+	early bool
 }
 
 // step advances s by one input at time now and returns the op to start, if
@@ -72,6 +78,12 @@ func (p policy) step(s *nodeState, in input, now time.Time) op {
 	case inStart:
 		if s.phase != PhasePending {
 			return opNone
+		}
+		if in.early {
+			s.early = true
+			o := p.powerCycle(s, now)
+			s.last = "netbooting early; its config waits for its turn"
+			return o
 		}
 		s.last = "issuing node config"
 		return opIssue
@@ -117,15 +129,24 @@ func (p policy) powerCycle(s *nodeState, now time.Time) op {
 func (p policy) opDone(s *nodeState, in input, now time.Time) op {
 	switch in.op {
 	case opIssue:
-		if s.phase != PhasePending {
+		if s.phase.Terminal() || (s.phase == PhasePending && s.early) {
 			return opNone
 		}
 		if in.err != nil {
 			s.fail(fmt.Sprintf("issue node config: %v", in.err), now)
 			return opNone
 		}
+		s.issued = true
 		s.last = "node config issued"
-		return p.powerCycle(s, now)
+		if s.phase == PhasePending {
+			return p.powerCycle(s, now)
+		}
+		if s.held {
+			// The node is waiting for its config: it may have it now.
+			s.held = false
+			s.deadline = now.Add(p.timeouts.Netboot)
+		}
+		return opNone
 	case opRevoke:
 		return opNone
 	}
@@ -191,6 +212,14 @@ func (p policy) event(s *nodeState, ev Event, now time.Time) op {
 	}
 	s.last = desc
 	if rank <= cur {
+		return opNone
+	}
+	if rank >= 2 && !s.issued {
+		// Early netboot: the config is not issued before the node's turn.
+		// The request waits (no phase timeout while it does).
+		s.held = true
+		s.deadline = time.Time{}
+		s.last = "config request held until its turn"
 		return opNone
 	}
 	switch rank {

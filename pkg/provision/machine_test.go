@@ -24,7 +24,7 @@ func doneErr(o op) input      { return input{kind: inOpDone, op: o, err: errors.
 func timeout() input          { return input{kind: inTimeout} }
 func start() input            { return input{kind: inStart} }
 func at(sec int) time.Time    { return t0.Add(time.Duration(sec) * time.Second) }
-func state(p Phase) nodeState { return nodeState{phase: p, since: t0, attempt: 1} }
+func state(p Phase) nodeState { return nodeState{phase: p, since: t0, attempt: 1, issued: true} }
 
 // step is one input at a given second after t0 and what should follow.
 type stepWant struct {
@@ -113,6 +113,20 @@ func TestStep(t *testing.T) {
 		}},
 		{"ready straight from config fetched", state(PhaseConfigFetched), []stepWant{
 			{ev(EventReady), 0, opRevoke, PhaseReady, 1, -1},
+		}},
+		{"early netboot: config held until issued", nodeState{phase: PhasePending, since: t0}, []stepWant{
+			{input{kind: inStart, early: true}, 0, opPowerOff, PhasePoweringOff, 1, -1},
+			{done(opPowerOff), 1, opSetBoot, PhaseSettingBoot, 1, -1},
+			{done(opSetBoot), 2, opPowerOn, PhasePoweringOn, 1, -1},
+			{done(opPowerOn), 3, opNone, PhaseWaitingDHCP, 1, 63},
+			{ev(EventDHCP), 4, opNone, PhaseNetbooting, 1, 124},
+			{ev(EventConfig), 5, opNone, PhaseNetbooting, 1, -1}, // held: no timeout while it waits
+			{timeout(), 500, opNone, PhaseNetbooting, 1, -1},
+			{done(opIssue), 600, opNone, PhaseNetbooting, 1, 720}, // its turn: the config may go
+			{ev(EventConfig), 601, opNone, PhaseConfigFetched, 1, 781},
+		}},
+		{"early netboot: issue failure fails the node", nodeState{phase: PhaseNetbooting, since: t0, attempt: 1, early: true, held: true}, []stepWant{
+			{doneErr(opIssue), 0, opNone, PhaseFailed, 1, -1},
 		}},
 		{"failed stays failed", nodeState{phase: PhaseFailed, since: t0, reason: "x"}, []stepWant{
 			{ev(EventReady), 0, opNone, PhaseFailed, 0, -1},

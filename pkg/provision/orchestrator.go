@@ -33,6 +33,12 @@ type Config struct {
 	ReadyPoll time.Duration
 	// Parallel bounds how many nodes are in flight at once (default 64).
 	Parallel int
+	// EarlyNetboot lets nodes whose turn has not come (the control plane
+	// is not Ready yet) power-cycle and netboot at once; their config and
+	// join token are issued when their turn comes, and a config request
+	// made before then is held (Observe returns ErrHeld). Off: a node is
+	// not touched before its turn.
+	EarlyNetboot bool
 	// Timeouts bound each phase and each call.
 	Timeouts Timeouts
 	// MaxAttempts is how many power cycles a node gets per run when no DHCP
@@ -166,6 +172,11 @@ var ErrNotRunning = errors.New("provisioning is not running")
 // request rather than serve it.
 var ErrUnexpected = errors.New("event does not fit the node's phase")
 
+// ErrHeld is returned by Observe for a config request of a node that
+// netbooted early (Config.EarlyNetboot) before its turn: its config is not
+// issued yet. The boot service should hold the request and ask again.
+var ErrHeld = errors.New("node config held until the node's turn")
+
 // Observe feeds one event to the node it names (by Node, else by MAC) and
 // waits until the resulting transition is durable in the journal, so a
 // caller that answers the node only after Observe returns (the config
@@ -283,7 +294,7 @@ func (r *runner) init(prev *JournalState) {
 			case rec.Phase.PassedNetboot():
 				// It booted its OS already: never power-cycle it; keep
 				// waiting with a fresh deadline since we were away.
-				s.st = nodeState{phase: rec.Phase, since: rec.Time, attempt: rec.Attempt, last: "resumed from journal"}
+				s.st = nodeState{phase: rec.Phase, since: rec.Time, attempt: rec.Attempt, last: "resumed from journal", issued: true}
 				if rec.Phase == PhaseConfigFetched {
 					s.st.deadline = now.Add(o.pol.timeouts.Join)
 				} else {
@@ -429,8 +440,11 @@ func (r *runner) loop(ctx context.Context) (*Report, error) {
 			apply(s, ni.in, now)
 			if ni.ack != nil {
 				var err error
-				if ni.in.kind == inEvent && s.st.ignored {
+				switch {
+				case ni.in.kind == inEvent && s.st.ignored:
 					err = fmt.Errorf("%s from %s in phase %s: %w", ni.in.event.Kind, s.node.Name, s.st.phase, ErrUnexpected)
+				case ni.in.kind == inEvent && ni.in.event.Kind == EventConfig && s.st.held:
+					err = fmt.Errorf("config of %s: %w", s.node.Name, ErrHeld)
 				}
 				acks = append(acks, ackErr{ni.ack, err})
 			}
@@ -488,21 +502,32 @@ func (r *runner) admit(now time.Time, recs *[]Record, ops *[]func(context.Contex
 	o := r.o
 	open, blockedBy := r.openStage()
 	for _, s := range r.slots {
-		if s.st.phase != PhasePending || s.started || s.busy {
+		if s.st.phase.Terminal() || s.busy {
 			continue
 		}
-		if blockedBy != "" {
+		if blockedBy != "" && !s.st.issued {
 			before := s.st
-			s.st.fail(fmt.Sprintf("not started: first control-plane node %s failed, so there is no cluster to join", blockedBy), now)
+			why := "not started"
+			if s.started {
+				why = "stopped"
+			}
+			s.st.fail(fmt.Sprintf("%s: first control-plane node %s failed, so there is no cluster to join", why, blockedBy), now)
 			r.after(s, before, opNone, now, recs, ops)
 			continue
 		}
-		if s.stage > open || r.inflight >= o.cfg.Parallel {
+		if s.started {
+			// An early node whose turn has come gets its config now.
+			if s.st.early && !s.st.issued && s.stage <= open {
+				*ops = append(*ops, r.startOp(s, opIssue))
+			}
+			continue
+		}
+		if r.inflight >= o.cfg.Parallel || (s.stage > open && !o.cfg.EarlyNetboot) {
 			continue
 		}
 		s.started = true
 		r.inflight++
-		apply(s, input{kind: inStart}, now)
+		apply(s, input{kind: inStart, early: s.stage > open}, now)
 	}
 }
 

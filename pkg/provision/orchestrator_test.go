@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -261,4 +262,62 @@ func TestLockNamesHolder(t *testing.T) {
 		t.Fatalf("LockStateDir after Unlock: %v", err)
 	}
 	l2.Unlock()
+}
+
+func TestRunEarlyNetboot(t *testing.T) {
+	t.Parallel()
+	nodes := testNodes(1, 6)
+	var machines []*provisionfake.Machine
+	for _, n := range nodes {
+		m := &provisionfake.Machine{Name: n.Name, Boot: 40 * time.Millisecond}
+		if n.Name == "cp-1" {
+			m.Boot = 400 * time.Millisecond // the control plane boots slowly
+		}
+		machines = append(machines, m)
+	}
+	rack := provisionfake.New(machines...)
+	cfg := fastConfig(t, nodes, rack)
+	cfg.EarlyNetboot = true
+	var mu sync.Mutex
+	var order []string
+	cfg.Progress = func(u provision.Update) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case u.PhaseChanged && u.Phase == provision.PhaseReady:
+			order = append(order, u.Node+":ready")
+		case u.PhaseChanged && u.Phase == provision.PhaseConfigFetched:
+			order = append(order, u.Node+":config")
+		case u.PhaseChanged && u.Phase == provision.PhaseNetbooting:
+			order = append(order, u.Node+":netboot")
+		}
+	}
+	rep := run(t, cfg, rack)
+	if rep.Ready != len(nodes) {
+		var buf bytes.Buffer
+		rep.WriteSummary(&buf)
+		t.Fatalf("early netboot: %d of %d ready\n%s", rep.Ready, len(nodes), buf.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	idx := func(s string) int {
+		for i, o := range order {
+			if o == s {
+				return i
+			}
+		}
+		return -1
+	}
+	cpReady := idx("cp-1:ready")
+	if w := idx("w-01:netboot"); w < 0 || w > cpReady {
+		t.Errorf("order %v: w-01 should netboot before cp-1 is ready (early netboot)", order)
+	}
+	for _, w := range []string{"w-01", "w-06"} {
+		if c := idx(w + ":config"); c < cpReady {
+			t.Errorf("order %v: %s got its config before cp-1 was ready", order, w)
+		}
+	}
+	if got := rack.Issued()["w-03"]; got != provision.JoinWorker {
+		t.Errorf("w-03 issued %q, want join-worker", got)
+	}
 }

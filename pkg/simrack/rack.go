@@ -167,7 +167,7 @@ func New(cfg Config) (*Rack, error) {
 			return nil, fmt.Errorf("start simulated rack: node %s: ip %v is not an IPv4 loopback address", n.Name, n.IP)
 		}
 		m := &machine{node: n, fault: cfg.Faults[n.Name], firmware: jit(cfg.Firmware), os: jit(cfg.OS)}
-		m.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		m.http = &http.Client{Transport: &http.Transport{
 			DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: n.IP.AsSlice()}, Timeout: 5 * time.Second}).DialContext,
 			DisableKeepAlives: true,
 		}}
@@ -454,7 +454,15 @@ func (r *Rack) boot(m *machine, gen int, legacy bool) {
 	}
 }
 
+// get fetches url. The node config may be held by the provisioner until
+// the node's turn (early netboot), so it gets 10 minutes, the rest 30s.
 func (m *machine) get(ctx context.Context, url string) (string, error) {
+	timeout := 30 * time.Second
+	if strings.Contains(url, "/config/") {
+		timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
@@ -475,6 +483,8 @@ func (m *machine) get(ctx context.Context, url string) (string, error) {
 }
 
 func (m *machine) post(ctx context.Context, url, body string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		return err
