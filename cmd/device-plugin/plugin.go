@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/slipway-dev/slipway/pkg/deviceplugin"
@@ -37,11 +37,10 @@ type pluginFlags struct {
 	stopTimeout     time.Duration
 }
 
-// registerPluginFlags adds the server's flags to the root command and makes
-// the root command run the server with them.
-func registerPluginFlags(root *cobra.Command, g *globals) {
+// registerPluginFlags adds the server's flags to the root command's flag
+// set and returns where they land; the root command runs the server.
+func registerPluginFlags(fl *pflag.FlagSet) *pluginFlags {
 	f := &pluginFlags{}
-	fl := root.Flags()
 	fl.StringVar(&f.kubeletDir, "kubelet-dir", "/var/lib/kubelet/device-plugins",
 		"the kubelet's device plugin directory (kubelet.sock and one socket per resource)")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", ":9420", "listen address of /metrics and /healthz; empty disables")
@@ -55,21 +54,7 @@ func registerPluginFlags(root *cobra.Command, g *globals) {
 	fl.DurationVar(&f.rescan, "rescan-interval", 10*time.Second, "how often to rediscover devices for hot-plug; 0 disables (SIGHUP and config changes still rescan)")
 	fl.BoolVar(&f.includeHostNICs, "include-host-nics", false, "also advertise RDMA devices whose network interface the host uses")
 	fl.DurationVar(&f.stopTimeout, "stop-timeout", deviceplugin.DefaultStopTimeout, "bound on the graceful stop of each resource's server")
-	// The server needs its own flags, which globals does not carry: run it
-	// from here rather than through runPlugin's fixed signature.
-	root.RunE = func(cmd *cobra.Command, _ []string) error {
-		return f.run(cmd.Context(), g)
-	}
-}
-
-// runPlugin runs the server with default flags; the root command runs it
-// with its flags (registerPluginFlags).
-func runPlugin(ctx context.Context, g *globals) error {
-	f := &pluginFlags{
-		kubeletDir: "/var/lib/kubelet/device-plugins", metricsAddr: ":9420", cdiDir: deviceplugin.DefaultCDIDir,
-		pairGPU: devices.ResourceGPU, pairHCA: devices.ResourceHCA, rescan: 10 * time.Second, stopTimeout: deviceplugin.DefaultStopTimeout,
-	}
-	return f.run(ctx, g)
+	return f
 }
 
 func (f *pluginFlags) validate() error {

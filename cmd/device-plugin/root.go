@@ -59,9 +59,10 @@ func newRootCmd(g *globals) *cobra.Command {
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runPlugin(cmd.Context(), g)
-		},
+	}
+	plugin := registerPluginFlags(root.Flags())
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		return plugin.run(cmd.Context(), g)
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", "/", "host root directory: sysfs is read at ROOT/sys, ROOT/proc and ROOT/dev")
@@ -69,7 +70,6 @@ func newRootCmd(g *globals) *cobra.Command {
 	pf.StringVar(&g.config, "config", "", "config file with device selectors and resource names (default: built-in resources)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	registerPluginFlags(root, g)
 	root.AddCommand(newDiscoverCmd(g))
 	return root
 }
