@@ -173,3 +173,24 @@ func TestShQuote(t *testing.T) {
 		}
 	}
 }
+
+// TestCloudConfigSchema checks every rendered cloud-config with cloud-init's
+// own schema validator.
+func TestCloudConfigSchema(t *testing.T) {
+	t.Parallel()
+	bins := testenv.RequireCommands(t, "cloud-init")
+	dir := t.TempDir()
+	for name, nc := range testNodeConfigs(t) {
+		out, err := nc.CloudConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(path, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := exec.Command(bins["cloud-init"], "schema", "--config-file", path).CombinedOutput(); err != nil {
+			t.Errorf("cloud-init schema %s: %v\n%s", name, err, msg)
+		}
+	}
+}
