@@ -47,7 +47,7 @@ func TestCrashChild(t *testing.T) {
 	o, err := provision.New(provision.Config{
 		Nodes: testNodes(1, crashNodes-1), StateDir: dir, BMCs: client, Issuer: client, Readiness: client,
 		ReadyPoll: 20 * time.Millisecond, Parallel: 3, Backoff: 10 * time.Millisecond,
-		Timeouts: crashTimeouts(),
+		Timeouts: crashTimeouts(), EarlyNetboot: os.Getenv("SLIPWAY_PROVISION_CRASH_EARLY") == "1",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +82,16 @@ func TestCrashResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test re-executes the test binary 20+ times")
 	}
+	for _, early := range []bool{false, true} {
+		name := "staged"
+		if early {
+			name = "early-netboot"
+		}
+		t.Run(name, func(t *testing.T) { t.Parallel(); crashResume(t, early) })
+	}
+}
+
+func crashResume(t *testing.T, early bool) {
 	nodes := testNodes(1, crashNodes-1)
 	var machines []*provisionfake.Machine
 	seed := uint64(time.Now().UnixNano())
@@ -132,6 +142,9 @@ func TestCrashResume(t *testing.T) {
 	child := func(ctx context.Context) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.v")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+world, "SLIPWAY_PROVISION_CRASH_DIR="+dir)
+		if early {
+			cmd.Env = append(cmd.Env, "SLIPWAY_PROVISION_CRASH_EARLY=1")
+		}
 		return cmd
 	}
 	const kills = 20
