@@ -194,3 +194,43 @@ func TestCloudConfigSchema(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptInstallsPackages runs the first control plane's script with a
+// Debian and a Rocky os-release: it installs the family's packages with the
+// family's tool, writes the CA files and runs kubeadm init.
+func TestScriptInstallsPackages(t *testing.T) {
+	t.Parallel()
+	testenv.RequireCommands(t, "sh")
+	for _, tc := range []struct{ osRelease, want string }{
+		{"ID=debian\nVERSION_ID=12\n", "apt-get install -y -q containerd kubelet kubeadm"},
+		{"ID=rocky\nID_LIKE=\"rhel centos fedora\"\n", "dnf install -y -q containerd kubelet kubeadm"},
+	} {
+		nc := testNodeConfigs(t)["init-cp-01"]
+		nc.PhoneHomeURL = ""
+		root := t.TempDir()
+		bin := filepath.Join(root, "bin")
+		os.MkdirAll(bin, 0o755)
+		log := filepath.Join(root, "calls")
+		for _, name := range []string{"kubeadm", "systemctl", "apt-get", "dnf", "curl", "wget"} {
+			os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\necho \""+name+" $*\" >> "+log+"\n"), 0o755)
+		}
+		osr := filepath.Join(root, "os-release")
+		os.WriteFile(osr, []byte(tc.osRelease), 0o644)
+		script := strings.ReplaceAll(string(nc.Script()), "/etc/kubernetes/", root+"/etc/kubernetes/")
+		script = strings.ReplaceAll(script, "/etc/os-release", osr)
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin"}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("script (%q) failed: %v\n%s", tc.osRelease, err, out)
+		}
+		calls, _ := os.ReadFile(log)
+		if !strings.Contains(string(calls), tc.want) || !strings.Contains(string(calls), "kubeadm init --config") {
+			t.Errorf("script (%q) calls:\n%s\nwant %q and kubeadm init", tc.osRelease, calls, tc.want)
+		}
+		key, err := os.ReadFile(filepath.Join(root, "etc/kubernetes/pki/ca.key"))
+		fi, _ := os.Stat(filepath.Join(root, "etc/kubernetes/pki/ca.key"))
+		if err != nil || string(key) != "CA KEY\n" || fi.Mode().Perm() != 0o600 {
+			t.Errorf("ca.key written as %q (%v), mode %v; want \"CA KEY\\n\" 0600", key, err, fi.Mode().Perm())
+		}
+	}
+}
