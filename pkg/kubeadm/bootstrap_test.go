@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/provision"
+	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
 )
 
 func testInventory() *inventory.Inventory {
@@ -389,3 +391,10 @@ func TestIssueInitRefusedWhenClusterAnswers(t *testing.T) {
 		t.Errorf("Issue(init) with no cluster answering = %v, want nil", err)
 	}
 }
+
+// The Bootstrapper is the boot server's renderer and the orchestrator's
+// readiness source as they are (its Issue takes Kind, which cmd adapts).
+var (
+	_ httpboot.Renderer   = (*Bootstrapper)(nil)
+	_ provision.Readiness = (*Bootstrapper)(nil)
+)
