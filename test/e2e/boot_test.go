@@ -72,7 +72,7 @@ func TestBoot(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s (%s): %v", tc.node, tc.fw, err)
 			}
-			t.Logf("%s: power-on to phone-home %.2f s", tc.fw, ev.Time.Sub(vm.PoweredOnAt()).Seconds())
+			t.Logf("%s: power-on to phone-home %.2f s (%s)", tc.fw, ev.Time.Sub(vm.PoweredOnAt()).Seconds(), s.phases(tc.node, vm.PoweredOnAt()))
 			if ev.IP.String() != tc.ip {
 				t.Errorf("phone-home of %s came from %s, want its inventory address %s", tc.node, ev.IP, tc.ip)
 			}
@@ -173,7 +173,7 @@ func TestBootParallel(t *testing.T) {
 				t.Errorf("%s: %v", n.node, err)
 				return
 			}
-			t.Logf("%s: power-on to phone-home %.2f s", n.node, ev.Time.Sub(vms[i].PoweredOnAt()).Seconds())
+			t.Logf("%s: power-on to phone-home %.2f s (%s)", n.node, ev.Time.Sub(vms[i].PoweredOnAt()).Seconds(), s.phases(n.node, vms[i].PoweredOnAt()))
 			if ev.IP.String() != n.ip {
 				t.Errorf("phone-home of %s came from %s, want %s", n.node, ev.IP, n.ip)
 			}
@@ -220,7 +220,7 @@ func TestBootProxyDHCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("proxy mode: power-on to phone-home %.2f s", ev.Time.Sub(vm.PoweredOnAt()).Seconds())
+	t.Logf("proxy mode: power-on to phone-home %.2f s (%s)", ev.Time.Sub(vm.PoweredOnAt()).Seconds(), s.phases("bios-1", vm.PoweredOnAt()))
 	if ev.IP != mustAddr("10.77.0.10") {
 		t.Errorf("phone-home from %s, want the address the site server reserved, 10.77.0.10", ev.IP)
 	}

@@ -192,6 +192,24 @@ func (s *slipway) nodeEvents(node string) []bootevent.Kind {
 	return kinds
 }
 
+// phases summarises node's boot: seconds after t0 of its first event of
+// each kind that marks a phase, for the test log.
+func (s *slipway) phases(node string, t0 time.Time) string {
+	seen := map[bootevent.Kind]bool{}
+	var parts []string
+	for _, e := range s.Events() {
+		if e.Node != node || seen[e.Kind] {
+			continue
+		}
+		switch e.Kind {
+		case bootevent.DHCPAck, bootevent.TFTPServed, bootevent.ScriptServed, bootevent.InitrdServed, bootevent.ConfigFetched:
+			seen[e.Kind] = true
+			parts = append(parts, fmt.Sprintf("%s %.2f", e.Kind, e.Time.Sub(t0).Seconds()))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // formatEvents prints node's events, one a line, with times relative to t0,
 // for failure messages.
 func (s *slipway) formatEvents(node string, t0 time.Time) string {
