@@ -146,7 +146,9 @@ func KindOf(inv *inventory.Inventory, n inventory.Node) Kind {
 // Issue mints n's bootstrap token. For a joining node (kind
 // join-control-plane or join-worker) the token is created in the cluster
 // now; for the first control-plane node (init) it travels in the node's
-// InitConfiguration and kubeadm creates it. Issuing again replaces the
+// InitConfiguration and kubeadm creates it. For a further control-plane
+// node the control-plane certificates are uploaded (UploadCerts), owned by
+// its token, so they leave the cluster when the token is revoked. Issuing again replaces the
 // node's previous token. A disabled node, a node that has already joined and
 // a cluster CA that expires within the token TTL are refused.
 func (b *Bootstrapper) Issue(ctx context.Context, n inventory.Node, kind Kind) error {
@@ -165,6 +167,13 @@ func (b *Bootstrapper) Issue(ctx context.Context, n inventory.Node, kind Kind) e
 	if kind != KindInit {
 		if err := CreateToken(ctx, client, tok); err != nil {
 			return err
+		}
+	}
+	if kind == KindControlPlane {
+		// Fresh uploads, owned by this node's token: kubeadm init's own
+		// upload expires after two hours.
+		if err := UploadCerts(ctx, client, b.cfg.PKI, tok.ID); err != nil {
+			return fmt.Errorf("issue join credentials for %s: %w", n.Name, err)
 		}
 	}
 	b.mu.Lock()

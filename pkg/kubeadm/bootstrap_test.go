@@ -3,6 +3,9 @@ package kubeadm
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"os"
@@ -398,3 +401,50 @@ var (
 	_ httpboot.Renderer   = (*Bootstrapper)(nil)
 	_ provision.Readiness = (*Bootstrapper)(nil)
 )
+
+func TestIssueControlPlaneUploadsCerts(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	b, p := newTestBootstrapper(t, client, nil)
+	cp2, _ := testInventory().Node("cp-02")
+	ctx := context.Background()
+	if err := b.Issue(ctx, cp2, KindControlPlane); err != nil {
+		t.Fatalf("Issue(cp-02, control plane): %v", err)
+	}
+	tok, _ := b.Token("cp-02")
+	s, err := client.CoreV1().Secrets("kube-system").Get(ctx, CertsSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("kubeadm-certs not uploaded: %v", err)
+	}
+	if refs := s.OwnerReferences; len(refs) != 1 || refs[0].Name != tok.SecretName() {
+		t.Errorf("kubeadm-certs owners = %v, want the token Secret %s", refs, tok.SecretName())
+	}
+	key, _ := hex.DecodeString(p.CertificateKey())
+	block, _ := aes.NewCipher(key)
+	gcm, _ := cipher.NewGCM(block)
+	files, _ := p.ControlPlaneFiles()
+	for _, f := range files {
+		enc := s.Data[strings.ReplaceAll(f.Path, "/", "-")]
+		if len(enc) < gcm.NonceSize() {
+			t.Errorf("kubeadm-certs lacks %s", f.Path)
+			continue
+		}
+		plain, err := gcm.Open(nil, enc[:gcm.NonceSize()], enc[gcm.NonceSize():], nil)
+		if err != nil || !bytes.Equal(plain, f.Data) {
+			t.Errorf("kubeadm-certs %s does not decrypt to the PKI file (err %v)", f.Path, err)
+		}
+	}
+	if _, err := client.RbacV1().RoleBindings("kube-system").Get(ctx, "kubeadm:kubeadm-certs", metav1.GetOptions{}); err != nil {
+		t.Errorf("role binding for kubeadm-certs: %v", err)
+	}
+	// Workers never cause an upload.
+	client2 := fake.NewClientset()
+	b2, _ := newTestBootstrapper(t, client2, nil)
+	w1, _ := testInventory().Node("gpu-01")
+	if err := b2.Issue(ctx, w1, KindWorker); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client2.CoreV1().Secrets("kube-system").Get(ctx, CertsSecret, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("issuing a worker uploaded kubeadm-certs (err %v)", err)
+	}
+}

@@ -232,7 +232,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 
 	startProcess(t, dir, "kube-controller-manager", bins["kube-controller-manager"],
 		"--kubeconfig="+writeFile(t, filepath.Join(dir, "controller-manager.conf"), suKC),
-		"--controllers=bootstrapsigner,tokencleaner",
+		"--controllers=bootstrapsigner,tokencleaner,garbage-collector-controller",
 		"--bind-address=127.0.0.1", "--secure-port=0", "--leader-elect=false",
 		"--use-service-account-credentials=false")
 

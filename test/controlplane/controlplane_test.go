@@ -491,6 +491,27 @@ func testControlPlaneJoin(t *testing.T, cp *controlPlane) {
 		t.Fatalf("kubeadm init phase upload-certs: %v\n%s", err, out)
 	}
 
+	// 1. kubeadm's own upload, with a token created directly (Issue would
+	// replace the upload with ours).
+	tok1, _ := kubeadm.NewToken(cp2.Name, time.Now(), 0)
+	if err := kubeadm.CreateToken(ctx, cp.admin, tok1); err != nil {
+		t.Fatal(err)
+	}
+	waitSigned(t, cp, tok1.ID, true)
+	cfg1, err := kubeadm.JoinConfig(cp.cluster(), cp2, tok1, cp.pki.DiscoveryHash(), cp.pki.CertificateKey(), kubeadm.JoinOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = dryRunJoin(t, cp, cfg1, "--skip-phases=preflight,control-plane-join")
+	if err != nil || !strings.Contains(out, "[download-certs] Saving the certificates") {
+		t.Fatalf("kubeadm join --dry-run of control plane %s after kubeadm's upload: %v, want the certificates downloaded\n%s", cp2.Name, err, out)
+	}
+	kubeadm.DeleteToken(ctx, cp.admin, tok1.ID)
+
+	// 2. Our upload, done by Issue and owned by the node's token.
+	if err := cp.admin.CoreV1().Secrets("kube-system").Delete(ctx, kubeadm.CertsSecret, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete kubeadm's upload: %v", err)
+	}
 	if err := b.Issue(ctx, cp2, kubeadm.KindControlPlane); err != nil {
 		t.Fatalf("Issue(%s, control plane): %v", cp2.Name, err)
 	}
@@ -502,12 +523,28 @@ func testControlPlaneJoin(t *testing.T, cp *controlPlane) {
 	}
 	out, err = dryRunJoin(t, cp, nc.Kubeadm, "--skip-phases=preflight,control-plane-join")
 	if err != nil || !strings.Contains(out, "[download-certs] Saving the certificates") {
-		t.Fatalf("kubeadm join --dry-run of control plane %s: %v, want the certificates downloaded\n%s", cp2.Name, err, out)
+		t.Fatalf("kubeadm join --dry-run of control plane %s after our upload: %v, want the certificates downloaded\n%s", cp2.Name, err, out)
 	}
 
 	wrong := strings.Replace(string(nc.Kubeadm), cp.pki.CertificateKey(), strings.Repeat("ab", 32), 1)
 	out, err = dryRunJoin(t, cp, []byte(wrong), "--skip-phases=preflight,control-plane-join")
 	if err == nil || !strings.Contains(out, "error decoding secret data with provided key") {
 		t.Errorf("kubeadm join --dry-run with a wrong certificate key: err = %v, want a decryption failure\n%s", err, out)
+	}
+
+	// 3. Revoking the node's token takes the uploaded CA keys with it.
+	if err := b.Revoke(ctx, cp2); err != nil {
+		t.Fatalf("Revoke(%s): %v", cp2.Name, err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := cp.admin.CoreV1().Secrets("kube-system").Get(ctx, kubeadm.CertsSecret, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubeadm-certs still in the cluster 60s after its owner token was revoked (err %v)", err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
