@@ -479,16 +479,27 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
-	if err := s.tokens.Redeem(node.Name, r.URL.Query().Get("token")); err != nil {
+	refuse := func(err error) {
 		s.log.Info("config request refused", "node", node.Name, "ip", ip.String(), "reason", err.Error())
 		s.events.Publish(bootevent.Event{Kind: bootevent.ConfigRefused, Node: node.Name, MAC: hw(node.MAC), IP: ip, Path: "/config/" + name, Detail: err.Error()})
 		http.Error(w, "forbidden", http.StatusForbidden)
+	}
+	// The token is checked before rendering (a renderer may have side
+	// effects, such as journaling the fetch) but used up only after a
+	// successful render, so a failed render leaves the node able to retry.
+	tok := r.URL.Query().Get("token")
+	if err := s.tokens.Check(node.Name, tok); err != nil {
+		refuse(err)
 		return
 	}
 	b, err := s.render.Render(r.Context(), node)
 	if err != nil {
 		s.log.Error("render node config", "node", node.Name, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if err := s.tokens.Redeem(node.Name, tok); err != nil {
+		refuse(err) // a concurrent request with the same token won
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -2,6 +2,7 @@ package httpboot
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -316,6 +317,29 @@ func TestConfigTokens(t *testing.T) {
 		f := newFixture(t, nil)
 		if code, _ := f.do(t, "GET", "/config/nobody?token=x", nil); code != http.StatusForbidden {
 			t.Errorf("GET /config/nobody = %d, want 403", code)
+		}
+	})
+	t.Run("failed render keeps the token", func(t *testing.T) {
+		fail := true
+		f := newFixture(t, func(c *Config) {
+			c.Renderer = RendererFunc(func(_ context.Context, n inventory.Node) ([]byte, error) {
+				if fail {
+					return nil, errors.New("state directory unavailable")
+				}
+				return []byte("config for " + n.Name + "\n"), nil
+			})
+		})
+		tok := tokenFor(t, f, "uefi-1")
+		if code, _ := f.do(t, "GET", "/config/uefi-1?token="+tok, nil); code != http.StatusInternalServerError {
+			t.Fatalf("GET config while the renderer fails = %d, want 500", code)
+		}
+		fail = false
+		code, body := f.do(t, "GET", "/config/uefi-1?token="+tok, nil)
+		if code != http.StatusOK || body != "config for uefi-1\n" {
+			t.Errorf("GET config again after a failed render = %d %q, want 200 with the config", code, body)
+		}
+		if code, _ := f.do(t, "GET", "/config/uefi-1?token="+tok, nil); code != http.StatusForbidden {
+			t.Errorf("GET config a third time = %d, want 403 (token used)", code)
 		}
 	})
 	t.Run("valid once", func(t *testing.T) {

@@ -71,28 +71,45 @@ func (t *Tokens) Issue(node string) (string, error) {
 	return tok, nil
 }
 
+// Check reports whether tok would be accepted for node now, without using
+// it up. The error says why a token is refused.
+func (t *Tokens) Check(node, tok string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, err := t.lookup(node, tok)
+	return err
+}
+
 // Redeem checks tok for node and marks it used. The error says why a token
 // is refused.
 func (t *Tokens) Redeem(node, tok string) error {
-	if tok == "" {
-		return ErrTokenMissing
-	}
-	h := sha256.Sum256([]byte(tok))
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.issued[h]
-	if !ok {
-		return ErrTokenUnknown
-	}
-	if subtle.ConstantTimeCompare([]byte(e.node), []byte(node)) != 1 {
-		return ErrTokenNode
-	}
-	if e.used {
-		return ErrTokenUsed
-	}
-	if !t.now().Before(e.expires) {
-		return ErrTokenExpired
+	e, err := t.lookup(node, tok)
+	if err != nil {
+		return err
 	}
 	e.used = true
 	return nil
+}
+
+// lookup finds a usable entry for tok and node; t.mu must be held.
+func (t *Tokens) lookup(node, tok string) (*tokenEntry, error) {
+	if tok == "" {
+		return nil, ErrTokenMissing
+	}
+	e, ok := t.issued[sha256.Sum256([]byte(tok))]
+	if !ok {
+		return nil, ErrTokenUnknown
+	}
+	if subtle.ConstantTimeCompare([]byte(e.node), []byte(node)) != 1 {
+		return nil, ErrTokenNode
+	}
+	if e.used {
+		return nil, ErrTokenUsed
+	}
+	if !t.now().Before(e.expires) {
+		return nil, ErrTokenExpired
+	}
+	return e, nil
 }
