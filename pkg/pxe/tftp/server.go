@@ -260,8 +260,9 @@ func (s *Server) read(root *os.Root, name string, rf io.ReaderFrom) error {
 	}
 	start := time.Now()
 	// The sender reads one block at a time; a buffer turns ~700 small file
-	// reads per MiB into 16.
-	n, err := rf.ReadFrom(bufio.NewReaderSize(f, 64<<10))
+	// reads per MiB into 64. It is held for the whole transfer, so it stays
+	// small: a rack booting at once has a thousand transfers in flight.
+	n, err := rf.ReadFrom(bufio.NewReaderSize(f, 16<<10))
 	if err != nil {
 		if n == 0 && strings.Contains(err.Error(), "block 0: code=8") {
 			// UEFI firmware asks for tsize, then ends the transfer with
