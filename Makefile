@@ -33,8 +33,9 @@ lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
 $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-bench: ## benchmarks that compare against a peer in the same run and print the ratio
+bench: ## benchmarks that compare against a peer in the same run and print the ratio (the QEMU boot one needs root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+	$(GO) test -tags e2e -run '^$$' -bench RealBoot -benchtime 3x -timeout 30m ./test/e2e/
 
 FUZZTIME ?= 30s
 fuzz: ## run each fuzz test for FUZZTIME (default 30s)
