@@ -173,6 +173,11 @@ func (b *Bootstrapper) Issue(ctx context.Context, n inventory.Node, kind Kind) e
 		// Fresh uploads, owned by this node's token: kubeadm init's own
 		// upload expires after two hours.
 		if err := UploadCerts(ctx, client, b.cfg.PKI, tok.ID); err != nil {
+			// The token is useless without the certificates; it expires
+			// anyway, deleting it now is tidier.
+			if derr := DeleteToken(ctx, client, tok.ID); derr != nil {
+				err = errors.Join(err, derr)
+			}
 			return fmt.Errorf("issue join credentials for %s: %w", n.Name, err)
 		}
 	}

@@ -416,7 +416,7 @@ func TestIssueControlPlaneUploadsCerts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubeadm-certs not uploaded: %v", err)
 	}
-	if refs := s.OwnerReferences; len(refs) != 1 || refs[0].Name != tok.SecretName() {
+	if refs := s.OwnerReferences; len(refs) != 1 || refs[0].Name != tok.SecretName() || refs[0].Kind != "Secret" {
 		t.Errorf("kubeadm-certs owners = %v, want the token Secret %s", refs, tok.SecretName())
 	}
 	key, _ := hex.DecodeString(p.CertificateKey())
@@ -437,6 +437,23 @@ func TestIssueControlPlaneUploadsCerts(t *testing.T) {
 	if _, err := client.RbacV1().RoleBindings("kube-system").Get(ctx, "kubeadm:kubeadm-certs", metav1.GetOptions{}); err != nil {
 		t.Errorf("role binding for kubeadm-certs: %v", err)
 	}
+	// A second control plane joining side by side: the upload stays until
+	// both tokens are gone.
+	cp3 := cp2
+	cp3.Name = "cp-03"
+	if err := b.Issue(ctx, cp3, KindControlPlane); err != nil {
+		t.Fatalf("Issue(cp-03, control plane): %v", err)
+	}
+	tok3, _ := b.Token("cp-03")
+	s, _ = client.CoreV1().Secrets("kube-system").Get(ctx, CertsSecret, metav1.GetOptions{})
+	var owners []string
+	for _, r := range s.OwnerReferences {
+		owners = append(owners, r.Name)
+	}
+	if diff := cmp.Diff([]string{tok3.SecretName(), tok.SecretName()}, owners); diff != "" {
+		t.Errorf("kubeadm-certs owners after a second upload (-want +got):\n%s", diff)
+	}
+
 	// Workers never cause an upload.
 	client2 := fake.NewClientset()
 	b2, _ := newTestBootstrapper(t, client2, nil)

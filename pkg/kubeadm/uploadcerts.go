@@ -13,7 +13,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 )
@@ -30,9 +29,9 @@ const CertsSecret = "kubeadm-certs"
 // before each control-plane join makes a late join work.
 //
 // The Secret is owned by the bootstrap-token Secret of ownerTokenID (the
-// joining node's token): when that token is revoked after the join, or the
-// token cleaner removes it on expiry, the garbage collector deletes the
-// uploaded CA keys with it. The Role and RoleBinding that let the node's
+// joining node's token) and by the tokens of earlier uploads still alive:
+// when the last of them is revoked after its join, or removed by the token
+// cleaner on expiry, the garbage collector deletes the uploaded CA keys. The Role and RoleBinding that let the node's
 // token group read the Secret are created when missing.
 func UploadCerts(ctx context.Context, c kubernetes.Interface, p *PKI, ownerTokenID string) error {
 	key, err := hex.DecodeString(p.CertificateKey())
@@ -55,22 +54,39 @@ func UploadCerts(ctx context.Context, c kubernetes.Interface, p *PKI, ownerToken
 	if err != nil {
 		return fmt.Errorf("upload control-plane certificates: owner token %s: %w", ownerTokenID, err)
 	}
+	ref := metav1.OwnerReference{APIVersion: "v1", Kind: "Secret", Name: owner.Name, UID: owner.UID}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            CertsSecret,
 			Namespace:       metav1.NamespaceSystem,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(owner, schema.GroupVersionKind{Version: "v1", Kind: "Secret"})},
+			OwnerReferences: []metav1.OwnerReference{ref},
 		},
 		Data: data,
 	}
 	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
-	if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager}); apierrors.IsAlreadyExists(err) {
-		_, err = secrets.Update(ctx, secret, metav1.UpdateOptions{FieldManager: FieldManager})
-		if err != nil {
+	cur, err := secrets.Get(ctx, CertsSecret, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+			return fmt.Errorf("upload control-plane certificates: create secret %s: %w", CertsSecret, err)
+		}
+	case err != nil:
+		return fmt.Errorf("upload control-plane certificates: get secret %s: %w", CertsSecret, err)
+	default:
+		// Control-plane nodes may join side by side: the Secret stays
+		// until the last of their tokens is gone (the garbage collector
+		// deletes a dependent once all its owners are gone). Owners from
+		// kubeadm's own upload are dropped: theirs is a controller
+		// reference and there may only be one.
+		secret.ResourceVersion = cur.ResourceVersion
+		for _, r := range cur.OwnerReferences {
+			if r.Name != ref.Name && r.Kind == "Secret" && (r.Controller == nil || !*r.Controller) {
+				secret.OwnerReferences = append(secret.OwnerReferences, r)
+			}
+		}
+		if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
 			return fmt.Errorf("upload control-plane certificates: update secret %s: %w", CertsSecret, err)
 		}
-	} else if err != nil {
-		return fmt.Errorf("upload control-plane certificates: create secret %s: %w", CertsSecret, err)
 	}
 	return ensureCertsRBAC(ctx, c)
 }
