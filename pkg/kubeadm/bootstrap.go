@@ -334,6 +334,38 @@ func (b *Bootstrapper) NodeConfig(n inventory.Node, kind Kind, tok Token, reveal
 	return nc, nil
 }
 
+// Extend pushes the expiry of n's token to now+TokenTTL, for a node that is
+// still booting when its token is about to expire (call it while the node
+// has not joined, for example every TokenTTL/3). A node without a token is
+// an error.
+func (b *Bootstrapper) Extend(ctx context.Context, n inventory.Node) error {
+	b.mu.Lock()
+	is, ok := b.issued[n.Name]
+	b.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("extend token of node %s: no token issued", n.Name)
+	}
+	client := b.apiClient()
+	if client == nil {
+		return fmt.Errorf("extend token %s of node %s: the cluster API is not reachable", is.token.ID, n.Name)
+	}
+	until := b.cfg.Now().Add(b.cfg.TokenTTL).UTC().Truncate(time.Second)
+	if err := b.cfg.PKI.CheckCAValidity(b.cfg.Now(), b.cfg.TokenTTL); err != nil {
+		return fmt.Errorf("extend token of node %s: %w", n.Name, err)
+	}
+	if err := ExtendToken(ctx, client, is.token.ID, until); err != nil {
+		return fmt.Errorf("extend token of node %s: %w", n.Name, err)
+	}
+	b.mu.Lock()
+	if cur, ok := b.issued[n.Name]; ok && cur.token.ID == is.token.ID {
+		cur.token.Expires = until
+		b.issued[n.Name] = cur
+	}
+	b.mu.Unlock()
+	b.log.Info("bootstrap token extended", "node", n.Name, "token_id", is.token.ID, "expires", until)
+	return nil
+}
+
 // Revoke deletes n's token from the cluster (it is no longer needed once
 // the node is Ready) and forgets it. Revoking a node without a token is not
 // an error.

@@ -465,3 +465,35 @@ func TestIssueControlPlaneUploadsCerts(t *testing.T) {
 		t.Errorf("issuing a worker uploaded kubeadm-certs (err %v)", err)
 	}
 }
+
+func TestExtendToken(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	p := newTestPKI(t)
+	now := time.Now().Add(time.Minute).Truncate(time.Second)
+	b, err := New(Config{Inventory: testInventory(), PKI: p, Client: client, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, _ := testInventory().Node("gpu-01")
+	ctx := context.Background()
+	if err := b.Extend(ctx, w1); err == nil {
+		t.Error("Extend before Issue = nil error, want one")
+	}
+	if err := b.Issue(ctx, w1, KindWorker); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(20 * time.Minute)
+	if err := b.Extend(ctx, w1); err != nil {
+		t.Fatalf("Extend: %v", err)
+	}
+	tok, _ := b.Token("gpu-01")
+	s, _ := client.CoreV1().Secrets("kube-system").Get(ctx, tok.SecretName(), metav1.GetOptions{})
+	want := now.Add(DefaultTokenTTL).UTC().Format(time.RFC3339)
+	if got := string(s.Data["expiration"]); got != want {
+		t.Errorf("token expiration after Extend = %q, want %q", got, want)
+	}
+	if !tok.Expires.Equal(now.Add(DefaultTokenTTL)) {
+		t.Errorf("Token().Expires = %s, want %s", tok.Expires, now.Add(DefaultTokenTTL))
+	}
+}

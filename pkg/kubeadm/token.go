@@ -129,3 +129,22 @@ const FieldManager = "slipway"
 // ErrNodeJoined is returned (wrapped) when a node's configuration is asked
 // for after the node has already joined the cluster.
 var ErrNodeJoined = errors.New("node has already joined the cluster")
+
+// ExtendToken moves the expiration of the bootstrap token with the given ID
+// to until, so a node that boots slowly (firmware, PXE, a large image) is
+// not locked out by its token expiring before it joins.
+func ExtendToken(ctx context.Context, c kubernetes.Interface, id string, until time.Time) error {
+	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
+	s, err := secrets.Get(ctx, bootstraputil.BootstrapTokenSecretName(id), metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("extend bootstrap token %s: %w", id, err)
+	}
+	if s.Data == nil {
+		s.Data = map[string][]byte{}
+	}
+	s.Data[bootstrapapi.BootstrapTokenExpirationKey] = []byte(until.UTC().Format(time.RFC3339))
+	if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
+		return fmt.Errorf("extend bootstrap token %s: %w", id, err)
+	}
+	return nil
+}

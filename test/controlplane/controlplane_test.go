@@ -265,6 +265,29 @@ func testTokenDiscovery(t *testing.T, cp *controlPlane) {
 			t.Errorf("kubeadm join --dry-run with a deleted token: err = %v, want a missing-signature failure\n%s", err, out)
 		}
 	})
+	t.Run("extended token outlives its first expiry", func(t *testing.T) {
+		short, err := kubeadm.NewToken(w1.Name, time.Now(), 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kubeadm.CreateToken(ctx, cp.admin, short); err != nil {
+			t.Fatal(err)
+		}
+		if err := kubeadm.ExtendToken(ctx, cp.admin, short.ID, time.Now().Add(time.Hour)); err != nil {
+			t.Fatalf("ExtendToken: %v", err)
+		}
+		time.Sleep(4 * time.Second)
+		var err2 error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if _, err2 = tokenClient(cp, short.Value()).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{}); err2 == nil {
+				break
+			}
+		}
+		if err2 != nil {
+			t.Errorf("extended token after its original expiry: %v, want it accepted", err2)
+		}
+		kubeadm.DeleteToken(ctx, cp.admin, short.ID)
+	})
 	t.Run("expired token", func(t *testing.T) {
 		old, err := kubeadm.NewToken(w1.Name, time.Now().Add(-time.Hour), time.Minute)
 		if err != nil {
