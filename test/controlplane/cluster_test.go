@@ -42,7 +42,7 @@ func toolsBin() string {
 
 // requireTools returns the paths of the named upstream binaries, skipping
 // (or failing under SLIPWAY_E2E=1) with the build command when one is missing.
-func requireTools(t *testing.T, names ...string) map[string]string {
+func requireTools(t testing.TB, names ...string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, n := range names {
@@ -86,7 +86,7 @@ func (cp *controlPlane) cluster() inventory.Cluster {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -98,7 +98,7 @@ func freePort(t *testing.T) int {
 
 // startProcess runs bin with args, logging to dir/name.log, and stops it
 // when the test ends.
-func startProcess(t *testing.T, dir, name, bin string, args ...string) {
+func startProcess(t testing.TB, dir, name, bin string, args ...string) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
@@ -130,7 +130,7 @@ func startProcess(t *testing.T, dir, name, bin string, args ...string) {
 	})
 }
 
-func writeFile(t *testing.T, path string, data []byte) string {
+func writeFile(t testing.TB, path string, data []byte) string {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func writeFile(t *testing.T, path string, data []byte) string {
 // with the PKI pkg/kubeadm generates, then does what kubeadm init's
 // bootstrap-token phase does: publish cluster-info for anonymous discovery
 // and bind the admin and bootstrap groups.
-func startControlPlane(t *testing.T) *controlPlane {
+func startControlPlane(t testing.TB) *controlPlane {
 	t.Helper()
 	bins := requireTools(t, "etcd", "kube-apiserver", "kube-controller-manager", "kubeadm")
 	dir := t.TempDir()
@@ -250,7 +250,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 		adminREST: adminREST, adminKC: adminKC, bins: bins, proxyCert: proxyCert, proxyKey: proxyKey}
 }
 
-func waitHealthy(t *testing.T, c kubernetes.Interface, dir string) {
+func waitHealthy(t testing.TB, c kubernetes.Interface, dir string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	var last error
@@ -267,7 +267,7 @@ func waitHealthy(t *testing.T, c kubernetes.Interface, dir string) {
 }
 
 // bootstrapRBAC does what kubeadm init does for joining nodes and admins.
-func bootstrapRBAC(t *testing.T, c kubernetes.Interface, pki *kubeadm.PKI, endpoint string) {
+func bootstrapRBAC(t testing.TB, c kubernetes.Interface, pki *kubeadm.PKI, endpoint string) {
 	t.Helper()
 	ctx := context.Background()
 	objs := []func() error{
@@ -348,7 +348,7 @@ func bootstrapRBAC(t *testing.T, c kubernetes.Interface, pki *kubeadm.PKI, endpo
 
 // clusterConfiguration is the ClusterConfiguration document pkg/kubeadm
 // renders for a cluster whose endpoint is this control plane.
-func clusterConfiguration(t *testing.T, endpoint string) string {
+func clusterConfiguration(t testing.TB, endpoint string) string {
 	t.Helper()
 	cp := (&controlPlane{endpoint: endpoint}).cluster()
 	n := inventory.Node{Name: "cp-01", Role: inventory.RoleControlPlane, IP: netip.MustParseAddr("10.77.0.10")}
@@ -369,7 +369,7 @@ func clusterConfiguration(t *testing.T, endpoint string) string {
 
 // clusterInfoKubeconfig is the kubeconfig kubeadm publishes in cluster-info:
 // the cluster's server and CA, no credentials.
-func clusterInfoKubeconfig(t *testing.T, endpoint string, ca []byte) []byte {
+func clusterInfoKubeconfig(t testing.TB, endpoint string, ca []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "apiVersion: v1\nkind: Config\nclusters:\n- name: \"\"\n  cluster:\n    server: https://%s\n    certificate-authority-data: %s\ncontexts: null\ncurrent-context: \"\"\npreferences: {}\nusers: null\n",
