@@ -49,12 +49,23 @@ func Kubeconfig(server string, caPEM []byte, user string, certPEM, keyPEM []byte
 	return b, nil
 }
 
-// RESTConfig turns a kubeconfig into a client configuration.
+// Client-side rate limits of the configurations returned here. client-go's
+// defaults (5 requests/s, bursts of 10) would throttle issuing tokens for a
+// rack of nodes to a few nodes per second; the API server's priority and
+// fairness still protects itself.
+const (
+	ClientQPS   = 50
+	ClientBurst = 100
+)
+
+// RESTConfig turns a kubeconfig into a client configuration (rate limits
+// ClientQPS and ClientBurst).
 func RESTConfig(kubeconfig []byte) (*rest.Config, error) {
 	c, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
+	c.QPS, c.Burst = ClientQPS, ClientBurst
 	return c, nil
 }
 
@@ -83,7 +94,7 @@ func (p *PKI) AdminRESTConfig(server string, validity time.Duration) *rest.Confi
 			GetClientCertificate: m.get,
 		},
 	}
-	return &rest.Config{Host: server, Transport: tr}
+	return &rest.Config{Host: server, Transport: tr, QPS: ClientQPS, Burst: ClientBurst}
 }
 
 // certMinter hands out the current admin client certificate, minting a new

@@ -221,6 +221,9 @@ func TestAdminKubeconfig(t *testing.T) {
 	if rc.Host != "https://127.0.0.1:6443" {
 		t.Errorf("kubeconfig server = %q", rc.Host)
 	}
+	if rc.QPS != ClientQPS || rc.Burst != ClientBurst {
+		t.Errorf("RESTConfig rate limits = %v/%d, want %v/%d (client-go's 5/10 throttles a rack)", rc.QPS, rc.Burst, ClientQPS, ClientBurst)
+	}
 }
 
 // pemDecode returns the first PEM block's bytes.
