@@ -148,14 +148,25 @@ func KindOf(inv *inventory.Inventory, n inventory.Node) Kind {
 // now; for the first control-plane node (init) it travels in the node's
 // InitConfiguration and kubeadm creates it. For a further control-plane
 // node the control-plane certificates are uploaded (UploadCerts), owned by
-// its token, so they leave the cluster when the token is revoked. Issuing again replaces the
-// node's previous token. A disabled node, a node that has already joined and
-// a cluster CA that expires within the token TTL are refused.
+// its token, so they leave the cluster when the token is revoked.
+//
+// Issue is idempotent: issuing again for the same kind while the node's
+// token has more than half its TTL left keeps that token (a node may
+// already be booting with it); later, a new token replaces the old one,
+// which is deleted. A disabled node, a node that has already joined and a
+// cluster CA that expires within the token TTL are refused.
 func (b *Bootstrapper) Issue(ctx context.Context, n inventory.Node, kind Kind) error {
 	if err := b.check(ctx, n, kind); err != nil {
 		return err
 	}
 	now := b.cfg.Now()
+	b.mu.Lock()
+	prev, had := b.issued[n.Name]
+	b.mu.Unlock()
+	if had && prev.kind == kind && prev.token.Expires.After(now.Add(b.cfg.TokenTTL/2)) {
+		b.log.Debug("bootstrap token kept", "node", n.Name, "token_id", prev.token.ID, "expires", prev.token.Expires)
+		return nil
+	}
 	if err := b.cfg.PKI.CheckCAValidity(now, b.cfg.TokenTTL); err != nil {
 		return fmt.Errorf("issue join credentials for %s: %w", n.Name, err)
 	}

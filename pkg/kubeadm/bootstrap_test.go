@@ -70,6 +70,9 @@ func TestIssueCreatesTokenSecret(t *testing.T) {
 	client := fake.NewClientset()
 	var log bytes.Buffer
 	b, _ := newTestBootstrapper(t, client, &log)
+	clock := new(time.Time)
+	*clock = time.Now().Add(time.Minute).Truncate(time.Second)
+	b.cfg.Now = func() time.Time { return *clock }
 	inv := testInventory()
 	w1, _ := inv.Node("gpu-01")
 	ctx := context.Background()
@@ -108,9 +111,21 @@ func TestIssueCreatesTokenSecret(t *testing.T) {
 		t.Errorf("log does not name token %s:\n%s", tok.ID, log.String())
 	}
 
-	// Issuing again replaces the token: the old one is deleted.
+	// Issuing again while the token is fresh keeps it (the node may be
+	// booting with it already).
 	if err := b.Issue(ctx, w1, KindWorker); err != nil {
 		t.Fatalf("Issue(gpu-01) again: %v", err)
+	}
+	if again, _ := b.Token("gpu-01"); again.ID != tok.ID {
+		t.Errorf("Issue(gpu-01) again replaced fresh token %s with %s", tok.ID, again.ID)
+	}
+	// Past half its TTL, issuing again replaces it and deletes the old one.
+	*clock = clock.Add(DefaultTokenTTL/2 + time.Minute)
+	if err := b.Issue(ctx, w1, KindWorker); err != nil {
+		t.Fatalf("Issue(gpu-01) after half the TTL: %v", err)
+	}
+	if again, _ := b.Token("gpu-01"); again.ID == tok.ID {
+		t.Errorf("Issue(gpu-01) after half the TTL kept token %s", tok.ID)
 	}
 	if _, err := client.CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-"+tok.ID, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("old token Secret after re-issue: err = %v, want not found", err)
