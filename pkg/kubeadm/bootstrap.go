@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
 )
@@ -378,27 +381,49 @@ func (b *Bootstrapper) Extend(ctx context.Context, n inventory.Node) error {
 }
 
 // Revoke deletes n's token from the cluster (it is no longer needed once
-// the node is Ready) and forgets it. Revoking a node without a token is not
-// an error.
+// the node is Ready), and any other token labelled for n (issued by an
+// earlier run), and forgets it. Revoking a node without a token is not an
+// error.
 func (b *Bootstrapper) Revoke(ctx context.Context, n inventory.Node) error {
 	b.mu.Lock()
 	is, ok := b.issued[n.Name]
 	b.mu.Unlock()
-	if !ok {
-		return nil
-	}
 	client := b.apiClient()
 	if client == nil {
+		if !ok {
+			return nil
+		}
 		return fmt.Errorf("revoke token %s of node %s: the cluster API is not reachable", is.token.ID, n.Name)
 	}
-	if err := DeleteToken(ctx, client, is.token.ID); err != nil {
-		return fmt.Errorf("revoke token of node %s: %w", n.Name, err)
+	var ids []string
+	if ok {
+		ids = append(ids, is.token.ID)
 	}
-	b.mu.Lock()
-	if cur, ok := b.issued[n.Name]; ok && cur.token.ID == is.token.ID {
-		delete(b.issued, n.Name)
+	// Tokens issued by an earlier run of the provisioner carry the node's
+	// label; revoke those too, so Revoke is idempotent across restarts.
+	list, err := client.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: NodeLabel + "=" + n.Name})
+	if err != nil {
+		return fmt.Errorf("revoke tokens of node %s: list: %w", n.Name, err)
 	}
-	b.mu.Unlock()
-	b.log.Info("bootstrap token revoked", "node", n.Name, "token_id", is.token.ID)
+	for _, s := range list.Items {
+		if s.Type == bootstrapapi.SecretTypeBootstrapToken {
+			if id, ok := strings.CutPrefix(s.Name, bootstrapapi.BootstrapTokenSecretPrefix); ok && (len(ids) == 0 || id != ids[0]) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	for _, id := range ids {
+		if err := DeleteToken(ctx, client, id); err != nil {
+			return fmt.Errorf("revoke token of node %s: %w", n.Name, err)
+		}
+		b.log.Info("bootstrap token revoked", "node", n.Name, "token_id", id)
+	}
+	if ok {
+		b.mu.Lock()
+		if cur, ok := b.issued[n.Name]; ok && cur.token.ID == is.token.ID {
+			delete(b.issued, n.Name)
+		}
+		b.mu.Unlock()
+	}
 	return nil
 }

@@ -512,3 +512,33 @@ func TestExtendToken(t *testing.T) {
 		t.Errorf("Token().Expires = %s, want %s", tok.Expires, now.Add(DefaultTokenTTL))
 	}
 }
+
+func TestRevokeAfterRestart(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	ctx := context.Background()
+	w1, _ := testInventory().Node("gpu-01")
+	first, p := newTestBootstrapper(t, client, nil)
+	if err := first.Issue(ctx, w1, KindWorker); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := first.Token("gpu-01")
+	// An unrelated token of another node stays.
+	other, _ := NewToken("gpu-09", time.Now(), 0)
+	CreateToken(ctx, client, other)
+
+	// A new process knows nothing of the first token.
+	second, err := New(Config{Inventory: testInventory(), PKI: p, Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Revoke(ctx, w1); err != nil {
+		t.Fatalf("Revoke after restart: %v", err)
+	}
+	if _, err := client.CoreV1().Secrets("kube-system").Get(ctx, tok.SecretName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("token of gpu-01 from the earlier run after Revoke: err = %v, want not found", err)
+	}
+	if _, err := client.CoreV1().Secrets("kube-system").Get(ctx, other.SecretName(), metav1.GetOptions{}); err != nil {
+		t.Errorf("Revoke(gpu-01) deleted gpu-09's token: %v", err)
+	}
+}

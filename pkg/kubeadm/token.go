@@ -88,7 +88,7 @@ func (t Token) APISecret() *corev1.Secret {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      t.SecretName(),
 			Namespace: metav1.NamespaceSystem,
-			Labels:    map[string]string{"app.kubernetes.io/managed-by": "slipway", "slipway.dev/node": t.Node},
+			Labels:    map[string]string{"app.kubernetes.io/managed-by": "slipway", NodeLabel: t.Node},
 		},
 		Type: bootstrapapi.SecretTypeBootstrapToken,
 		StringData: map[string]string{
@@ -122,6 +122,9 @@ func DeleteToken(ctx context.Context, c kubernetes.Interface, id string) error {
 	}
 	return nil
 }
+
+// NodeLabel labels a token Secret with the node it was minted for.
+const NodeLabel = "slipway.dev/node"
 
 // FieldManager is the field manager of every object Slipway writes.
 const FieldManager = "slipway"
