@@ -20,7 +20,9 @@ import (
 	"golang.org/x/term"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
+	"github.com/slipway-dev/slipway/pkg/addons"
 	"github.com/slipway-dev/slipway/pkg/bmc"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/kubeadm"
@@ -97,9 +99,19 @@ func newUpCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return invalidInventory(err)
 			}
-			boot, client, err := newBootstrapper(inv, g, fmtv, httpPort)
+			boot, client, rc, err := newBootstrapper(inv, g, fmtv, httpPort)
 			if err != nil {
 				return err
+			}
+			var applyAddons func(context.Context) ([]addons.Result, error)
+			if len(inv.Addons) > 0 && rc != nil {
+				a, err := addons.New(addons.Config{REST: rc, Log: g.log})
+				if err != nil {
+					return err
+				}
+				applyAddons = func(ctx context.Context) ([]addons.Result, error) {
+					return a.ApplyWhenServing(ctx, inv.Addons, 10*time.Second)
+				}
 			}
 			var ready provision.Readiness = boot
 			if client != nil {
@@ -116,6 +128,7 @@ func newUpCmd(g *globals) *cobra.Command {
 			}
 			return runUp(cmd.Context(), g, &f, upDeps{
 				inv: inv, svc: svc, issuer: issuerOf(boot), readiness: ready, command: "provisioner up", render: render,
+				addons: applyAddons,
 			})
 		},
 	}
@@ -133,25 +146,21 @@ func newUpCmd(g *globals) *cobra.Command {
 
 // newBootstrapper loads (or creates) the cluster PKI in the state directory
 // and returns the kubeadm bootstrapper with an admin client for the
-// control-plane endpoint; the client is only used once the API answers.
-func newBootstrapper(inv *inventory.Inventory, g *globals, format kubeadm.Format, httpPort uint16) (*kubeadm.Bootstrapper, kubernetes.Interface, error) {
+// control-plane endpoint (used only once the API answers) and that client's
+// configuration. The client mints short-lived admin certificates as it goes,
+// so a run longer than one certificate's life keeps its API access.
+func newBootstrapper(inv *inventory.Inventory, g *globals, format kubeadm.Format, httpPort uint16) (*kubeadm.Bootstrapper, kubernetes.Interface, *rest.Config, error) {
 	pki, err := kubeadm.EnsurePKI(kubeadm.PKIConfig{Dir: g.stateDir + "/pki", Log: g.log})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var client kubernetes.Interface
+	var rc *rest.Config
 	if ep := inv.Cluster.ControlPlaneEndpoint; ep != "" {
-		kc, err := pki.AdminKubeconfig("https://"+ep, time.Now(), 0)
-		if err != nil {
-			return nil, nil, err
-		}
-		rc, err := kubeadm.RESTConfig(kc)
-		if err != nil {
-			return nil, nil, err
-		}
+		rc = pki.AdminRESTConfig("https://"+ep, 0)
 		rc.Timeout = 10 * time.Second
 		if client, err = kubernetes.NewForConfig(rc); err != nil {
-			return nil, nil, fmt.Errorf("cluster api client for %s: %w", ep, err)
+			return nil, nil, nil, fmt.Errorf("cluster api client for %s: %w", ep, err)
 		}
 	}
 	port := httpPort
@@ -165,7 +174,7 @@ func newBootstrapper(inv *inventory.Inventory, g *globals, format kubeadm.Format
 		Inventory: inv, PKI: pki, Client: client, Format: format, Log: g.log,
 		PhoneHomeURL: "http://" + net.JoinHostPort(inv.Network.Address.String(), fmt.Sprint(port)),
 	})
-	return b, client, err
+	return b, client, rc, err
 }
 
 // listReadiness answers readiness from one LIST of the cluster's nodes,
@@ -218,6 +227,8 @@ type upDeps struct {
 	readyPoll time.Duration
 	// render is the boot server's renderer, told about the orchestrator.
 	render *journaledRenderer
+	// addons applies the inventory's add-ons once the API answers (nil: none).
+	addons func(ctx context.Context) ([]addons.Result, error)
 }
 
 // journaledRenderer wraps the node-config renderer the boot server calls
@@ -345,6 +356,20 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 	if d.extra != nil {
 		g2.Go(func() error { return d.extra(gctx) })
 	}
+	// Add-ons (the pod network above all: no node is Ready without one) are
+	// applied as soon as the first control plane's API answers, while the
+	// other nodes join. A failure is reported, not fatal to the run.
+	var addonResults []addons.Result
+	var addonErr error
+	addonsDone := make(chan struct{})
+	if d.addons != nil {
+		go func() {
+			defer close(addonsDone)
+			addonResults, addonErr = d.addons(gctx)
+		}()
+	} else {
+		close(addonsDone)
+	}
 	if f.metricsAddr != "" {
 		srv := &http.Server{Addr: f.metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 		ln, err := net.Listen("tcp", f.metricsAddr)
@@ -391,6 +416,7 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 		return nil
 	})
 	svcErr := g2.Wait()
+	<-addonsDone
 	close(stopDraw)
 	<-drawDone
 	opener.closeAll()
@@ -403,6 +429,9 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 		} else {
 			rep.WriteSummary(g.stdout)
 		}
+	}
+	if d.addons != nil && f.output != "json" {
+		fmt.Fprintln(g.stdout, addonSummary(addonResults, addonErr))
 	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
@@ -570,3 +599,16 @@ func (k kubeadmIssuer) Issue(ctx context.Context, n inventory.Node, kind provisi
 }
 
 func (k kubeadmIssuer) Revoke(ctx context.Context, n inventory.Node) error { return k.b.Revoke(ctx, n) }
+
+// addonSummary is the one line up prints about the inventory's add-ons.
+func addonSummary(res []addons.Result, err error) string {
+	if err != nil {
+		return fmt.Sprintf("add-ons: not applied: %v (fix it, then run up again or provisioner config addons)", err)
+	}
+	count := map[addons.Action]int{}
+	for _, r := range res {
+		count[r.Action]++
+	}
+	return fmt.Sprintf("add-ons: %d objects applied (%d created, %d configured, %d unchanged)",
+		len(res), count[addons.Created], count[addons.Changed], count[addons.Unchanged])
+}

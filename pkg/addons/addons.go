@@ -47,6 +47,7 @@ type Applier struct {
 	cfg    Config
 	log    *slog.Logger
 	dyn    dynamic.Interface
+	disc   discovery.DiscoveryInterface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
 }
 
@@ -70,7 +71,7 @@ func New(cfg Config) (*Applier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Applier{cfg: cfg, log: log, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
+	return &Applier{cfg: cfg, log: log, dyn: dyn, disc: dc, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
 }
 
 // Action says what applying an object did.
@@ -181,6 +182,46 @@ func (a *Applier) ApplyFiles(ctx context.Context, files []string) ([]Result, err
 		return nil, err
 	}
 	return a.Apply(ctx, objs)
+}
+
+// ApplyWhenServing waits until the API server answers, then applies files
+// (see ApplyFiles). While the server does not answer, or an apply fails
+// (a webhook not ready yet, a broken manifest), it tries again every retry
+// (default 10s), logging each distinct failure once at error level. It
+// returns the results of the first apply that succeeds, or, when ctx ends
+// first, the last failure (or ctx's error if the server never answered).
+func (a *Applier) ApplyWhenServing(ctx context.Context, files []string, retry time.Duration) ([]Result, error) {
+	if retry <= 0 {
+		retry = 10 * time.Second
+	}
+	var last error
+	lastMsg := ""
+	for {
+		var err error
+		if _, err = a.disc.ServerVersion(); err == nil {
+			var res []Result
+			if res, err = a.ApplyFiles(ctx, files); err == nil {
+				return res, nil
+			}
+			last = err
+		}
+		if msg := err.Error(); msg != lastMsg {
+			if last == err {
+				a.log.Error("add-ons not applied; retrying", "err", err)
+			} else {
+				a.log.Info("waiting for the API server to apply add-ons", "err", err)
+			}
+			lastMsg = msg
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return nil, last
+			}
+			return nil, fmt.Errorf("apply add-ons: the API server never answered: %w", ctx.Err())
+		case <-time.After(retry):
+		}
+	}
 }
 
 // Apply applies each object with server-side apply (field manager
