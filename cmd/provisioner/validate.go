@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/slipway-dev/slipway/pkg/addons"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 )
 
@@ -20,12 +21,18 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Short: "Check an inventory and report every problem at once",
 		Long: "validate loads the inventory (files, or directories of *.yaml merged in name order), applies\n" +
 			"profiles and ranges, and reports every problem as FILE:LINE:COL: FIELD.PATH: message.\n" +
+			"The add-on manifests the inventory lists are parsed as well.\n" +
 			"It exits 0 when the inventory is valid, 1 when it is not, 2 on a usage error.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inv, err := g.loadInventory()
 			if err != nil {
 				return invalidInventory(err)
+			}
+			// Add-on manifests are parsed too, so a broken one is caught in
+			// review rather than in the middle of up.
+			if _, err := addons.Load(inv.Addons); err != nil {
+				return &exitError{code: exitFailure, err: err}
 			}
 			fmt.Fprintln(g.stdout, summary(inv))
 			return nil

@@ -47,6 +47,12 @@ func TestValidateExitCodes(t *testing.T) {
 			wantCode:   exitFailure,
 			wantStderr: []string{"does-not-exist.yaml: no such file or directory"},
 		},
+		{
+			name:       "broken add-on manifest",
+			args:       []string{"validate", "-f", "testdata/broken-addon/inventory.yaml"},
+			wantCode:   exitFailure,
+			wantStderr: []string{"cni.yaml", "document 2"},
+		},
 		{name: "no inventory", args: []string{"validate"}, wantCode: exitUsage, wantStderr: []string{"no inventory given"}},
 		{name: "unknown flag", args: []string{"validate", "--frobnicate"}, wantCode: exitUsage, wantStderr: []string{"unknown flag"}},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: exitUsage, wantStderr: []string{"unknown command"}},
