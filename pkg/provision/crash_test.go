@@ -36,13 +36,9 @@ func crashTimeouts() provision.Timeouts {
 		Ready: 20 * time.Second, BMC: 3 * time.Second}
 }
 
-// TestCrashChild is the child's body; it is skipped unless re-executed by
-// TestCrashResume.
-func TestCrashChild(t *testing.T) {
-	world, dir := os.Getenv(crashChildEnv), os.Getenv("SLIPWAY_PROVISION_CRASH_DIR")
-	if world == "" {
-		t.Skip("runs only as the child of TestCrashResume")
-	}
+// runCrashChild is the body of the child process TestCrashResume starts
+// and kills (through TestMain): the orchestrator against the fake rack.
+func runCrashChild(world, dir string) error {
 	client := &provisionfake.Client{Base: world}
 	o, err := provision.New(provision.Config{
 		Nodes: testNodes(1, crashNodes-1), StateDir: dir, BMCs: client, Issuer: client, Readiness: client,
@@ -50,11 +46,11 @@ func TestCrashChild(t *testing.T) {
 		Timeouts: crashTimeouts(), EarlyNetboot: os.Getenv("SLIPWAY_PROVISION_CRASH_EARLY") == "1",
 	})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ev := provision.Event{Node: r.URL.Query().Get("node"), Kind: provision.EventKind(r.URL.Query().Get("kind"))}
@@ -64,18 +60,34 @@ func TestCrashChild(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	defer srv.Close()
-	if _, err := http.Post(world+"/target", "text/plain", bytes.NewBufferString("http://"+ln.Addr().String())); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := o.Run(t.Context())
+	resp, err := http.Post(world+"/target", "text/plain", bytes.NewBufferString("http://"+ln.Addr().String()))
 	if err != nil {
-		t.Fatal(err)
+		return err
+	}
+	resp.Body.Close()
+	rep, err := o.Run(context.Background())
+	if err != nil {
+		return err
 	}
 	if rep.Ready != crashNodes {
 		var buf bytes.Buffer
 		rep.WriteSummary(&buf)
-		t.Fatalf("run ended with %d of %d nodes ready:\n%s", rep.Ready, crashNodes, buf.String())
+		return fmt.Errorf("run ended with %d of %d nodes ready:\n%s", rep.Ready, crashNodes, buf.String())
 	}
+	return nil
+}
+
+// TestMain runs the crash test's child instead of the tests when the test
+// binary is started again as that child.
+func TestMain(m *testing.M) {
+	if world := os.Getenv(crashChildEnv); world != "" {
+		if err := runCrashChild(world, os.Getenv("SLIPWAY_PROVISION_CRASH_DIR")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }
 
 func TestCrashResume(t *testing.T) {
@@ -140,7 +152,7 @@ func crashResume(t *testing.T, early bool) {
 	world := "http://" + ln.Addr().String()
 
 	child := func(ctx context.Context) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.v")
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+world, "SLIPWAY_PROVISION_CRASH_DIR="+dir)
 		if early {
 			cmd.Env = append(cmd.Env, "SLIPWAY_PROVISION_CRASH_EARLY=1")

@@ -89,17 +89,13 @@ func BenchmarkDHCPvsDnsmasq(b *testing.B) {
 // benchServerEnv names the port a helper process serves on.
 const benchServerEnv = "SLIPWAY_BENCH_DHCP_PORT"
 
-// TestBenchServerProcess is not a test: BenchmarkDHCPvsDnsmasq starts the
-// test binary again to run this server in a process of its own, as dnsmasq
-// runs in its own, so neither server shares CPU time with the client.
-func TestBenchServerProcess(t *testing.T) {
-	port := os.Getenv(benchServerEnv)
-	if port == "" {
-		t.Skip("helper process for BenchmarkDHCPvsDnsmasq")
-	}
+// runBenchServer is the body of the child process BenchmarkDHCPvsDnsmasq
+// starts (through TestMain), so that our server runs in a process of its
+// own, as dnsmasq does, and neither shares CPU time with the client.
+func runBenchServer(port string) error {
 	p, err := strconv.Atoi(port)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	s, err := New(Config{
 		ListenAddr: netip.MustParseAddr("127.0.0.1"),
@@ -110,13 +106,11 @@ func TestBenchServerProcess(t *testing.T) {
 		ScriptURL:  func(n inventory.Node) string { return "http://127.0.0.1:8080/boot/" + n.Name + ".ipxe" },
 	})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	if err := s.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	return s.Run(ctx)
 }
 
 // startBenchServer runs this package's server in a child process and
@@ -124,7 +118,7 @@ func TestBenchServerProcess(t *testing.T) {
 func startBenchServer(b *testing.B) uint16 {
 	b.Helper()
 	port := freeBenchPort(b)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchServerProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", benchServerEnv, port))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -80,25 +80,18 @@ func BenchmarkAssetsVsNginx(b *testing.B) {
 // serves.
 const benchServerEnv = "SLIPWAY_BENCH_HTTP_SERVER"
 
-// TestBenchServerProcess is not a test: BenchmarkAssetsVsNginx starts the
-// test binary again to run this server in a process of its own, as nginx
-// runs in its own processes, so neither server shares CPU time with the
-// client.
-func TestBenchServerProcess(t *testing.T) {
-	spec := os.Getenv(benchServerEnv)
-	if spec == "" {
-		t.Skip("helper process for BenchmarkAssetsVsNginx")
-	}
+// runBenchServer is the body of the child process BenchmarkAssetsVsNginx starts
+// (through TestMain), so that our server runs in a process of its own, as
+// nginx does, and neither shares CPU time with the client.
+func runBenchServer(spec string) error {
 	assets, addr, _ := strings.Cut(spec, "|")
 	s, err := New(Config{BaseURL: "http://" + addr, AssetDir: assets, Addr: netip.MustParseAddrPort(addr)})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	if err := s.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	return s.Run(ctx)
 }
 
 func freeLoopbackTCP(b *testing.B) string {
@@ -116,7 +109,7 @@ func freeLoopbackTCP(b *testing.B) string {
 func startBenchServer(b *testing.B, assets string) string {
 	b.Helper()
 	addr := freeLoopbackTCP(b)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchServerProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), benchServerEnv+"="+assets+"|"+addr)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

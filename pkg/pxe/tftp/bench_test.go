@@ -74,25 +74,18 @@ func BenchmarkTFTPvsTFTPDHPA(b *testing.B) {
 // benchServerEnv names the root and address a helper process serves.
 const benchServerEnv = "SLIPWAY_BENCH_TFTP_SERVER"
 
-// TestBenchServerProcess is not a test: BenchmarkTFTPvsTFTPDHPA starts the
-// test binary again to run this server in a process of its own, as
-// tftpd-hpa runs in its own processes, so neither server shares CPU time
-// with the client.
-func TestBenchServerProcess(t *testing.T) {
-	spec := os.Getenv(benchServerEnv)
-	if spec == "" {
-		t.Skip("helper process for BenchmarkTFTPvsTFTPDHPA")
-	}
+// runBenchServer is the body of the child process BenchmarkTFTPvsTFTPDHPA starts
+// (through TestMain), so that our server runs in a process of its own, as
+// tftpd-hpa does, and neither shares CPU time with the client.
+func runBenchServer(spec string) error {
 	root, addr, _ := strings.Cut(spec, "|")
 	s, err := New(Config{Root: root, Addr: netip.MustParseAddrPort(addr)})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	if err := s.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	return s.Run(ctx)
 }
 
 // startBenchServer runs this package's server in a child process on a free
@@ -100,7 +93,7 @@ func TestBenchServerProcess(t *testing.T) {
 func startBenchServer(b *testing.B, root string) string {
 	b.Helper()
 	addr := freeLoopbackUDP(b)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchServerProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), benchServerEnv+"="+root+"|"+addr)
 	return startAndProbe(b, cmd, addr, "slipway tftp")
 }
