@@ -18,6 +18,7 @@ import (
 	"github.com/slipway-dev/slipway/pkg/bmc"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/provision"
+	"github.com/slipway-dev/slipway/pkg/provision/wire"
 	"github.com/slipway-dev/slipway/pkg/pxe"
 	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
 	"github.com/slipway-dev/slipway/pkg/simrack"
@@ -166,7 +167,7 @@ func runDemo(ctx context.Context, g *globals, f *upFlags, d *demoFlags) error {
 	}
 	// The placeholder node config (no Kubernetes API in the simulation),
 	// journaled before it is served, as up does with the kubeadm one.
-	render := &journaledRenderer{next: httpboot.PhoneHomeRenderer{BaseURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}}
+	render := wire.NewJournaledRenderer(httpboot.PhoneHomeRenderer{BaseURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort)})
 	svc, err := pxe.New(pxe.Config{
 		Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, Renderer: render,
 		HTTPPort: httpPort, DHCPPort: dhcpPort, TFTPPort: tftpPort,

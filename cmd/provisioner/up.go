@@ -9,14 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"regexp"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/term"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -27,8 +25,8 @@ import (
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/kubeadm"
 	"github.com/slipway-dev/slipway/pkg/provision"
+	"github.com/slipway-dev/slipway/pkg/provision/wire"
 	"github.com/slipway-dev/slipway/pkg/pxe"
-	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
 	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
 	"github.com/slipway-dev/slipway/pkg/pxe/tftp"
 )
@@ -117,7 +115,7 @@ func newUpCmd(g *globals) *cobra.Command {
 			if client != nil {
 				ready = &listReadiness{client: client, maxAge: time.Second}
 			}
-			render := &journaledRenderer{next: boot}
+			render := wire.NewJournaledRenderer(boot)
 			svc, err := pxe.New(pxe.Config{
 				Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, Renderer: render,
 				HTTPPort: httpPort, DHCPPort: dhcpPort, DHCPClientPort: clientPort, TFTPPort: tftpPort,
@@ -226,52 +224,9 @@ type upDeps struct {
 	// readyPoll is how often readiness is asked (0: the orchestrator's default).
 	readyPoll time.Duration
 	// render is the boot server's renderer, told about the orchestrator.
-	render *journaledRenderer
+	render *wire.JournaledRenderer
 	// addons applies the inventory's add-ons once the API answers (nil: none).
 	addons func(ctx context.Context) ([]addons.Result, error)
-}
-
-// journaledRenderer wraps the node-config renderer the boot server calls
-// before it answers a config request: the orchestrator journals "config
-// fetched" first (and refuses a node it is about to power-cycle), so a
-// provisioner killed right after serving a config still knows, when it
-// resumes, that the node booted its OS and must not be power-cycled.
-type journaledRenderer struct {
-	next httpboot.Renderer
-	mu   sync.Mutex
-	o    *provision.Orchestrator
-}
-
-func (j *journaledRenderer) set(o *provision.Orchestrator) {
-	j.mu.Lock()
-	j.o = o
-	j.mu.Unlock()
-}
-
-// Render journals the fetch, then renders.
-func (j *journaledRenderer) Render(ctx context.Context, n inventory.Node) ([]byte, error) {
-	j.mu.Lock()
-	o := j.o
-	j.mu.Unlock()
-	if o != nil {
-		// A node that netbooted early waits here for its turn; the request
-		// stays open (the boot server has no write timeout).
-		for {
-			err := o.Observe(ctx, provision.Event{Node: n.Name, Kind: provision.EventConfig})
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, provision.ErrHeld) {
-				return nil, fmt.Errorf("serve node config of %s: %w", n.Name, err)
-			}
-			select {
-			case <-ctx.Done():
-				return nil, fmt.Errorf("serve node config of %s: %w", n.Name, ctx.Err())
-			case <-time.After(250 * time.Millisecond):
-			}
-		}
-	}
-	return j.next.Render(ctx, n)
 }
 
 // quietLogger returns log with records below min dropped, so per-event
@@ -332,43 +287,20 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 		}
 		metrics = m
 	}
-	opener := &bmcOpener{cfg: d.bmcConfig}
-	opener.cfg.Log = log
-	o, err := provision.New(provision.Config{
-		Nodes: nodes, StateDir: g.stateDir, Command: d.command,
-		BMCs: opener, Issuer: d.issuer, Readiness: d.readiness,
-		Parallel: f.parallel, MaxAttempts: f.attempts, Timeouts: f.timeouts, EarlyNetboot: f.earlyBoot,
-		Progress: out, Metrics: metrics, Log: log, ReadyPoll: d.readyPoll,
-	})
-	if err != nil {
-		return err
-	}
-	if d.render != nil {
-		d.render.set(o)
-	}
-	svcCtx, stopSvc := context.WithCancel(ctx)
-	defer stopSvc()
-	g2, gctx := errgroup.WithContext(svcCtx)
-	events, unsubscribe := d.svc.Bus().Subscribe(0)
-	defer unsubscribe()
-	g2.Go(func() error { return d.svc.Run(gctx) })
-	g2.Go(func() error { bridgeEvents(gctx, o, events); return nil })
-	if d.extra != nil {
-		g2.Go(func() error { return d.extra(gctx) })
-	}
 	// Add-ons (the pod network above all: no node is Ready without one) are
 	// applied as soon as the first control plane's API answers, while the
 	// other nodes join. A failure is reported, not fatal to the run.
+	var beside []func(context.Context) error
+	if d.extra != nil {
+		beside = append(beside, d.extra)
+	}
 	var addonResults []addons.Result
 	var addonErr error
-	addonsDone := make(chan struct{})
 	if d.addons != nil {
-		go func() {
-			defer close(addonsDone)
-			addonResults, addonErr = d.addons(gctx)
-		}()
-	} else {
-		close(addonsDone)
+		beside = append(beside, func(ctx context.Context) error {
+			addonResults, addonErr = d.addons(ctx)
+			return nil
+		})
 	}
 	if f.metricsAddr != "" {
 		srv := &http.Server{Addr: f.metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
@@ -376,9 +308,10 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 		if err != nil {
 			return fmt.Errorf("metrics listen on %s: %w", f.metricsAddr, err)
 		}
-		g2.Go(func() error {
+		defer ln.Close()
+		beside = append(beside, func(ctx context.Context) error {
 			go func() {
-				<-gctx.Done()
+				<-ctx.Done()
 				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
 				srv.Shutdown(sctx)
@@ -389,8 +322,15 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 			return nil
 		})
 	}
-	var rep *provision.Report
-	var runErr error
+	p, err := wire.New(wire.Config{
+		Nodes: nodes, StateDir: g.stateDir, Command: d.command, Services: d.svc, Renderer: d.render,
+		BMC: d.bmcConfig, Issuer: d.issuer, Readiness: d.readiness, ReadyPoll: d.readyPoll,
+		Parallel: f.parallel, MaxAttempts: f.attempts, Timeouts: f.timeouts, EarlyNetboot: f.earlyBoot,
+		Progress: out, Metrics: metrics, Beside: beside, Log: log,
+	})
+	if err != nil {
+		return err
+	}
 	drawDone := make(chan struct{})
 	stopDraw := make(chan struct{})
 	go func() {
@@ -410,16 +350,9 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 			}
 		}
 	}()
-	g2.Go(func() error {
-		rep, runErr = o.Run(gctx)
-		stopSvc() // every node is done: stop serving
-		return nil
-	})
-	svcErr := g2.Wait()
-	<-addonsDone
+	rep, runErr := p.Run(ctx)
 	close(stopDraw)
 	<-drawDone
-	opener.closeAll()
 	if rep != nil {
 		if d.after != nil {
 			d.after(rep)
@@ -435,9 +368,6 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
-	}
-	if svcErr != nil && !errors.Is(svcErr, context.Canceled) {
-		return fmt.Errorf("boot services: %w", svcErr)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted; run up again to resume from the journal in %s", g.stateDir)
@@ -471,122 +401,6 @@ func progressOutput(w io.Writer, mode string) (func(provision.Update), func()) {
 		return t.Update, t.Draw
 	}
 	return provision.NewLinePrinter(w).Update, nil
-}
-
-// phoneHomeJoined matches the node config's report after kubeadm ran.
-var phoneHomeJoined = regexp.MustCompile(`step=kubeadm-(init|join) status=ok`)
-
-// toProvisionEvent translates a boot-service event; ok is false for events
-// the orchestrator does not need.
-func toProvisionEvent(e bootevent.Event) (provision.Event, bool) {
-	pe := provision.Event{Node: e.Node, Time: e.Time, Detail: e.Path}
-	if len(e.MAC) > 0 {
-		pe.MAC = e.MAC.String()
-	}
-	switch e.Kind {
-	case bootevent.DHCPDiscover, bootevent.DHCPRequest:
-		pe.Kind, pe.Detail = provision.EventDHCP, e.Detail
-	case bootevent.TFTPServed:
-		pe.Kind = provision.EventTFTP
-	case bootevent.ScriptServed:
-		pe.Kind = provision.EventScript
-	case bootevent.KernelServed:
-		pe.Kind = provision.EventKernel
-	case bootevent.InitrdServed:
-		pe.Kind = provision.EventInitrd
-	case bootevent.ConfigFetched:
-		pe.Kind, pe.Detail = provision.EventConfig, ""
-	case bootevent.PhoneHome:
-		pe.Kind, pe.Detail = provision.EventProgress, "phone-home "+e.Detail
-		if phoneHomeJoined.MatchString(e.Detail) {
-			pe.Kind, pe.Detail = provision.EventJoined, ""
-		}
-	default:
-		return pe, false
-	}
-	if pe.Node == "" && pe.MAC == "" {
-		return pe, false
-	}
-	return pe, true
-}
-
-// bridgeEvents feeds boot-service events to the orchestrator. Observe waits
-// for the journal, so each event gets its own goroutine and the bus is
-// drained at once (a full subscription would drop events).
-func bridgeEvents(ctx context.Context, o *provision.Orchestrator, events <-chan bootevent.Event) {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-events:
-			if !ok {
-				return
-			}
-			pe, ok := toProvisionEvent(e)
-			if !ok {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				o.Observe(ctx, pe)
-			}()
-		}
-	}
-}
-
-// bmcOpener adapts pkg/bmc clients to the orchestrator's BMC seam.
-type bmcOpener struct {
-	cfg     bmc.Config
-	mu      sync.Mutex
-	clients []*bmc.Client
-}
-
-func (b *bmcOpener) OpenBMC(_ context.Context, n inventory.Node) (provision.BMC, error) {
-	c, err := bmc.New(n.Name, n.BMC, b.cfg)
-	if err != nil {
-		return nil, err
-	}
-	b.mu.Lock()
-	b.clients = append(b.clients, c)
-	b.mu.Unlock()
-	return &nodeBMC{c: c, legacy: n.Boot.Firmware == inventory.FirmwareBIOS}, nil
-}
-
-// closeAll logs out every Redfish session still open (the orchestrator
-// closes each node's once it is powered on; Close is idempotent).
-func (b *bmcOpener) closeAll() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for _, c := range b.clients {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			c.Close(ctx)
-		}()
-	}
-	wg.Wait()
-	b.clients = nil
-}
-
-type nodeBMC struct {
-	c      *bmc.Client
-	legacy bool
-}
-
-func (n *nodeBMC) PowerOff(ctx context.Context) error { return n.c.SetPower(ctx, bmc.ActionOff) }
-func (n *nodeBMC) Close(ctx context.Context) error    { return n.c.Close(ctx) }
-func (n *nodeBMC) PowerOn(ctx context.Context) error  { return n.c.SetPower(ctx, bmc.ActionOn) }
-func (n *nodeBMC) SetNetboot(ctx context.Context) error {
-	return n.c.SetBootDevice(ctx, bmc.BootPXE, bmc.BootOptions{Legacy: n.legacy})
 }
 
 // issuerOf adapts the kubeadm bootstrapper to the orchestrator's issuer.
