@@ -130,8 +130,12 @@ func New(cfg Config) (*Services, error) {
 		Renderer:       cfg.Renderer,
 		NextAction:     cfg.NextAction,
 		ScriptTemplate: cfg.ScriptTemplate,
-		// Node addresses are known only when this provisioner hands them out.
-		RequireNodeIP: nw.DHCPMode == inventory.DHCPAuthoritative,
+		// Configs carry join tokens and, for control planes, CA keys: serve
+		// them only to the node's inventory address in every DHCP mode. In
+		// proxy and off modes the site DHCP server must give each node that
+		// address (a reservation); a node that gets another one is refused
+		// with "not the node's address" in the log and the events.
+		RequireNodeIP: true,
 		Registry:      reg,
 		Events:        sink,
 		Log:           log.With("service", "http"),

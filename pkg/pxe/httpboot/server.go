@@ -67,10 +67,10 @@ type Config struct {
 	// NextAction returns the body of the answer to a node's phone-home (nil:
 	// DefaultNextAction). The test lab's node image runs "poweroff" or "hold".
 	NextAction func(node inventory.Node) string
-	// RequireNodeIP serves a node's script and configuration only to
-	// requests from the node's inventory address. Set it when the
-	// provisioner hands out those addresses (authoritative DHCP): then a
-	// machine that is not the node cannot mint itself a config token.
+	// RequireNodeIP serves a node's script and configuration, and accepts
+	// its phone-home, only from the node's inventory address, so a machine
+	// that is not the node can neither mint itself a config token, fetch a
+	// config (join token, CA keys) nor report progress in the node's name.
 	RequireNodeIP bool
 	// MaxPhoneHomeBytes caps a phone-home body (default DefaultMaxPhoneHomeBytes).
 	MaxPhoneHomeBytes int64
@@ -521,6 +521,11 @@ func (s *Server) phoneHome(w http.ResponseWriter, r *http.Request) {
 	}
 	if !known {
 		http.NotFound(w, r)
+		return
+	}
+	if s.cfg.RequireNodeIP && ip != node.IP {
+		s.log.Info("phone-home from another address refused", "node", node.Name, "ip", ip.String(), "node_ip", node.IP.String())
+		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
 	msg := r.URL.RawQuery

@@ -367,11 +367,17 @@ func TestRequireNodeIP(t *testing.T) {
 	if *f.rendered != 0 {
 		t.Errorf("config rendered %d times for a refused address", *f.rendered)
 	}
+	if code, _ := f.do(t, "POST", "/phone-home/uefi-1", strings.NewReader("step=kubeadm-join status=ok")); code != http.StatusForbidden {
+		t.Errorf("POST uefi-1's phone-home from another address = %d, want 403", code)
+	}
 	tok := tokenFor(t, f, "bios-1")
 	if code, _ := f.do(t, "GET", "/config/bios-1?token="+tok, nil); code != http.StatusOK {
 		t.Errorf("GET bios-1's config from its own address = %d, want 200", code)
 	}
-	want := []string{"config_refused uefi-1 (not the node's address)", "script_served bios-1", "config_fetched bios-1"}
+	if code, _ := f.do(t, "POST", "/phone-home/bios-1", strings.NewReader("step=kubeadm-join status=ok")); code != http.StatusOK {
+		t.Errorf("POST bios-1's phone-home from its own address = %d, want 200", code)
+	}
+	want := []string{"config_refused uefi-1 (not the node's address)", "script_served bios-1", "config_fetched bios-1", "phone_home bios-1 (step=kubeadm-join status=ok)"}
 	if diff := cmp.Diff(want, f.events.waitKinds(t, len(want))); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}

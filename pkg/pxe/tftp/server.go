@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pin/tftp/v3"
+	"golang.org/x/net/ipv4"
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
@@ -125,7 +126,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tftp open root: %w", err)
 	}
-	defer root.Close()
+	closeRoot := true // unless transfers outlive the shutdown grace (below)
+	defer func() {
+		if closeRoot {
+			root.Close()
+		}
+	}()
 	conn := s.cfg.Conn
 	if conn == nil {
 		var lc net.ListenConfig
@@ -151,6 +157,15 @@ func (s *Server) Run(ctx context.Context) error {
 	srv.SetRetries(s.cfg.Retries)
 	if s.cfg.MaxBlockSize > 0 {
 		srv.SetBlockSize(s.cfg.MaxBlockSize)
+	}
+	// pin/tftp asks for packet info (the interface, hence the MTU that caps
+	// blksize) only once Serve runs; a request already queued by then is
+	// read without it and negotiated down to 512-byte blocks. Ask now,
+	// before Ready, so the first request gets the same treatment as later ones.
+	if uc, ok := conn.(*net.UDPConn); ok {
+		if err := ipv4.NewPacketConn(uc).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+			s.log.Warn("tftp: no packet info on the socket; blksize will be capped at 512", "err", err)
+		}
 	}
 	s.mu.Lock()
 	s.addr = conn.LocalAddr()
@@ -180,7 +195,13 @@ func (s *Server) Run(ctx context.Context) error {
 	select {
 	case <-stopped:
 	case <-time.After(shutdownGrace):
-		s.log.Warn("tftp shutdown: transfers still in flight, leaving them")
+		s.log.Warn("tftp shutdown: transfers still in flight, leaving them to time out")
+		// The transfers still read from root: close it once they are done.
+		closeRoot = false
+		go func() {
+			<-stopped
+			root.Close()
+		}()
 	}
 	return nil
 }
