@@ -18,9 +18,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/provision"
@@ -540,5 +542,49 @@ func TestRevokeAfterRestart(t *testing.T) {
 	}
 	if _, err := client.CoreV1().Secrets("kube-system").Get(ctx, other.SecretName(), metav1.GetOptions{}); err != nil {
 		t.Errorf("Revoke(gpu-01) deleted gpu-09's token: %v", err)
+	}
+}
+
+// Two control planes issued side by side: the other upload creates the
+// Secret between this one's Get and Create. The loser starts again from a
+// fresh Get instead of failing the node.
+func TestUploadCertsLosesTheCreateRace(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	b, p := newTestBootstrapper(t, client, nil)
+	ctx := context.Background()
+	cp2, _ := testInventory().Node("cp-02")
+	if err := b.Issue(ctx, cp2, KindControlPlane); err != nil {
+		t.Fatalf("Issue(cp-02, control plane): %v", err)
+	}
+	first, err := client.CoreV1().Secrets("kube-system").Get(ctx, CertsSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CoreV1().Secrets("kube-system").Delete(ctx, CertsSecret, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The racing upload lands just before this one's Create.
+	raced := false
+	client.PrependReactor("create", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		s := a.(k8stesting.CreateAction).GetObject().(*corev1.Secret)
+		if s.Name != CertsSecret || raced {
+			return false, nil, nil
+		}
+		raced = true
+		if err := client.Tracker().Add(first.DeepCopy()); err != nil {
+			t.Error(err)
+		}
+		return true, nil, apierrors.NewAlreadyExists(corev1.Resource("secrets"), CertsSecret)
+	})
+	tok, _ := b.Token("cp-02")
+	if err := UploadCerts(ctx, client, p, tok.ID); err != nil {
+		t.Fatalf("UploadCerts after losing the create race: %v", err)
+	}
+	if !raced {
+		t.Fatal("the race was not staged: no create of kubeadm-certs")
+	}
+	if _, err := client.CoreV1().Secrets("kube-system").Get(ctx, CertsSecret, metav1.GetOptions{}); err != nil {
+		t.Errorf("kubeadm-certs after the race: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 )
 
@@ -64,29 +65,40 @@ func UploadCerts(ctx context.Context, c kubernetes.Interface, p *PKI, ownerToken
 		Data: data,
 	}
 	secrets := c.CoreV1().Secrets(metav1.NamespaceSystem)
-	cur, err := secrets.Get(ctx, CertsSecret, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
-			return fmt.Errorf("upload control-plane certificates: create secret %s: %w", CertsSecret, err)
+	// Control-plane nodes are issued side by side: another upload may
+	// create or update the Secret between this Get and the write. Start
+	// again from a fresh Get then (a lost create race is a conflict too).
+	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		want := secret.DeepCopy()
+		cur, err := secrets.Get(ctx, CertsSecret, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err := secrets.Create(ctx, want, metav1.CreateOptions{FieldManager: FieldManager})
+			if apierrors.IsAlreadyExists(err) {
+				return apierrors.NewConflict(corev1.Resource("secrets"), CertsSecret, err)
+			}
+			if err != nil {
+				return fmt.Errorf("create secret %s: %w", CertsSecret, err)
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("get secret %s: %w", CertsSecret, err)
 		}
-	case err != nil:
-		return fmt.Errorf("upload control-plane certificates: get secret %s: %w", CertsSecret, err)
-	default:
-		// Control-plane nodes may join side by side: the Secret stays
-		// until the last of their tokens is gone (the garbage collector
-		// deletes a dependent once all its owners are gone). Owners from
-		// kubeadm's own upload are dropped: theirs is a controller
-		// reference and there may only be one.
-		secret.ResourceVersion = cur.ResourceVersion
+		// The Secret stays until the last of the joining nodes' tokens is
+		// gone (the garbage collector deletes a dependent once all its
+		// owners are gone). Owners from kubeadm's own upload are dropped:
+		// theirs is a controller reference and there may only be one.
+		want.ResourceVersion = cur.ResourceVersion
 		for _, r := range cur.OwnerReferences {
 			if r.Name != ref.Name && r.Kind == "Secret" && (r.Controller == nil || !*r.Controller) {
-				secret.OwnerReferences = append(secret.OwnerReferences, r)
+				want.OwnerReferences = append(want.OwnerReferences, r)
 			}
 		}
-		if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
-			return fmt.Errorf("upload control-plane certificates: update secret %s: %w", CertsSecret, err)
-		}
+		_, err = secrets.Update(ctx, want, metav1.UpdateOptions{FieldManager: FieldManager})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("upload control-plane certificates: %w", err)
 	}
 	return ensureCertsRBAC(ctx, c)
 }
