@@ -281,6 +281,15 @@ func (b *Bootstrapper) Render(ctx context.Context, n inventory.Node) ([]byte, er
 	if err := b.check(ctx, n, is.kind); err != nil {
 		return nil, err
 	}
+	// The node fetches its config right before it joins. A token minted
+	// before a slow POST or a power cycle may be near its end by now: give
+	// it a full TTL from here. A failure is not fatal: the token may still
+	// last, and the join says so plainly if it does not.
+	if is.kind != KindInit && b.cfg.Now().Add(b.cfg.TokenTTL/2).After(is.token.Expires) {
+		if err := b.Extend(ctx, n); err != nil {
+			b.log.Warn("bootstrap token not extended at config fetch", "node", n.Name, "err", err)
+		}
+	}
 	nc, err := b.NodeConfig(n, is.kind, is.token, true)
 	if err != nil {
 		return nil, err

@@ -588,3 +588,58 @@ func TestUploadCertsLosesTheCreateRace(t *testing.T) {
 		t.Errorf("kubeadm-certs after the race: %v", err)
 	}
 }
+
+// A worker whose token was minted long before it fetched its config (slow
+// POST, a power cycle) gets a full TTL from the fetch, so it does not join
+// with an expired token.
+func TestRenderExtendsAnAgingToken(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	now := time.Now().Truncate(time.Second)
+	b, err := New(Config{Inventory: testInventory(), PKI: newTestPKI(t), Client: client,
+		PhoneHomeURL: "http://10.77.0.1:8080", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w1, _ := testInventory().Node("gpu-01")
+	if err := b.Issue(ctx, w1, KindWorker); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := b.Token("gpu-01")
+	expiry := func() time.Time {
+		t.Helper()
+		s, err := client.CoreV1().Secrets("kube-system").Get(ctx, tok.SecretName(), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The fake client keeps StringData as written; the API server
+		// would have folded it into Data, where ExtendToken writes.
+		v := string(s.Data["expiration"])
+		if v == "" {
+			v = s.StringData["expiration"]
+		}
+		e, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if got, want := expiry(), now.Add(DefaultTokenTTL); !got.Equal(want) {
+		t.Fatalf("token expiry after Issue = %v, want %v", got, want)
+	}
+	now = now.Add(5 * time.Minute) // a fresh token is left alone
+	if _, err := b.Render(ctx, w1); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := expiry(), now.Add(-5*time.Minute).Add(DefaultTokenTTL); !got.Equal(want) {
+		t.Errorf("token expiry after a render 5 min in = %v, want it unchanged at %v", got, want)
+	}
+	now = now.Add(20 * time.Minute)
+	if _, err := b.Render(ctx, w1); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := expiry(), now.Add(DefaultTokenTTL); !got.Equal(want) {
+		t.Errorf("token expiry after a render 25 min in = %v, want a full TTL from then, %v", got, want)
+	}
+}
