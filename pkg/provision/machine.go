@@ -105,10 +105,18 @@ func (s *nodeState) enter(ph Phase, now time.Time) {
 	s.tries = 0
 }
 
-func (s *nodeState) fail(reason string, now time.Time) {
+// fail ends the node's run with reason. A node that holds join credentials
+// has them revoked: a failed node will not use its token, and a token left
+// behind would stay valid (and keep a control plane's uploaded CA keys in
+// the cluster) for the rest of its TTL.
+func (s *nodeState) fail(reason string, now time.Time) op {
 	s.enter(PhaseFailed, now)
 	s.reason = reason
 	s.last = reason
+	if s.issued {
+		return opRevoke
+	}
+	return opNone
 }
 
 func (p policy) backoffFor(tries int) time.Duration {
@@ -133,8 +141,7 @@ func (p policy) opDone(s *nodeState, in input, now time.Time) op {
 			return opNone
 		}
 		if in.err != nil {
-			s.fail(fmt.Sprintf("issue node config: %v", in.err), now)
-			return opNone
+			return s.fail(fmt.Sprintf("issue node config: %v", in.err), now)
 		}
 		s.issued = true
 		s.last = "node config issued"
@@ -156,8 +163,7 @@ func (p policy) opDone(s *nodeState, in input, now time.Time) op {
 	if in.err != nil {
 		s.tries++
 		if s.tries >= p.opTries {
-			s.fail(fmt.Sprintf("%s: %v (gave up after %d tries)", in.op, in.err, s.tries), now)
-			return opNone
+			return s.fail(fmt.Sprintf("%s: %v (gave up after %d tries)", in.op, in.err, s.tries), now)
 		}
 		d := p.backoffFor(s.tries)
 		s.retry = in.op
@@ -262,16 +268,15 @@ func (p policy) timeout(s *nodeState, now time.Time) op {
 			if s.attempt == 1 {
 				cycles = "power cycle"
 			}
-			s.fail(fmt.Sprintf("%s within %s (gave up after %d %s)", why, waited, s.attempt, cycles), now)
-			return opNone
+			return s.fail(fmt.Sprintf("%s within %s (gave up after %d %s)", why, waited, s.attempt, cycles), now)
 		}
 		o := p.powerCycle(s, now)
 		s.last = fmt.Sprintf("%s within %s; power cycle %d/%d", why, waited, s.attempt, p.maxAttempts)
 		return o
 	case PhaseConfigFetched:
-		s.fail(fmt.Sprintf("node fetched its config but reported no join within %s", waited), now)
+		return s.fail(fmt.Sprintf("node fetched its config but reported no join within %s", waited), now)
 	case PhaseJoining:
-		s.fail(fmt.Sprintf("node joined but was not Ready within %s", waited), now)
+		return s.fail(fmt.Sprintf("node joined but was not Ready within %s", waited), now)
 	}
 	return opNone
 }

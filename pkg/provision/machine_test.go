@@ -80,12 +80,12 @@ func TestStep(t *testing.T) {
 			{timeout(), 4, opPowerOff, PhasePoweringOff, 1, -1},
 			{done(opPowerOff), 5, opSetBoot, PhaseSettingBoot, 1, -1},
 		}},
-		{"bmc error gives up after tries", state(PhasePoweringOn), []stepWant{
+		{"bmc error gives up after tries and revokes the issued config", state(PhasePoweringOn), []stepWant{
 			{doneErr(opPowerOn), 0, opNone, PhasePoweringOn, 1, 1},
 			{timeout(), 1, opPowerOn, PhasePoweringOn, 1, -1},
 			{doneErr(opPowerOn), 2, opNone, PhasePoweringOn, 1, 4},
 			{timeout(), 4, opPowerOn, PhasePoweringOn, 1, -1},
-			{doneErr(opPowerOn), 5, opNone, PhaseFailed, 1, -1},
+			{doneErr(opPowerOn), 5, opRevoke, PhaseFailed, 1, -1},
 		}},
 		{"issue error fails", nodeState{phase: PhasePending, since: t0}, []stepWant{
 			{start(), 0, opIssue, PhasePending, 0, -1},
@@ -103,9 +103,9 @@ func TestStep(t *testing.T) {
 		{"config without a dhcp event (proxy or site dhcp)", state(PhaseWaitingDHCP), []stepWant{
 			{ev(EventConfig), 5, opNone, PhaseConfigFetched, 1, 185},
 		}},
-		{"joined but never ready fails without power cycle", state(PhaseConfigFetched), []stepWant{
+		{"joined but never ready fails without power cycle, revoking its token", state(PhaseConfigFetched), []stepWant{
 			{ev(EventJoined), 0, opNone, PhaseJoining, 1, 240},
-			{timeout(), 240, opNone, PhaseFailed, 1, -1},
+			{timeout(), 240, opRevoke, PhaseFailed, 1, -1},
 		}},
 		{"config fetched but no join fails without power cycle", nodeState{phase: PhaseConfigFetched, since: t0, attempt: 1, deadline: at(180)}, []stepWant{
 			{ev(EventKernel), 10, opNone, PhaseConfigFetched, 1, 180}, // backwards: ignored

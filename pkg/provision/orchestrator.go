@@ -511,8 +511,8 @@ func (r *runner) admit(now time.Time, recs *[]Record, ops *[]func(context.Contex
 			if s.started {
 				why = "stopped"
 			}
-			s.st.fail(fmt.Sprintf("%s: first control-plane node %s failed, so there is no cluster to join", why, blockedBy), now)
-			r.after(s, before, opNone, now, recs, ops)
+			next := s.st.fail(fmt.Sprintf("%s: first control-plane node %s failed, so there is no cluster to join", why, blockedBy), now)
+			r.after(s, before, next, now, recs, ops)
 			continue
 		}
 		if s.started {
