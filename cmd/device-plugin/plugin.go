@@ -201,6 +201,7 @@ func (c *controller) apply(cfg devices.ResourceConfig, devs []devices.Device) {
 // without restarting unaffected resources.
 func (c *controller) loop(ctx context.Context, hup <-chan os.Signal, cfg devices.ResourceConfig, devs []devices.Device) error {
 	var cfgEvents <-chan fsnotify.Event
+	var cfgErrors <-chan error
 	if c.g.config != "" {
 		w, err := fsnotify.NewWatcher()
 		if err != nil {
@@ -212,7 +213,7 @@ func (c *controller) loop(ctx context.Context, hup <-chan os.Signal, cfg devices
 		if err := w.Add(filepath.Dir(c.g.config)); err != nil {
 			return fmt.Errorf("watch config %s: %w", c.g.config, err)
 		}
-		cfgEvents = w.Events
+		cfgEvents, cfgErrors = w.Events, w.Errors
 	}
 	var tick <-chan time.Time
 	if c.f.rescan > 0 {
@@ -235,10 +236,24 @@ func (c *controller) loop(ctx context.Context, hup <-chan os.Signal, cfg devices
 		case <-hup:
 			c.g.log.Info("SIGHUP: reloading config and rediscovering devices")
 			reload = true
-		case ev := <-cfgEvents:
+		case ev, ok := <-cfgEvents:
+			if !ok {
+				cfgEvents = nil // watcher closed: SIGHUP and the rescan still reload
+				continue
+			}
 			if filepath.Base(ev.Name) == filepath.Base(c.g.config) || filepath.Base(ev.Name) == "..data" {
 				debounce = time.After(200 * time.Millisecond)
 			}
+			continue
+		case err, ok := <-cfgErrors:
+			if !ok {
+				cfgErrors = nil
+				continue
+			}
+			// fsnotify blocks its reader until an error is taken; an
+			// overflow may have hidden a change, so reload to be sure.
+			c.g.log.Warn("config watch error, reloading to be sure", "path", c.g.config, "err", err)
+			debounce = time.After(200 * time.Millisecond)
 			continue
 		case <-debounce:
 			debounce = nil
