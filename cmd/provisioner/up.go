@@ -287,13 +287,15 @@ func runUp(ctx context.Context, g *globals, f *upFlags, d upDeps) error {
 		}
 		metrics = m
 	}
-	// Add-ons (the pod network above all: no node is Ready without one) are
-	// applied as soon as the first control plane's API answers, while the
-	// other nodes join. A failure is reported, not fatal to the run.
+	// Beside the boot services: the demo's simulated rack, the add-ons, the
+	// metrics server.
 	var beside []func(context.Context) error
 	if d.extra != nil {
 		beside = append(beside, d.extra)
 	}
+	// Add-ons (the pod network above all: no node is Ready without one) are
+	// applied as soon as the first control plane's API answers, while the
+	// other nodes join. A failure is reported, not fatal to the run.
 	var addonResults []addons.Result
 	var addonErr error
 	if d.addons != nil {
