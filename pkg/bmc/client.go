@@ -44,7 +44,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	opened bool
-	secret string // the resolved password, only to scrub it from error text
+	secret inventory.Secret // the resolved password, only to scrub it from error text
 }
 
 var _ Controller = (*Client)(nil)
@@ -113,7 +113,7 @@ func (c *Client) Open(ctx context.Context) error {
 	if err != nil {
 		return c.opErr("connect", fmt.Errorf("read password: %w", err))
 	}
-	c.secret = pw.Reveal()
+	c.secret = pw
 	start := time.Now()
 	err = c.call(ctx, c.cfg.ConnectTimeout, "connect", func(ctx context.Context) error { return c.be.open(ctx, pw) })
 	if err != nil {
@@ -371,13 +371,13 @@ func (c *Client) op(ctx context.Context, what string, fn func(context.Context) e
 	if err == nil || !errors.As(err, &he) || he.Status != 401 {
 		return err
 	}
-	c.log.Debug("bmc session refused, logging in again", "err", err)
+	c.log.Debug("bmc session refused, logging in again", "err", c.scrub(err))
 	_ = c.closeLocked(ctx)
 	pw, rerr := c.ref.Resolve()
 	if rerr != nil {
 		return fmt.Errorf("%s: log in again: read password: %w", what, rerr)
 	}
-	c.secret = pw.Reveal()
+	c.secret = pw
 	if rerr := c.call(ctx, c.cfg.ConnectTimeout, "log in again", func(ctx context.Context) error { return c.be.open(ctx, pw) }); rerr != nil {
 		return fmt.Errorf("%s: %w (after %w)", what, rerr, err)
 	}
@@ -423,10 +423,16 @@ func cancelled(err error) error {
 // opErr wraps err as an OpError, scrubbing the password from its text in
 // case a BMC or tool echoed it.
 func (c *Client) opErr(op string, err error) error {
-	if c.secret != "" && strings.Contains(err.Error(), c.secret) {
-		err = &scrubbed{msg: strings.ReplaceAll(err.Error(), c.secret, "[redacted]"), err: err}
+	return &OpError{Op: op, Node: c.node, BMC: c.addr, Err: c.scrub(err)}
+}
+
+// scrub returns err, or a copy of its text with the password replaced when
+// a BMC or tool echoed it.
+func (c *Client) scrub(err error) error {
+	if pw := c.secret.Reveal(); pw != "" && strings.Contains(err.Error(), pw) {
+		return &scrubbed{msg: strings.ReplaceAll(err.Error(), pw, "[redacted]"), err: err}
 	}
-	return &OpError{Op: op, Node: c.node, BMC: c.addr, Err: err}
+	return err
 }
 
 // scrubbed replaces an error whose text held a secret. It drops the chain

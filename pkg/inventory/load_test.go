@@ -260,3 +260,18 @@ func FuzzResolve(f *testing.F) {
 		}
 	})
 }
+
+// A Secret inside an unexported field is printed by reflection, without
+// String; it must still not show.
+func TestSecretInUnexportedField(t *testing.T) {
+	type holder struct {
+		name string
+		pw   Secret
+	}
+	h := holder{name: "bmc", pw: NewSecret("Hunter2-hidden")}
+	for _, format := range []string{"%v", "%+v", "%#v"} {
+		if out := fmt.Sprintf(format, h); strings.Contains(out, "Hunter2") {
+			t.Errorf("Sprintf(%q, struct with a Secret field) = %q leaks the secret", format, out)
+		}
+	}
+}

@@ -55,7 +55,7 @@ func (r SecretRef) Resolve() (Secret, error) {
 		if !ok || v == "" {
 			return Secret{}, fmt.Errorf("resolve secret %s: environment variable %s is not set", r, r.Name)
 		}
-		return Secret{v: v}, nil
+		return NewSecret(v), nil
 	case "file":
 		b, err := os.ReadFile(r.Name)
 		if err != nil {
@@ -65,7 +65,7 @@ func (r SecretRef) Resolve() (Secret, error) {
 		if v == "" {
 			return Secret{}, fmt.Errorf("resolve secret %s: file is empty", r)
 		}
-		return Secret{v: v}, nil
+		return NewSecret(v), nil
 	case "":
 		return Secret{}, errors.New("resolve secret: no reference given (set password: env:NAME or file:/path)")
 	}
@@ -73,15 +73,23 @@ func (r SecretRef) Resolve() (Secret, error) {
 }
 
 // Secret holds a secret value. It prints as [redacted] in every format so a
-// log line or error can never leak it; Reveal returns the value.
-type Secret struct{ v string }
+// log line or error can never leak it; Reveal returns the value. The value
+// sits behind a pointer, so even a struct that holds a Secret in an
+// unexported field (which fmt prints by reflection, without calling String)
+// shows an address, not the secret.
+type Secret struct{ p *string }
 
 // NewSecret wraps a value.
-func NewSecret(v string) Secret { return Secret{v: v} }
+func NewSecret(v string) Secret { return Secret{p: &v} }
 
-// Reveal returns the secret value. Call it only where the value is handed to
-// the peer that needs it.
-func (s Secret) Reveal() string { return s.v }
+// Reveal returns the secret value ("" for the zero Secret). Call it only
+// where the value is handed to the peer that needs it.
+func (s Secret) Reveal() string {
+	if s.p == nil {
+		return ""
+	}
+	return *s.p
+}
 
 // String returns "[redacted]".
 func (s Secret) String() string { return "[redacted]" }
