@@ -263,8 +263,8 @@ func newBootdevCmd(g *globals) *cobra.Command {
 		Short: "Set nodes' next boot device through their BMCs",
 		Long: `bootdev sets the device nodes boot from next: pxe (the network) or disk. The
 setting applies to the next boot only unless --persistent is given, in UEFI mode
-unless --legacy is given. Over Redfish the override is read back and compared;
-IPMI cannot read it back. It does not power the nodes: follow with
+unless --legacy is given. The setting is read back and compared: the whole
+override over Redfish, the boot device over IPMI. It does not power the nodes: follow with
 "provisioner power cycle" (or on).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

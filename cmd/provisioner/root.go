@@ -82,10 +82,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitFailure
 }
 
+// isCobraUsage recognises the errors cobra itself returns for a wrong
+// command or argument count (flag errors are marked by the FlagErrorFunc).
+// Only the start of the message is matched, so a runtime error that merely
+// mentions such words (say "bind: invalid argument") stays exit 1.
 func isCobraUsage(err error) bool {
 	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "required flag"} {
-		if strings.Contains(msg, p) {
+	for _, p := range []string{"unknown command ", "accepts ", "requires at least ", "requires at most ", "required flag(s) "} {
+		if strings.HasPrefix(msg, p) {
 			return true
 		}
 	}
@@ -108,6 +112,9 @@ func newRootCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: exitUsage, err: err}
+	})
 	pf := root.PersistentFlags()
 	pf.StringArrayVarP(&g.files, "file", "f", nil, "inventory file or directory (repeatable; a directory loads all *.yaml in name order)")
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/slipway", "state directory (cluster PKI, journal, tokens); keep it outside git")

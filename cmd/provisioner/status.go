@@ -28,6 +28,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if output != "table" && output != "json" {
 				return usageError("--output %q: want table or json", output)
 			}
+			if watch && interval <= 0 {
+				return usageError("--interval %s: want a positive duration, such as 1s", interval)
+			}
 			var nodes []inventory.Node
 			if len(g.files) > 0 {
 				inv, err := g.loadInventory()

@@ -55,6 +55,8 @@ func TestValidateExitCodes(t *testing.T) {
 		},
 		{name: "no inventory", args: []string{"validate"}, wantCode: exitUsage, wantStderr: []string{"no inventory given"}},
 		{name: "unknown flag", args: []string{"validate", "--frobnicate"}, wantCode: exitUsage, wantStderr: []string{"unknown flag"}},
+		{name: "zero watch interval", args: []string{"status", "--watch", "--interval", "0"}, wantCode: exitUsage, wantStderr: []string{"--interval 0s"}},
+		{name: "bad flag value", args: []string{"power", "status", "--parallel", "abc"}, wantCode: exitUsage, wantStderr: []string{`invalid argument "abc"`}},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: exitUsage, wantStderr: []string{"unknown command"}},
 		{name: "bad output format", args: []string{"inventory", "show", "-o", "xml", "-f", "../../inventory/lab-qemu.yaml"}, wantCode: exitUsage, wantStderr: []string{`-o "xml"`}},
 	}
