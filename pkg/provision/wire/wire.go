@@ -77,7 +77,7 @@ type Provisioner struct {
 // New checks cfg and builds the orchestrator.
 func New(cfg Config) (*Provisioner, error) {
 	if cfg.Services == nil {
-		return nil, errors.New("provision: no boot services")
+		return nil, errors.New("build provisioner: no boot services (Config.Services is nil)")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
