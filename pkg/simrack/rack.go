@@ -95,9 +95,8 @@ type Rack struct {
 	mu      sync.Mutex
 	waiters map[uint32]chan *dhcpv4.DHCPv4
 
-	ctxMu   sync.Mutex
-	runCtx  context.Context
-	started chan struct{}
+	started chan struct{} // closed when Run starts: machines may boot
+	stopped chan struct{} // closed when Run's context ends: boots stop
 
 	boots atomic.Int64
 }
@@ -152,7 +151,7 @@ func New(cfg Config) (*Rack, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Rack{cfg: cfg, log: log, sim: sim, machines: map[string]*machine{}, waiters: map[uint32]chan *dhcpv4.DHCPv4{}, started: make(chan struct{})}
+	r := &Rack{cfg: cfg, log: log, sim: sim, machines: map[string]*machine{}, waiters: map[uint32]chan *dhcpv4.DHCPv4{}, started: make(chan struct{}), stopped: make(chan struct{})}
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -210,12 +209,10 @@ func (r *Rack) BMC(node string) (inventory.BMC, bool) {
 // Run serves the relay until ctx is done, then stops every BMC. Machines
 // boot only while Run runs.
 func (r *Rack) Run(ctx context.Context) error {
-	r.ctxMu.Lock()
-	r.runCtx = ctx
-	r.ctxMu.Unlock()
 	close(r.started)
 	go func() {
 		<-ctx.Done()
+		close(r.stopped)
 		r.Close()
 	}()
 	buf := make([]byte, 1500)
@@ -329,11 +326,19 @@ func (m *machine) setStage(s string) {
 	m.mu.Unlock()
 }
 
-func (r *Rack) ctx() context.Context {
+// bootContext returns a context for one boot that ends when Run's does.
+// Boots start from BMC power hooks, whose request contexts end at once.
+func (r *Rack) bootContext() (context.Context, context.CancelFunc) {
 	<-r.started
-	r.ctxMu.Lock()
-	defer r.ctxMu.Unlock()
-	return r.runCtx
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-r.stopped:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 var (
@@ -346,7 +351,8 @@ var (
 // boot is one network boot of m, abandoned as soon as the machine is
 // powered off or reset (gen changes).
 func (r *Rack) boot(m *machine, gen int, legacy bool) {
-	ctx := r.ctx()
+	ctx, cancel := r.bootContext()
+	defer cancel()
 	log := r.log.With("node", m.node.Name)
 	sleep := func(d time.Duration) bool {
 		select {
