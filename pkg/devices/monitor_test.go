@@ -224,16 +224,42 @@ func TestMonitorFPGA(t *testing.T) {
 }
 
 func TestMonitorStartsFromDiscovery(t *testing.T) {
-	devs, _ := discoverOff(t, fixture("broken-node"))
+	root := copyTree(t, "broken-node")
+	devs, _ := discoverOff(t, root)
 	// Long recovery: nothing broken can come back within the test, and the
-	// healthy GPU stays as it is: no events at all for it.
-	ev := runMonitor(t, MonitorConfig{Root: fixture("broken-node"), NVML: NVMLOff, RecoveryPeriod: time.Hour}, devs)
-	time.Sleep(100 * time.Millisecond) // several polls
+	// healthy devices stay as they are: no events at all while nothing
+	// changes.
+	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOff, RecoveryPeriod: time.Hour}, devs)
+	time.Sleep(100 * time.Millisecond) // about ten polls at the test's 10 ms interval
 	ev.mu.Lock()
-	defer ev.mu.Unlock()
-	if diff := cmp.Diff([]HealthEvent(nil), ev.evs); diff != "" {
+	quiet := append([]HealthEvent(nil), ev.evs...)
+	ev.mu.Unlock()
+	if diff := cmp.Diff([]HealthEvent(nil), quiet); diff != "" {
 		t.Errorf("Monitor on broken-node emitted events though nothing changed (-want +got):\n%s", diff)
 	}
+	// The silence was the monitor watching, not a monitor that never
+	// polled: a device that disappears now is reported.
+	var gone Device
+	for _, d := range devs {
+		if d.Healthy {
+			gone = d
+			break
+		}
+	}
+	if gone.ID == "" {
+		t.Fatal("broken-node has no healthy device to remove")
+	}
+	if err := os.RemoveAll(filepath.Join(root, "sys", "bus", "pci", "devices", gone.PCIAddress)); err != nil {
+		t.Fatal(err)
+	}
+	ev.waitFor(t, gone.ID+" reported gone", func(evs []HealthEvent) bool {
+		for _, e := range evs {
+			if e.DeviceID == gone.ID && !e.Healthy {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 func TestMonitorNoFalseRecovery(t *testing.T) {
