@@ -9,6 +9,8 @@
 // timings.
 //
 // The package reaches BMCs, boot services, the node-config issuer and the
-// cluster only through the small interfaces declared in deps.go; the cmd
-// layer wires the real implementations and tests wire fakes.
+// cluster only through the small interfaces declared in deps.go; package
+// wire (pkg/provision/wire) wires the real implementations (pkg/bmc,
+// pkg/pxe) for `provisioner up`, `demo` and the end-to-end tests, and unit
+// tests wire fakes.
 package provision
