@@ -4,17 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/slipway-dev/slipway/pkg/devices"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/discover-*.golden")
+	goldenfile "github.com/slipway-dev/slipway/internal/golden"
+)
 
 func runDiscover(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
@@ -31,23 +29,7 @@ func TestDiscoverTable(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("discover --root %s = exit %d, stderr:\n%s", root, code, errOut)
 			}
-			golden := filepath.Join("testdata", "discover-"+name+".golden")
-			if *update {
-				if err := os.MkdirAll("testdata", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read %s (run go test -update to create it): %v", golden, err)
-			}
-			if diff := cmp.Diff(string(want), out); diff != "" {
-				t.Errorf("discover --root %s output differs from %s (-want +got):\n%s", root, golden, diff)
-			}
+			goldenfile.Check(t, filepath.Join("testdata", "discover-"+name+".golden"), []byte(out))
 		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,11 +17,12 @@ import (
 	"github.com/slipway-dev/slipway/pkg/bmc"
 	"github.com/slipway-dev/slipway/pkg/bmc/ipmisim"
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
+
+	goldenfile "github.com/slipway-dev/slipway/internal/golden"
 )
 
 // update rewrites golden files under testdata/ (go test ./cmd/provisioner -run Golden -update).
 // Other tests of this package may use it too.
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // powerLab is a four-node inventory whose BMCs are simulated: n1 (rack r1,
 // worker, plain HTTP), n2 (rack r1, worker, HTTPS checked against the
@@ -240,22 +240,7 @@ func TestPowerTableGolden(t *testing.T) {
 	if err := writeBMCTable(&buf, res, true); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "power-table.golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(string(want), buf.String()); diff != "" {
-		t.Errorf("writeBMCTable output mismatch (-want +got):\n%s", diff)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", "power-table.golden"), buf.Bytes())
 }
 
 // TestPowerIPMI runs the same commands against a real IPMI BMC (ipmi_sim,

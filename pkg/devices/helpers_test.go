@@ -3,7 +3,6 @@ package devices
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -12,10 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	goldenfile "github.com/slipway-dev/slipway/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/golden/*.json from the current output")
 
 // fixture returns the path of a fixture tree in testdata.
 func fixture(name string) string { return filepath.Join("testdata", name) }
@@ -88,23 +85,7 @@ func checkGolden(t *testing.T, name string, devs []Device) {
 		t.Fatal(err)
 	}
 	got = append(got, '\n')
-	path := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run go test -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("Discover(%s) differs from %s (-want +got):\n%s", name, path, diff)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", "golden", name+".json"), got)
 }
 
 // byID indexes devices by ID.

@@ -2,7 +2,6 @@ package provision
 
 import (
 	"bytes"
-	"flag"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,26 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+	goldenfile "github.com/slipway-dev/slipway/internal/golden"
+)
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read %s (run go test -update to create it): %v", path, err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got; go test -update rewrites it):\n%s", path, diff)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name), got)
 }
 
 // goldenNodes are five nodes: the first control plane, a second one, two

@@ -3,10 +3,8 @@ package dhcp
 import (
 	"context"
 	"errors"
-	"flag"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,9 +17,9 @@ import (
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+	goldenfile "github.com/slipway-dev/slipway/internal/golden"
+)
 
 var (
 	macBIOS    = net.HardwareAddr{0x52, 0x54, 0x00, 0x77, 0x00, 0x10}
@@ -149,19 +147,7 @@ func TestHandleGolden(t *testing.T) {
 			}
 			reply, to, ok := s.handle(tt.req.ToBytes(), p, tt.proxyPort)
 			got := render(reply, to, ok)
-			golden := filepath.Join("testdata", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden (run with -update): %v", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("handle(%s) mismatch (-want +got):\n%s", tt.name, diff)
-			}
+			goldenfile.Check(t, filepath.Join("testdata", tt.name+".golden"), []byte(got))
 		})
 	}
 }

@@ -3,7 +3,6 @@ package httpboot
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -22,9 +21,9 @@ import (
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+	goldenfile "github.com/slipway-dev/slipway/internal/golden"
+)
 
 type recorder struct {
 	mu     sync.Mutex
@@ -179,17 +178,7 @@ func TestScriptGolden(t *testing.T) {
 				t.Fatalf("script for %s has no config token:\n%s", name, body)
 			}
 			got := tokenRE.ReplaceAllString(body, "token=TOKEN")
-			golden := filepath.Join("testdata", name+".ipxe.golden")
-			if *update {
-				os.WriteFile(golden, []byte(got), 0o644)
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden (run with -update): %v", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("script for %s (-want +got):\n%s", name, diff)
-			}
+			goldenfile.Check(t, filepath.Join("testdata", name+".ipxe.golden"), []byte(got))
 		})
 	}
 }
