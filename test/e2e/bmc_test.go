@@ -5,15 +5,11 @@ package e2e
 import (
 	"context"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/testenv"
 	"github.com/slipway-dev/slipway/pkg/bmc"
-	"github.com/slipway-dev/slipway/pkg/bmc/ipmisim"
-	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/test/e2e/lab"
 )
@@ -28,53 +24,18 @@ func TestBMCBoot(t *testing.T) {
 	const password = "lab-password"
 	t.Setenv("SLIPWAY_E2E_BMC_PASSWORD", password)
 	ref := inventory.SecretRef{Source: "env", Name: "SLIPWAY_E2E_BMC_PASSWORD"}
+	// The lab's BMC helpers (up_test.go) leave the credentials to the caller.
+	withCreds := func(b inventory.BMC) inventory.BMC {
+		b.Username, b.Password = "admin", ref
+		return b
+	}
 	startIPMI := func(t *testing.T, l *lab.Lab, vm *lab.VM) inventory.BMC {
 		testenv.RequireCommands(t, "ipmi_sim", "ipmitool")
-		pc, err := l.StartPowerControl(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		script, err := pc.ChassisScript(vm, l.Dir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		sim, err := ipmisim.Start(t.Context(), ipmisim.Config{Dir: dir, Password: password, ChassisControl: script})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			sim.Close()
-			if t.Failed() {
-				b, _ := os.ReadFile(filepath.Join(dir, "ipmi_sim.log"))
-				t.Logf("ipmi_sim.log:\n%s", tail(string(b), 4000))
-			}
-		})
-		return inventory.BMC{URL: sim.URL(), Protocol: inventory.ProtocolIPMI, Host: "127.0.0.1", Port: uint16(sim.Port()), Username: "admin", Password: ref}
+		return withCreds(startIPMIBMC(t, l, vm, password))
 	}
-	startRedfish := func(t *testing.T, l *lab.Lab, vm *lab.VM) inventory.BMC {
-		sim, err := redfishsim.New(redfishsim.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sim.Close() })
-		b, err := sim.Start(redfishsim.BMCConfig{
-			Name: vm.Name(), Username: "admin", Password: password,
-			OnPower: func(ctx context.Context, ev redfishsim.PowerEvent) error {
-				if ev.Action != lab.PowerOff {
-					if ev.Boot.Target == "Pxe" {
-						vm.SetBootDevice(lab.BootNetwork)
-					} else {
-						vm.SetBootDevice(lab.BootDisk)
-					}
-				}
-				return vm.ApplyPower(ctx, ev.Action)
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return inventory.BMC{URL: b.URL(), Protocol: inventory.ProtocolRedfish, Scheme: "http", Host: "127.0.0.1", Port: b.Addr().Port(), Username: "admin", Password: ref}
+	startRedfish := func(t *testing.T, _ *lab.Lab, vm *lab.VM) inventory.BMC {
+		b, _ := startRedfishBMC(t, vm, password)
+		return withCreds(b)
 	}
 	for _, tc := range []struct {
 		name  string
