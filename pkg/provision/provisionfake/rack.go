@@ -164,6 +164,15 @@ func (b *bmc) check() error {
 	return nil
 }
 
+// countPowerOp counts a power change, and separately one made after the
+// machine passed netboot (which the orchestrator must never do); m.mu held.
+func (b *bmc) countPowerOp() {
+	b.m.powerOps++
+	if b.m.passedNetboot {
+		b.m.powerOpsAfterNetboot++
+	}
+}
+
 func (b *bmc) PowerOff(context.Context) error {
 	m := b.m
 	m.mu.Lock()
@@ -171,10 +180,7 @@ func (b *bmc) PowerOff(context.Context) error {
 	if err := b.check(); err != nil {
 		return err
 	}
-	m.powerOps++
-	if m.passedNetboot {
-		m.powerOpsAfterNetboot++
-	}
+	b.countPowerOp()
 	m.on = false
 	m.gen++
 	return nil
@@ -198,10 +204,7 @@ func (b *bmc) PowerOn(context.Context) error {
 	if err := b.check(); err != nil {
 		return err
 	}
-	m.powerOps++
-	if m.passedNetboot {
-		m.powerOpsAfterNetboot++
-	}
+	b.countPowerOp()
 	if m.on {
 		return nil
 	}
