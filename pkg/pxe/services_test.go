@@ -22,6 +22,8 @@ import (
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
+
+	"github.com/slipway-dev/slipway/internal/servetest"
 )
 
 func freeUDPPort(t *testing.T) uint16 {
@@ -104,20 +106,7 @@ func TestServicesBootSequence(t *testing.T) {
 			}
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run after cancel = %v, want nil", err)
-		}
-	}()
-	select {
-	case <-svc.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
+	servetest.Start(t, svc)
 
 	// 1. Firmware PXE through a relay on 127.0.0.2.
 	relay, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(dhcpPort)})

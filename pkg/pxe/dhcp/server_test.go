@@ -19,6 +19,8 @@ import (
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
 
 	goldenfile "github.com/slipway-dev/slipway/internal/golden"
+
+	"github.com/slipway-dev/slipway/internal/servetest"
 )
 
 var (
@@ -375,20 +377,7 @@ func freePort(t *testing.T) uint16 {
 func startServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	s := newTestServer(t, cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run after cancel = %v, want nil", err)
-		}
-	})
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
+	servetest.Start(t, s)
 	return s
 }
 

@@ -1,7 +1,6 @@
 package ra
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"github.com/mdlayher/ndp"
 
 	"github.com/slipway-dev/slipway/internal/testenv"
+
+	"github.com/slipway-dev/slipway/internal/servetest"
 )
 
 func TestMessage(t *testing.T) {
@@ -132,20 +133,7 @@ func inNetns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run after cancel = %v, want nil", err)
-		}
-	}()
+	servetest.Start(t, a)
 
 	readRA := func(what string) *ndp.RouterAdvertisement {
 		t.Helper()
