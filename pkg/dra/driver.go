@@ -240,7 +240,8 @@ func (d *Driver) serve(ctx context.Context, started chan<- struct{}) error {
 		kubeletplugin.KubeClient(d.cfg.KubeClient),
 		kubeletplugin.RegistrarDirectoryPath(d.cfg.RegistryDir),
 		kubeletplugin.PluginDataDirectoryPath(d.cfg.PluginDir),
-		kubeletplugin.GRPCVerbosity(-1),
+		// The helper logs each gRPC call and health message at V(6),
+		// which is below slog's debug level: quiet unless asked for.
 	)
 	if err != nil {
 		return fmt.Errorf("start dra kubelet plugin %s: %w", d.cfg.DriverName, err)
