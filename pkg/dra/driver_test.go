@@ -559,7 +559,9 @@ func TestHealth(t *testing.T) {
 	if err := os.Symlink(target, driverLink); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor(r, "taint removed", func() bool { return taintOf(e.slices(), gpu2) == nil && healthOf(gpu2) == drahealthv1.HealthStatus_HEALTHY })
+	e.waitFor(r, "taint removed", func() bool {
+		return taintOf(e.slices(), gpu2) == nil && healthOf(gpu2) == drahealthv1.HealthStatus_HEALTHY
+	})
 
 	// With a 1s timeout, 1.5s of quiet must not make anything stale.
 	reports := hc.Reports()
