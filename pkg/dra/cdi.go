@@ -15,7 +15,7 @@ import (
 )
 
 // CDI names of prepared claims: one spec per claim, kind slipway.dev/claim,
-// file slipway.dev-claim_<claim UID>.yaml.
+// file slipway.dev-claim_<claim UID>.json.
 const (
 	CDIVendor = "slipway.dev"
 	CDIClass  = "claim"
@@ -142,26 +142,22 @@ func newCDIStore(dir string) (*cdiStore, error) {
 
 // specFile is the file name of a claim's spec.
 func specFile(uid string) string {
-	return cdi.GenerateTransientSpecName(CDIVendor, CDIClass, uid) + ".yaml"
+	return cdi.GenerateTransientSpecName(CDIVendor, CDIClass, uid) + ".json"
 }
 
 // write validates and writes a claim's spec atomically (the CDI library's
-// temporary file and rename), then syncs it and the directory so that it
-// survives a power loss as the checkpoint does. Mode 0644: runtimes and
-// tools read it; it holds no secrets.
+// temporary file and rename). It is not synced: the checkpoint, which is,
+// holds the spec too, and a start writes a missing spec again from it.
+// Mode 0644: runtimes and tools read it; it holds no secrets.
 func (s *cdiStore) write(uid string, spec *cdispec.Spec) error {
 	name := specFile(uid)
 	if err := s.cache.WriteSpec(spec, name); err != nil {
 		return fmt.Errorf("write cdi spec %s: %w", filepath.Join(s.dir, name), err)
 	}
-	path := filepath.Join(s.dir, name)
-	if err := os.Chmod(path, 0o644); err != nil {
+	if err := os.Chmod(filepath.Join(s.dir, name), 0o644); err != nil {
 		return fmt.Errorf("chmod cdi spec: %w", err)
 	}
-	if err := syncFile(path); err != nil {
-		return err
-	}
-	return syncDir(s.dir)
+	return nil
 }
 
 // exists reports whether a claim's spec file is there.
@@ -170,13 +166,15 @@ func (s *cdiStore) exists(uid string) bool {
 	return err == nil
 }
 
-// remove deletes a claim's spec; a missing one is fine.
+// remove deletes a claim's spec; a missing one is fine. Not synced either:
+// a spec that comes back after a power loss belongs to no claim in the
+// checkpoint, and a start removes it.
 func (s *cdiStore) remove(uid string) error {
 	err := os.Remove(filepath.Join(s.dir, specFile(uid)))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove cdi spec of claim %s: %w", uid, err)
 	}
-	return syncDir(s.dir)
+	return nil
 }
 
 // claimUIDs lists the claims whose spec files are in the directory.
@@ -192,7 +190,7 @@ func (s *cdiStore) claimUIDs() ([]string, error) {
 		if !ok {
 			continue
 		}
-		if uid, ok = strings.CutSuffix(uid, ".yaml"); ok && uid != "" {
+		if uid, ok = strings.CutSuffix(uid, ".json"); ok && uid != "" {
 			out = append(out, uid)
 		}
 	}

@@ -163,16 +163,3 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
-
-// syncFile flushes an existing file to disk.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return nil
-}

@@ -333,6 +333,9 @@ func (d *Driver) follow(ctx context.Context, rcfg devices.ResourceConfig, devs [
 			rawCfg = raw
 		}
 		newDevs, err := d.discover(ctx, quiet)
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err != nil {
 			d.log.Error("rediscover devices, keeping the known ones", "err", err)
 			newDevs = devs

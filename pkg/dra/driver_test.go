@@ -30,12 +30,12 @@ const testNode = "gpu-node-1"
 // directories, a CDI directory and an API (client-go's fake clientset, for
 // claims and slices).
 type env struct {
-	t                                 *testing.T
+	t                                 testing.TB
 	root, registry, plugins, cdi, dir string
 	client                            *fake.Clientset
 }
 
-func newEnv(t *testing.T, tree string) *env {
+func newEnv(t testing.TB, tree string) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, root: filepath.Join(dir, "host"), registry: filepath.Join(dir, "registry"),
@@ -204,7 +204,7 @@ func (e *env) claim(name string, devs ...string) drakubelet.Claim {
 }
 
 func (e *env) specPath(c drakubelet.Claim) string {
-	return filepath.Join(e.cdi, "slipway.dev-claim_"+c.UID+".yaml")
+	return filepath.Join(e.cdi, "slipway.dev-claim_"+c.UID+".json")
 }
 
 const (
@@ -444,7 +444,7 @@ func TestRestartAndReboot(t *testing.T) {
 	if err := os.RemoveAll(e.cdi); err != nil {
 		t.Fatal(err)
 	}
-	stray := filepath.Join(e.cdi, "slipway.dev-claim_uid-stray.yaml")
+	stray := filepath.Join(e.cdi, "slipway.dev-claim_uid-stray.json")
 	if err := os.MkdirAll(e.cdi, 0o755); err != nil {
 		t.Fatal(err)
 	}

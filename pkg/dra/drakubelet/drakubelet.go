@@ -50,7 +50,10 @@ func Register(ctx context.Context, regSocket, driver string) (*Kubelet, error) {
 	reg := registerapi.NewRegistrationClient(rc)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	info, err := reg.GetInfo(cctx, &registerapi.InfoRequest{})
+	// The socket file exists from bind() on, a moment before the plugin
+	// listens; the kubelet's reconciler retries a failed registration, so
+	// retry while the plugin is not yet answering.
+	info, err := reg.GetInfo(cctx, &registerapi.InfoRequest{}, grpc.WaitForReady(true))
 	if err != nil {
 		return nil, fmt.Errorf("GetInfo on %s: %w", regSocket, err)
 	}
