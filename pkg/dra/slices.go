@@ -365,17 +365,6 @@ func sysRoot(root string) string {
 	return filepath.Join(root, "sys")
 }
 
-// deviceNames lists the names of a pool's devices, for logs and tests.
-func deviceNames(p resourceslice.Pool) []string {
-	var out []string
-	for _, s := range p.Slices {
-		for _, d := range s.Devices {
-			out = append(out, d.Name)
-		}
-	}
-	return out
-}
-
 // taintEffect parses the configured effect for unhealthy devices.
 func taintEffect(noExecute bool) resourceapi.DeviceTaintEffect {
 	if noExecute {
