@@ -66,8 +66,8 @@ type draNode struct {
 	cancel                       context.CancelFunc
 }
 
-// addNode creates the Node object (allocatable cpu, memory, pods; no
-// device plugin resources) and labels it like a provisioned node.
+// addNode creates a Ready Node object (allocatable cpu, memory, pods; no
+// device plugin resources), labelled like a provisioned node.
 func addNode(t testing.TB, c kubernetes.Interface, name string) {
 	t.Helper()
 	ctx := context.Background()
@@ -85,8 +85,15 @@ func addNode(t testing.TB, c kubernetes.Interface, name string) {
 		Capacity: res, Allocatable: res,
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), Reason: "KubeletReady"}},
 	}
-	if _, err := c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+	n, err = c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+	if err != nil {
 		t.Fatalf("node %s status: %v", name, err)
+	}
+	// Admission tainted it not-ready at creation; with no node lifecycle
+	// controller here, nothing else would lift that for a Ready node.
+	n.Spec.Taints = nil
+	if _, err := c.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("untaint node %s: %v", name, err)
 	}
 }
 

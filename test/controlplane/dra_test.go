@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,11 +11,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/pkg/addons"
 	"github.com/slipway-dev/slipway/pkg/devices"
@@ -38,13 +41,19 @@ func TestDRA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The DaemonSet is privileged and this API server runs without
+	// --allow-privileged (kubeadm sets it); TestDRADaemonSet checks it.
 	files := []string{
 		filepath.Join(draManifests, "deviceclasses.yaml"),
 		filepath.Join(draManifests, "rbac.yaml"),
-		filepath.Join(draManifests, "daemonset.yaml"),
 	}
 	if _, err := a.ApplyFiles(ctx, files); err != nil {
 		t.Fatalf("apply DRA manifests: %v", err)
+	}
+	// No service account controller runs here: the pods' namespace
+	// needs its default account made by hand.
+	if _, err := cp.admin.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	for _, n := range []string{"dgx-1", "dgx-2", "fpga-1"} {
 		addNode(t, cp.admin, n)
@@ -384,4 +393,47 @@ func intAttr(d resourceapi.Device, name resourceapi.QualifiedName) int64 {
 		return *v
 	}
 	return -1
+}
+
+// TestDRADaemonSet decodes the DRA DaemonSet strictly and checks what the
+// driver relies on: the kubelet's plugin directories at the same path
+// inside and out, the persistent CDI directory, the node name, the service
+// account the RBAC binds.
+func TestDRADaemonSet(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(draManifests, "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict(b, &ds); err != nil {
+		t.Fatalf("daemonset.yaml: %v", err)
+	}
+	spec := ds.Spec.Template.Spec
+	if spec.ServiceAccountName != "slipway-dra" {
+		t.Errorf("service account %q, want slipway-dra", spec.ServiceAccountName)
+	}
+	hostPaths := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	c := spec.Containers[0]
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[hostPaths[m.Name]] = m.MountPath
+	}
+	for _, p := range []string{"/var/lib/kubelet/plugins_registry", "/var/lib/kubelet/plugins", "/etc/cdi"} {
+		if mounts[p] != p {
+			t.Errorf("host %s mounted at %q, want the same path inside", p, mounts[p])
+		}
+	}
+	for _, a := range []string{"--api=dra", "--node-name=$(NODE_NAME)", "--cdi-dir=/etc/cdi"} {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("args %v lack %s", c.Args, a)
+		}
+	}
+	if len(c.Env) == 0 || c.Env[0].Name != "NODE_NAME" || c.Env[0].ValueFrom == nil || c.Env[0].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+		t.Errorf("NODE_NAME is not the pod's spec.nodeName: %+v", c.Env)
+	}
 }
