@@ -57,7 +57,9 @@ func (s snapshot) hasEvidence() bool { return s.LastResetTime != "" || s.Progres
 type bootSet struct {
 	// pending: it went to the settings object and applies at the next reset.
 	pending bool
-	// modeRefused is the BMC's answer when it refused BootSourceOverrideMode.
+	// modeRefused says why the mode was not set, when it was not: the
+	// BMC's answer refusing BootSourceOverrideMode, or the quirk table's
+	// hint that it would.
 	modeRefused string
 }
 
@@ -531,7 +533,7 @@ func modeError(want, got BootMode, refusal string) error {
 	}
 	why := ""
 	if refusal != "" {
-		why = " (it refused BootSourceOverrideMode: " + refusal + ")"
+		why = " (" + refusal + ")"
 	}
 	fix := "set the boot mode to UEFI in the server's BIOS setup, or boot this node in legacy mode (--legacy; inventory boot.firmware: bios)"
 	if want == ModeLegacy {

@@ -276,6 +276,7 @@ func (r *redfishBackend) setBoot(ctx context.Context, d BootDevice, o BootOption
 		}
 		return r.sys.SetBoot(b)
 	}
+	hinted := r.q.noBootMode && r.q.modeRefusal == ""
 	err := patch(!r.q.noBootMode)
 	if err != nil && !r.q.settingsOnly && r.settingsURI != "" && refusesDirectPatch(err) {
 		// The BMC takes boot settings only through its settings object
@@ -288,14 +289,18 @@ func (r *redfishBackend) setBoot(ctx context.Context, d BootDevice, o BootOption
 		// The answer names the mode (older iDRAC and others): send the
 		// rest without it; what mode the BMC holds is read back.
 		r.q.noBootMode = true
-		r.q.modeRefusal = describe(err).Error()
+		r.q.modeRefusal = "it refused BootSourceOverrideMode: " + describe(err).Error()
 		r.log.Debug("bmc refused BootSourceOverrideMode; sending the override without it", "err", r.q.modeRefusal)
 		err = patch(false)
 	}
 	if err != nil {
 		return bootSet{}, err
 	}
-	return bootSet{pending: r.q.settingsOnly, modeRefused: r.q.modeRefusal}, nil
+	set := bootSet{pending: r.q.settingsOnly, modeRefused: r.q.modeRefusal}
+	if hinted {
+		set.modeRefused = "BootSourceOverrideMode was not sent: the quirk table lists " + r.sys.Manufacturer + " " + r.sys.Model + " as refusing it"
+	}
+	return set, nil
 }
 
 // applyTime is when settings-object changes apply: OnReset where the BMC
