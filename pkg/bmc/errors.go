@@ -1,10 +1,10 @@
 package bmc
 
 import (
-	"io"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/url"
@@ -78,14 +78,17 @@ func errorText(ge *common.Error) string {
 		parts = append(parts, ge.Message)
 	}
 	for _, e := range ge.ExtendedInfos {
-		if e.Message == "" || slices.Contains(parts, e.Message) {
+		if e.Message == "" {
 			continue
 		}
-		m := e.Message
-		if e.Resolution != "" {
-			m += " (" + strings.TrimSuffix(e.Resolution, ".") + ")"
+		i := slices.Index(parts, e.Message)
+		if i < 0 {
+			parts = append(parts, e.Message)
+			i = len(parts) - 1
 		}
-		parts = append(parts, m)
+		if e.Resolution != "" {
+			parts[i] += " (" + strings.TrimSuffix(e.Resolution, ".") + ")"
+		}
 	}
 	if len(parts) == 0 && ge.Message != "" {
 		parts = append(parts, ge.Message)

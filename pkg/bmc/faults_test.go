@@ -107,7 +107,7 @@ func TestFaults(t *testing.T) {
 				}
 				t.Cleanup(func() { c.Close(context.Background()) })
 			},
-			want: []string{"power status", "connect: log in: session limit reached (HTTP 503: The maximum number of user sessions is reached.)"}},
+			want: []string{"power status", "connect: log in: session limit reached (HTTP 503: The maximum number of user sessions is reached. (Close one or more sessions and retry the operation))"}},
 		{name: "bmc acknowledges but does not change state", step: bmc.PowerStep(bmc.ActionOn),
 			sim:  &redfishsim.BMCConfig{Faults: redfishsim.Faults{IgnorePower: true}},
 			want: []string{"power on", "bmc acknowledged the request but power is still off, not on, after 400ms"}},
