@@ -298,9 +298,12 @@ func newBMC(cfg BMCConfig, log *slog.Logger) (*BMC, error) {
 		return nil, fmt.Errorf("start simulated bmc %s: VirtualMedia %q: want manager, system or none", b.name, b.cfg.VirtualMedia)
 	}
 	b.boot = Boot{Target: "None", Enabled: "Disabled", Mode: b.cfg.FirmwareMode}
-	if b.on {
-		b.lastReset = time.Now()
-		b.progress, b.progressAt = "OSRunning", time.Now()
+	// The host ran before the simulation began: an hour ago it last came
+	// out of reset, and it is running or was switched off since.
+	b.lastReset = time.Now().Add(-time.Hour)
+	b.progress, b.progressAt = "OSRunning", b.lastReset
+	if !b.on {
+		b.progress, b.progressAt = "None", b.lastReset.Add(time.Minute)
 	}
 	b.log = log.With("bmc", b.name)
 	return b, nil
@@ -347,12 +350,22 @@ func (b *BMC) PowerState() string {
 }
 
 // SetPowerState sets the power state directly, without calling OnPower, as if
-// someone had pressed the power button.
+// someone had pressed the power button (the reboot evidence moves as it
+// would).
 func (b *BMC) SetPowerState(on bool) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if on == b.on {
+		return
+	}
+	now := time.Now()
 	b.on = on
 	b.changedAt = time.Time{}
-	b.mu.Unlock()
+	b.progress, b.progressAt = "None", now
+	if on {
+		b.lastReset = now
+		b.progress = "OSRunning"
+	}
 }
 
 // Boot returns the boot override the system holds now: an asynchronous
