@@ -23,6 +23,7 @@ import (
 
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/phonehome"
 )
 
 // Fault is a failure injected into one machine.
@@ -58,9 +59,13 @@ type Config struct {
 	Nodes []inventory.Node
 	// DHCPServer is the provisioner's DHCP server (such as 127.0.0.1:10067).
 	DHCPServer netip.AddrPort
-	// RelayAddr is the relay agent's loopback address (default 127.0.0.2);
-	// the relay listens on RelayAddr:DHCPServer.Port, where the server
-	// sends its replies.
+	// Relay is the relay agent's socket, bound by the caller on the DHCP
+	// server's port (where the server sends relayed replies) on another
+	// loopback address, such as 127.0.0.2 (see listen.SameUDPPort). The
+	// rack closes it. Nil: New binds RelayAddr:DHCPServer.Port itself.
+	Relay *net.UDPConn
+	// RelayAddr is the relay agent's loopback address when Relay is nil
+	// (default 127.0.0.2).
 	RelayAddr netip.Addr
 	// TFTPServer is the provisioner's TFTP server.
 	TFTPServer netip.AddrPort
@@ -183,6 +188,11 @@ func New(cfg Config) (*Rack, error) {
 		m.bmc = b
 		r.machines[n.Name] = m
 		r.order = append(r.order, m)
+	}
+	if cfg.Relay != nil {
+		r.relay = cfg.Relay
+		r.cfg.RelayAddr = cfg.Relay.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		return r, nil
 	}
 	relay, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.RelayAddr, cfg.DHCPServer.Port())))
 	if err != nil {
@@ -441,11 +451,11 @@ func (r *Rack) boot(m *machine, gen int, legacy bool) {
 	if !sleep(m.os - m.os/3) {
 		return
 	}
-	step := "kubeadm-join" // what the node config reports after kubeadm init or join
+	joined := phonehome.Format(phonehome.Report{Step: phonehome.StepKubeadmJoin, Status: phonehome.OK})
 	// The node reports until the provisioner answers (it may be restarting).
 	for m.alive(gen) {
 		// phonehome= is the boot server's base URL, as the node config uses it.
-		err := m.post(ctx, strings.TrimRight(urls["phonehome"], "/")+"/phone-home/"+m.node.Name, "step="+step+" status=ok")
+		err := m.post(ctx, phonehome.URL(urls["phonehome"], m.node.Name), joined)
 		if err == nil {
 			m.mu.Lock()
 			m.joined = true

@@ -7,42 +7,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/pkg/bmc"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/pxe"
 	"github.com/slipway-dev/slipway/pkg/simrack"
 )
-
-func freePort(t *testing.T, network string) uint16 {
-	t.Helper()
-	if network == "tcp4" {
-		l, err := net.Listen(network, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return uint16(l.Addr().(*net.TCPAddr).Port)
-	}
-	for range 20 {
-		c, err := net.ListenPacket(network, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := uint16(c.LocalAddr().(*net.UDPAddr).Port)
-		c.Close()
-		// The relay listens on the same port on 127.0.0.2.
-		if r, err := net.ListenPacket(network, net.JoinHostPort("127.0.0.2", strconv.Itoa(int(p)))); err == nil {
-			r.Close()
-			return p
-		}
-	}
-	t.Fatal("no udp port free on 127.0.0.1 and 127.0.0.2")
-	return 0
-}
 
 // TestMachinesBootFromTheBootServices powers two simulated machines on
 // through their Redfish simulators with pkg/bmc, exactly as up does: the
@@ -60,7 +33,9 @@ func TestMachinesBootFromTheBootServices(t *testing.T) {
 	}
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("secret\n"), 0o600)
-	dhcpPort, tftpPort, httpPort := freePort(t, "udp4"), freePort(t, "udp4"), freePort(t, "tcp4")
+	// Bind first, hand over: the DHCP server and the rack's relay share a port.
+	dhcp := servetest.SameUDPPort(t, "127.0.0.1", "127.0.0.2")
+	tftpConn, httpLn := servetest.ListenUDP(t, "127.0.0.1:0"), servetest.Listen(t, "127.0.0.1:0")
 	lo := netip.MustParseAddr("127.0.0.1")
 	node := func(name string, i byte, fw inventory.Firmware) inventory.Node {
 		return inventory.Node{Name: name, Role: inventory.RoleWorker,
@@ -68,11 +43,12 @@ func TestMachinesBootFromTheBootServices(t *testing.T) {
 			Boot: inventory.Boot{Firmware: fw, Kernel: "vmlinuz", Initrd: "initrd.img"}}
 	}
 	inv := &inventory.Inventory{
-		Network: inventory.Network{Interface: "lo", Address: lo, HTTPPort: httpPort, Subnet: netip.MustParsePrefix("127.0.0.0/8"),
+		Network: inventory.Network{Interface: "lo", Address: lo, Subnet: netip.MustParsePrefix("127.0.0.0/8"),
 			DHCPMode: inventory.DHCPAuthoritative, LeaseTime: time.Hour},
 		Nodes: []inventory.Node{node("good", 1, inventory.FirmwareUEFI), node("legacy", 2, inventory.FirmwareBIOS), node("nopxe", 3, inventory.FirmwareUEFI)},
 	}
-	rack, err := simrack.New(simrack.Config{Nodes: inv.Nodes, DHCPServer: netip.AddrPortFrom(lo, dhcpPort), TFTPServer: netip.AddrPortFrom(lo, tftpPort),
+	rack, err := simrack.New(simrack.Config{Nodes: inv.Nodes, Relay: dhcp[1],
+		DHCPServer: dhcp[0].LocalAddr().(*net.UDPAddr).AddrPort(), TFTPServer: tftpConn.LocalAddr().(*net.UDPAddr).AddrPort(),
 		Firmware: 20 * time.Millisecond, OS: 30 * time.Millisecond, Faults: map[string]simrack.Fault{"nopxe": simrack.FaultNoPXE},
 		Password: "secret", PasswordRef: inventory.SecretRef{Source: "file", Name: pw}})
 	if err != nil {
@@ -82,16 +58,15 @@ func TestMachinesBootFromTheBootServices(t *testing.T) {
 	for i := range inv.Nodes {
 		inv.Nodes[i].BMC, _ = rack.BMC(inv.Nodes[i].Name)
 	}
-	svc, err := pxe.New(pxe.Config{Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, HTTPPort: httpPort, DHCPPort: dhcpPort,
-		TFTPPort: tftpPort, DHCPListenAddr: lo, SkipInterfaceCheck: true})
+	svc, err := pxe.New(pxe.Config{Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, SkipInterfaceCheck: true,
+		Listeners: pxe.Listeners{DHCP: dhcp[0], TFTP: tftpConn, HTTP: httpLn}})
 	if err != nil {
 		t.Fatalf("pxe.New: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	go svc.Run(ctx)
+	servetest.Start(t, svc)
 	go rack.Run(ctx)
-	<-svc.HTTP().Ready()
 	for _, n := range inv.Nodes {
 		c, err := bmc.New(n.Name, n.BMC, bmc.Config{})
 		if err != nil {
