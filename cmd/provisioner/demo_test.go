@@ -63,6 +63,8 @@ func TestDemoRackWithInjectedFailures(t *testing.T) {
 	state := t.TempDir()
 	code, stdout, stderr := demoRun(t, "demo", "--nodes", "50", "--control-planes", "3", "--state-dir", state,
 		"--boot-firmware", "100ms", "--boot-os", "200ms", "--attempts", "2", "--seed", "7", "-o", "json",
+		// The faults are found by these two timeouts; the others scale.
+		"--dhcp-timeout", "5s", "--join-timeout", "10s",
 		"--fail", "node-0010=no-pxe", "--fail", "node-0020=hang-os", "--fail", "node-0030=dead-bmc")
 	if code != exitFailure {
 		t.Fatalf("demo exit code %d, want %d (three nodes fail)\nstderr:\n%s", code, exitFailure, stderr)
@@ -144,8 +146,8 @@ func BenchmarkDemo1000(b *testing.B) {
 	var fg demoFigures
 	for b.Loop() {
 		g := &globals{stdout: io.Discard, stderr: io.Discard, stateDir: b.TempDir(), logLevel: "error"}
-		f := &upFlags{output: "plain", parallel: nodes, attempts: 3, earlyBoot: true,
-			timeouts: provision.Timeouts{DHCP: 20 * time.Second, Netboot: 30 * time.Second, Join: 30 * time.Second, Ready: 30 * time.Second, BMC: 30 * time.Second}}
+		f := &provisionFlags{output: "plain", parallel: nodes, attempts: 3, earlyNetboot: true,
+			timeouts: provision.Timeouts{BMC: 30 * time.Second}}
 		d := &demoFlags{nodes: nodes, controlPlanes: 1, firmware: 1500 * time.Millisecond, osBoot: 2500 * time.Millisecond, seed: 1, figures: &fg}
 		if err := runDemo(b.Context(), g, f, d); err != nil {
 			b.Fatalf("demo --nodes %d: %v", nodes, err)

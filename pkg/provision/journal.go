@@ -181,9 +181,6 @@ func OpenJournal(dir string, log *slog.Logger) (*Journal, *JournalState, error) 
 	return j, st, nil
 }
 
-// Path returns the journal's file path.
-func (j *Journal) Path() string { return j.path }
-
 // Append writes the records and fsyncs once for all of them (group commit).
 func (j *Journal) Append(recs ...Record) error {
 	if len(recs) == 0 {

@@ -216,8 +216,12 @@ func (r *Rack) BMC(node string) (inventory.BMC, bool) {
 	}, true
 }
 
+// Ready is closed once Run has started (the rack's sockets are bound by
+// New): machines boot from then on.
+func (r *Rack) Ready() <-chan struct{} { return r.started }
+
 // Run serves the relay until ctx is done, then stops every BMC. Machines
-// boot only while Run runs.
+// boot only while Run runs. Run once.
 func (r *Rack) Run(ctx context.Context) error {
 	close(r.started)
 	go func() {
@@ -258,25 +262,16 @@ func (r *Rack) Close() error {
 	return r.sim.Close()
 }
 
-// Ready reports whether node has joined: the simulation's stand-in for the
-// Node object's Ready condition.
-func (r *Rack) Ready(_ context.Context, node string) (bool, error) {
-	m, ok := r.machines[node]
-	if !ok {
-		return false, fmt.Errorf("simulated rack: no node %s", node)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.joined, nil
-}
-
 // MachineStats is what one simulated machine went through.
 type MachineStats struct {
 	Node string
 	// Boot is the machine's simulated firmware plus OS time.
 	Boot time.Duration
-	// Took is its last boot from power on to join (0 if it never joined).
-	Took   time.Duration
+	// Took is its last boot from power on to its join report (0 if it
+	// never joined).
+	Took time.Duration
+	// Joined: the provisioner answered the machine's report that kubeadm
+	// init or join succeeded.
 	Joined bool
 	// Stage is the last boot step it reached.
 	Stage string
@@ -436,7 +431,8 @@ func (r *Rack) boot(m *machine, gen int, legacy bool) {
 		return
 	}
 	m.setStage("config")
-	if _, err := m.get(ctx, urls["config"]); err != nil {
+	cfg, err := m.get(ctx, urls["config"])
+	if err != nil {
 		fail("config", err)
 		return
 	}
@@ -447,25 +443,47 @@ func (r *Rack) boot(m *machine, gen int, legacy bool) {
 		m.setStage("hung in the OS (fault)")
 		return
 	}
-	m.setStage("kubeadm")
-	if !sleep(m.os - m.os/3) {
+	nc, err := parseNodeConfig(cfg)
+	if err != nil {
+		fail("run node config", err)
 		return
 	}
-	joined := phonehome.Format(phonehome.Report{Step: phonehome.StepKubeadmJoin, Status: phonehome.OK})
-	// The node reports until the provisioner answers (it may be restarting).
-	for m.alive(gen) {
-		// phonehome= is the boot server's base URL, as the node config uses it.
-		err := m.post(ctx, phonehome.URL(urls["phonehome"], m.node.Name), joined)
-		if err == nil {
+	r.runNodeConfig(ctx, m, gen, nc, sleep)
+}
+
+// runNodeConfig sends the reports of the node config in order. The rest of
+// the OS time (kubeadm's work) passes before the first report that is not
+// "started"; a report on an until-loop is repeated until the provisioner
+// answers (it may be restarting), the others are sent once.
+func (r *Rack) runNodeConfig(ctx context.Context, m *machine, gen int, nc nodeConfig, sleep func(time.Duration) bool) {
+	worked := false
+	for _, cr := range nc.reports {
+		if cr.report.Status != phonehome.Started && !worked {
+			m.setStage("kubeadm")
+			if !sleep(m.os - m.os/3) {
+				return
+			}
+			worked = true
+		}
+		body := phonehome.Format(cr.report)
+		for {
+			err := m.post(ctx, nc.phoneHome, body)
+			if err == nil {
+				break
+			}
+			if !cr.retry || !sleep(100*time.Millisecond) {
+				if !m.alive(gen) {
+					return
+				}
+				break
+			}
+		}
+		if cr.report.Joined() {
 			m.mu.Lock()
 			m.joined = true
 			m.took = time.Since(m.booted)
 			m.stage = "joined"
 			m.mu.Unlock()
-			return
-		}
-		if !sleep(100 * time.Millisecond) {
-			return
 		}
 	}
 }
