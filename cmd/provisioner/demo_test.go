@@ -97,17 +97,21 @@ func TestDemoRackWithInjectedFailures(t *testing.T) {
 		t.Errorf("-o json wrote %d progress updates for 50 nodes, want at least 8 per node", updates)
 	}
 
-	// status reads the same outcome back from the journal.
+	// status reads the same outcome back from the journal, and says that
+	// nothing runs any more.
 	code, stdout, stderr = demoRun(t, "status", "--state-dir", state, "-o", "json")
 	if code != 0 {
 		t.Fatalf("status exit %d: %s", code, stderr)
 	}
-	var recs map[string]provision.Record
-	if err := json.Unmarshal([]byte(stdout), &recs); err != nil {
+	var st statusJSON
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
 		t.Fatalf("status -o json: %v", err)
 	}
+	if st.Running || st.Holder != nil {
+		t.Errorf("status after the demo ended: running %v, holder %v; want not running", st.Running, st.Holder)
+	}
 	fromJournal := map[string]provision.Phase{}
-	for n, r := range recs {
+	for n, r := range st.Nodes {
 		fromJournal[n] = r.Phase
 	}
 	if diff := cmp.Diff(want, fromJournal); diff != "" {

@@ -143,6 +143,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newStatusCmd(g),
 		newConfigCmd(g),
 		newDemoCmd(g),
+		newJournalCmd(g),
 	)
 	return root
 }
