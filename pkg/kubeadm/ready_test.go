@@ -1,4 +1,4 @@
-package main
+package kubeadm
 
 import (
 	"testing"
@@ -12,7 +12,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 )
 
-func TestListReadinessOneListPerRefresh(t *testing.T) {
+func TestReadyListOneListPerRefresh(t *testing.T) {
 	t.Parallel()
 	node := func(name string, ready corev1.ConditionStatus) *corev1.Node {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -24,7 +24,7 @@ func TestListReadinessOneListPerRefresh(t *testing.T) {
 		lists++
 		return false, nil, nil
 	})
-	l := &listReadiness{client: client, maxAge: time.Hour}
+	l := NewReadyList(client, time.Hour)
 	got := map[string]bool{}
 	for _, n := range []string{"a", "b", "c", "a", "b"} {
 		ok, err := l.Ready(t.Context(), n)

@@ -1,4 +1,4 @@
-package wire
+package assemble
 
 import (
 	"context"
@@ -36,13 +36,16 @@ func TestToEvent(t *testing.T) {
 		{bootevent.Event{Kind: bootevent.ConfigRefused, Node: "n"}, "", false},
 		{bootevent.Event{Kind: bootevent.PhoneHome, Node: "n", Detail: "step=kubeadm-join status=ok"}, provision.EventJoined, true},
 		{bootevent.Event{Kind: bootevent.PhoneHome, Node: "n", Detail: "step=kubeadm-init status=ok"}, provision.EventJoined, true},
-		{bootevent.Event{Kind: bootevent.PhoneHome, Node: "n", Detail: "step=kubeadm-join status=failed rc=1"}, provision.EventProgress, true},
+		{bootevent.Event{Kind: bootevent.PhoneHome, Node: "n", Detail: "step=kubeadm-join status=failed rc=1"}, provision.EventNodeFailed, true},
 		{bootevent.Event{Kind: bootevent.PhoneHome, Node: "n", Detail: "step=enable-kubelet status=started"}, provision.EventProgress, true},
+		{bootevent.Event{Kind: bootevent.PhoneHome, Node: "n", Detail: "step=kubeadm-join status=started"}, provision.EventProgress, true},
+		{bootevent.Event{Kind: bootevent.PhoneHome, Node: "n", Detail: "step=done status=ok"}, provision.EventProgress, true},
+		{bootevent.Event{Kind: bootevent.PhoneHome, Node: "n", Detail: "uptime=12.3 booted"}, provision.EventProgress, true},
 	}
 	for _, tc := range tests {
-		got, ok := ToEvent(tc.in)
+		got, ok := toEvent(tc.in)
 		if ok != tc.wantOK || (ok && got.Kind != tc.want) {
-			t.Errorf("ToEvent(%s %q) = %s, %v; want %s, %v", tc.in.Kind, tc.in.Detail, got.Kind, ok, tc.want, tc.wantOK)
+			t.Errorf("toEvent(%s %q) = %s, %v; want %s, %v", tc.in.Kind, tc.in.Detail, got.Kind, ok, tc.want, tc.wantOK)
 		}
 	}
 }
@@ -65,8 +68,7 @@ func TestJournaledRendererRefusesNodeAboutToBePowerCycled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewJournaledRenderer(httpboot.RendererFunc(func(context.Context, inventory.Node) ([]byte, error) { return []byte("cfg"), nil }))
-	r.SetOrchestrator(o)
+	r := &journaledRenderer{next: httpboot.RendererFunc(func(context.Context, inventory.Node) ([]byte, error) { return []byte("cfg"), nil }), o: o}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { o.Run(ctx); close(done) }()
