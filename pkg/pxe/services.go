@@ -124,6 +124,7 @@ func New(cfg Config) (*Services, error) {
 	s.http, err = httpboot.New(httpboot.Config{
 		Addr:           netip.AddrPortFrom(nw.Address, httpPort),
 		BaseURL:        base,
+		Networks:       cfg.Inventory.Networks,
 		AssetDir:       cfg.AssetDir,
 		FirmwareDir:    tftpRoot,
 		Nodes:          nodes,
@@ -173,6 +174,7 @@ func New(cfg Config) (*Services, error) {
 			Mode:        nw.DHCPMode,
 			Nodes:       nodes,
 			Subnet:      nw.Subnet,
+			Routed:      cfg.Inventory.Networks,
 			Router:      nw.Gateway,
 			DNS:         nw.DNSServers,
 			DomainName:  nw.DomainName,
