@@ -40,7 +40,7 @@ func TestRunCancel(t *testing.T) {
 	}
 	addr := func(i int) string { return nodes[i].BMC.Addr() }
 	want := []string{
-		"power on n1 (bmc " + addr(0) + "): send power on: cancelled: context canceled",
+		"power on n1 (bmc " + addr(0) + "): read power state: cancelled: context canceled",
 		"interrupt n2 (bmc " + addr(1) + "): not started: cancelled: context canceled",
 		"interrupt n3 (bmc " + addr(2) + "): not started: cancelled: context canceled",
 	}
@@ -94,7 +94,7 @@ func TestRunHangingBMC(t *testing.T) {
 		if r.Power != bmc.PowerOn || bmcs[i].PowerState() != redfishsim.PowerOn {
 			t.Errorf("node %s: result power %q, simulator %s, want on", r.Node, r.Power, bmcs[i].PowerState())
 		}
-		if want := (bmc.BootOverride{Device: bmc.BootPXE}); r.Boot == nil || *r.Boot != want {
+		if want := (bmc.BootOverride{Device: bmc.BootPXE, Mode: bmc.ModeUEFI, FlagsRead: true}); r.Boot == nil || *r.Boot != want {
 			t.Errorf("node %s: boot read back = %v, want %v", r.Node, r.Boot, want)
 		}
 		if got := bmcs[i].Boot(); got.Target != "None" {
@@ -113,12 +113,12 @@ func TestParse(t *testing.T) {
 	if _, err := bmc.ParsePowerAction("reboot"); err == nil {
 		t.Errorf("ParsePowerAction(%q) = nil error, want one", "reboot")
 	}
-	for _, s := range []string{"pxe", "disk"} {
+	for _, s := range []string{"pxe", "disk", "cd"} {
 		if d, err := bmc.ParseBootDevice(s); err != nil || string(d) != s {
 			t.Errorf("ParseBootDevice(%q) = %q, %v, want %q", s, d, err, s)
 		}
 	}
-	if _, err := bmc.ParseBootDevice("cdrom"); err == nil {
-		t.Errorf("ParseBootDevice(%q) = nil error, want one", "cdrom")
+	if _, err := bmc.ParseBootDevice("floppy"); err == nil {
+		t.Errorf("ParseBootDevice(%q) = nil error, want one", "floppy")
 	}
 }
