@@ -115,7 +115,7 @@ func newInventoryCmd(g *globals) *cobra.Command {
 			"(JSON too): validate -f accepts it and resolves it to the same nodes.",
 		Example: "  provisioner inventory show -f inventory/examples/rack/\n" +
 			"  provisioner inventory show -f inventory/examples/rack/ > /tmp/resolved.yaml && provisioner validate -f /tmp/resolved.yaml",
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "yaml" && output != "json" {
 				return usageError("-o %q: want yaml or json", output)
