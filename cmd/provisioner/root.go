@@ -48,7 +48,7 @@ type globals struct {
 // loadInventory loads the inventory named by -f; its warnings go to stderr.
 func (g *globals) loadInventory() (*inventory.Inventory, error) {
 	if len(g.files) == 0 {
-		return nil, usageError("no inventory given: pass -f FILE or -f DIR (for example -f inventory/)")
+		return nil, usageError("no inventory given: pass -f FILE or -f DIR (for example -f inventory/examples/rack/)")
 	}
 	inv, err := inventory.Load(g.files...)
 	if err != nil {
