@@ -198,9 +198,9 @@ func BenchmarkAllocate(b *testing.B) {
 	}, 10*time.Millisecond)
 }
 
-// BenchmarkFaultToUpdate measures the time from a health event (as the
-// NVML XID path delivers it) to the kubelet stub receiving the changed
-// ListAndWatch list. Target: under 100 ms. Polled sources add up to one
+// BenchmarkFaultToUpdate measures the time from a health change handed to
+// the plugin (Update, as the node agent delivers one) to the kubelet stub
+// receiving the changed ListAndWatch list. Target: under 100 ms. Polled sources add up to one
 // poll interval (1s by default) before the event exists; the command's
 // BenchmarkPolledFault measures that path.
 func BenchmarkFaultToUpdate(b *testing.B) {
@@ -221,7 +221,9 @@ func BenchmarkFaultToUpdate(b *testing.B) {
 				want = pluginapi.Healthy
 			}
 			t0 := time.Now()
-			h.p.SetHealth(devices.HealthEvent{DeviceID: id, Healthy: healthy, Reason: "xid 79", Time: t0})
+			if err := h.p.Update(withHealth(rs, healthy, "xid 79", id)); err != nil {
+				b.Fatal(err)
+			}
 			u, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool {
 				for _, d := range ds {
 					if d.GetID() == id {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -137,4 +138,25 @@ func waitNotReady(t testing.TB, p *Plugin) error {
 		time.Sleep(2 * time.Millisecond)
 	}
 	return nil
+}
+
+// withHealth returns a copy of rs in which every part with one of ids has
+// the given health, as the node agent hands a health change to the plugin.
+func withHealth(rs []Resource, healthy bool, reason string, ids ...string) []Resource {
+	out := make([]Resource, len(rs))
+	for i, r := range rs {
+		r.Devices = slices.Clone(r.Devices)
+		for k, d := range r.Devices {
+			d.Parts = slices.Clone(d.Parts)
+			for j, p := range d.Parts {
+				if slices.Contains(ids, p.ID) {
+					p.Healthy, p.HealthReason = healthy, reason
+					d.Parts[j] = p
+				}
+			}
+			r.Devices[k] = d
+		}
+		out[i] = r
+	}
+	return out
 }

@@ -84,6 +84,12 @@ type BuildOptions struct {
 	Pairs PairConfig
 }
 
+// ResourcesFor returns the resources the config of st assigns its devices
+// to (devices.ResourceConfig.Assign), built with opts.
+func ResourcesFor(st devices.State, opts BuildOptions) []Resource {
+	return BuildResources(st.Config.Assign(st.Devices), opts)
+}
+
 // BuildResources turns the devices assigned to each resource name (as
 // devices.ResourceConfig.Assign returns them) into Resources sorted by
 // name, with the composite pair resource when configured.

@@ -81,7 +81,7 @@ func (s *server) setState(st *state) {
 	old := s.st
 	s.st = st
 	s.mu.Unlock()
-	if old != nil {
+	if old != nil && old.changed != st.changed {
 		close(old.changed)
 	}
 	h, u := st.counts()

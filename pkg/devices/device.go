@@ -93,3 +93,15 @@ type Port struct {
 	// NetDev is the Ethernet interface of a RoCE port, if any.
 	NetDev string `json:"netdev,omitempty"`
 }
+
+// State is the node's devices as the node agent hands them to its front
+// ends (the device plugin, DRA) on every change: every discovered device,
+// with Healthy and HealthReason as the HealthLedger holds them now (not
+// only as discovery saw them), and the resource config in force.
+type State struct {
+	// Devices are in Discover's order.
+	Devices []Device
+	// Config is the resource config in force (DefaultConfig without a
+	// file).
+	Config ResourceConfig
+}
