@@ -32,7 +32,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}, []string{"resource"}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_device_plugin_registrations_total",
-			Help: "Registrations with the kubelet, by resource and result (ok, error).",
+			Help: "Register calls to the kubelet, by resource and result (ok; already_connected, counted as registered; error).",
 		}, []string{"resource", "result"}),
 		allocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_device_plugin_allocations_total",

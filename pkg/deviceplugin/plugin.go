@@ -303,9 +303,8 @@ func (p *Plugin) dispatch(ev fsnotify.Event) {
 		// The kubelet is gone and our registrations with it: not ready
 		// until it is back and has taken them again.
 		p.log.Info("kubelet socket removed, waiting for the kubelet", "socket", ev.Name)
-		for name, s := range p.servers {
-			s.registered.Store(false)
-			p.m.registered.WithLabelValues(name).Set(0)
+		for _, s := range p.servers {
+			s.setRegistered(false)
 		}
 		return
 	}

@@ -40,6 +40,9 @@ type server struct {
 
 	serving    atomic.Bool
 	registered atomic.Bool
+	// lastKubelet is the kubelet.sock the previous socket of this server
+	// registered with (run's goroutine only).
+	lastKubelet os.FileInfo
 
 	mu   sync.Mutex
 	st   *state
@@ -151,8 +154,7 @@ func (s *server) serve() (*grpc.Server, error) {
 // removes the socket.
 func (s *server) shutdown(gs *grpc.Server) {
 	s.serving.Store(false)
-	s.registered.Store(false)
-	s.m.registered.WithLabelValues(s.name).Set(0)
+	s.setRegistered(false)
 	s.mu.Lock()
 	close(s.stop)
 	s.mu.Unlock()
@@ -175,12 +177,31 @@ func (s *server) shutdown(gs *grpc.Server) {
 	}
 }
 
-// watch registers and keeps the registration until ctx is done (false) or
-// our socket is gone (true).
+// reregisterGrace is how long a server that restarted under a kubelet it
+// was registered with waits before registering again: the kubelet must
+// first see the old ListAndWatch stream end and drop that endpoint, or it
+// refuses the registration as a duplicate and keeps a dead endpoint.
+const reregisterGrace = 250 * time.Millisecond
+
+// alreadyConnected is the kubelet's answer to a second Register for a
+// resource and socket it has connected (devicemanager PluginConnected).
+const alreadyConnected = "device plugin already connected"
+
+// sameSocket reports whether a and b are the same socket file: one kubelet
+// start, not a kubelet.sock created again (perhaps on the same inode).
+func sameSocket(a, b os.FileInfo) bool {
+	return a != nil && b != nil && os.SameFile(a, b) && a.ModTime().Equal(b.ModTime())
+}
+
+// watch registers once with each kubelet start (each kubelet.sock) and
+// keeps the registration until ctx is done (false) or our socket is gone
+// (true).
 func (s *server) watch(ctx context.Context) bool {
 	backoff := s.cfg.RetryInterval
 	retry := time.NewTimer(0) // register at once
 	defer retry.Stop()
+	var with os.FileInfo // the kubelet.sock this socket is registered with
+	graced := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -198,9 +219,35 @@ func (s *server) watch(ctx context.Context) bool {
 				// event reached us: listen again before registering.
 				return true
 			}
-			if err := s.register(ctx); err != nil {
-				s.registered.Store(false)
-				s.m.registered.WithLabelValues(s.name).Set(0)
+			kubelet, err := os.Stat(s.kubelet)
+			if err != nil {
+				// No kubelet yet: its kubelet.sock event wakes us; the
+				// slow retry covers a missed event.
+				s.setRegistered(false)
+				retry.Reset(backoff)
+				backoff = min(2*backoff, s.cfg.MaxRetryInterval)
+				continue
+			}
+			if sameSocket(with, kubelet) {
+				continue // registered with this kubelet start already
+			}
+			if !graced && sameSocket(s.lastKubelet, kubelet) {
+				graced = true
+				retry.Reset(reregisterGrace)
+				continue
+			}
+			err = s.register(ctx)
+			switch {
+			case err == nil:
+				s.m.registrations.WithLabelValues(s.name, "ok").Inc()
+				s.log.Info("registered with kubelet", "socket", s.socket)
+			case strings.Contains(err.Error(), alreadyConnected):
+				// The kubelet has this socket connected and keeps it:
+				// registered. Registering again would only be refused.
+				s.m.registrations.WithLabelValues(s.name, "already_connected").Inc()
+				s.log.Info("kubelet has this plugin connected already, counted as registered", "socket", s.socket)
+			default:
+				s.setRegistered(false)
 				s.m.registrations.WithLabelValues(s.name, "error").Inc()
 				s.log.Warn("register with kubelet, will retry", "socket", s.kubelet, "retry_in", backoff, "err", err)
 				retry.Reset(backoff)
@@ -208,12 +255,20 @@ func (s *server) watch(ctx context.Context) bool {
 				continue
 			}
 			backoff = s.cfg.RetryInterval
-			s.registered.Store(true)
-			s.m.registered.WithLabelValues(s.name).Set(1)
-			s.m.registrations.WithLabelValues(s.name, "ok").Inc()
-			s.log.Info("registered with kubelet", "socket", s.socket)
+			with, s.lastKubelet = kubelet, kubelet
+			s.setRegistered(true)
 		}
 	}
+}
+
+// setRegistered records whether the resource is registered.
+func (s *server) setRegistered(ok bool) {
+	s.registered.Store(ok)
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	s.m.registered.WithLabelValues(s.name).Set(v)
 }
 
 // register calls the kubelet's Registration service.
