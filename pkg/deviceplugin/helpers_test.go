@@ -3,7 +3,6 @@ package deviceplugin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -124,20 +123,6 @@ func waitReady(t testing.TB, p *Plugin) error {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-// waitNotReady waits until p reports not Ready, and returns an error if it
-// stays ready.
-func waitNotReady(t testing.TB, p *Plugin) error {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Ready() == nil {
-		if time.Now().After(deadline) {
-			return errors.New("Ready() stayed nil, want an error")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return nil
 }
 
 // withHealth returns a copy of rs in which every part with one of ids has

@@ -68,7 +68,7 @@ type Stub struct {
 	gs     *grpc.Server
 
 	mu        sync.Mutex
-	changed   chan struct{} // closed on every registration, update or disconnection
+	changed   chan struct{}                 // closed on every registration, update or disconnection
 	endpoints map[string]map[string]*Plugin // resource → socket path → endpoint (the kubelet's endpointStore)
 	primary   map[string]*Plugin            // resource → the endpoint used for it (the kubelet's endpoints)
 	updates   map[string][]Update
