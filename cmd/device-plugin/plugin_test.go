@@ -102,6 +102,7 @@ resources:
   - name: slipway.dev/hca
     selector:
       kinds: [hca]
+      linkLayers: [InfiniBand]
 health:
   pollInterval: 50ms
   recoveryPeriod: 100ms

@@ -187,7 +187,9 @@ func (p *Plugin) Update(rs []Resource) error {
 		st := newState(r, prev)
 		s.setState(st)
 		if !st.topology && !r.ExcludeTopology && len(r.Devices) > 0 && (prev == nil || prev.topology) {
-			p.log.Warn("advertising without NUMA topology: a device's NUMA node is unknown", "resource", r.Name)
+			// Normal in a VM (numa_node -1); on bare metal it means NUMA
+			// is off in the firmware.
+			p.log.Info("advertising without NUMA topology: a device's NUMA node is unknown", "resource", r.Name)
 		}
 	}
 	for name := range p.servers {

@@ -141,6 +141,9 @@ func TestAlreadyConnectedIsRegistered(t *testing.T) {
 	if _, _, err := h.stub.WaitPlugin(ctx, name); err != nil {
 		t.Fatal(err)
 	}
+	if err := waitReady(t, h.p); err != nil {
+		t.Fatal(err)
+	}
 	// A second Register of the same socket, as a plugin racing its own
 	// events would send.
 	s := h.p.servers[name]

@@ -37,6 +37,15 @@ const (
 	ResourceGPU  = "nvidia.com/gpu"
 	ResourceHCA  = "slipway.dev/hca"
 	ResourceFPGA = "slipway.dev/fpga"
+	// ResourceRoCE is the name suggested for RoCE (Ethernet link layer)
+	// HCA ports; not advertised by DefaultConfig.
+	ResourceRoCE = "slipway.dev/roce"
+)
+
+// HCA port link layers, as sysfs writes them.
+const (
+	LinkLayerInfiniBand = "InfiniBand"
+	LinkLayerEthernet   = "Ethernet"
 )
 
 // defaultIgnoredXIDs are the application-caused XIDs that do not mark a GPU
@@ -93,8 +102,10 @@ type Selector struct {
 	// Model is a shell pattern (path.Match) on the model name, such as
 	// "*H100*".
 	Model string `yaml:"model,omitempty"`
-	// LinkLayers are HCA link layers, "InfiniBand" or "Ethernet"; an HCA
-	// matches when any port has one of them.
+	// LinkLayers are HCA link layers, "InfiniBand" or "Ethernet" (RoCE); an
+	// HCA matches when every one of its ports has one of them, so that an
+	// InfiniBand resource never gets an Ethernet port. A device without
+	// ports does not match.
 	LinkLayers []string `yaml:"linkLayers,omitempty"`
 }
 
@@ -147,15 +158,18 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // DefaultConfig returns the config used with no file: every GPU as
-// nvidia.com/gpu, every HCA as slipway.dev/hca, every FPGA as
-// slipway.dev/fpga, default health settings.
+// nvidia.com/gpu, every InfiniBand HCA as slipway.dev/hca, every FPGA as
+// slipway.dev/fpga, default health settings. RoCE (Ethernet) ports are not
+// advertised by default: they are often the host's storage network; a
+// config that wants them names a resource of their own (ResourceRoCE with
+// linkLayers [Ethernet]), never mixed with InfiniBand.
 func DefaultConfig() ResourceConfig {
 	return ResourceConfig{
 		APIVersion: ConfigAPIVersion,
 		Kind:       ConfigKind,
 		Resources: []Resource{
 			{Name: ResourceGPU, Selector: Selector{Kinds: []Kind{KindGPU}}},
-			{Name: ResourceHCA, Selector: Selector{Kinds: []Kind{KindHCA}}},
+			{Name: ResourceHCA, Selector: Selector{Kinds: []Kind{KindHCA}, LinkLayers: []string{LinkLayerInfiniBand}}},
 			{Name: ResourceFPGA, Selector: Selector{Kinds: []Kind{KindFPGA}}},
 		},
 		Health: HealthConfig{
@@ -280,7 +294,7 @@ func (s Selector) validate() error {
 		}
 	}
 	for _, l := range s.LinkLayers {
-		if l != "InfiniBand" && l != "Ethernet" {
+		if l != LinkLayerInfiniBand && l != LinkLayerEthernet {
 			errs = append(errs, fmt.Errorf("link layer %q: want InfiniBand or Ethernet", l))
 		}
 	}
@@ -366,7 +380,7 @@ func (s Selector) Matches(d Device) bool {
 			return false
 		}
 	}
-	if len(s.LinkLayers) > 0 && !slices.ContainsFunc(d.Ports, func(p Port) bool { return slices.Contains(s.LinkLayers, p.LinkLayer) }) {
+	if len(s.LinkLayers) > 0 && (len(d.Ports) == 0 || slices.ContainsFunc(d.Ports, func(p Port) bool { return !slices.Contains(s.LinkLayers, p.LinkLayer) })) {
 		return false
 	}
 	return true

@@ -170,3 +170,29 @@ func TestResourceConfigMonitorConfig(t *testing.T) {
 		t.Errorf("MonitorConfig(custom.yaml) (-want +got):\n%s", diff)
 	}
 }
+
+// TestAssignRoCE: RoCE ports are advertised only when a config asks, under
+// a resource of their own, never mixed with the InfiniBand HCAs; a port
+// whose link layer differs keeps an HCA out of a link-layer resource.
+func TestAssignRoCE(t *testing.T) {
+	devs, _ := discoverOff(t, fixture("dgx-h100"))
+	c := DefaultConfig()
+	c.Resources = append(c.Resources, Resource{Name: ResourceRoCE, Selector: Selector{Kinds: []Kind{KindHCA}, LinkLayers: []string{LinkLayerEthernet}}})
+	got := map[string][]string{}
+	for name, ds := range c.Assign(devs) {
+		got[name] = ids(ds)
+	}
+	want := []string{"mlx5_0", "mlx5_3", "mlx5_4", "mlx5_5", "mlx5_6", "mlx5_9", "mlx5_10", "mlx5_11"}
+	if diff := cmp.Diff(want, got[ResourceHCA]); diff != "" {
+		t.Errorf("Assign: %s (-want +got):\n%s", ResourceHCA, diff)
+	}
+	if diff := cmp.Diff([]string{"mlx5_1", "mlx5_2", "mlx5_7", "mlx5_8"}, got[ResourceRoCE]); diff != "" {
+		t.Errorf("Assign: %s (-want +got):\n%s", ResourceRoCE, diff)
+	}
+	vpi := Device{ID: "mlx5_12", Kind: KindHCA, Ports: []Port{{Number: 1, LinkLayer: LinkLayerInfiniBand}, {Number: 2, LinkLayer: LinkLayerEthernet}}}
+	for _, r := range c.Resources {
+		if r.Name != ResourceGPU && r.Name != ResourceFPGA && r.Selector.Matches(vpi) {
+			t.Errorf("%s matches an HCA with an InfiniBand and an Ethernet port; a link-layer selector needs every port", r.Name)
+		}
+	}
+}

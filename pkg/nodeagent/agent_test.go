@@ -91,3 +91,62 @@ func TestHealthSurvivesRescansAndReloads(t *testing.T) {
 		}
 	}
 }
+
+// TestSteadyStateLogIsQuiet is issue 14's defect 5: on a healthy host
+// (abi_version files beside the RDMA class links, as on every host with the
+// RDMA modules loaded) the agent logs no warning at start or over many
+// rescans, and an empty host says once that it found nothing.
+func TestSteadyStateLogIsQuiet(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		tree     string
+		wantOnce string
+	}{
+		{"dgx-h100", ""},
+		{"empty-node", "no gpus, hcas or fpgas found"},
+	} {
+		t.Run(tc.tree, func(t *testing.T) {
+			t.Parallel()
+			h := startAgent(t, Config{
+				Discovery:      devices.Config{Root: fixture(tc.tree), NVML: devices.NVMLOff},
+				ConfigFile:     writeHealthConfig(t, "10ms", "1h"),
+				RescanInterval: 10 * time.Millisecond,
+			})
+			before := readDiscoveries(t, h)
+			deadline := time.Now().Add(20 * time.Second)
+			for readDiscoveries(t, h) < before+20 {
+				if time.Now().After(deadline) {
+					t.Fatal("fewer than 20 rescans in 20s")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if w := h.log.lines("level=WARN"); len(w) > 0 {
+				t.Errorf("warnings on a healthy %s:\n%s", tc.tree, strings.Join(w, "\n"))
+			}
+			if tc.wantOnce != "" {
+				if got := h.log.lines(tc.wantOnce); len(got) != 1 {
+					t.Errorf("%q logged %d times over 20 rescans, want once:\n%s", tc.wantOnce, len(got), strings.Join(got, "\n"))
+				}
+			}
+		})
+	}
+}
+
+// readDiscoveries returns how many discoveries the agent has run, from its
+// metrics.
+func readDiscoveries(t *testing.T, h *harness) int {
+	t.Helper()
+	mfs, err := h.a.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if mf.GetName() == "slipway_devices_discoveries_total" {
+			for _, m := range mf.GetMetric() {
+				n += int(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return n
+}
