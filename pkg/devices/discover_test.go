@@ -151,12 +151,16 @@ func TestDiscoverHostNICs(t *testing.T) {
 	}
 }
 
+// TestDiscoverFPGANode is issue 14's defect 4 on the discovery side: an
+// Alveo's shell name and serial come from the management function's
+// rom.m.*/xmc.m.* (XRT), and its interface ID is interface_uuids, not the
+// logic UUID of what is loaded.
 func TestDiscoverFPGANode(t *testing.T) {
 	devs, _ := discoverOff(t, fixture("fpga-node"))
 	type fpga struct {
-		ID, Model, Iface, AFU, Mgmt string
-		Nodes                       []string
-		Healthy                     bool
+		ID, Model, Iface, Logic, AFU, Shell, Serial, Mgmt string
+		Nodes                                             []string
+		Healthy                                           bool
 	}
 	var got []fpga
 	for _, d := range devs {
@@ -164,12 +168,17 @@ func TestDiscoverFPGANode(t *testing.T) {
 		for _, n := range d.DeviceNodes {
 			nodes = append(nodes, n.Path)
 		}
-		got = append(got, fpga{d.ID, d.Model, d.Attributes["interface_id"], d.Attributes["afu_id"], d.Attributes["mgmt_pf"], nodes, d.Healthy})
+		a := d.Attributes
+		got = append(got, fpga{d.ID, d.Model, a["interface_id"], a["logic_uuid"], a["afu_id"], a["shell"], a["serial"], a["mgmt_pf"], nodes, d.Healthy})
 	}
+	const shell = "xilinx_u250_gen3x16_xdma_shell_4_1"
 	want := []fpga{
-		{"0000:17:00.1", "Alveo U250", "a2b2c4b5e8d1f7e4a9c0b1d2e3f40516", "", "0000:17:00.0", []string{"/dev/dri/renderD128", "/dev/xclmgmt256"}, true},
-		{"0000:65:00.1", "Alveo U250", "a2b2c4b5e8d1f7e4a9c0b1d2e3f40516", "", "0000:65:00.0", []string{"/dev/dri/renderD129", "/dev/xclmgmt257"}, true},
-		{"0000:b1:00.0", "FPGA SmartNIC N6001", "3f54a1a5b3f0445b8f8cf0b0c7a02d8b", "9aeffe5f84570612c72e0a2e8f5e3c1a", "", []string{"/dev/dfl-port.0"}, true},
+		{"0000:17:00.1", "Alveo U250", "15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2", "a2b2c4b5e8d1f7e4a9c0b1d2e3f40516", "", shell, "21330621T000", "0000:17:00.0",
+			[]string{"/dev/dri/renderD128", "/dev/xclmgmt256"}, true},
+		{"0000:65:00.1", "Alveo U250", "15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2", "a2b2c4b5e8d1f7e4a9c0b1d2e3f40516", "", shell, "21330621T001", "0000:65:00.0",
+			[]string{"/dev/dri/renderD129", "/dev/xclmgmt257"}, true},
+		{"0000:b1:00.0", "FPGA SmartNIC N6001", "3f54a1a5b3f0445b8f8cf0b0c7a02d8b", "", "9aeffe5f84570612c72e0a2e8f5e3c1a", "", "", "",
+			[]string{"/dev/dfl-port.0"}, true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Discover(fpga-node) FPGAs (-want +got):\n%s", diff)

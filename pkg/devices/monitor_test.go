@@ -225,7 +225,7 @@ func TestMonitorFPGA(t *testing.T) {
 	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOff, RecoveryPeriod: 50 * time.Millisecond}, devs)
 	afu := filepath.Join(root, "sys", "class", "fpga_region", "region0", "dfl-port.0", "afu_id")
 	writeAtomic(t, afu, []byte("ffffffffffffffffffffffffffffffff\n"))
-	logic := filepath.Join(root, "sys", "bus", "pci", "devices", "0000:65:00.0", "logic_uuids")
+	logic := filepath.Join(root, "sys", "bus", "pci", "devices", "0000:65:00.0", "interface_uuids")
 	writeAtomic(t, logic, []byte("ffffffffffffffffffffffffffffffff\n"))
 	ev.waitFor(t, "both FPGAs unhealthy", func(evs []HealthEvent) bool {
 		return has(evs, "0000:b1:00.0", false, "afu_id all f") && has(evs, "0000:65:00.1", false, "interface id")

@@ -73,8 +73,61 @@ type ResourceConfig struct {
 	// Resources say (a storage NIC the host-NIC rule does not catch, a GPU
 	// kept for the host).
 	Exclude []Selector `yaml:"exclude,omitempty"`
+	// FPGA says how FPGA resources are named.
+	FPGA FPGAConfig `yaml:"fpga,omitempty"`
 	// Health configures the health monitor.
 	Health HealthConfig `yaml:"health"`
+}
+
+// FPGAConfig says how FPGA resources are named.
+type FPGAConfig struct {
+	// Pool advertises every FPGA a resource selects under that resource's
+	// name. False (the default) splits it by bitstream-compatible
+	// identity, as the Xilinx and Intel FPGA plugins do: the FPGAs of
+	// resource slipway.dev/fpga become slipway.dev/fpga-<identity> (see
+	// FPGAIdentity), so that a pod asking for two FPGAs gets two that take
+	// the same bitstreams.
+	Pool bool `yaml:"pool,omitempty"`
+}
+
+// maxNameLen is the longest name part of an extended resource name (a
+// Kubernetes qualified name).
+const maxNameLen = 63
+
+// fpgaIDLen is the length of an FPGA interface ID in hex.
+const fpgaIDLen = 32
+
+// FPGAIdentity returns the bitstream-compatible identity of an FPGA: its
+// interface ID (the Alveo shell's interface UUID, the Intel FIM's interface
+// or compat ID) in lower-case hex without dashes; for a card that reports
+// none, its shell name in lower case with characters a resource name
+// cannot hold as "_"; "" when it has neither.
+func FPGAIdentity(d Device) string {
+	if id := strings.ReplaceAll(strings.ToLower(d.Attributes["interface_id"]), "-", ""); id != "" {
+		return strings.TrimPrefix(id, "0x")
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '_'
+	}, d.Attributes["shell"])
+}
+
+// fpgaResourceName is the resource of the FPGAs with identity id that
+// resource base selects: base-id, cut to the 63 characters a name may have.
+func fpgaResourceName(base, id string) string {
+	_, name, _ := strings.Cut(base, "/")
+	if room := maxNameLen - len(name) - 1; len(id) > room {
+		id = strings.TrimRight(id[:max(room, 0)], "._-")
+	}
+	if id == "" {
+		return base
+	}
+	return base + "-" + id
 }
 
 // Resource maps the devices a selector matches to one resource name.
@@ -257,6 +310,16 @@ func (c ResourceConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: selector: %w", where, err))
 		}
 	}
+	if !c.FPGA.Pool {
+		for i, r := range c.Resources {
+			_, name, _ := strings.Cut(r.Name, "/")
+			mayFPGA := len(r.Selector.Kinds) == 0 || slices.Contains(r.Selector.Kinds, KindFPGA)
+			if mayFPGA && len(name)+1+fpgaIDLen > maxNameLen {
+				errs = append(errs, fmt.Errorf("resources[%d] (%s): name %q is too long to split by FPGA identity (%s-<32 hex digits> must fit %d characters after the /); shorten it or set fpga.pool: true",
+					i, r.Name, r.Name, r.Name, maxNameLen))
+			}
+		}
+	}
 	for i, sel := range c.Exclude {
 		if err := sel.validate(); err != nil {
 			errs = append(errs, fmt.Errorf("exclude[%d]: %w", i, err))
@@ -388,8 +451,9 @@ func (s Selector) Matches(d Device) bool {
 
 // Assign maps resource name to the devices it advertises, each device under
 // the first resource whose selector matches, in the order of devs; devices
-// an Exclude selector matches are left out. Resources that match no device
-// are absent.
+// an Exclude selector matches are left out. Unless FPGA.Pool, an FPGA goes
+// to the resource's name split by its identity (see FPGAConfig). Resources
+// that match no device are absent.
 func (c ResourceConfig) Assign(devs []Device) map[string][]Device {
 	out := map[string][]Device{}
 	for _, d := range devs {
@@ -398,7 +462,11 @@ func (c ResourceConfig) Assign(devs []Device) map[string][]Device {
 		}
 		for _, r := range c.Resources {
 			if r.Selector.Matches(d) {
-				out[r.Name] = append(out[r.Name], d)
+				name := r.Name
+				if d.Kind == KindFPGA && !c.FPGA.Pool {
+					name = fpgaResourceName(name, FPGAIdentity(d))
+				}
+				out[name] = append(out[name], d)
 				break
 			}
 		}

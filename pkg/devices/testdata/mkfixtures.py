@@ -260,17 +260,23 @@ def fpga_node():
     for card, (root, bus, numa, inst, render) in enumerate(((0x16, 0x17, 0, 256, 128), (0x64, 0x65, 1, 257, 129))):
         rp = "pci0000:%02x/0000:%02x:00.0" % (root, root)
         t.bridge(rp, numa)
+        # XRT's management function: rom.m.N (shell name) and xmc.m.N
+        # (serial); interface_uuids (the shell interface bitstreams are
+        # built against) differs from logic_uuids (the logic loaded).
         mg = t.pci(rp + "/0000:%02x:00.0" % bus, "0x10ee", "0x5004", "0x058000", numa=numa,
                    driver="xclmgmt", subvendor="0x10ee", subdevice="0x000e", files={
                        "mgmt_pf": "", "instance": "%d\n" % inst,
+                       "interface_uuids": "15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2\n",
                        "logic_uuids": "a2b2c4b5e8d1f7e4a9c0b1d2e3f40516\n",
-                       "rom.u.%d/VBNV" % inst: "xilinx_u250_gen3x16_xdma_shell_4_1\n",
-                       "xmc.u.%d/serial_num" % inst: "21330621T0%02d\n" % card,
+                       "rom.m.%d/VBNV" % inst: "xilinx_u250_gen3x16_xdma_shell_4_1\n",
+                       "rom.m.%d/timestamp" % inst: "0\n",
+                       "xmc.m.%d/serial_num" % inst: "21330621T0%02d\n" % card,
                    })
         t.write("/dev/xclmgmt%d" % inst, "")
         us = t.pci(rp + "/0000:%02x:00.1" % bus, "0x10ee", "0x5005", "0x058000", numa=numa,
                    driver="xocl", subvendor="0x10ee", subdevice="0x000e", files={
                        "user_pf": "", "instance": "%d\n" % (inst + 256),
+                       "rom.u.%d/VBNV" % (inst + 256): "xilinx_u250_gen3x16_xdma_shell_4_1\n",
                        "drm/renderD%d/dev" % render: "226:%d\n" % render,
                    })
         t.write("/dev/dri/renderD%d" % render, "")
