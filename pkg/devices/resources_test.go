@@ -57,7 +57,7 @@ func TestAssignFPGA(t *testing.T) {
 		"slipway.dev/fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2": {"0000:17:00.1", "0000:65:00.1"},
 		"slipway.dev/fpga-3f54a1a5b3f0445b8f8cf0b0c7a02d8b": {"0000:b1:00.0"},
 		"slipway.dev/fpga-xilinx_u200_xdma_201830_2":        {"0000:3b:00.1"},
-		"slipway.dev/fpga":                                  {"0000:3c:00.1"},
+		"slipway.dev/fpga": {"0000:3c:00.1"},
 	}
 	if diff := cmp.Diff(want, byName(DefaultConfig())); diff != "" {
 		t.Errorf("Assign(fpga-node), per identity (-want +got):\n%s", diff)
