@@ -53,8 +53,14 @@ func containerResponse(devs []Device, cdi bool) *pluginapi.ContainerAllocateResp
 	var kinds []devices.Kind
 	var uuids []string
 	uuidMissing := false
+	parts := map[string]bool{}
 	for _, d := range devs {
 		for _, p := range d.Parts {
+			// Two replicas of one shared device are that device once.
+			if parts[string(p.Kind)+"\x00"+p.ID] {
+				continue
+			}
+			parts[string(p.Kind)+"\x00"+p.ID] = true
 			for _, n := range p.DeviceNodes {
 				if seen[n.Path] {
 					continue

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -338,7 +339,7 @@ func (s *server) GetPreferredAllocation(_ context.Context, req *pluginapi.Prefer
 	st := s.snapshot()
 	resp := &pluginapi.PreferredAllocationResponse{}
 	for _, cr := range req.GetContainerRequests() {
-		ids, err := preferred(st.topo, cr)
+		ids, err := preferred(st, cr)
 		if err != nil {
 			s.log.Warn("no preferred allocation, the kubelet will choose", "available", cr.GetAvailableDeviceIDs(),
 				"must_include", cr.GetMustIncludeDeviceIDs(), "size", cr.GetAllocationSize(), "err", err)
@@ -349,19 +350,29 @@ func (s *server) GetPreferredAllocation(_ context.Context, req *pluginapi.Prefer
 	return resp, nil
 }
 
-// preferred turns a panic in the policy into an error, for the same reason
-// GetPreferredAllocation never fails.
-func preferred(topo *allocate.Topology, cr *pluginapi.ContainerPreferredAllocationRequest) (ids []string, err error) {
+// preferred asks the policy of st's resource (topology, or spreading for
+// time-slicing replicas) and turns a panic in it into an error, for the
+// same reason GetPreferredAllocation never fails.
+func preferred(st *state, cr *pluginapi.ContainerPreferredAllocationRequest) (ids []string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			ids, err = nil, fmt.Errorf("allocation policy failed: %v", r)
 		}
 	}()
-	return topo.Preferred(allocate.Request{
+	req := allocate.Request{
 		Available:   cr.GetAvailableDeviceIDs(),
 		MustInclude: cr.GetMustIncludeDeviceIDs(),
 		Size:        int(cr.GetAllocationSize()),
-	})
+	}
+	if st.res.Replicas > 1 {
+		for _, id := range slices.Concat(req.Available, req.MustInclude) {
+			if _, ok := st.byID[id]; !ok {
+				return nil, fmt.Errorf("choose preferred replicas: %q is not advertised", id)
+			}
+		}
+		return allocate.Spread(req, func(id string) string { return st.res.Devices[st.byID[id]].Parts[0].ID })
+	}
+	return st.topo.Preferred(req)
 }
 
 // Allocate returns the device nodes, environment and CDI devices of each

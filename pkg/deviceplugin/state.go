@@ -64,9 +64,13 @@ func newState(r Resource, prev *state) *state {
 			}
 		}
 	}
-	if prev != nil && sameDevices(prev.res, r) {
+	switch {
+	case r.Replicas > 1:
+		// Replicas are spread, not placed by distance (and n² distances
+		// of thousands of replicas would be a waste).
+	case prev != nil && sameDevices(prev.res, r):
 		st.topo = prev.topo
-	} else {
+	default:
 		loc := make([]devices.Device, len(r.Devices))
 		for i, d := range r.Devices {
 			loc[i] = d.locality()

@@ -136,6 +136,23 @@ type Resource struct {
 	Name string `yaml:"name"`
 	// Selector picks the devices.
 	Selector Selector `yaml:"selector"`
+	// Replicas shares each device by time-slicing: the resource
+	// advertises this many replicas of it, as NVIDIA's plugin does.
+	// Replicas give no memory or fault isolation: every pod on a device
+	// sees all of its memory, and one that faults it takes the others
+	// down. 0 or 1 means no sharing; at most MaxReplicas.
+	Replicas int `yaml:"replicas,omitempty"`
+}
+
+// MaxReplicas is the most replicas a shared device may have.
+const MaxReplicas = 1024
+
+// Assignment is one resource of a plan: its name, its devices, in the
+// order of discovery, and how many replicas of each it advertises.
+type Assignment struct {
+	Name     string
+	Devices  []Device
+	Replicas int
 }
 
 // Selector matches devices. Every non-empty field must match (AND); within
@@ -309,6 +326,9 @@ func (c ResourceConfig) Validate() error {
 		if err := r.Selector.validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: selector: %w", where, err))
 		}
+		if r.Replicas < 0 || r.Replicas > MaxReplicas {
+			errs = append(errs, fmt.Errorf("%s: replicas %d: want 0 (no sharing) to %d", where, r.Replicas, MaxReplicas))
+		}
 	}
 	if !c.FPGA.Pool {
 		for i, r := range c.Resources {
@@ -449,27 +469,50 @@ func (s Selector) Matches(d Device) bool {
 	return true
 }
 
-// Assign maps resource name to the devices it advertises, each device under
-// the first resource whose selector matches, in the order of devs; devices
-// an Exclude selector matches are left out. Unless FPGA.Pool, an FPGA goes
-// to the resource's name split by its identity (see FPGAConfig). Resources
-// that match no device are absent.
+// Assign maps resource name to the devices it advertises (Plan, as a
+// map).
 func (c ResourceConfig) Assign(devs []Device) map[string][]Device {
 	out := map[string][]Device{}
+	for _, a := range c.Plan(devs) {
+		out[a.Name] = a.Devices
+	}
+	return out
+}
+
+// Plan returns the resources c advertises devs under, sorted by name: each
+// device goes to the first resource whose selector matches, in the order of
+// devs; devices an Exclude selector matches are left out. Unless
+// FPGA.Pool, an FPGA goes to the resource's name split by its identity (see
+// FPGAConfig). Resources that match no device are absent.
+func (c ResourceConfig) Plan(devs []Device) []Assignment {
+	byName := map[string]*Assignment{}
+	var names []string
 	for _, d := range devs {
 		if slices.ContainsFunc(c.Exclude, func(s Selector) bool { return s.Matches(d) }) {
 			continue
 		}
 		for _, r := range c.Resources {
-			if r.Selector.Matches(d) {
-				name := r.Name
-				if d.Kind == KindFPGA && !c.FPGA.Pool {
-					name = fpgaResourceName(name, FPGAIdentity(d))
-				}
-				out[name] = append(out[name], d)
-				break
+			if !r.Selector.Matches(d) {
+				continue
 			}
+			name := r.Name
+			if d.Kind == KindFPGA && !c.FPGA.Pool {
+				name = fpgaResourceName(name, FPGAIdentity(d))
+			}
+			a := byName[name]
+			if a == nil {
+				a = &Assignment{Name: name, Replicas: r.Replicas}
+				byName[name] = a
+				names = append(names, name)
+			}
+			a.Devices = append(a.Devices, d)
+			break
 		}
+	}
+	slices.Sort(names)
+	out := make([]Assignment, 0, len(names))
+	for _, n := range names {
+		out = append(out, *byName[n])
 	}
 	return out
 }

@@ -139,6 +139,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			`pci address "zz:00.0"`,
 			`link layer "Infiniband"`,
 			`model pattern "[H100"`,
+			`resources[2] (slipway.dev/x): replicas -2`,
 			`health.pollInterval -1s`,
 			`exclude[0]: empty`,
 		}},

@@ -134,7 +134,19 @@ func New(cfg Config) (*Agent, error) {
 		a.fronts = append(a.fronts, p)
 	}
 	a.fronts = append(a.fronts, cfg.Frontends...)
+	a.warnSharing(rc)
 	return a, nil
+}
+
+// warnSharing says, once per config loaded, which resources share devices
+// by time-slicing: an operator must know that those pods are not isolated.
+func (a *Agent) warnSharing(rc devices.ResourceConfig) {
+	for _, r := range rc.Resources {
+		if r.Replicas > 1 {
+			a.log.Warn("devices shared by time-slicing: replicas have no memory or fault isolation, and one pod's fault can end the others' work",
+				"resource", r.Name, "replicas", r.Replicas)
+		}
+	}
 }
 
 // loadConfig reads the config file, or returns the defaults.
@@ -391,6 +403,7 @@ func (a *Agent) loop(ctx context.Context, rc devices.ResourceConfig, devs []devi
 		}
 		if configChanged {
 			a.log.Info("config changed, applying", "path", a.cfg.ConfigFile)
+			a.warnSharing(newRC)
 		}
 		setChanged := !sameDeviceSet(devs, newDevs)
 		if setChanged {

@@ -190,3 +190,6 @@ func healthOf(ds []*pluginapi.Device, id string) string {
 	}
 	return ""
 }
+
+// removeFile removes a fixture file, as a device node vanishing.
+func removeFile(path string) error { return os.Remove(path) }
