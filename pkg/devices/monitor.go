@@ -128,12 +128,21 @@ func (m *Monitor) Run(ctx context.Context, devs []Device, emit func(HealthEvent)
 		m.logChange(ev)
 		emit(ev)
 	}
+	// An XID names a GPU; it takes out the GPU and its MIG devices, whose
+	// health is the parent's.
 	byUUID := map[string][]string{}
-	var gpus []Device
+	var gpus, all []Device
 	for _, d := range devs {
-		if d.Kind == KindGPU {
+		switch d.Kind {
+		case KindGPU:
 			gpus = append(gpus, d)
+			all = append(all, d)
 			if u := d.Attributes["uuid"]; u != "" {
+				byUUID[u] = append(byUUID[u], d.ID)
+			}
+		case KindMIG:
+			all = append(all, d)
+			if u := d.Attributes["parent_uuid"]; u != "" {
 				byUUID[u] = append(byUUID[u], d.ID)
 			}
 		}
@@ -166,7 +175,7 @@ func (m *Monitor) Run(ctx context.Context, devs []Device, emit func(HealthEvent)
 				m.evaluate(devs, nv, useNVML, emit)
 				continue
 			}
-			m.onXID(msg.xid, gpus, byUUID, emit)
+			m.onXID(msg.xid, all, byUUID, emit)
 		case <-tick.C:
 			polls++
 			if useNVML && nv.set == nil && !nv.absent && polls%nvmlRetryPolls == 0 {
@@ -217,10 +226,14 @@ func (m *Monitor) evaluate(devs []Device, nv *nvmlState, useNVML bool, emit func
 	now := m.now()
 	for _, d := range devs {
 		problems := m.check(d)
-		if d.Kind == KindGPU && useNVML && !nv.absent {
+		if (d.Kind == KindGPU || d.Kind == KindMIG) && useNVML && !nv.absent {
+			uuid := d.Attributes["uuid"]
+			if d.Kind == KindMIG {
+				uuid = d.Attributes["parent_uuid"]
+			}
 			if nv.global != "" {
 				problems = append(problems, nvmlProblem(nv.global))
-			} else if p := nv.perGPU[d.Attributes["uuid"]]; p != "" {
+			} else if p := nv.perGPU[uuid]; p != "" {
 				problems = append(problems, nvmlProblem(p))
 			}
 		}
@@ -278,7 +291,7 @@ func (m *Monitor) check(d Device) []string {
 	// What discovery found missing stays missing: the device lists never
 	// gain a node, so without these checks such a device would "recover".
 	switch d.Kind {
-	case KindGPU:
+	case KindGPU, KindMIG:
 		if d.Driver != "nvidia" {
 			problems = append(problems, fmt.Sprintf("driver %q bound, not nvidia", d.Driver))
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"regexp"
@@ -73,10 +74,36 @@ type ResourceConfig struct {
 	// Resources say (a storage NIC the host-NIC rule does not catch, a GPU
 	// kept for the host).
 	Exclude []Selector `yaml:"exclude,omitempty"`
+	// GPU says how GPUs in MIG mode are advertised.
+	GPU GPUConfig `yaml:"gpu,omitempty"`
 	// FPGA says how FPGA resources are named.
 	FPGA FPGAConfig `yaml:"fpga,omitempty"`
 	// Health configures the health monitor.
 	Health HealthConfig `yaml:"health"`
+}
+
+// MIG strategies, as NVIDIA's device plugin names them.
+const (
+	// MIGNone advertises GPUs whole, MIG mode or not; MIG devices are not
+	// advertised.
+	MIGNone = "none"
+	// MIGSingle advertises, under the resource a MIG-mode GPU's selector
+	// picks (nvidia.com/gpu), its MIG devices instead of the GPU. Every
+	// GPU that resource selects must be in MIG mode with MIG devices of
+	// one profile; otherwise the resource advertises nothing and
+	// CheckMIG says why.
+	MIGSingle = "single"
+	// MIGMixed advertises the MIG devices of MIG-mode GPUs as
+	// <domain>/mig-<profile> (nvidia.com/mig-1g.10gb, with the domain of
+	// the resource the GPU's selector picks) and GPUs not in MIG mode
+	// whole.
+	MIGMixed = "mixed"
+)
+
+// GPUConfig says how GPUs in MIG mode are advertised.
+type GPUConfig struct {
+	// MIGStrategy is none, single or mixed. Empty means none.
+	MIGStrategy string `yaml:"migStrategy,omitempty"`
 }
 
 // FPGAConfig says how FPGA resources are named.
@@ -330,6 +357,11 @@ func (c ResourceConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: replicas %d: want 0 (no sharing) to %d", where, r.Replicas, MaxReplicas))
 		}
 	}
+	switch c.GPU.MIGStrategy {
+	case "", MIGNone, MIGSingle, MIGMixed:
+	default:
+		errs = append(errs, fmt.Errorf("gpu.migStrategy %q: want none, single or mixed", c.GPU.MIGStrategy))
+	}
 	if !c.FPGA.Pool {
 		for i, r := range c.Resources {
 			_, name, _ := strings.Cut(r.Name, "/")
@@ -483,12 +515,31 @@ func (c ResourceConfig) Assign(devs []Device) map[string][]Device {
 // device goes to the first resource whose selector matches, in the order of
 // devs; devices an Exclude selector matches are left out. Unless
 // FPGA.Pool, an FPGA goes to the resource's name split by its identity (see
-// FPGAConfig). Resources that match no device are absent.
+// FPGAConfig). MIG devices follow GPU.MIGStrategy: a selector never sees
+// them; they go where their GPU's resource says. Resources that match no
+// device are absent.
 func (c ResourceConfig) Plan(devs []Device) []Assignment {
 	byName := map[string]*Assignment{}
 	var names []string
+	add := func(name string, replicas int, d Device) {
+		a := byName[name]
+		if a == nil {
+			a = &Assignment{Name: name, Replicas: replicas}
+			byName[name] = a
+			names = append(names, name)
+		}
+		a.Devices = append(a.Devices, d)
+	}
+	migs := map[string][]Device{} // parent GPU UUID -> its MIG devices
 	for _, d := range devs {
-		if slices.ContainsFunc(c.Exclude, func(s Selector) bool { return s.Matches(d) }) {
+		if d.Kind == KindMIG {
+			migs[d.Attributes["parent_uuid"]] = append(migs[d.Attributes["parent_uuid"]], d)
+		}
+	}
+	strategy := c.GPU.MIGStrategy
+	single := map[string]bool{} // resources that get MIG devices under single
+	for _, d := range devs {
+		if d.Kind == KindMIG || slices.ContainsFunc(c.Exclude, func(s Selector) bool { return s.Matches(d) }) {
 			continue
 		}
 		for _, r := range c.Resources {
@@ -496,23 +547,100 @@ func (c ResourceConfig) Plan(devs []Device) []Assignment {
 				continue
 			}
 			name := r.Name
-			if d.Kind == KindFPGA && !c.FPGA.Pool {
+			switch {
+			case d.Kind == KindFPGA && !c.FPGA.Pool:
 				name = fpgaResourceName(name, FPGAIdentity(d))
+			case d.Kind == KindGPU && d.Attributes["mig_mode"] == "enabled" && strategy == MIGSingle:
+				single[name] = true
+				for _, m := range migs[d.Attributes["uuid"]] {
+					add(name, r.Replicas, m)
+				}
+				if len(migs[d.Attributes["uuid"]]) == 0 {
+					add(name, r.Replicas, d) // caught by CheckMIG below
+				}
+				name = ""
+			case d.Kind == KindGPU && d.Attributes["mig_mode"] == "enabled" && strategy == MIGMixed:
+				domain, _, _ := strings.Cut(name, "/")
+				for _, m := range migs[d.Attributes["uuid"]] {
+					add(domain+"/mig-"+strings.ReplaceAll(m.Attributes["profile"], "+", "."), r.Replicas, m)
+				}
+				name = ""
 			}
-			a := byName[name]
-			if a == nil {
-				a = &Assignment{Name: name, Replicas: r.Replicas}
-				byName[name] = a
-				names = append(names, name)
+			if name != "" {
+				add(name, r.Replicas, d)
 			}
-			a.Devices = append(a.Devices, d)
 			break
 		}
 	}
 	slices.Sort(names)
 	out := make([]Assignment, 0, len(names))
 	for _, n := range names {
-		out = append(out, *byName[n])
+		a := *byName[n]
+		if single[n] && migSingleProblem(a.Devices) != "" {
+			continue
+		}
+		out = append(out, a)
 	}
 	return out
+}
+
+// migSingleProblem says why devs cannot be one single-strategy resource:
+// not all MIG devices, or MIG devices of several profiles; "" when they
+// can.
+func migSingleProblem(devs []Device) string {
+	profiles := map[string]bool{}
+	for _, d := range devs {
+		if d.Kind != KindMIG {
+			return "GPU " + d.ID + " is not in MIG mode or has no MIG devices"
+		}
+		profiles[d.Attributes["profile"]] = true
+	}
+	if len(profiles) > 1 {
+		ps := slices.Sorted(maps.Keys(profiles))
+		return "MIG devices of several profiles (" + strings.Join(ps, ", ") + ")"
+	}
+	return ""
+}
+
+// CheckMIG reports the resources that the single MIG strategy leaves empty
+// because their GPUs are not all in MIG mode with one profile, and what to
+// do; nil when there are none.
+func (c ResourceConfig) CheckMIG(devs []Device) error {
+	if c.GPU.MIGStrategy != MIGSingle {
+		return nil
+	}
+	var errs []error
+	byName := map[string][]Device{}
+	migs := map[string][]Device{}
+	for _, d := range devs {
+		if d.Kind == KindMIG {
+			migs[d.Attributes["parent_uuid"]] = append(migs[d.Attributes["parent_uuid"]], d)
+		}
+	}
+	hasMIG := false
+	for _, d := range devs {
+		if d.Kind != KindGPU || slices.ContainsFunc(c.Exclude, func(s Selector) bool { return s.Matches(d) }) {
+			continue
+		}
+		for _, r := range c.Resources {
+			if r.Selector.Matches(d) {
+				if d.Attributes["mig_mode"] == "enabled" && len(migs[d.Attributes["uuid"]]) > 0 {
+					hasMIG = true
+					byName[r.Name] = append(byName[r.Name], migs[d.Attributes["uuid"]]...)
+				} else {
+					byName[r.Name] = append(byName[r.Name], d)
+				}
+				break
+			}
+		}
+	}
+	if !hasMIG {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		if p := migSingleProblem(byName[name]); p != "" {
+			errs = append(errs, fmt.Errorf("mig strategy single: %s not advertised: %s; put every GPU in MIG mode with one profile, or set gpu.migStrategy: mixed", name, p))
+		}
+	}
+	return errors.Join(errs...)
 }

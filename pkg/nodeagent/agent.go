@@ -91,6 +91,7 @@ type Agent struct {
 	mu       sync.Mutex
 	state    devices.State
 	applyErr string // the last Apply error logged, so a lasting one is logged once
+	migErr   string // the last MIG strategy problem logged, likewise
 }
 
 // New checks cfg, loads the config file and builds the front ends.
@@ -284,16 +285,23 @@ func (a *Agent) publish(rc devices.ResourceConfig, devs []devices.Device) {
 			errs = append(errs, err)
 		}
 	}
-	msg := ""
-	if err := errors.Join(errs...); err != nil {
-		msg = err.Error()
+	a.logOnce(&a.applyErr, "devices not fully applied", errors.Join(errs...))
+	a.logOnce(&a.migErr, "gpus not advertised", rc.CheckMIG(devs))
+}
+
+// logOnce logs err as an error unless it is the one last logged under
+// last: a lasting problem is logged when it starts, not on every change.
+func (a *Agent) logOnce(last *string, msg string, err error) {
+	s := ""
+	if err != nil {
+		s = err.Error()
 	}
 	a.mu.Lock()
-	repeated := msg == a.applyErr
-	a.applyErr = msg
+	repeated := s == *last
+	*last = s
 	a.mu.Unlock()
-	if msg != "" && !repeated {
-		a.log.Error("devices not fully applied", "err", msg)
+	if s != "" && !repeated {
+		a.log.Error(msg, "err", s)
 	}
 }
 

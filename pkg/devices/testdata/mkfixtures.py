@@ -103,6 +103,27 @@ class Tree:
         for n in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"):
             self.write("/dev/" + n, "")
 
+    def nvidia_caps(self, gpus):
+        """The MIG capability minors the driver lists for every possible GPU
+        instance (0-14) and compute instance (0-7) of each GPU, in its
+        order (config 1, monitor 2, gpu0/gi0/access 3, gpu0/gi0/ci0/access
+        4, ...), and the config and monitor nodes, which exist on every
+        host with the driver loaded. Nodes of GPU and compute instances are
+        created on demand (nvidia-modprobe); tests that make MIG devices
+        create them."""
+        lines = ["config 1", "monitor 2"]
+        m = 3
+        for g in range(gpus):
+            for gi in range(15):
+                lines.append("gpu%d/gi%d/access %d" % (g, gi, m))
+                m += 1
+                for ci in range(8):
+                    lines.append("gpu%d/gi%d/ci%d/access %d" % (g, gi, ci, m))
+                    m += 1
+        self.write("/proc/driver/nvidia-caps/mig-minors", "\n".join(lines) + "\n")
+        self.write("/dev/nvidia-caps/nvidia-cap1", "")
+        self.write("/dev/nvidia-caps/nvidia-cap2", "")
+
     def hca(self, pcidir, ibdev, guid, ports, uverbs, umad_base, fw="28.39.1002", board="MT_0000000838"):
         """ports: list of (state, phys_state, link_layer, rate, netdev or None)."""
         ib = pcidir + "/infiniband/" + ibdev
@@ -242,6 +263,7 @@ def dgx_h100():
               numa=0, driver="nvidia-nvswitch")
         t.bridge("pci0000:00/0000:00:1d.%d" % i, 0)
     t.nvidia_shared_nodes()
+    t.nvidia_caps(8)
     t.write("/dev/infiniband/rdma_cm", "")
     # A pci.ids for the devices above, where a host keeps it, so that ghw
     # (the benchmark's peer) names them from this root and not the host.
