@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,8 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/slipway-dev/slipway/pkg/devices"
 )
 
 // waitSlice watches the node's slices until match holds for one of them
@@ -104,7 +103,8 @@ func BenchmarkDRASlicePublication(b *testing.B) {
 }
 
 // BenchmarkDRATaintLatency measures the time from a device health change
-// reaching the driver (what the health monitor calls) to the taint being
+// reaching the driver (the agent's Apply after a monitor event; the
+// monitor's poll interval, 1s by default, comes before it) to the taint being
 // visible through a watch on a real kube-apiserver, against the peer: one
 // client Update of the same slice with the same taint.
 func BenchmarkDRATaintLatency(b *testing.B) {
@@ -127,14 +127,27 @@ func BenchmarkDRATaintLatency(b *testing.B) {
 			return false
 		}
 	}
+	// What the agent hands the driver when the monitor reports the GPU.
+	st := n.agent.State()
+	sick := st
+	sick.Devices = slices.Clone(st.Devices)
+	for i := range sick.Devices {
+		if sick.Devices[i].ID == uuid {
+			sick.Devices[i].Healthy, sick.Devices[i].HealthReason = false, "xid 79"
+		}
+	}
 	var ours, peer time.Duration
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		n.driver.SetHealth(devices.HealthEvent{DeviceID: uuid, Healthy: false, Reason: "xid 79"})
+		if err := n.driver.Apply(sick); err != nil {
+			b.Fatal(err)
+		}
 		ours += waitSlice(b, w, tainted(true)).Sub(start)
 		b.StopTimer()
-		n.driver.SetHealth(devices.HealthEvent{DeviceID: uuid, Healthy: true, Reason: "recovered"})
+		if err := n.driver.Apply(st); err != nil {
+			b.Fatal(err)
+		}
 		waitSlice(b, w, tainted(false))
 		time.Sleep(200 * time.Millisecond) // let the controller settle before the peer writes
 		b.StartTimer()

@@ -23,6 +23,7 @@ import (
 	"github.com/slipway-dev/slipway/pkg/devices"
 	"github.com/slipway-dev/slipway/pkg/dra"
 	"github.com/slipway-dev/slipway/pkg/dra/drakubelet"
+	"github.com/slipway-dev/slipway/pkg/nodeagent"
 )
 
 // draManifests is the directory of the DRA manifests under test.
@@ -62,6 +63,7 @@ type draNode struct {
 	name                         string
 	root, registry, plugins, cdi string
 	driver                       *dra.Driver
+	agent                        *nodeagent.Agent
 	errc                         chan error
 	cancel                       context.CancelFunc
 }
@@ -97,8 +99,8 @@ func addNode(t testing.TB, c kubernetes.Interface, name string) {
 	}
 }
 
-// startDriver runs the DRA driver for node on a copy of a fixture tree,
-// with client as its API identity.
+// startDriver runs the node agent with the DRA driver as its front end for
+// node on a copy of a fixture tree, with client as the driver's API identity.
 func startDriver(t testing.TB, node, tree string, client kubernetes.Interface, log *slog.Logger) *draNode {
 	t.Helper()
 	dir := t.TempDir()
@@ -109,16 +111,25 @@ func startDriver(t testing.TB, node, tree string, client kubernetes.Interface, l
 		t.Fatal(err)
 	}
 	d, err := dra.New(dra.Config{
-		NodeName: node, KubeClient: client, Root: n.root, NVML: devices.NVMLOff,
-		RegistryDir: n.registry, PluginDir: n.plugins, CDIDir: n.cdi, RescanInterval: -1, Log: log,
+		NodeName: node, KubeClient: client, Root: n.root,
+		RegistryDir: n.registry, PluginDir: n.plugins, CDIDir: n.cdi, Log: log,
 	})
 	if err != nil {
 		t.Fatalf("dra.New(%s): %v", node, err)
 	}
-	n.driver = d
+	// The node agent discovers (no rescans: the trees do not change) and
+	// runs the health monitor; the driver is its one front end.
+	a, err := nodeagent.New(nodeagent.Config{
+		Discovery: devices.Config{Root: n.root, NVML: devices.NVMLOff},
+		Frontends: []nodeagent.Frontend{d}, Log: log,
+	})
+	if err != nil {
+		t.Fatalf("nodeagent.New(%s): %v", node, err)
+	}
+	n.driver, n.agent = d, a
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	go func() { n.errc <- d.Run(ctx) }()
+	go func() { n.errc <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/pkg/addons"
-	"github.com/slipway-dev/slipway/pkg/devices"
 	"github.com/slipway-dev/slipway/pkg/dra"
 	"github.com/slipway-dev/slipway/pkg/dra/drakubelet"
 )
@@ -211,8 +210,11 @@ func TestDRA(t *testing.T) {
 			t.Fatalf("free GPUs on dgx-2: %v, want 6", free)
 		}
 		bad := free[0]
-		devsNow := sliceDevices(ss)
-		dgx2.driver.SetHealth(devices.HealthEvent{DeviceID: strAttr(devsNow[bad], "uuid"), Healthy: false, Reason: "xid 79"})
+		// As the health monitor sees it: the GPU's driver unbound.
+		pci := strAttr(sliceDevices(ss)[bad], "resource.kubernetes.io/pciBusID")
+		if err := os.Remove(filepath.Join(dgx2.root, "sys", "bus", "pci", "devices", pci, "driver")); err != nil {
+			t.Fatal(err)
+		}
 		dgx2.waitFor(t, "taint on "+bad, 30*time.Second, func() (bool, error) {
 			ss, err := nodeSlices(ctx, cp.admin, "dgx-2")
 			d := sliceDevices(ss)[bad]
