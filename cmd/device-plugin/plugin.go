@@ -30,6 +30,7 @@ type pluginFlags struct {
 	rescan          time.Duration
 	includeHostNICs bool
 	stopTimeout     time.Duration
+	dra             *draFlags
 }
 
 // registerPluginFlags adds the server's flags to the root command's flag
@@ -49,6 +50,7 @@ func registerPluginFlags(fl *pflag.FlagSet) *pluginFlags {
 	fl.DurationVar(&f.rescan, "rescan-interval", 10*time.Second, "how often to rediscover devices for hot-plug; 0 disables (SIGHUP and config changes still rescan)")
 	fl.BoolVar(&f.includeHostNICs, "include-host-nics", false, "also advertise RDMA devices whose network interface the host uses")
 	fl.DurationVar(&f.stopTimeout, "stop-timeout", deviceplugin.DefaultStopTimeout, "bound on the graceful stop of each resource's server")
+	f.dra = registerDRAFlags(fl)
 	return f
 }
 
@@ -65,6 +67,9 @@ func (f *pluginFlags) validate() error {
 	}
 	if f.pairResource != "" && (f.pairGPU == "" || f.pairHCA == "" || f.pairGPU == f.pairHCA) {
 		errs = append(errs, errors.New("--pair-resource needs two different --pair-gpu-resource and --pair-hca-resource"))
+	}
+	if err := f.dra.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -90,8 +95,10 @@ func (f *pluginFlags) run(ctx context.Context, g *globals) error {
 		Discovery:      devices.Config{Root: g.root, NVML: mode, IncludeHostNICs: f.includeHostNICs},
 		ConfigFile:     g.config,
 		RescanInterval: f.rescan,
-		DevicePlugin:   dp,
 		Log:            g.log,
+	}
+	if err := f.dra.frontends(&cfg, dp, g); err != nil {
+		return err
 	}
 	if f.metricsAddr != "" {
 		// Bound before anything is served, so that a taken port fails

@@ -430,7 +430,7 @@ func TestDRADaemonSet(t *testing.T) {
 			t.Errorf("host %s mounted at %q, want the same path inside", p, mounts[p])
 		}
 	}
-	for _, a := range []string{"--api=dra", "--node-name=$(NODE_NAME)", "--cdi-dir=/etc/cdi"} {
+	for _, a := range []string{"--api=dra", "--node-name=$(NODE_NAME)", "--dra-cdi-dir=/etc/cdi"} {
 		if !slices.Contains(c.Args, a) {
 			t.Errorf("args %v lack %s", c.Args, a)
 		}
