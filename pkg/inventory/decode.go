@@ -58,6 +58,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		n = n.Alias
 	}
 	d.pos[path] = d.at(n)
+	if sd, ok := addrOf(v).(selfDecoder); ok {
+		sd.decodeYAML(d, n, path)
+		return
+	}
 	isNull := n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 	switch v.Kind() {
 	case reflect.Pointer:

@@ -11,7 +11,7 @@ type rawDoc struct {
 	Network    *rawNetwork            `yaml:"network"`
 	Profiles   map[string]*rawProfile `yaml:"profiles"`
 	Nodes      []rawNode              `yaml:"nodes"`
-	Addons     []string               `yaml:"addons"`
+	Addons     []rawAddon             `yaml:"addons"`
 }
 
 type rawCluster struct {
