@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -106,23 +107,90 @@ type rawAddon struct {
 }
 
 type rawChart struct {
-	Release      string            `yaml:"release"`
-	Namespace    string            `yaml:"namespace"`
-	Chart        string            `yaml:"chart"`
-	Repo         string            `yaml:"repo"`
-	Version      string            `yaml:"version"`
-	ValuesFiles  []string          `yaml:"valuesFiles"`
-	Values       rawValues         `yaml:"values"`
-	SecretValues map[string]string `yaml:"secretValues"`
-	CAFile       string            `yaml:"caFile"`
-	Username     string            `yaml:"username"`
-	Password     string            `yaml:"password"`
-	Timeout      string            `yaml:"timeout"`
+	Chart        string            `yaml:"chart" json:"chart"`
+	Repo         string            `yaml:"repo,omitempty" json:"repo,omitempty"`
+	Version      string            `yaml:"version,omitempty" json:"version,omitempty"`
+	Release      string            `yaml:"release" json:"release"`
+	Namespace    string            `yaml:"namespace" json:"namespace"`
+	ValuesFiles  []string          `yaml:"valuesFiles,omitempty" json:"valuesFiles,omitempty"`
+	Values       rawValues         `yaml:"values,omitempty" json:"values,omitzero"`
+	SecretValues map[string]string `yaml:"secretValues,omitempty" json:"secretValues,omitempty"`
+	CAFile       string            `yaml:"caFile,omitempty" json:"caFile,omitempty"`
+	Username     string            `yaml:"username,omitempty" json:"username,omitempty"`
+	Password     string            `yaml:"password,omitempty" json:"password,omitempty"`
+	Timeout      string            `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 }
 
 // rawValues keeps the values mapping as a YAML node: its keys are the
-// chart's, not ours, so it is not decoded strictly.
-type rawValues struct{ node *yaml.Node }
+// chart's, not ours, so it is not decoded strictly. When encoding, vals
+// holds the resolved values instead.
+type rawValues struct {
+	node *yaml.Node
+	vals map[string]any
+}
+
+// IsZero reports whether there are no values (for omitempty).
+func (v rawValues) IsZero() bool { return v.node == nil && len(v.vals) == 0 }
+
+// MarshalYAML writes the values mapping.
+func (v rawValues) MarshalYAML() (any, error) {
+	if v.node != nil {
+		return v.node, nil
+	}
+	return v.vals, nil
+}
+
+// MarshalJSON writes the values mapping.
+func (v rawValues) MarshalJSON() ([]byte, error) {
+	if v.node != nil {
+		var m map[string]any
+		if err := v.node.Decode(&m); err != nil {
+			return nil, err
+		}
+		return json.Marshal(m)
+	}
+	return json.Marshal(v.vals)
+}
+
+// MarshalYAML writes a manifest entry as its path, a chart as a mapping.
+func (a rawAddon) MarshalYAML() (any, error) {
+	if a.chart != nil {
+		return a.chart, nil
+	}
+	return a.manifest, nil
+}
+
+// MarshalJSON writes a manifest entry as its path, a chart as an object.
+func (a rawAddon) MarshalJSON() ([]byte, error) {
+	if a.chart != nil {
+		return json.Marshal(a.chart)
+	}
+	return json.Marshal(a.manifest)
+}
+
+// rawAddons writes resolved add-ons back in the schema Load reads: paths
+// absolute, the timeout explicit, secrets as references.
+func rawAddons(as []Addon) []rawAddon {
+	var out []rawAddon
+	for _, a := range as {
+		if a.Chart == nil {
+			out = append(out, rawAddon{manifest: a.Manifest})
+			continue
+		}
+		c := a.Chart
+		rc := &rawChart{Chart: c.Ref, Repo: c.Repo, Version: c.Version, Release: c.Release, Namespace: c.Namespace,
+			ValuesFiles: c.ValuesFiles, Values: rawValues{vals: c.Values}, CAFile: c.CAFile, Username: c.Username,
+			Password: c.Password.String(), Timeout: c.Timeout.String()}
+		for k, ref := range c.SecretValues {
+			if rc.SecretValues == nil {
+				rc.SecretValues = map[string]string{}
+			}
+			rc.SecretValues[k] = ref.String()
+		}
+		out = append(out, rawAddon{chart: rc})
+	}
+	return out
+}
 
 // selfDecoder is a raw type that decodes its own YAML node.
 type selfDecoder interface {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestAddons(t *testing.T) {
@@ -95,6 +96,35 @@ func TestSplitValuePath(t *testing.T) {
 	for _, bad := range []string{"", ".a", "a.", "a..b"} {
 		if _, err := SplitValuePath(bad); err == nil {
 			t.Errorf("SplitValuePath(%q) = nil error, want one", bad)
+		}
+	}
+}
+
+// What inventory show prints for add-ons loads again to the same add-ons.
+func TestAddonsRoundTrip(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join("testdata", "addons")
+	want, err := Load(filepath.Join(dir, "base.yaml"), filepath.Join(dir, "valid.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, enc := range []struct {
+		name string
+		fn   func() ([]byte, error)
+	}{{"yaml", want.EncodeYAML}, {"json", want.EncodeJSON}} {
+		b, err := enc.fn()
+		if err != nil {
+			t.Fatalf("Encode%s: %v", enc.name, err)
+		}
+		got, err := Resolve(File{Name: "show." + enc.name, Data: b})
+		if err != nil {
+			t.Fatalf("the %s inventory show prints does not load:\n%v\n%s", enc.name, err, b)
+		}
+		if diff := cmp.Diff(want.Addons, got.Addons, cmpopts.IgnoreFields(Addon{}, "Source")); diff != "" {
+			t.Errorf("%s round trip changed the add-ons (-loaded +reloaded):\n%s", enc.name, diff)
+		}
+		if enc.name == "yaml" && !strings.Contains(string(b), "password: env:REGISTRY_PASSWORD") {
+			t.Errorf("EncodeYAML does not write the registry password as its reference:\n%s", b)
 		}
 	}
 }
