@@ -62,6 +62,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(reflect.ValueOf(d.decodeOrdered(n, path)))
 		return
 	}
+	if sd, ok := addrOf(v).(selfDecoder); ok {
+		sd.decodeYAML(d, n, path)
+		return
+	}
 	isNull := n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 	switch v.Kind() {
 	case reflect.Pointer:

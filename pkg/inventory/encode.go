@@ -75,7 +75,7 @@ func rawTaints(ts []Taint) []rawTaint {
 
 // document returns inv in the schema Load reads.
 func (inv *Inventory) document() rawDoc {
-	doc := rawDoc{APIVersion: APIVersion, Kind: Kind, Addons: inv.Addons}
+	doc := rawDoc{APIVersion: APIVersion, Kind: Kind, Addons: rawAddons(inv.Addons)}
 	c := inv.Cluster
 	doc.Cluster = &rawCluster{Name: c.Name, KubernetesVersion: c.KubernetesVersion, ControlPlaneEndpoint: c.ControlPlaneEndpoint,
 		PodSubnet: c.PodSubnet.String(), ServiceSubnet: c.ServiceSubnet.String(), DNSDomain: c.DNSDomain}

@@ -15,7 +15,7 @@ type rawDoc struct {
 	Networks   []rawRoutedNetwork     `yaml:"networks,omitempty" json:"networks,omitempty"`
 	Profiles   map[string]*rawProfile `yaml:"profiles,omitempty" json:"profiles,omitempty"`
 	Nodes      []rawNode              `yaml:"nodes,omitempty" json:"nodes,omitempty"`
-	Addons     []string               `yaml:"addons,omitempty" json:"addons,omitempty"`
+	Addons     []rawAddon             `yaml:"addons,omitempty" json:"addons,omitempty"`
 }
 
 type rawCluster struct {

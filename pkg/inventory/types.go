@@ -30,9 +30,9 @@ type Inventory struct {
 	Profiles map[string]Profile `json:"profiles,omitempty"`
 	// Nodes are all nodes, disabled ones included, in file then entry order.
 	Nodes []Node `json:"nodes"`
-	// Addons are manifest files (absolute paths) applied in order once the
-	// first control-plane node's API answers.
-	Addons []string `json:"addons,omitempty"`
+	// Addons are manifest files and Helm charts (see Addon) applied in
+	// order once the first control-plane node's API answers.
+	Addons []Addon `json:"addons,omitempty"`
 	// Sources are the files the inventory was loaded from, in load order.
 	Sources []string `json:"sources"`
 	// Warnings are problems that do not stop the inventory from being used,
