@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"time"
 )
 
@@ -349,4 +350,35 @@ func (n Network) MarshalJSON() ([]byte, error) {
 		plain
 		LeaseTime string `json:"leaseTime"`
 	}{plain(n), n.LeaseTime.String()})
+}
+
+// BootURL returns base, the boot server's URL on the provisioner's own
+// network (such as http://10.40.0.2:8080), as this network's nodes reach
+// it: the host replaced by ProvisionerAddress, scheme, port and path kept.
+// base comes back unchanged when it does not parse or p has no address.
+func (p ProvisioningNetwork) BootURL(base string) string {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" || !p.ProvisionerAddress.IsValid() {
+		return base
+	}
+	if port := u.Port(); port != "" {
+		u.Host = net.JoinHostPort(p.ProvisionerAddress.String(), port)
+	} else if p.ProvisionerAddress.Is6() {
+		u.Host = "[" + p.ProvisionerAddress.String() + "]"
+	} else {
+		u.Host = p.ProvisionerAddress.String()
+	}
+	return u.String()
+}
+
+// NodeBootURL returns base (the boot server's URL on the provisioner's own
+// network) as node n reaches it: unchanged for a node of the provisioner's
+// own network, on its network's provisioner address for a routed one.
+func (inv *Inventory) NodeBootURL(n Node, base string) string {
+	for _, p := range inv.Networks {
+		if p.Name == n.Network {
+			return p.BootURL(base)
+		}
+	}
+	return base
 }
