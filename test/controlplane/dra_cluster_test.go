@@ -359,3 +359,20 @@ func claimTemplates(t testing.TB) map[string]resourceapi.ResourceClaimTemplate {
 	}
 	return out
 }
+
+// TestNoNVMLInThisBinary keeps go-nvml out of this package's test binary:
+// helm links Go's plugin package, which makes the linker bind every symbol
+// at load, and go-nvml leaves the NVML symbols unresolved until
+// libnvidia-ml is loaded, so the binary would die at start on machines
+// without it. Drive the node agent as a process (startDriver) instead.
+func TestNoNVMLInThisBinary(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-test", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps -test .: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "github.com/NVIDIA/go-nvml") {
+			t.Fatalf("this test binary links %s; with helm's plugin import it cannot start without libnvidia-ml", p)
+		}
+	}
+}
