@@ -44,7 +44,7 @@ fuzz: ## run each fuzz test for FUZZTIME (default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzHandle -fuzztime $(FUZZTIME) ./pkg/pxe/dhcp
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./pkg/devices
 
-tools: ## build kubeadm, kube-apiserver, kube-controller-manager and etcd for the control-plane tests
+tools: ## build kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler and etcd for the control-plane tests
 	test/tools/build.sh
 
 kernel: ## fetch Debian's kernel for the e2e node image (needs apt-get update)

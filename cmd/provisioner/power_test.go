@@ -430,7 +430,7 @@ nodes:
 // whose BMC holds Legacy when UEFI was asked.
 func TestBootdevProfilesJSON(t *testing.T) {
 	inv, bmcs := profileLab(t, "generic", "ilo5", "idrac8", "megarac")
-	code, out, errOut := runCLI(t, "bootdev", "pxe", "--all", "-o", "json", "-f", inv, "--verify-timeout", "2s")
+	code, out, errOut := runCLI(t, "bootdev", "pxe", "--all", "-o", "json", "-f", inv, "--verify-timeout", "5s")
 	if code != exitFailure {
 		t.Errorf("bootdev pxe --all = %d, want 1 (idrac8 holds legacy); stderr:\n%s", code, errOut)
 	}
@@ -480,7 +480,7 @@ func TestBootdevProfilesJSON(t *testing.T) {
 // off it fails with one message and sends nothing.
 func TestPowerResetTruth(t *testing.T) {
 	inv, bmcs := profileLab(t, "generic", "lazy", "minimal")
-	code, out, _ := runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "1s")
+	code, out, _ := runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "3s")
 	t.Logf("power reset on nodes that are off:\n%s", out)
 	if code != exitFailure || strings.Count(out, "error: power reset: the node is powered off: reset restarts a running node; use power on (or power cycle, which turns an off node on)") != 3 {
 		t.Errorf("power reset --all on nodes that are off = %d:\n%s", code, out)
@@ -491,12 +491,12 @@ func TestPowerResetTruth(t *testing.T) {
 		}
 		b.SetPowerState(true)
 	}
-	code, out, _ = runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "1s")
+	code, out, _ = runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "3s")
 	t.Logf("power reset on running nodes:\n%s", out)
 	for _, want := range []string{
 		"generic  127.0.0.1:", " ok\n",
 		"sent, not verifiable: the bmc reports no LastResetTime or BootProgress",
-		"error: power reset: bmc accepted ForceRestart but shows no restart after 1s",
+		"error: power reset: bmc accepted ForceRestart but shows no restart after 3s",
 		"3 node(s) in ", ": 1 ok, 1 sent but not verifiable, 1 failed\n",
 	} {
 		if !strings.Contains(out, want) {

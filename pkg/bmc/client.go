@@ -710,10 +710,14 @@ func (c *Client) call(ctx context.Context, timeout time.Duration, what string, f
 	if err == nil {
 		return nil
 	}
+	// The deadline is compared with the clock, not only cctx.Err(): on a
+	// loaded machine an inner timer of the same length (the login's) can
+	// fire before cctx's own.
+	dl, _ := cctx.Deadline()
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: %w", what, cancelled(ctx.Err()))
-	case cctx.Err() != nil:
+	case cctx.Err() != nil || !time.Now().Before(dl):
 		return fmt.Errorf("%s: %w", what, &TimeoutError{After: timeout})
 	}
 	return fmt.Errorf("%s: %w", what, describe(err))

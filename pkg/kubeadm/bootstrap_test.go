@@ -595,9 +595,9 @@ func TestUploadCertsLosesTheCreateRace(t *testing.T) {
 func TestRenderExtendsAnAgingToken(t *testing.T) {
 	t.Parallel()
 	client := fake.NewClientset()
-	// The clock starts after the CA exists: a CA made on a loaded machine
-	// after "now" was read would not be valid yet at "now".
 	pki := newTestPKI(t)
+	// After the CA exists: on a slow machine a clock read before it falls
+	// before the CA's NotBefore.
 	now := time.Now().Truncate(time.Second).Add(time.Second)
 	b, err := New(Config{Inventory: testInventory(), PKI: pki, Client: client,
 		PhoneHomeURL: "http://10.77.0.1:8080", Now: func() time.Time { return now }})

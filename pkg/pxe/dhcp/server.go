@@ -66,8 +66,14 @@ type Config struct {
 	ClientPort uint16
 	// ProxyPort is the PXE boot server port answered in proxy mode (default 4011).
 	ProxyPort uint16
-	// Conn, if set, is used instead of opening a socket on Port (tests).
+	// Conn, if set, is a socket bound by the caller, used instead of
+	// opening one on Port (bind first: tests and the demo); its port
+	// replaces Port. Run closes it.
 	Conn net.PacketConn
+	// ProxyConn, if set, is used instead of opening the ProxyPort socket in
+	// proxy mode. With Conn set and ProxyConn nil, proxy mode serves only
+	// Conn. Run closes it.
+	ProxyConn net.PacketConn
 	// ServerIP is the provisioner's address on the provisioning network: the
 	// server identifier and the TFTP next-server. Required.
 	ServerIP netip.Addr
@@ -130,6 +136,17 @@ type Server struct {
 
 // New checks cfg and returns a server; Run starts it.
 func New(cfg Config) (*Server, error) {
+	// A socket handed over decides the port: replies to relays go to it.
+	if cfg.Conn != nil {
+		if ua, ok := cfg.Conn.LocalAddr().(*net.UDPAddr); ok {
+			cfg.Port = uint16(ua.Port)
+		}
+	}
+	if cfg.ProxyConn != nil {
+		if ua, ok := cfg.ProxyConn.LocalAddr().(*net.UDPAddr); ok {
+			cfg.ProxyPort = uint16(ua.Port)
+		}
+	}
 	if cfg.Mode == "" {
 		cfg.Mode = inventory.DHCPAuthoritative
 	}
@@ -340,11 +357,18 @@ func (s *Server) Run(ctx context.Context) error {
 	} else {
 		c, err := listen(ctx, s.cfg.Interface, s.cfg.ListenAddr, s.cfg.Port)
 		if err != nil {
+			if s.cfg.ProxyConn != nil {
+				s.cfg.ProxyConn.Close()
+			}
 			return err
 		}
 		conns = append(conns, c)
 	}
-	if s.cfg.Mode == inventory.DHCPProxy && s.cfg.Conn == nil {
+	switch {
+	case s.cfg.Mode != inventory.DHCPProxy:
+	case s.cfg.ProxyConn != nil:
+		conns = append(conns, s.cfg.ProxyConn)
+	case s.cfg.Conn == nil:
 		c, err := listen(ctx, s.cfg.Interface, s.cfg.ListenAddr, s.cfg.ProxyPort)
 		if err != nil {
 			closeAll()

@@ -325,14 +325,11 @@ type relayClient struct {
 	srv  *net.UDPAddr
 }
 
-func newRelayClient(t *testing.T, gi netip.AddrPort, srv netip.AddrPort) *relayClient {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(gi))
-	if err != nil {
-		t.Fatalf("relay listen %s: %v", gi, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &relayClient{conn: c, gi: gi.Addr(), srv: net.UDPAddrFromAddrPort(srv)}
+// newRelayClient is a relay agent on c (bound by the caller on the server's
+// port, where the server sends relayed replies) in front of srv.
+func newRelayClient(c *net.UDPConn, srv net.Addr) *relayClient {
+	gi := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	return &relayClient{conn: c, gi: gi, srv: srv.(*net.UDPAddr)}
 }
 
 // exchange sends req through the relay and returns the reply, or nil when
@@ -365,15 +362,15 @@ func (r *relayClient) exchange(t *testing.T, req *dhcpv4.DHCPv4, wait time.Durat
 	}
 }
 
-// freePort finds a UDP port free on both loopback addresses the test uses.
-func freePort(t *testing.T) uint16 {
+// serverAndRelay binds the server's socket on 127.0.0.1 and a relay's on
+// 127.0.0.2, on one port, and sets cfg to serve the first.
+func serverAndRelay(t *testing.T, cfg *Config) *net.UDPConn {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	conns := servetest.SameUDPPort(t, "127.0.0.1", "127.0.0.2")
+	cfg.ListenAddr = netip.MustParseAddr("127.0.0.1")
+	cfg.Conn = conns[0]
+	cfg.Port = servetest.Port(conns[0].LocalAddr())
+	return conns[1]
 }
 
 // behindLoopbackRelay puts the test nodes on a routed network whose relay
@@ -396,16 +393,14 @@ func startServer(t *testing.T, cfg Config) *Server {
 }
 
 func TestRelayOnLoopback(t *testing.T) {
-	port := freePort(t)
 	bus := bootevent.NewBus()
 	events, cancel := bus.Subscribe(0)
 	defer cancel()
 	cfg := behindLoopbackRelay(testConfig(inventory.DHCPAuthoritative))
-	cfg.ListenAddr = netip.MustParseAddr("127.0.0.1")
-	cfg.Port = port
+	relayConn := serverAndRelay(t, &cfg)
 	cfg.Events = bus
 	startServer(t, cfg)
-	relay := newRelayClient(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), port), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+	relay := newRelayClient(relayConn, cfg.Conn.LocalAddr())
 
 	bios := []dhcpv4.Modifier{withVendor("PXEClient:Arch:00000:UNDI:002001"), withArch(iana.INTEL_X86PC)}
 	offer := relay.exchange(t, discover(t, macBIOS, bios...), 5*time.Second)
@@ -459,7 +454,7 @@ func TestRunRefusesTakenPort(t *testing.T) {
 func TestRunRefusesMissingInterface(t *testing.T) {
 	cfg := testConfig(inventory.DHCPAuthoritative)
 	cfg.Interface = "slipway-nope0"
-	cfg.Port = freePort(t)
+	cfg.Port = 6767 // never bound: the interface check comes first
 	err := newTestServer(t, cfg).Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "slipway-nope0") {
 		t.Errorf("Run on a missing interface = %v, want an error naming it", err)
@@ -472,16 +467,16 @@ func TestRunRefusesMissingInterface(t *testing.T) {
 // the boot file answered to its own address and port.
 func TestProxyModeOnLoopback(t *testing.T) {
 	cfg := behindLoopbackRelay(testConfig(inventory.DHCPProxy))
-	cfg.ListenAddr = netip.MustParseAddr("127.0.0.1")
-	cfg.Port = freePort(t)
-	cfg.ProxyPort = freePort(t)
+	relayConn := serverAndRelay(t, &cfg)
+	cfg.ProxyConn = servetest.ListenUDP(t, "127.0.0.1:0")
+	cfg.ProxyPort = servetest.Port(cfg.ProxyConn.LocalAddr())
 	s := startServer(t, cfg)
 	if got := len(s.Addrs()); got != 2 {
 		t.Fatalf("proxy mode listens on %d sockets, want 2 (server port and %d)", got, cfg.ProxyPort)
 	}
 	uefi := []dhcpv4.Modifier{withVendor("PXEClient:Arch:00007:UNDI:003010"), withArch(iana.EFI_X86_64)}
 
-	relay := newRelayClient(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), cfg.Port), netip.AddrPortFrom(cfg.ListenAddr, cfg.Port))
+	relay := newRelayClient(relayConn, cfg.Conn.LocalAddr())
 	offer := relay.exchange(t, discover(t, macUEFI, uefi...), 5*time.Second)
 	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer || !offer.YourIPAddr.IsUnspecified() || offer.ClassIdentifier() != "PXEClient" {
 		t.Fatalf("proxy DISCOVER: got %v, want an OFFER with no address and vendor class PXEClient", offer)

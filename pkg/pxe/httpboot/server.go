@@ -45,7 +45,8 @@ const (
 type Config struct {
 	// Addr is the listen address (default 0.0.0.0:8080).
 	Addr netip.AddrPort
-	// Listener, if set, is used instead of listening on Addr (tests).
+	// Listener, if set, is a listener bound by the caller, used instead of
+	// listening on Addr (bind first: tests and the demo). Run closes it.
 	Listener net.Listener
 	// BaseURL is this server's URL as nodes reach it, such as
 	// http://10.77.0.1:8080; it goes into scripts and kernel command lines.
