@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -267,6 +269,7 @@ func TestPluginBadFlags(t *testing.T) {
 		{"--pair-resource", "slipway.dev/p", "--pair-hca-resource", "nvidia.com/gpu"},
 		{"--nvml", "maybe"},
 		{"--config", "/nonexistent/config.yaml"},
+		{"--node-labels", "--node-name="},
 	} {
 		var stdout, stderr bytes.Buffer
 		if c := run(context.Background(), args, &stdout, &stderr); c == 0 {
@@ -405,6 +408,8 @@ func TestDeploymentMatchesFlags(t *testing.T) {
 		t.Errorf("kustomization images %+v do not name the DaemonSet's image %s", k.Images, c.Image)
 	}
 
+	checkRBAC(t, dir, ds)
+
 	cf, err := os.ReadFile(filepath.Join(dir, "Containerfile"))
 	if err != nil {
 		t.Fatal(err)
@@ -413,5 +418,67 @@ func TestDeploymentMatchesFlags(t *testing.T) {
 		if !strings.Contains(string(cf), want) {
 			t.Errorf("Containerfile lacks %q", want)
 		}
+	}
+}
+
+// checkRBAC checks what --node-labels needs: the DaemonSet runs as the
+// service account of rbac.yaml, which is bound to a role that may get and
+// patch nodes, and NODE_NAME (the --node-name default) comes from the
+// pod's spec.nodeName.
+func checkRBAC(t *testing.T, dir string, ds appsv1.DaemonSet) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sa corev1.ServiceAccount
+	var role rbacv1.ClusterRole
+	var binding rbacv1.ClusterRoleBinding
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := sigsyaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("rbac.yaml: %v", err)
+		}
+		var err error
+		switch meta.Kind {
+		case "ServiceAccount":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &sa)
+		case "ClusterRole":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &role)
+		case "ClusterRoleBinding":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &binding)
+		default:
+			t.Errorf("rbac.yaml: unexpected kind %q", meta.Kind)
+		}
+		if err != nil {
+			t.Fatalf("rbac.yaml %s: %v", meta.Kind, err)
+		}
+	}
+	pod := ds.Spec.Template.Spec
+	if pod.ServiceAccountName != sa.Name || sa.Namespace != ds.Namespace {
+		t.Errorf("DaemonSet runs as %q in %s, rbac.yaml makes %s/%s", pod.ServiceAccountName, ds.Namespace, sa.Namespace, sa.Name)
+	}
+	canPatch := false
+	for _, r := range role.Rules {
+		if slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, "nodes") && slices.Contains(r.Verbs, "patch") && slices.Contains(r.Verbs, "get") {
+			canPatch = true
+		}
+	}
+	if !canPatch {
+		t.Errorf("ClusterRole %s rules %+v do not allow get and patch on nodes", role.Name, role.Rules)
+	}
+	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
+		t.Errorf("ClusterRoleBinding %+v does not bind %s to %s/%s", binding, role.Name, sa.Namespace, sa.Name)
+	}
+	nodeName := false
+	for _, e := range pod.Containers[0].Env {
+		if e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName" {
+			nodeName = true
+		}
+	}
+	if !nodeName {
+		t.Error("the container has no NODE_NAME from spec.nodeName, which --node-name defaults to")
 	}
 }
