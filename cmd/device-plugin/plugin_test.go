@@ -409,6 +409,21 @@ func TestDeploymentMatchesFlags(t *testing.T) {
 	}
 
 	checkRBAC(t, dir, ds)
+	// Nodes switched to DRA (dra/daemonset.yaml selects them) never run
+	// this DaemonSet: a device is served through one API only.
+	notDRA := false
+	if a := ds.Spec.Template.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+			for _, e := range term.MatchExpressions {
+				if e.Key == "node.slipway.dev/dra" && e.Operator == corev1.NodeSelectorOpNotIn && slices.Equal(e.Values, []string{"true"}) {
+					notDRA = true
+				}
+			}
+		}
+	}
+	if !notDRA {
+		t.Error("daemonset.yaml's node affinity does not exclude node.slipway.dev/dra=true (the DRA DaemonSet's nodes)")
+	}
 
 	cf, err := os.ReadFile(filepath.Join(dir, "Containerfile"))
 	if err != nil {

@@ -63,6 +63,8 @@ func TestDemoRackWithInjectedFailures(t *testing.T) {
 	state := t.TempDir()
 	code, stdout, stderr := demoRun(t, "demo", "--nodes", "50", "--control-planes", "3", "--state-dir", state,
 		"--boot-firmware", "100ms", "--boot-os", "200ms", "--attempts", "2", "--seed", "7", "-o", "json",
+		// The faults are found by these two timeouts; the others scale.
+		"--dhcp-timeout", "5s", "--join-timeout", "10s",
 		"--fail", "node-0010=no-pxe", "--fail", "node-0020=hang-os", "--fail", "node-0030=dead-bmc")
 	if code != exitFailure {
 		t.Fatalf("demo exit code %d, want %d (three nodes fail)\nstderr:\n%s", code, exitFailure, stderr)
@@ -95,17 +97,21 @@ func TestDemoRackWithInjectedFailures(t *testing.T) {
 		t.Errorf("-o json wrote %d progress updates for 50 nodes, want at least 8 per node", updates)
 	}
 
-	// status reads the same outcome back from the journal.
+	// status reads the same outcome back from the journal, and says that
+	// nothing runs any more.
 	code, stdout, stderr = demoRun(t, "status", "--state-dir", state, "-o", "json")
 	if code != 0 {
 		t.Fatalf("status exit %d: %s", code, stderr)
 	}
-	var recs map[string]provision.Record
-	if err := json.Unmarshal([]byte(stdout), &recs); err != nil {
+	var st statusJSON
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
 		t.Fatalf("status -o json: %v", err)
 	}
+	if st.Running || st.Holder != nil {
+		t.Errorf("status after the demo ended: running %v, holder %v; want not running", st.Running, st.Holder)
+	}
 	fromJournal := map[string]provision.Phase{}
-	for n, r := range recs {
+	for n, r := range st.Nodes {
 		fromJournal[n] = r.Phase
 	}
 	if diff := cmp.Diff(want, fromJournal); diff != "" {
@@ -144,8 +150,8 @@ func BenchmarkDemo1000(b *testing.B) {
 	var fg demoFigures
 	for b.Loop() {
 		g := &globals{stdout: io.Discard, stderr: io.Discard, stateDir: b.TempDir(), logLevel: "error"}
-		f := &upFlags{output: "plain", parallel: nodes, attempts: 3, earlyBoot: true,
-			timeouts: provision.Timeouts{DHCP: 20 * time.Second, Netboot: 30 * time.Second, Join: 30 * time.Second, Ready: 30 * time.Second, BMC: 30 * time.Second}}
+		f := &provisionFlags{output: "plain", parallel: nodes, attempts: 3, earlyNetboot: true,
+			timeouts: provision.Timeouts{BMC: 30 * time.Second}}
 		d := &demoFlags{nodes: nodes, controlPlanes: 1, firmware: 1500 * time.Millisecond, osBoot: 2500 * time.Millisecond, seed: 1, figures: &fg}
 		if err := runDemo(b.Context(), g, f, d); err != nil {
 			b.Fatalf("demo --nodes %d: %v", nodes, err)

@@ -58,6 +58,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		n = n.Alias
 	}
 	d.pos[path] = d.at(n)
+	if v.Type() == orderedMapType {
+		v.Set(reflect.ValueOf(d.decodeOrdered(n, path)))
+		return
+	}
+	if sd, ok := addrOf(v).(selfDecoder); ok {
+		sd.decodeYAML(d, n, path)
+		return
+	}
 	isNull := n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 	switch v.Kind() {
 	case reflect.Pointer:
@@ -237,3 +245,5 @@ func secretLike(name string) bool {
 }
 
 func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
+
+var orderedMapType = reflect.TypeFor[orderedMap]()

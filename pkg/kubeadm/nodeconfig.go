@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/phonehome"
 )
 
 // Kind says how a node enters the cluster. The values are those of
@@ -199,15 +200,15 @@ func (nc NodeConfig) steps() []byte {
 	b.WriteString("#!/bin/sh\nset -eu\n# steps\n")
 	url := ""
 	if nc.PhoneHomeURL != "" {
-		url = strings.TrimRight(nc.PhoneHomeURL, "/") + "/phone-home/" + nc.Node.Name
+		url = phonehome.URL(nc.PhoneHomeURL, nc.Node.Name)
 	}
 	fmt.Fprintf(&b, "PHONE_HOME=%s\n", shQuote(url))
 	b.WriteString(`report() {
   [ -n "$PHONE_HOME" ] || return 0
   if command -v curl >/dev/null 2>&1; then
-    curl -fsS -m 10 -X POST --data-binary "step=$1 status=$2" "$PHONE_HOME" >/dev/null 2>&1 || true
+    curl -fsS -m 10 -X POST --data-binary "` + phonehome.ShellBody + `" "$PHONE_HOME" >/dev/null 2>&1 || true
   elif command -v wget >/dev/null 2>&1; then
-    wget -q -T 10 -O /dev/null --post-data "step=$1 status=$2" "$PHONE_HOME" || true
+    wget -q -T 10 -O /dev/null --post-data "` + phonehome.ShellBody + `" "$PHONE_HOME" || true
   fi
 }
 step() {
@@ -250,14 +251,14 @@ step() {
 	}
 	switch nc.Kind {
 	case KindInit:
-		fmt.Fprintf(&b, "step kubeadm-init kubeadm init --config %s --upload-certs\n", NodeKubeadmConfig)
+		fmt.Fprintf(&b, "step %s kubeadm init --config %s --upload-certs\n", phonehome.StepKubeadmInit, NodeKubeadmConfig)
 	default:
-		fmt.Fprintf(&b, "step kubeadm-join kubeadm join --config %s\n", NodeKubeadmConfig)
+		fmt.Fprintf(&b, "step %s kubeadm join --config %s\n", phonehome.StepKubeadmJoin, NodeKubeadmConfig)
 	}
 	// The configuration holds the token (and on control planes the
 	// certificate key); it is of no use once kubeadm has run.
 	fmt.Fprintf(&b, "step remove-config rm -f %s\n", NodeKubeadmConfig)
-	b.WriteString("report done ok\n")
+	fmt.Fprintf(&b, "report %s %s\n", phonehome.StepDone, phonehome.OK)
 	return b.Bytes()
 }
 

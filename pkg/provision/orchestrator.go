@@ -81,6 +81,9 @@ type Update struct {
 	Reason string `json:"reason,omitempty"`
 	// Resumed is true for the first update of a node taken over from the journal.
 	Resumed bool `json:"resumed,omitempty"`
+	// BlockedBy names the first control-plane node when this node failed
+	// only because that one did (its own Reason says so too).
+	BlockedBy string `json:"blocked_by,omitempty"`
 }
 
 // Orchestrator drives every node's state machine. Build it with New, then
@@ -322,7 +325,7 @@ func (r *runner) emit(s *slot, now time.Time, changed bool) {
 	}
 	r.o.cfg.Progress(Update{Time: now, Node: s.node.Name, Rack: s.node.Rack, Slot: s.node.Slot,
 		Phase: s.st.phase, Since: s.st.since, PhaseChanged: changed, Attempt: s.st.attempt,
-		Event: s.st.last, Reason: s.st.reason, Resumed: s.resumed && changed})
+		Event: s.st.last, Reason: s.st.reason, Resumed: s.resumed && changed, BlockedBy: s.st.blockedBy})
 }
 
 func (r *runner) allDone() bool {
@@ -477,11 +480,15 @@ func (r *runner) after(s *slot, before nodeState, nextOp op, now time.Time, recs
 			s.started = false
 			r.inflight--
 		}
-		switch s.st.phase {
-		case PhaseFailed:
+		switch {
+		case s.st.phase == PhaseFailed && s.st.blockedBy != "":
+			// Said once, by the first control plane's own failure and
+			// the report; not once per waiting node.
+			o.log.Debug("node stopped", "node", s.node.Name, "phase", before.phase, "blocked_by", s.st.blockedBy)
+		case s.st.phase == PhaseFailed:
 			o.log.Warn("node failed", "node", s.node.Name, "phase", before.phase, "err", s.st.reason)
-		case PhaseReady:
-			o.log.Info("node ready", "node", s.node.Name)
+		case s.st.phase == PhaseReady:
+			o.log.Debug("node ready", "node", s.node.Name) // the progress output says it
 		default:
 			o.log.Debug("node phase", "node", s.node.Name, "phase", s.st.phase, "attempt", s.st.attempt)
 		}
@@ -512,6 +519,7 @@ func (r *runner) admit(now time.Time, recs *[]Record, ops *[]func(context.Contex
 				why = "stopped"
 			}
 			next := s.st.fail(fmt.Sprintf("%s: first control-plane node %s failed, so there is no cluster to join", why, blockedBy), now)
+			s.st.blockedBy = blockedBy
 			r.after(s, before, next, now, recs, ops)
 			continue
 		}

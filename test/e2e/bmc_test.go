@@ -3,14 +3,27 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/slipway-dev/slipway/internal/testenv"
 	"github.com/slipway-dev/slipway/pkg/bmc"
+	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
+	"github.com/slipway-dev/slipway/pkg/bootiso"
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
 	"github.com/slipway-dev/slipway/test/e2e/lab"
 )
 
@@ -108,4 +121,152 @@ func TestBMCBoot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVirtualMediaBoot boots a lab VM from its BMC's virtual CD, the way a
+// site without PXE on the node's segment does: Slipway builds the node's
+// iPXE CD (pkg/bootiso), the Redfish simulator's InsertMedia fetches it
+// from its URL as a real BMC does, a one-time Cd override and power on
+// start QEMU from that CD, and iPXE on the CD configures the node's address
+// statically and chains to the node's script on Slipway's boot server:
+// no DHCP happens before the script is served.
+func TestVirtualMediaBoot(t *testing.T) {
+	const password = "lab-password"
+	t.Setenv("SLIPWAY_E2E_BMC_PASSWORD", password)
+	l := requireLab(t)
+	img := requireImage(t)
+	s := startSlipway(t, l, img, true)
+	vm := newVM(t, l, "bios-1", lab.FirmwareBIOS, "52:54:00:77:00:10")
+	vm.SetBootDevice(lab.BootDisk) // without the CD it would not boot at all
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("boot events (seconds after power-on):\n%s", s.formatEvents("", vm.PoweredOnAt()))
+			t.Logf("console:\n%s", vm.Console())
+		}
+	})
+	node, ok := s.inv.Node("bios-1")
+	if !ok {
+		t.Fatal("no node bios-1 in the lab inventory")
+	}
+	var iso bytes.Buffer
+	err := bootiso.Build(&iso, bootiso.Config{}, bootiso.Node{
+		Name: node.Name, MAC: net.HardwareAddr(node.MAC),
+		Address:   netip.PrefixFrom(node.IP, s.inv.Network.Subnet.Bits()),
+		ScriptURL: fmt.Sprintf("http://%s:%d/boot/%s.ipxe", s.inv.Network.Address, s.inv.Network.HTTPPort, node.Name),
+	})
+	if err != nil {
+		t.Fatalf("bootiso.Build: %v", err)
+	}
+	// The image server: loopback of the lab's namespace, bound before use.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	isoSrv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "bios-1.iso", time.Time{}, bytes.NewReader(iso.Bytes()))
+	})}
+	go isoSrv.Serve(ln)
+	t.Cleanup(func() { isoSrv.Close() })
+	isoURL := "http://" + ln.Addr().String() + "/iso/bios-1.iso"
+
+	cdPath := filepath.Join(t.TempDir(), "virtual-cd.iso")
+	sim, err := redfishsim.New(redfishsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	sb, err := sim.Start(redfishsim.BMCConfig{
+		Name: "bios-1", Username: "admin", Password: password, FirmwareMode: "Legacy",
+		OnPower: func(ctx context.Context, ev redfishsim.PowerEvent) error {
+			if ev.Action == lab.PowerOff {
+				vm.PowerOff()
+				return nil
+			}
+			if ev.Action == lab.PowerReset {
+				vm.PowerOff()
+			}
+			if ev.Boot.Target == "Cd" && ev.Boot.Enabled != "Disabled" && ev.Media != "" {
+				// The virtual CD's content is what the BMC fetched.
+				if err := download(ctx, ev.Media, cdPath); err != nil {
+					return err
+				}
+				return vm.PowerOnFromCD(ctx, cdPath)
+			}
+			return vm.PowerOn(ctx)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := withCredentials(inventory.BMC{URL: sb.URL(), Protocol: inventory.ProtocolRedfish, Scheme: "http", Host: "127.0.0.1", Port: sb.Addr().Port()}, "SLIPWAY_E2E_BMC_PASSWORD")
+
+	ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
+	defer cancel()
+	c, err := bmc.Dial(ctx, "bios-1", b, bmc.Config{Backoff: []time.Duration{200 * time.Millisecond}})
+	if err != nil {
+		t.Fatalf("bmc.Dial: %v", err)
+	}
+	defer c.Close(context.Background())
+	start := time.Now()
+	m, err := c.InsertMedia(ctx, isoURL)
+	if err != nil || !m.Inserted || m.Image != isoURL {
+		t.Fatalf("InsertMedia(%s) = %v, %v; want it inserted", isoURL, m, err)
+	}
+	got, err := c.SetBoot(ctx, bmc.BootCD, bmc.BootOptions{Legacy: true})
+	if err != nil || got.String() != "cd once legacy" {
+		t.Fatalf("SetBoot(cd, legacy) = %v, %v; want cd once legacy read back", got, err)
+	}
+	if err := c.SetPower(ctx, bmc.ActionOn); err != nil {
+		t.Fatalf("SetPower(on): %v", err)
+	}
+	ev, err := s.waitBooted(ctx, "bios-1")
+	if err != nil {
+		t.Fatalf("after power on from the virtual cd: %v", err)
+	}
+	t.Logf("virtual media: BMC calls + boot from cd to phone-home %.2f s", ev.Time.Sub(start).Seconds())
+	events := s.nodeEvents("bios-1")
+	want := []bootevent.Kind{bootevent.ScriptServed, bootevent.KernelServed, bootevent.InitrdServed, bootevent.PhoneHome}
+	if len(events) == 0 || events[0] != bootevent.ScriptServed || !subsequence(events, want) {
+		t.Errorf("events of bios-1 = %v\nwant the script served first (no DHCP before it: iPXE on the cd set the address), then %v", events, want)
+	}
+	if diff := cmp.Diff([]redfishsim.Booted{{Device: "Cd", Mode: "Legacy", Media: isoURL}}, sb.Booted()); diff != "" {
+		t.Errorf("what the host booted (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(vm.Console(), "Slipway virtual-media boot: node bios-1") {
+		t.Errorf("the console does not show the cd's iPXE script:\n%s", vm.Console())
+	}
+	if m, err := c.EjectMedia(ctx); err != nil || m.Inserted {
+		t.Errorf("EjectMedia = %v, %v; want empty", m, err)
+	}
+}
+
+// withCredentials sets the lab BMC user and a password reference to env.
+func withCredentials(b inventory.BMC, env string) inventory.BMC {
+	b.Username, b.Password = "admin", inventory.SecretRef{Source: "env", Name: env}
+	return b
+}
+
+// download copies url to path.
+func download(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch virtual media %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch virtual media %s: HTTP %d", url, resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
