@@ -37,7 +37,7 @@ func buildBinary(b *testing.B) string {
 
 // buildPackage builds the main package pkg, or returns the binary the
 // environment variable env names.
-func buildPackage(b *testing.B, env, pkg, name string) string {
+func buildPackage(b testing.TB, env, pkg, name string) string {
 	b.Helper()
 	if bin := os.Getenv(env); bin != "" {
 		return bin
@@ -241,7 +241,7 @@ type rssSample struct{ rss, anon, hwm int }
 
 // probeRSS runs nvmlprobe (with NVML or not) and returns its RSS once it
 // is ready; ok is false when NVML cannot be loaded here.
-func probeRSS(b *testing.B, bin string, withNVML bool) (rssSample, bool) {
+func probeRSS(b testing.TB, bin string, withNVML bool) (rssSample, bool) {
 	b.Helper()
 	cmd := exec.Command(bin, fmt.Sprintf("-nvml=%v", withNVML))
 	in, err := cmd.StdinPipe()
@@ -266,17 +266,18 @@ func probeRSS(b *testing.B, bin string, withNVML bool) (rssSample, bool) {
 		}
 		b.Fatalf("nvmlprobe -nvml=%v: %q, stderr %q", withNVML, line, stderr.String())
 	}
+	// Read while it runs: it exits when its standard input closes.
 	rss, anon, err := procRSS(cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hwm, err := procHWM(cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
 	in.Close()
 	if err := cmd.Wait(); err != nil {
 		b.Fatalf("nvmlprobe exit: %v (%s)", err, stderr.String())
-	}
-	hwm, err := procHWM(cmd.Process.Pid)
-	if err != nil {
-		b.Fatal(err)
 	}
 	return rssSample{rss, anon, hwm}, true
 }
@@ -371,4 +372,14 @@ func BenchmarkRSSWithNVML(b *testing.B) {
 	b.ReportMetric(mib(won.hwm), "plugin-nvml-peak-MiB")
 	b.Logf("vs NVIDIA's plugin on the same kind of host (quoted from the field notes, not run here): %.1f MiB; ratio %.2f",
 		nvidiaPluginRSSMiB, mib(won.rss)/nvidiaPluginRSSMiB)
+}
+
+// TestProbeRSS runs the benchmark's peer without NVML (which needs no GPU)
+// so that the measuring code itself is tested where the benchmark skips.
+func TestProbeRSS(t *testing.T) {
+	probe := buildPackage(t, "SLIPWAY_NVMLPROBE_BIN", "./internal/nvmlprobe", "nvmlprobe")
+	s, ok := probeRSS(t, probe, false)
+	if !ok || s.rss <= 0 || s.anon <= 0 || s.hwm < s.rss {
+		t.Errorf("probeRSS(nvmlprobe -nvml=false) = %+v, %v; want RSS, anonymous and peak figures", s, ok)
+	}
 }
