@@ -133,6 +133,7 @@ func healthOf(devs []*pluginapi.Device, id string) string {
 
 // TestPluginServesDGX runs the command on a copy of the DGX H100 fixture
 // against the kubelet stub: registration of every resource, /healthz, a
+// kubelet restart (one Register per resource, /healthz 200 again), a
 // port that goes down and comes back through the real health monitor, a
 // config reload that renames a resource, a GPU unplugged and picked up on
 // SIGHUP, and a clean stop.
@@ -145,7 +146,7 @@ func TestPluginServesDGX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stub.Stop()
+	defer func() { stub.Stop() }() // the stub of the kubelet restart below
 	var stdout, stderr lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -176,22 +177,45 @@ func TestPluginServesDGX(t *testing.T) {
 		}
 	}
 	// /healthz turns 200 once both are registered.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
+	waitHealthz := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get("http://" + addr + "/healthz")
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: GET /healthz = %d %q, want 200", what, resp.StatusCode, body)
+				}
+			} else if time.Now().After(deadline) {
+				t.Fatalf("%s: GET /healthz: %v", what, err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET /healthz = %d %q, want 200", resp.StatusCode, body)
-			}
-		} else if time.Now().After(deadline) {
-			t.Fatalf("GET /healthz: %v", err)
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	waitHealthz("at start")
+
+	// The kubelet restarts (its start deletes our sockets): each resource
+	// registers once with the new kubelet and /healthz is 200 again.
+	stub.Stop()
+	if stub, err = kubeletstub.Start(kubeletstub.Config{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"nvidia.com/gpu", "slipway.dev/hca"} {
+		if _, _, err := stub.WaitPlugin(wctx, r); err != nil {
+			t.Fatalf("after a kubelet restart: %v", err)
+		}
+	}
+	waitHealthz("after a kubelet restart")
+	time.Sleep(300 * time.Millisecond) // any second Register would be in by now
+	for _, r := range []string{"nvidia.com/gpu", "slipway.dev/hca"} {
+		if n, refused := stub.Attempts(r), stub.Refused(r); n != 1 || len(refused) != 0 {
+			t.Errorf("after a kubelet restart %s made %d Register calls (refused: %q), want 1", r, n, refused)
+		}
 	}
 
 	// mlx5_0's port goes down, then comes back.
