@@ -40,6 +40,9 @@ const (
 	// DefaultHealthResend is how often the full health report is sent
 	// again when nothing changed, well within DefaultHealthTimeout.
 	DefaultHealthResend = 10 * time.Second
+	// DefaultClaimGCInterval is how often prepared claims are checked
+	// against the API for ones deleted without an unprepare.
+	DefaultClaimGCInterval = 10 * time.Minute
 )
 
 // Config configures a Driver. NodeName and KubeClient are required.
@@ -78,6 +81,11 @@ type Config struct {
 	// HealthResend is how often an unchanged health report is sent again.
 	// Zero means DefaultHealthResend; it must be below HealthTimeout.
 	HealthResend time.Duration
+	// ClaimGCInterval is how often prepared claims are checked against the
+	// API: a claim that is gone (or replaced by one of the same name) on
+	// two checks in a row is unprepared, since no pod can be using it.
+	// Zero means DefaultClaimGCInterval; negative disables.
+	ClaimGCInterval time.Duration
 	// Log receives the driver's records. Nil discards.
 	Log *slog.Logger
 }
@@ -134,6 +142,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.HealthResend == 0 {
 		cfg.HealthResend = DefaultHealthResend
+	}
+	if cfg.ClaimGCInterval == 0 {
+		cfg.ClaimGCInterval = DefaultClaimGCInterval
 	}
 	if cfg.HealthTimeout < time.Second || cfg.HealthResend <= 0 || cfg.HealthResend >= cfg.HealthTimeout {
 		errs = append(errs, fmt.Errorf("health resend %s and timeout %s: want 0 < resend < timeout, timeout at least 1s", cfg.HealthResend, cfg.HealthTimeout))
@@ -203,9 +214,23 @@ func (d *Driver) Run(ctx context.Context) error {
 	err = d.publishLocked()
 	d.mu.Unlock()
 	if err == nil {
-		select {
-		case <-ctx.Done():
-		case err = <-d.fatal:
+		var gc <-chan time.Time
+		if d.cfg.ClaimGCInterval > 0 {
+			t := time.NewTicker(d.cfg.ClaimGCInterval)
+			defer t.Stop()
+			gc = t.C
+		}
+		suspects := map[string]bool{}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				break wait
+			case err = <-d.fatal:
+				break wait
+			case <-gc:
+				suspects = d.collectClaims(ctx, suspects)
+			}
 		}
 	}
 	d.mu.Lock()

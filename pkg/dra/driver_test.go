@@ -702,3 +702,64 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimGC deletes one prepared claim from the API and replaces
+// another (same name, new UID) without any unprepare: the driver releases
+// both, keeps the claim that still exists, and a later unprepare of a
+// released claim still succeeds.
+func TestClaimGC(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "dgx-h100")
+	cfg := e.config()
+	cfg.driver.ClaimGCInterval = 100 * time.Millisecond
+	r := e.start(cfg)
+	k := e.register(r)
+	e.waitFor(r, "slices", func() bool { return len(e.published()) == 16 })
+	ctx := context.Background()
+	gone, replaced, kept := e.claim("gone", gpu0), e.claim("replaced", gpu1), e.claim("kept", gpu2)
+	resp, err := k.Prepare(ctx, gone, replaced, kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for uid, c := range resp.Claims {
+		if c.Error != "" {
+			t.Fatalf("Prepare(%s): %s", uid, c.Error)
+		}
+	}
+	claims := e.client.ResourceV1().ResourceClaims("ns")
+	if err := claims.Delete(ctx, "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := claims.Delete(ctx, "replaced", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &resourceapi.ResourceClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "replaced", UID: "uid-replaced-2"}}
+	if _, err := claims.Create(ctx, fresh, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cpPath := filepath.Join(e.plugins, CheckpointFile)
+	e.waitFor(r, "released claims", func() bool {
+		cp, err := loadCheckpoint(cpPath)
+		return err == nil && len(cp) == 1
+	})
+	cp, _ := loadCheckpoint(cpPath)
+	if diff := cmp.Diff([]string{kept.UID}, sortedKeys(cp)); diff != "" {
+		t.Errorf("checkpoint after GC (-want +got):\n%s", diff)
+	}
+	for _, c := range []drakubelet.Claim{gone, replaced} {
+		if _, err := os.Stat(e.specPath(c)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("spec of released claim %s still there: %v", c.Name, err)
+		}
+	}
+	if _, err := os.Stat(e.specPath(kept)); err != nil {
+		t.Errorf("spec of the kept claim: %v", err)
+	}
+	// gpu0 is free again for a new claim.
+	again := e.claim("again", gpu0)
+	if resp, err := k.Prepare(ctx, again); err != nil || resp.Claims[again.UID].GetError() != "" {
+		t.Errorf("Prepare on a released device = %v, %v", resp, err)
+	}
+	if uresp, err := k.Unprepare(ctx, gone); err != nil || uresp.Claims[gone.UID].GetError() != "" {
+		t.Errorf("late Unprepare of a released claim = %v, %v; want success", uresp, err)
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slipway-dev/slipway/pkg/dra"
 	"github.com/slipway-dev/slipway/pkg/dra/drakubelet"
 )
 
@@ -25,10 +24,7 @@ import (
 func TestDRACommand(t *testing.T) {
 	cp := startControlPlane(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "device-plugin")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/device-plugin").CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/device-plugin: %v\n%s", err, out)
-	}
+	bin := devicePluginBinary(t)
 	const node = "cmd-1"
 	addNode(t, cp.admin, node)
 	root := filepath.Join(dir, "host")
@@ -72,7 +68,7 @@ func TestDRACommand(t *testing.T) {
 		}
 	})
 
-	n := &draNode{name: node, registry: registry, errc: make(chan error, 1)}
+	n := &draNode{name: node, registry: registry, exited: exited}
 	n.waitPublished(t, cp.admin, 16)
 	k := n.kubelet(t)
 	defer k.Close()
@@ -93,7 +89,7 @@ func TestDRACommand(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode == http.StatusOK, fmt.Errorf("%d %s", resp.StatusCode, b)
 	})
-	if _, err := os.Stat(filepath.Join(plugins, dra.DefaultDriverName, "dra.sock")); err != nil {
+	if _, err := os.Stat(filepath.Join(plugins, driverName, "dra.sock")); err != nil {
 		t.Errorf("dra.sock not under --dra-plugins-dir: %v", err)
 	}
 	c := drakubelet.Claim{Namespace: "default", Name: "none", UID: "uid-none"}
@@ -111,7 +107,7 @@ func TestDRACommand(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("device-plugin did not stop within 20s of SIGTERM")
 	}
-	if _, err := os.Stat(filepath.Join(registry, dra.DefaultDriverName+"-reg.sock")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(registry, driverName+"-reg.sock")); !os.IsNotExist(err) {
 		t.Errorf("registration socket left behind after stop: %v", err)
 	}
 }

@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/pkg/addons"
-	"github.com/slipway-dev/slipway/pkg/dra"
 	"github.com/slipway-dev/slipway/pkg/dra/drakubelet"
 )
 
@@ -57,10 +56,9 @@ func TestDRA(t *testing.T) {
 	for _, n := range []string{"dgx-1", "dgx-2", "fpga-1"} {
 		addNode(t, cp.admin, n)
 	}
-	log := testLogger(t)
-	dgx1 := startDriver(t, "dgx-1", "dgx-h100", driverClient(t, cp, "dgx-1", "slipway-dra-dgx-1"), log.With("node", "dgx-1"))
-	dgx2 := startDriver(t, "dgx-2", "dgx-h100", driverClient(t, cp, "dgx-2", "slipway-dra-dgx-2"), log.With("node", "dgx-2"))
-	fpga := startDriver(t, "fpga-1", "fpga-node", driverClient(t, cp, "fpga-1", "slipway-dra-fpga-1"), log.With("node", "fpga-1"))
+	dgx1 := startDriver(t, "dgx-1", "dgx-h100", tokenKubeconfig(cp, driverToken(t, cp, "dgx-1", "slipway-dra-dgx-1")))
+	dgx2 := startDriver(t, "dgx-2", "dgx-h100", tokenKubeconfig(cp, driverToken(t, cp, "dgx-2", "slipway-dra-dgx-2")))
+	fpga := startDriver(t, "fpga-1", "fpga-node", tokenKubeconfig(cp, driverToken(t, cp, "fpga-1", "slipway-dra-fpga-1")))
 	devs := dgx1.waitPublished(t, cp.admin, 16)
 	dgx2.waitPublished(t, cp.admin, 16)
 	fpga.waitPublished(t, cp.admin, 3)
@@ -82,11 +80,11 @@ func TestDRA(t *testing.T) {
 
 	t.Run("rbac", func(t *testing.T) {
 		// The driver's identity on dgx-1 may not publish for dgx-2.
-		c := driverClient(t, cp, "dgx-1", "slipway-dra-dgx-1-again")
+		c := tokenClient(cp, driverToken(t, cp, "dgx-1", "slipway-dra-dgx-1-again"))
 		foreign := &resourceapi.ResourceSlice{
 			ObjectMeta: metav1.ObjectMeta{Name: "foreign"},
 			Spec: resourceapi.ResourceSliceSpec{
-				Driver: dra.DefaultDriverName, NodeName: ptrTo("dgx-2"),
+				Driver: driverName, NodeName: ptrTo("dgx-2"),
 				Pool:    resourceapi.ResourcePool{Name: "dgx-2", ResourceSliceCount: 1},
 				Devices: []resourceapi.Device{{Name: "fake"}},
 			},
@@ -146,8 +144,8 @@ func TestDRA(t *testing.T) {
 				}
 				rs := claim.Status.Allocation.Devices.Results
 				for _, r := range rs {
-					if r.Driver != dra.DefaultDriverName || r.Pool != tc.node {
-						t.Errorf("result %+v: want driver %s, pool %s", r, dra.DefaultDriverName, tc.node)
+					if r.Driver != driverName || r.Pool != tc.node {
+						t.Errorf("result %+v: want driver %s, pool %s", r, driverName, tc.node)
 					}
 				}
 				tc.check(t, rs, sliceDevices(ss))
