@@ -26,8 +26,6 @@ type demoFlags struct {
 	fails         []string
 	seed          uint64
 	stateDir      string
-	// figures receives the run's figures (benchmarks).
-	figures *demoFigures
 }
 
 var demoDefaults = provisionDefaults{
@@ -149,13 +147,13 @@ func demoBMC(l demoLoad) bmc.Config {
 		Backoff: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}}
 }
 
-// demoOptions are the assembly's options for a simulated world.
+// demoOptions are the assembly's options for a simulated world; the
+// caller runs its rack beside (Options.Beside).
 func demoOptions(w *simrack.World, f *provisionFlags, d *demoFlags, stateDir string, load demoLoad) assemble.Options {
 	opts := assemble.Options{
 		Inventory: w.Inventory, StateDir: stateDir, Command: "provisioner demo", Join: assemble.JoinReportOnly,
 		Boot: assemble.Boot{TFTPRoot: w.TFTPRoot, AssetDir: w.AssetDir, Listeners: w.Listeners, SkipInterfaceCheck: true},
 		BMC:  demoBMC(load), Backoff: 200 * time.Millisecond,
-		Beside: []func(ctx context.Context) error{w.Rack.Run},
 	}
 	f.apply(&opts)
 	if opts.Parallel == 0 {
@@ -190,6 +188,7 @@ func runDemo(ctx context.Context, g *globals, f *provisionFlags, d *demoFlags) e
 	defer w.Close()
 	loadAvg := loadAverage()
 	opts := demoOptions(w, f, d, stateDir, newDemoLoad(d.nodes, loadAvg))
+	opts.Beside = append(opts.Beside, w.Rack.Run)
 	fmt.Fprintf(g.stderr, "demo: %d simulated nodes (%d control plane), Redfish BMCs on 127.0.0.1, DHCP %s via relay 127.0.0.2, TFTP %s, HTTP %s; timeouts dhcp %s, netboot %s, join %s (load %.1f on %d CPUs)\n",
 		d.nodes, d.controlPlanes, w.Listeners.DHCP.LocalAddr(), w.Listeners.TFTP.LocalAddr(), w.Listeners.HTTP.Addr(),
 		opts.Timeouts.DHCP.Round(100*time.Millisecond), opts.Timeouts.Netboot.Round(100*time.Millisecond), opts.Timeouts.Join.Round(100*time.Millisecond), loadAvg, runtime.NumCPU())
@@ -203,11 +202,7 @@ func runDemo(ctx context.Context, g *globals, f *provisionFlags, d *demoFlags) e
 			return "interrupted; the simulated rack ran in this process and its temporary directory is removed: run demo again"
 		},
 		after: func(res *assemble.Result) {
-			fg := demoFiguresOf(res.Report, w.Rack, time.Since(start), cpu0)
-			fg.write(g.stderr)
-			if d.figures != nil {
-				*d.figures = fg
-			}
+			demoFiguresOf(res.Report, w.Rack.Stats(), time.Since(start), cpu0).write(g.stderr)
 		},
 	})
 }
@@ -229,9 +224,9 @@ type demoFigures struct {
 }
 
 // demoFiguresOf measures the run; cpu0 is the process CPU at its start.
-func demoFiguresOf(rep *provision.Report, rack *simrack.Rack, wall, cpu0 time.Duration) demoFigures {
+func demoFiguresOf(rep *provision.Report, stats []simrack.MachineStats, wall, cpu0 time.Duration) demoFigures {
 	fg := demoFigures{Nodes: len(rep.Nodes), Ready: rep.Ready, Wall: wall}
-	for _, s := range rack.Stats() {
+	for _, s := range stats {
 		fg.Slowest = max(fg.Slowest, s.Boot)
 		fg.SlowestTook = max(fg.SlowestTook, s.Took)
 	}
