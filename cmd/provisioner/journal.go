@@ -29,7 +29,7 @@ func newJournalCmd(g *globals) *cobra.Command {
 			"damaged line are listed: a lost line may have said they booted, so check them before up.",
 		Example: "  provisioner demo --nodes 4 --state-dir /tmp/slipway-demo-state -o plain >/dev/null\n" +
 			"  provisioner journal repair --state-dir /tmp/slipway-demo-state",
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rep, err := provision.RepairJournal(g.stateDir)
 			if err != nil {

@@ -30,7 +30,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Example: "  provisioner demo --nodes 4 --state-dir /tmp/slipway-demo-state -o plain >/dev/null\n" +
 			"  provisioner status --state-dir /tmp/slipway-demo-state\n" +
 			"  provisioner status --state-dir /var/lib/slipway -f inventory/rack-gpu.yaml -o json",
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return usageError("--output %q: want table or json", output)
