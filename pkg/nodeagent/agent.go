@@ -45,6 +45,14 @@ const configDebounce = 200 * time.Millisecond
 // httpStopTimeout bounds the shutdown of the metrics and health server.
 const httpStopTimeout = 5 * time.Second
 
+// Retries of a failing first discovery.
+const (
+	// DefaultDiscoveryRetry is the first wait before a failed first
+	// discovery is tried again; it doubles up to maxDiscoveryRetry.
+	DefaultDiscoveryRetry = time.Second
+	maxDiscoveryRetry     = time.Minute
+)
+
 // Config configures an Agent.
 type Config struct {
 	// Discovery says where and how devices are found: Root, NVML mode and
@@ -57,6 +65,10 @@ type Config struct {
 	// RescanInterval is how often devices are rediscovered (hot-plug).
 	// Zero means never; Reload and config changes still rediscover.
 	RescanInterval time.Duration
+	// DiscoveryRetry is the first wait before a failed first discovery is
+	// tried again (doubling up to a minute); the agent and its front ends
+	// keep running meanwhile. Zero means DefaultDiscoveryRetry.
+	DiscoveryRetry time.Duration
 	// DevicePlugin, when set, adds the kubelet device plugin front end,
 	// built from it with the agent's registry and logger.
 	DevicePlugin *deviceplugin.Config
@@ -93,6 +105,7 @@ type Agent struct {
 
 	mu       sync.Mutex
 	state    devices.State
+	discErr  error  // why the first discovery has not succeeded yet
 	applyErr string // the last Apply error logged, so a lasting one is logged once
 	migErr   string // the last MIG strategy problem logged, likewise
 }
@@ -101,6 +114,9 @@ type Agent struct {
 func New(cfg Config) (*Agent, error) {
 	if cfg.RescanInterval < 0 {
 		return nil, fmt.Errorf("new node agent: rescan interval %s: want 0 or more", cfg.RescanInterval)
+	}
+	if cfg.DiscoveryRetry <= 0 {
+		cfg.DiscoveryRetry = DefaultDiscoveryRetry
 	}
 	if _, err := devices.ParseNVMLMode(string(cfg.Discovery.NVML)); err != nil {
 		return nil, fmt.Errorf("new node agent: %w", err)
@@ -190,7 +206,16 @@ func (a *Agent) State() devices.State {
 // Ready returns nil when the first discovery is done and every front end
 // is ready, and otherwise says what is not.
 func (a *Agent) Ready() error {
-	if !a.running.Load() || !a.discovered.Load() {
+	if !a.running.Load() {
+		return errors.New("node agent not running")
+	}
+	if !a.discovered.Load() {
+		a.mu.Lock()
+		err := a.discErr
+		a.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("node agent not ready: devices not discovered yet: %w", err)
+		}
 		return errors.New("node agent not ready: devices not discovered yet")
 	}
 	var errs []error
@@ -219,10 +244,14 @@ func (a *Agent) Handler() http.Handler {
 	return mux
 }
 
-// Run discovers the devices, hands them to the front ends and serves until
-// ctx is done, following health, hot-plug and config changes. It returns
-// nil on a clean stop, and an error when the first discovery fails, a front
-// end fails or the config file cannot be watched.
+// Run serves until ctx is done: it starts the front ends and the metrics
+// and health server, discovers the devices and hands them to the front
+// ends, and then follows health, hot-plug and config changes. A first
+// discovery that fails is retried with backoff while everything else runs
+// (the front ends without devices, /healthz 503 saying why): a node agent
+// that exited would leave, for instance, DRA claims that can no longer be
+// unprepared. It returns nil on a clean stop, and an error when a front end
+// fails or the config file cannot be watched.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
 		return errors.New("run node agent: already running")
@@ -233,13 +262,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		// server owns it.
 		defer a.cfg.Metrics.Close()
 	}
-	rc := a.State().Config
-	devs, err := a.discover(ctx)
-	if err != nil {
-		return err
-	}
-	a.publish(rc, devs)
-	a.discovered.Store(true)
 	eg, ctx := errgroup.WithContext(ctx)
 	for _, f := range a.fronts {
 		eg.Go(func() error { return f.Run(ctx) })
@@ -248,8 +270,58 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("serving metrics and health", "addr", a.cfg.Metrics.Addr().String())
 		eg.Go(func() error { return a.serveHTTP(ctx, a.cfg.Metrics) })
 	}
-	eg.Go(func() error { return a.loop(ctx, rc, devs) })
+	eg.Go(func() error {
+		rc := a.State().Config
+		devs, ok := a.firstDiscovery(ctx, &rc)
+		if !ok {
+			return nil
+		}
+		a.publish(rc, devs)
+		a.discovered.Store(true)
+		return a.loop(ctx, rc, devs)
+	})
 	return eg.Wait()
+}
+
+// firstDiscovery discovers the devices, retrying with backoff until it
+// succeeds; false when ctx ends first. Reload meanwhile reloads the config
+// into rc and retries at once.
+func (a *Agent) firstDiscovery(ctx context.Context, rc *devices.ResourceConfig) ([]devices.Device, bool) {
+	backoff := a.cfg.DiscoveryRetry
+	for attempt := 1; ; attempt++ {
+		devs, err := a.discover(ctx)
+		if err == nil {
+			if attempt > 1 {
+				a.log.Info("devices discovered", "attempts", attempt)
+			}
+			a.mu.Lock()
+			a.discErr = nil
+			a.mu.Unlock()
+			return devs, true
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		a.mu.Lock()
+		a.discErr = err
+		a.mu.Unlock()
+		a.log.Error("device discovery failed: nothing is advertised until it succeeds", "attempt", attempt, "retry_in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false
+		case <-t.C:
+		case <-a.reload:
+			t.Stop()
+			if c, err := loadConfig(a.cfg.ConfigFile); err != nil {
+				a.log.Error("config not reloaded, keeping the running one", "path", a.cfg.ConfigFile, "err", err)
+			} else {
+				*rc = c
+			}
+		}
+		backoff = min(2*backoff, maxDiscoveryRetry)
+	}
 }
 
 // discover runs one discovery pass; a record the previous pass logged too

@@ -28,10 +28,14 @@
 //
 // Apply receives a devices.State: every discovered device with Healthy and
 // HealthReason taken from the ledger, and the resource config in force. The
-// agent calls it once before Run and then after every change (a health
-// event, a rescan that found something different, a config change), from
-// one goroutine and in order, so a front end needs no locking against
-// other Apply calls; it must not block for long (hand slow work to Run).
+// agent calls it after the first discovery succeeds and then after every
+// change (a health event, a rescan that found something different, a
+// config change), from one goroutine and in order, so a front end needs no
+// locking against other Apply calls; it must not block for long (hand slow
+// work to Run). Run starts before the first Apply: a front end runs
+// without devices until then, for as long as a failing first discovery is
+// retried, and must not advertise an empty set as if it were the node's
+// (the DRA driver publishes no slice, the device plugin has no resource).
 // Apply gets the whole state each time, never a delta: a front end that
 // missed nothing needs no memory of earlier calls. Front ends import only
 // pkg/devices, never this package, so this package can assemble them.

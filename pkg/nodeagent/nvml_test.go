@@ -1,10 +1,16 @@
 package nodeagent
 
 import (
+	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,4 +217,91 @@ func BenchmarkXIDToUpdate(b *testing.B) {
 	b.ReportMetric(float64(p99.Nanoseconds())/1e3, "p99-µs")
 	b.Logf("NVML XID to ListAndWatch update through the monitor, the ledger and the plugin: p50 %v p99 %v over %d | p99/target(100ms) %.4f",
 		p50, p99, len(lat), p99.Seconds()/0.1)
+}
+
+// recorder is a front end that records what the agent does with it.
+type recorder struct {
+	mu      sync.Mutex
+	running bool
+	applied []devices.State
+}
+
+func (r *recorder) Apply(st devices.State) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applied = append(r.applied, st)
+	return nil
+}
+
+func (r *recorder) Run(ctx context.Context) error {
+	r.mu.Lock()
+	r.running = true
+	r.mu.Unlock()
+	<-ctx.Done()
+	return nil
+}
+
+func (r *recorder) Ready() error { return nil }
+
+func (r *recorder) snapshot() (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running, len(r.applied)
+}
+
+// TestFirstDiscoveryRetried: when the first discovery fails (NVML required
+// and broken), the agent does not exit: its front ends run without devices
+// (a DRA driver must still answer unprepare from its checkpoint), nothing
+// is applied, /healthz is 503 with the reason, and discovery is retried
+// until it succeeds; then the devices are served.
+func TestFirstDiscoveryRetried(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join("..", "devices", "testdata", "dgx-h100")
+	sysfsOnly, err := devices.Discover(context.Background(), devices.Config{Root: root, NVML: devices.NVMLOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib := &dyingNVML{}
+	for _, d := range sysfsOnly {
+		if d.Kind == devices.KindGPU {
+			minor, _ := strconv.Atoi(d.Attributes["minor"])
+			lib.gpus = append(lib.gpus, devices.NVMLGPU{UUID: d.ID, Name: d.Model, PCIAddress: d.PCIAddress, Minor: minor})
+		}
+	}
+	lib.broken.Store(true)
+	rec := &recorder{}
+	h := startAgent(t, Config{
+		Discovery:      devices.Config{Root: root, NVML: devices.NVMLOn, NVMLLib: lib},
+		DiscoveryRetry: 10 * time.Millisecond,
+		Frontends:      []Frontend{rec},
+	})
+	ctx := waitCtx(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.log.lines("device discovery failed")) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 3 failed discoveries logged in 10s:\n%s", h.log.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if running, applied := rec.snapshot(); !running || applied != 0 {
+		t.Errorf("while discovery fails: front end running %v, %d states applied; want running, none applied", running, applied)
+	}
+	srv := httptest.NewServer(h.a.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "not discovered") || !strings.Contains(string(body), "driver not loaded") {
+		t.Errorf("GET /healthz while discovery fails = %d %q, want 503 with the reason", resp.StatusCode, body)
+	}
+	lib.broken.Store(false)
+	if _, devs, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil || len(devs) != 8 {
+		t.Fatalf("after NVML came back: %d GPUs, %v; want 8", len(devs), err)
+	}
+	if _, applied := rec.snapshot(); applied == 0 {
+		t.Error("no state applied to the front end after discovery succeeded")
+	}
 }
