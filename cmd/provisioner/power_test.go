@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -430,7 +431,7 @@ nodes:
 // whose BMC holds Legacy when UEFI was asked.
 func TestBootdevProfilesJSON(t *testing.T) {
 	inv, bmcs := profileLab(t, "generic", "ilo5", "idrac8", "megarac")
-	code, out, errOut := runCLI(t, "bootdev", "pxe", "--all", "-o", "json", "-f", inv, "--verify-timeout", "2s")
+	code, out, errOut := runCLI(t, "bootdev", "pxe", "--all", "-o", "json", "-f", inv, "--verify-timeout", "5s")
 	if code != exitFailure {
 		t.Errorf("bootdev pxe --all = %d, want 1 (idrac8 holds legacy); stderr:\n%s", code, errOut)
 	}
@@ -480,7 +481,7 @@ func TestBootdevProfilesJSON(t *testing.T) {
 // off it fails with one message and sends nothing.
 func TestPowerResetTruth(t *testing.T) {
 	inv, bmcs := profileLab(t, "generic", "lazy", "minimal")
-	code, out, _ := runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "1s")
+	code, out, _ := runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "3s")
 	t.Logf("power reset on nodes that are off:\n%s", out)
 	if code != exitFailure || strings.Count(out, "error: power reset: the node is powered off: reset restarts a running node; use power on (or power cycle, which turns an off node on)") != 3 {
 		t.Errorf("power reset --all on nodes that are off = %d:\n%s", code, out)
@@ -491,12 +492,12 @@ func TestPowerResetTruth(t *testing.T) {
 		}
 		b.SetPowerState(true)
 	}
-	code, out, _ = runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "1s")
+	code, out, _ = runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "3s")
 	t.Logf("power reset on running nodes:\n%s", out)
 	for _, want := range []string{
 		"generic  127.0.0.1:", " ok\n",
 		"sent, not verifiable: the bmc reports no LastResetTime or BootProgress",
-		"error: power reset: bmc accepted ForceRestart but shows no restart after 1s",
+		"error: power reset: bmc accepted ForceRestart but shows no restart after 3s",
 		"3 node(s) in ", ": 1 ok, 1 sent but not verifiable, 1 failed\n",
 	} {
 		if !strings.Contains(out, want) {
@@ -539,5 +540,72 @@ func TestBootdevCD(t *testing.T) {
 		if code != exitUsage || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%s = %d, stderr %q; want %d and %q", strings.Join(tc.args, " "), code, errOut, exitUsage, tc.want)
 		}
+	}
+}
+
+// TestPowerSIGINT sends a real SIGINT (Ctrl-C) to the provisioner process
+// in the middle of "bootdev pxe --all" on BMCs that apply the override
+// late and answer slowly: the process exits 1 saying it was interrupted,
+// and every Redfish session it opened is closed, on every vendor profile.
+func TestPowerSIGINT(t *testing.T) {
+	if args := os.Getenv("SLIPWAY_TEST_PROVISIONER_ARGS"); args != "" {
+		// The child: be the provisioner.
+		os.Args = append([]string{"provisioner"}, strings.Split(args, "\x1f")...)
+		main()
+		return
+	}
+	names := []string{}
+	for _, p := range redfishsim.Profiles() {
+		names = append(names, p.Name)
+	}
+	for _, phase := range []string{"logging in", "reading back"} {
+		t.Run(phase, func(t *testing.T) {
+			inv, bmcs := profileLab(t, names...)
+			for _, b := range bmcs {
+				b.SetFaults(redfishsim.Faults{Latency: 150 * time.Millisecond})
+			}
+			// ready says when to interrupt: once some BMCs hold a session,
+			// or once iLO 5 accepted its override and is being polled.
+			ready := func() bool {
+				open := 0
+				for _, b := range bmcs {
+					open += b.Sessions()
+				}
+				return open >= 3
+			}
+			if phase == "reading back" {
+				ready = func() bool { return bmcs["ilo5"].Stats().BootPatches > 0 }
+			}
+			args := []string{"bootdev", "pxe", "--all", "-f", inv, "--verify-timeout", "30s"}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestPowerSIGINT$")
+			cmd.Env = append(os.Environ(), "SLIPWAY_TEST_PROVISIONER_ARGS="+strings.Join(args, "\x1f"))
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !ready() && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			t.Logf("provisioner output after SIGINT while %s:\n%s%s", phase, out.String(), errb.String())
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+				t.Errorf("provisioner after SIGINT: %v, want exit status %d", err, exitFailure)
+			}
+			if !strings.Contains(errb.String(), "interrupted:") {
+				t.Errorf("stderr after SIGINT = %q, want it to say interrupted", errb.String())
+			}
+			for name, b := range bmcs {
+				st := b.Stats()
+				if b.Sessions() != 0 || st.Logins != st.Logouts {
+					t.Errorf("%s after SIGINT: %d sessions open, %d logins, %d logouts; want every session closed", name, b.Sessions(), st.Logins, st.Logouts)
+				}
+			}
+		})
 	}
 }

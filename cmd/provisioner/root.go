@@ -138,6 +138,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newServeCmd(g),
 		newPowerCmd(g),
 		newBootdevCmd(g),
+		newISOCmd(g),
 		newUpCmd(g),
 		newPlanCmd(g),
 		newStatusCmd(g),

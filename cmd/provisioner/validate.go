@@ -84,7 +84,20 @@ func summary(inv *inventory.Inventory) string {
 	if disabled > 0 {
 		s += fmt.Sprintf(" (%d disabled)", disabled)
 	}
-	return s + "; by rack: " + strings.Join(parts, ", ")
+	s += "; by rack: " + strings.Join(parts, ", ")
+	if len(inv.Networks) > 0 {
+		// Routed sites: say which network each node boots on.
+		count := map[string]int{}
+		for _, n := range inv.Enabled() {
+			count[n.Network]++
+		}
+		nets := []string{fmt.Sprintf("%s %d", inv.Network.Name, count[inv.Network.Name])}
+		for _, p := range inv.Networks {
+			nets = append(nets, fmt.Sprintf("%s %d", p.Name, count[p.Name]))
+		}
+		s += "; by network: " + strings.Join(nets, ", ")
+	}
+	return s
 }
 
 func newInventoryCmd(g *globals) *cobra.Command {
@@ -102,7 +115,7 @@ func newInventoryCmd(g *globals) *cobra.Command {
 			"(JSON too): validate -f accepts it and resolves it to the same nodes.",
 		Example: "  provisioner inventory show -f inventory/examples/rack/\n" +
 			"  provisioner inventory show -f inventory/examples/rack/ > /tmp/resolved.yaml && provisioner validate -f /tmp/resolved.yaml",
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "yaml" && output != "json" {
 				return usageError("-o %q: want yaml or json", output)

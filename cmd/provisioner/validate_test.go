@@ -37,6 +37,18 @@ func TestValidateExitCodes(t *testing.T) {
 			wantStdout: "inventory ok: cluster hpc-a (Kubernetes v1.37.2), 21 nodes: 3 control-plane, 18 worker; by rack: r01 3, r02 16, r03 2\n",
 		},
 		{
+			name:       "routed example names its networks",
+			args:       []string{"validate", "-f", "../../inventory/examples/routed/"},
+			wantCode:   exitOK,
+			wantStdout: "inventory ok: cluster hpc-c (Kubernetes v1.37.2), 35 nodes: 3 control-plane, 32 worker; by rack: r10 3, r11 16, r12 16; by network: mgmt 3, rack-r11 16, rack-r12 16\n",
+		},
+		{
+			name:       "kueue example is valid",
+			args:       []string{"validate", "-f", "../../inventory/examples/kueue/"},
+			wantCode:   exitOK,
+			wantStdout: "inventory ok: cluster hpc-b (Kubernetes v1.37.2), 27 nodes: 3 control-plane, 24 worker; by rack: r00 3, r01 8, r02 8, r03 8\n",
+		},
+		{
 			name:       "a directory of two inventories is one problem",
 			args:       []string{"validate", "-f", "../../inventory/"},
 			wantCode:   exitFailure,
@@ -124,7 +136,7 @@ func TestInventoryShowKeepsReferences(t *testing.T) {
 // the same nodes.
 func TestInventoryShowValidates(t *testing.T) {
 	for _, format := range []string{"yaml", "json"} {
-		for _, src := range []string{"../../inventory/rack-gpu.yaml", "../../inventory/examples/rack/"} {
+		for _, src := range []string{"../../inventory/rack-gpu.yaml", "../../inventory/examples/rack/", "../../inventory/examples/routed/"} {
 			var show, stderr bytes.Buffer
 			if code := run(context.Background(), []string{"inventory", "show", "-o", format, "-f", src}, &show, &stderr); code != exitOK {
 				t.Fatalf("inventory show -o %s -f %s = %d; stderr:\n%s", format, src, code, stderr.String())

@@ -227,6 +227,10 @@ type PowerResult struct {
 	// Evidence says what showed it, such as "read back on" or
 	// "LastResetTime moved", or, when not Verified, what is missing.
 	Evidence string
+	// Already is true when the node was in the state on, off or soft-off
+	// asks for, so nothing was sent: a power on of a node that is on did
+	// not boot it.
+	Already bool
 }
 
 // SetPower performs a and returns once its effect is observed: the state a
@@ -284,7 +288,7 @@ func (c *Client) power(ctx context.Context, a PowerAction) (PowerResult, error) 
 	switch a {
 	case ActionOn, ActionOff, ActionSoftOff:
 		if before.Power == a.target() {
-			return PowerResult{State: before.Power, Verified: true, Evidence: "already " + string(before.Power)}, nil
+			return PowerResult{State: before.Power, Verified: true, Evidence: "already " + string(before.Power), Already: true}, nil
 		}
 		if err := c.send(ctx, a); err != nil {
 			return PowerResult{State: before.Power}, err
@@ -710,10 +714,14 @@ func (c *Client) call(ctx context.Context, timeout time.Duration, what string, f
 	if err == nil {
 		return nil
 	}
+	// The deadline is compared with the clock, not only cctx.Err(): on a
+	// loaded machine an inner timer of the same length (the login's) can
+	// fire before cctx's own.
+	dl, _ := cctx.Deadline()
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: %w", what, cancelled(ctx.Err()))
-	case cctx.Err() != nil:
+	case cctx.Err() != nil || !time.Now().Before(dl):
 		return fmt.Errorf("%s: %w", what, &TimeoutError{After: timeout})
 	}
 	return fmt.Errorf("%s: %w", what, describe(err))

@@ -42,13 +42,14 @@ func profileBMCModel(t *testing.T, sim *redfishsim.Sim, profile, model string, p
 	return startBMC(t, sim, profile, cfg)
 }
 
-// profileConfig polls quickly and gives up after a second: long enough for
-// every profile's delays, short enough for the lying ones.
+// profileConfig polls quickly and gives up after 3 s: ten times the
+// profiles' shortened delays, so a loaded machine still sees them, and
+// short enough for the lying ones.
 func profileConfig() bmc.Config {
 	return bmc.Config{
-		ConnectTimeout: 2 * time.Second,
-		OpTimeout:      2 * time.Second,
-		VerifyTimeout:  time.Second,
+		ConnectTimeout: 5 * time.Second,
+		OpTimeout:      5 * time.Second,
+		VerifyTimeout:  3 * time.Second,
 		Backoff:        []time.Duration{50 * time.Millisecond, 100 * time.Millisecond},
 	}
 }
@@ -184,9 +185,9 @@ func TestProfilePower(t *testing.T) {
 		{profile: "idrac8", action: bmc.ActionCycle, on: true, wantStatus: "ok", wantSent: []string{"ForceOff", "On"}, wantBoots: 1},
 		{profile: "megarac", action: bmc.ActionReset, on: true, wantStatus: "ok", wantSent: []string{"ForceRestart"}, wantBoots: 1},
 		{profile: "lazy", action: bmc.ActionReset, on: true, wantStatus: "failed", wantSent: []string{"ForceRestart"},
-			wantErr: "bmc accepted ForceRestart but shows no restart after 1s (LastResetTime still "},
+			wantErr: "bmc accepted ForceRestart but shows no restart after 3s (LastResetTime still "},
 		{profile: "lazy", action: bmc.ActionCycle, on: true, wantStatus: "failed", wantSent: []string{"PowerCycle"},
-			wantErr: "bmc accepted PowerCycle but shows no restart after 1s"},
+			wantErr: "bmc accepted PowerCycle but shows no restart after 3s"},
 		{profile: "minimal", action: bmc.ActionReset, on: true, wantStatus: "unverified", wantSent: []string{"ForceRestart"}, wantBoots: 1},
 		{profile: "minimal", action: bmc.ActionCycle, on: true, wantStatus: "ok", wantSent: []string{"ForceOff", "On"}, wantBoots: 1},
 	}

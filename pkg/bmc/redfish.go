@@ -90,7 +90,13 @@ func (r *redfishBackend) open(ctx context.Context, pw inventory.Secret) error {
 		}}
 		r.hc = &http.Client{Transport: r.tr}
 	}
-	defer r.tr.bind(ctx)()
+	// The login must not be cut off half-way: a BMC that has created the
+	// session but whose answer is dropped keeps it, and BMCs allow few. So
+	// it runs to its end under the connect timeout alone, even after
+	// Ctrl-C; the session it opened is then logged out by Close.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ConnectTimeout)
+	defer cancel()
+	unbind := r.tr.bind(lctx)
 	// gofish makes every request with the context it connected with; the
 	// bound transport gives each request the context of the call instead.
 	api, err := gofish.ConnectContext(context.WithoutCancel(ctx), gofish.ClientConfig{
@@ -100,13 +106,18 @@ func (r *redfishBackend) open(ctx context.Context, pw inventory.Secret) error {
 		HTTPClient:       r.hc,
 		ReuseConnections: true,
 	})
+	unbind()
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if lctx.Err() != nil {
+			return lctx.Err()
 		}
 		return fmt.Errorf("log in: %w", describe(err))
 	}
 	r.api = api
+	if err := ctx.Err(); err != nil {
+		return err // Close logs the new session out
+	}
+	defer r.tr.bind(ctx)()
 	if r.sys != nil {
 		// Logged in again: the system is already known; its typed objects
 		// must use the new session.

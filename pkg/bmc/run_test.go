@@ -73,8 +73,10 @@ func TestRunHangingBMC(t *testing.T) {
 		nodes = append(nodes, n)
 		bmcs = append(bmcs, b)
 	}
+	// The budget only has to let the healthy BMCs in on a loaded machine;
+	// the hanging one never answers, whatever it is.
 	cfg := fastConfig()
-	cfg.ConnectTimeout = 300 * time.Millisecond
+	cfg.ConnectTimeout = 3 * time.Second
 	res := bmc.Run(context.Background(), nodes, bmc.RunConfig{Parallel: 2, Client: cfg},
 		bmc.PowerStep(bmc.ActionOff), bmc.BootStep(bmc.BootPXE, bmc.BootOptions{}), bmc.PowerStep(bmc.ActionOn))
 	for i, r := range res {
@@ -82,7 +84,7 @@ func TestRunHangingBMC(t *testing.T) {
 			t.Errorf("result %d is for %s, want %s (results must keep node order)", i, r.Node, nodes[i].Name)
 		}
 		if i == 1 {
-			if r.Err == nil || !strings.Contains(r.Err.Error(), "no answer within 300ms") {
+			if r.Err == nil || !strings.Contains(r.Err.Error(), "no answer within 3s") {
 				t.Errorf("hanging node error = %v, want a connect timeout", r.Err)
 			}
 			continue

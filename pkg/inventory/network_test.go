@@ -62,3 +62,24 @@ func TestNetworkOf(t *testing.T) {
 		}
 	}
 }
+
+func TestBootURL(t *testing.T) {
+	p := ProvisioningNetwork{Name: "r3", ProvisionerAddress: netip.MustParseAddr("10.99.0.1")}
+	for base, want := range map[string]string{
+		"http://10.77.0.1:8080":       "http://10.99.0.1:8080",
+		"http://10.77.0.1:8080/x?y=1": "http://10.99.0.1:8080/x?y=1",
+		"http://boot.example":         "http://10.99.0.1",
+		"::not a url":                 "::not a url",
+	} {
+		if got := p.BootURL(base); got != want {
+			t.Errorf("BootURL(%q) = %q, want %q", base, got, want)
+		}
+	}
+	inv := &Inventory{Networks: []ProvisioningNetwork{p}}
+	if got := inv.NodeBootURL(Node{Network: "local"}, "http://10.77.0.1:8080"); got != "http://10.77.0.1:8080" {
+		t.Errorf("NodeBootURL(node of the provisioner's network) = %q, want the base unchanged", got)
+	}
+	if got := inv.NodeBootURL(Node{Network: "r3"}, "http://10.77.0.1:8080"); got != "http://10.99.0.1:8080" {
+		t.Errorf("NodeBootURL(node of r3) = %q, want http://10.99.0.1:8080", got)
+	}
+}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -149,22 +147,8 @@ func (r *resolver) resolve(docs []*doc) {
 				origins = append(origins, origin{d, path})
 			}
 		}
-		for i, a := range d.raw.Addons {
-			path := fmt.Sprintf("addons[%d]", i)
-			p := a
-			if !filepath.IsAbs(p) {
-				p = filepath.Join(filepath.Dir(d.file), p)
-			}
-			if abs, err := filepath.Abs(p); err == nil {
-				p = abs
-			}
-			if fi, err := os.Stat(p); err != nil || fi.IsDir() {
-				r.errorf(d, path, "add-on manifest %s is not a readable file: paths are relative to this inventory file", a)
-				continue
-			}
-			r.inv.Addons = append(r.inv.Addons, p)
-		}
 	}
+	r.addons(docs)
 	if clusterDoc == nil {
 		r.errorf(docs[0], "", "no cluster section in any file: describe the cluster (cluster.name, cluster.kubernetesVersion)")
 	} else {
@@ -372,6 +356,13 @@ func (r *resolver) boot(d *doc, path string, rb *rawBoot, b *Boot) {
 	}
 	if rb.KernelArgs != "" {
 		b.KernelArgs = rb.KernelArgs
+	}
+	switch m := BootMethod(rb.Method); m {
+	case "":
+	case BootMethodPXE, BootMethodVirtualMedia:
+		b.Method = m
+	default:
+		r.errorf(d, path+".method", "unknown boot method %q: want pxe or virtual-media", rb.Method)
 	}
 }
 

@@ -15,7 +15,7 @@ type rawDoc struct {
 	Networks   []rawRoutedNetwork     `yaml:"networks,omitempty" json:"networks,omitempty"`
 	Profiles   map[string]*rawProfile `yaml:"profiles,omitempty" json:"profiles,omitempty"`
 	Nodes      []rawNode              `yaml:"nodes,omitempty" json:"nodes,omitempty"`
-	Addons     []string               `yaml:"addons,omitempty" json:"addons,omitempty"`
+	Addons     []rawAddon             `yaml:"addons,omitempty" json:"addons,omitempty"`
 }
 
 type rawCluster struct {
@@ -76,6 +76,7 @@ type rawBoot struct {
 	Kernel     string `yaml:"kernel,omitempty" json:"kernel,omitempty"`
 	Initrd     string `yaml:"initrd,omitempty" json:"initrd,omitempty"`
 	KernelArgs string `yaml:"kernelArgs,omitempty" json:"kernelArgs,omitempty"`
+	Method     string `yaml:"method,omitempty" json:"method,omitempty"`
 }
 
 type rawTaint struct {

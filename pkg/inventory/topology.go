@@ -194,7 +194,7 @@ func mergeTopology(profile, node []TopologyLevel) []TopologyLevel {
 // topologyOrder warns once when two nodes list the same two levels in
 // opposite orders: a scheduler's Topology has one order, broadest first.
 type topologyOrder struct {
-	first map[[2]string]string // {a, b} -> the first node that has a before b
+	first  map[[2]string]string // {a, b} -> the first node that has a before b
 	warned map[[2]string]bool
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"time"
 )
 
@@ -29,9 +30,9 @@ type Inventory struct {
 	Profiles map[string]Profile `json:"profiles,omitempty"`
 	// Nodes are all nodes, disabled ones included, in file then entry order.
 	Nodes []Node `json:"nodes"`
-	// Addons are manifest files (absolute paths) applied in order once the
-	// first control-plane node's API answers.
-	Addons []string `json:"addons,omitempty"`
+	// Addons are manifest files and Helm charts (see Addon) applied in
+	// order once the first control-plane node's API answers.
+	Addons []Addon `json:"addons,omitempty"`
 	// Sources are the files the inventory was loaded from, in load order.
 	Sources []string `json:"sources"`
 	// Warnings are problems that do not stop the inventory from being used,
@@ -163,7 +164,20 @@ type Boot struct {
 	Initrd string `json:"initrd"`
 	// KernelArgs are extra kernel command-line arguments.
 	KernelArgs string `json:"kernelArgs,omitempty"`
+	// Method is how the node reaches its boot script: pxe (default, the
+	// network's DHCP) or virtual-media (an iPXE CD the BMC inserts, for
+	// segments without PXE; Redfish BMCs, bios firmware).
+	Method BootMethod `json:"method,omitempty"`
 }
+
+// BootMethod is how a node reaches its boot script.
+type BootMethod string
+
+// Boot methods; the empty BootMethod means pxe.
+const (
+	BootMethodPXE          BootMethod = "pxe"
+	BootMethodVirtualMedia BootMethod = "virtual-media"
+)
 
 // Taint is a Kubernetes node taint.
 type Taint struct {
@@ -349,4 +363,35 @@ func (n Network) MarshalJSON() ([]byte, error) {
 		plain
 		LeaseTime string `json:"leaseTime"`
 	}{plain(n), n.LeaseTime.String()})
+}
+
+// BootURL returns base, the boot server's URL on the provisioner's own
+// network (such as http://10.40.0.2:8080), as this network's nodes reach
+// it: the host replaced by ProvisionerAddress, scheme, port and path kept.
+// base comes back unchanged when it does not parse or p has no address.
+func (p ProvisioningNetwork) BootURL(base string) string {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" || !p.ProvisionerAddress.IsValid() {
+		return base
+	}
+	if port := u.Port(); port != "" {
+		u.Host = net.JoinHostPort(p.ProvisionerAddress.String(), port)
+	} else if p.ProvisionerAddress.Is6() {
+		u.Host = "[" + p.ProvisionerAddress.String() + "]"
+	} else {
+		u.Host = p.ProvisionerAddress.String()
+	}
+	return u.String()
+}
+
+// NodeBootURL returns base (the boot server's URL on the provisioner's own
+// network) as node n reaches it: unchanged for a node of the provisioner's
+// own network, on its network's provisioner address for a routed one.
+func (inv *Inventory) NodeBootURL(n Node, base string) string {
+	for _, p := range inv.Networks {
+		if p.Name == n.Network {
+			return p.BootURL(base)
+		}
+	}
+	return base
 }

@@ -80,7 +80,7 @@ func (k kubeadmIssuer) Revoke(ctx context.Context, n inventory.Node) error { ret
 // the run.
 type addonStep struct {
 	applier *addons.Applier
-	files   []string
+	files   []inventory.Addon
 }
 
 func (a *addonStep) run(ctx context.Context) *AddonsResult {

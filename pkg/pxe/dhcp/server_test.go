@@ -49,7 +49,7 @@ func testConfig(mode inventory.DHCPMode) Config {
 		DomainName:  "lab.example",
 		LeaseTime:   time.Hour,
 		ScriptURL:   func(n inventory.Node) string { return "http://10.77.0.1:8080/boot/" + n.Name + ".ipxe" },
-		FirmwareURL: func(f string) string { return "http://10.77.0.1:8080/ipxe/" + f },
+		FirmwareURL: func(_ inventory.Node, f string) string { return "http://10.77.0.1:8080/ipxe/" + f },
 	}
 }
 
@@ -125,7 +125,8 @@ func TestHandleGolden(t *testing.T) {
 		{name: "auth-linux-request", req: request(t, macBIOS, "10.77.0.10")},
 		{name: "auth-wrong-ip-nak", req: request(t, macBIOS, "10.77.0.99", bios...)},
 		{name: "auth-other-server", req: request(t, macBIOS, "10.77.0.10", dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.77.0.254"))))},
-		{name: "auth-relay-discover", req: discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.5.1")))...)},
+		{name: "auth-relay-discover", req: discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.0.254")))...)},
+		{name: "auth-relay-unlisted", req: discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.5.1")))...)},
 		{name: "auth-renew-unicast", req: request(t, macBIOS, "", dhcpv4.WithClientIP(net.ParseIP("10.77.0.10")), dhcpv4.WithBroadcast(false)), peer: netip.MustParseAddrPort("10.77.0.10:68")},
 		{name: "auth-unknown-mac", req: discover(t, macUnknown, bios...)},
 		{name: "auth-disabled-node", req: discover(t, macOff, bios...)},
@@ -177,7 +178,8 @@ func TestHandleDecisions(t *testing.T) {
 		{"uefi gets snponly", "", discover(t, macUEFI, uefi...), &result{Type: "OFFER", To: bcast, YourIP: "10.77.0.11", File: "snponly.efi"}},
 		{"ipxe gets its script", "", request(t, macBIOS, "10.77.0.10", append(bios, withIPXE())...), &result{Type: "ACK", To: bcast, YourIP: "10.77.0.10", File: "http://10.77.0.1:8080/boot/node-bios.ipxe", NoPXE: true}},
 		{"http boot gets an url", "", discover(t, macUEFI, withVendor("HTTPClient:Arch:00016:UNDI:003001"), withArch(iana.EFI_X86_64_HTTP)), &result{Type: "OFFER", To: bcast, YourIP: "10.77.0.11", File: "http://10.77.0.1:8080/ipxe/snponly.efi"}},
-		{"relay gets unicast", "", discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.5.1")))...), &result{Type: "OFFER", To: "10.77.5.1:67", YourIP: "10.77.0.11", File: "snponly.efi"}},
+		{"relay on own subnet gets unicast", "", discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.0.254")))...), &result{Type: "OFFER", To: "10.77.0.254:67", YourIP: "10.77.0.11", File: "snponly.efi"}},
+		{"unlisted relay gets nothing", "", discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.5.1")))...), nil},
 		{"wrong address is refused", "", request(t, macBIOS, "10.77.0.99", bios...), &result{Type: "NAK", To: bcast, YourIP: "0.0.0.0"}},
 		{"unknown mac gets nothing", "", discover(t, macUnknown, bios...), nil},
 		{"disabled node gets nothing", "", discover(t, macOff, bios...), nil},
@@ -371,6 +373,18 @@ func serverAndRelay(t *testing.T, cfg *Config) *net.UDPConn {
 	return conns[1]
 }
 
+// behindLoopbackRelay puts the test nodes on a routed network whose relay
+// is 127.0.0.2, as the loopback tests' relay client is.
+func behindLoopbackRelay(cfg Config) Config {
+	for i := range cfg.Nodes {
+		cfg.Nodes[i].Network = "lab"
+	}
+	cfg.Routed = []inventory.ProvisioningNetwork{{Name: "lab", Subnet: cfg.Subnet, Gateway: cfg.Router, DNSServers: cfg.DNS,
+		DomainName: cfg.DomainName, Relays: []netip.Addr{netip.MustParseAddr("127.0.0.2")}, ProvisionerAddress: cfg.ServerIP}}
+	cfg.Subnet = netip.MustParsePrefix("10.76.0.0/24")
+	return cfg
+}
+
 func startServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	s := newTestServer(t, cfg)
@@ -382,7 +396,7 @@ func TestRelayOnLoopback(t *testing.T) {
 	bus := bootevent.NewBus()
 	events, cancel := bus.Subscribe(0)
 	defer cancel()
-	cfg := testConfig(inventory.DHCPAuthoritative)
+	cfg := behindLoopbackRelay(testConfig(inventory.DHCPAuthoritative))
 	relayConn := serverAndRelay(t, &cfg)
 	cfg.Events = bus
 	startServer(t, cfg)
@@ -452,7 +466,7 @@ func TestRunRefusesMissingInterface(t *testing.T) {
 // that already has an address asks port 4011 (here a free port) and gets
 // the boot file answered to its own address and port.
 func TestProxyModeOnLoopback(t *testing.T) {
-	cfg := testConfig(inventory.DHCPProxy)
+	cfg := behindLoopbackRelay(testConfig(inventory.DHCPProxy))
 	relayConn := serverAndRelay(t, &cfg)
 	cfg.ProxyConn = servetest.ListenUDP(t, "127.0.0.1:0")
 	cfg.ProxyPort = servetest.Port(cfg.ProxyConn.LocalAddr())
