@@ -22,6 +22,7 @@ type bootFlags struct {
 	dhcpPort   uint16
 	clientPort uint16
 	tftpPort   uint16
+	mediaPort  uint16
 }
 
 func (f *bootFlags) register(fl *pflag.FlagSet) {
@@ -33,6 +34,15 @@ func (f *bootFlags) register(fl *pflag.FlagSet) {
 	fl.Uint16Var(&f.clientPort, "dhcp-client-port", 0, "DHCP client port replies go to, for labs and tests (default 68)")
 	fl.Uint16Var(&f.tftpPort, "tftp-port", 0, "TFTP port, for labs and tests (default 69)")
 }
+
+// registerMedia adds the virtual-media CD server's flag (up serves the CDs;
+// serve touches no BMC, so has no use for it).
+func (f *bootFlags) registerMedia(fl *pflag.FlagSet) {
+	fl.Uint16Var(&f.mediaPort, "media-port", assemble.DefaultMediaPort, "port of the server that hands BMCs the virtual-media CDs of nodes with boot.method: virtual-media, on network.provisioner.address (the BMCs must reach it)")
+}
+
+// media returns the virtual-media CD server's options.
+func (f *bootFlags) media() assemble.Media { return assemble.Media{Port: f.mediaPort} }
 
 // options reads the template file and returns the boot options.
 func (f *bootFlags) options(g *globals) (assemble.Boot, error) {

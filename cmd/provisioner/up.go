@@ -112,18 +112,20 @@ func newUpCmd(g *globals) *cobra.Command {
 				return invalidInventory(err)
 			}
 			opts := assemble.Options{Inventory: inv, StateDir: g.stateDir, Command: "provisioner up", Boot: b,
-				Join: assemble.JoinKubeadm, NodeConfigFormat: fmtv}
+				Media: boot.media(), Join: assemble.JoinKubeadm, NodeConfigFormat: fmtv}
 			f.apply(&opts)
 			return runProvisioner(cmd.Context(), g, f.output, opts, runSpec{
 				interrupted: func() string {
 					return "interrupted; run up again to resume from the journal in " + g.stateDir
 				},
 				retryHint: "; run up again to retry them",
+				announce:  true,
 			})
 		},
 	}
 	f.register(cmd.Flags(), upDefaults)
 	boot.register(cmd.Flags())
+	boot.registerMedia(cmd.Flags())
 	cmd.Flags().StringVar(&format, "node-config-format", "cloud-config", "node configuration format: cloud-config or script")
 	return cmd
 }
@@ -136,6 +138,8 @@ type runSpec struct {
 	after func(res *assemble.Result)
 	// retryHint follows the reasons in the failure message.
 	retryHint string
+	// announce prints where the provisioner serves before the run.
+	announce bool
 }
 
 // runProvisioner assembles and runs opts with progress on stdout, then
@@ -151,6 +155,14 @@ func runProvisioner(ctx context.Context, g *globals, output string, opts assembl
 	p, err := assemble.New(opts)
 	if err != nil {
 		return err
+	}
+	if spec.announce {
+		e := p.Endpoints()
+		line := fmt.Sprintf("%s: %d nodes; boot HTTP %s (also /metrics, /healthz)", opts.Command, len(opts.Inventory.Enabled()), e.Boot)
+		if e.Media != "" {
+			line += "; virtual-media CDs " + e.Media
+		}
+		fmt.Fprintln(g.stderr, line)
 	}
 	stop := startDrawing(draw)
 	res, runErr := p.Run(ctx)

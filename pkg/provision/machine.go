@@ -53,6 +53,9 @@ type nodeState struct {
 	// blockedBy names the first control-plane node when this node failed
 	// only because that one did.
 	blockedBy string
+	// fromCD: the node boots its virtual-media CD, whose iPXE asks for the
+	// script (no firmware DHCP to wait for, as PXE has).
+	fromCD bool
 }
 
 // eventBit is a netboot step's bit in nodeState.netboot.
@@ -303,6 +306,9 @@ func (p policy) timeout(s *nodeState, now time.Time) op {
 	switch s.phase {
 	case PhaseWaitingDHCP, PhaseNetbooting:
 		why := "no DHCP request"
+		if s.fromCD {
+			why = "no script fetch from its virtual-media CD (static address, no DHCP)"
+		}
 		if s.phase == PhaseNetbooting {
 			why = "netboot stalled after " + s.last
 		}

@@ -73,6 +73,9 @@ func TestStep(t *testing.T) {
 			{ev(EventTFTP), 0, opNone, PhaseNetbooting, 1, 120},
 			{timeout(), 120, opPowerOff, PhasePoweringOff, 2, -1},
 		}},
+		{"a virtual-media node waits for its CD's script fetch, not DHCP", nodeState{phase: PhaseWaitingDHCP, since: t0, attempt: 2, issued: true, fromCD: true, deadline: at(60)}, []stepWant{
+			{timeout(), 60, opRevoke, PhaseFailed, 2, -1},
+		}},
 		{"netboot progress restarts the timeout, a repeated step does not", state(PhaseWaitingDHCP), []stepWant{
 			{ev(EventDHCP), 0, opNone, PhaseNetbooting, 1, 120},
 			{ev(EventTFTP), 100, opNone, PhaseNetbooting, 1, 220},
@@ -180,6 +183,11 @@ func TestStepFailureReasons(t *testing.T) {
 	p.step(&s, timeout(), at(60))
 	if s.phase != PhaseFailed || !strings.Contains(s.reason, "no DHCP request within 1m0s (gave up after 2 power cycles)") {
 		t.Errorf("dhcp timeout on last attempt: phase %s reason %q, want failed with the DHCP reason", s.phase, s.reason)
+	}
+	s = nodeState{phase: PhaseWaitingDHCP, since: t0, attempt: 2, deadline: at(60), fromCD: true}
+	p.step(&s, timeout(), at(60))
+	if !strings.Contains(s.reason, "no script fetch from its virtual-media CD (static address, no DHCP) within 1m0s") {
+		t.Errorf("virtual-media timeout: reason %q, want it to name the CD's script fetch", s.reason)
 	}
 	s = state(PhasePoweringOff)
 	for range 3 {

@@ -312,6 +312,7 @@ func (r *runner) init(prev *JournalState) {
 				s.st.last = fmt.Sprintf("restarting (journal: %s)", rec.Phase)
 			}
 		}
+		s.st.fromCD = n.Boot.Method == inventory.BootMethodVirtualMedia
 		r.slots = append(r.slots, s)
 	}
 	for _, s := range r.slots {

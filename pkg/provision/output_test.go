@@ -2,6 +2,7 @@ package provision
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -203,4 +204,31 @@ func metricValue(t *testing.T, reg *prometheus.Registry, family, label string) f
 	}
 	t.Fatalf("no series %s{%s}", family, label)
 	return 0
+}
+
+// TestFirstControlPlaneFailureSaidOnce checks that nodes stopped because
+// the first control plane failed are reported once, by cause: one progress
+// line and one summary line, not one per node.
+func TestFirstControlPlaneFailureSaidOnce(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	var lines bytes.Buffer
+	p := NewLinePrinter(&lines)
+	p.Update(Update{Time: at, Node: "cp-1", Phase: PhaseFailed, Attempt: 3, Reason: "no DHCP request within 5m (gave up after 3 power cycles)"})
+	rep := &Report{Nodes: []NodeResult{{Node: "cp-1", Phase: PhaseFailed, Attempts: 3, Reason: "no DHCP request within 5m (gave up after 3 power cycles)"}}, Failed: 1}
+	for i := range 999 {
+		name := fmt.Sprintf("w-%03d", i)
+		reason := "not started: first control-plane node cp-1 failed, so there is no cluster to join"
+		p.Update(Update{Time: at, Node: name, Phase: PhaseFailed, Reason: reason, BlockedBy: "cp-1"})
+		rep.Nodes = append(rep.Nodes, NodeResult{Node: name, Phase: PhaseFailed, Reason: reason, BlockedBy: "cp-1"})
+		rep.Failed++
+	}
+	if got := strings.Count(lines.String(), "\n"); got != 2 {
+		t.Errorf("progress lines = %d, want 2 (cp-1's failure, then one for every node it stopped):\n%s", got, lines.String())
+	}
+	var sum bytes.Buffer
+	rep.WriteSummary(&sum)
+	if strings.Count(sum.String(), "w-") != 0 || !strings.Contains(sum.String(), "999 more nodes stopped: the first control-plane node cp-1 failed") {
+		t.Errorf("summary lists the stopped nodes one by one or not at all:\n%s", sum.String())
+	}
 }

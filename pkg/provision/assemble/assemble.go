@@ -16,12 +16,13 @@ import (
 // Provisioner is `provisioner up` assembled: build it with New, then call
 // Run once.
 type Provisioner struct {
-	opts   Options
-	o      *provision.Orchestrator
-	svc    *pxe.Services
-	opener *BMCOpener
-	addons *addonStep
-	joins  joinReadiness
+	opts    Options
+	baseURL string
+	o       *provision.Orchestrator
+	svc     *pxe.Services
+	opener  *BMCOpener
+	addons  *addonStep
+	joins   joinReadiness
 }
 
 // Result is what a run did.
@@ -54,7 +55,7 @@ func New(opts Options) (*Provisioner, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Provisioner{opts: opts}
+	p := &Provisioner{opts: opts, baseURL: baseURL}
 	// Credentials, renderer, readiness.
 	creds, err := newCredentials(opts, baseURL)
 	if err != nil {
@@ -92,6 +93,25 @@ func New(opts Options) (*Provisioner, error) {
 	p.addons = creds.addons
 	p.joins = joinReadiness{ready: opts.Join == JoinReportOnly}
 	return p, nil
+}
+
+// Endpoints are where the provisioner serves what nodes and BMCs fetch.
+type Endpoints struct {
+	// Boot is the boot HTTP server's URL as nodes reach it; it also serves
+	// /metrics and /healthz.
+	Boot string
+	// Media is the virtual-media CD server's URL as BMCs reach it (empty:
+	// no node boots from virtual media).
+	Media string
+}
+
+// Endpoints returns where the provisioner serves.
+func (p *Provisioner) Endpoints() Endpoints {
+	e := Endpoints{Boot: p.baseURL}
+	if m := p.opener.media; m != nil {
+		e.Media = m.base
+	}
+	return e
 }
 
 // Run runs the boot services, the event bridge, the add-ons, the Beside

@@ -26,8 +26,11 @@ type Media struct {
 	// Listener is a socket bound by the caller for the CD server (tests;
 	// nil: listen on Addr).
 	Listener net.Listener
-	// Addr is where the CD server listens (default: the provisioner's
-	// address, port DefaultMediaPort). The BMCs must reach it.
+	// Port is the CD server's port on the provisioner's address (default
+	// DefaultMediaPort). The BMCs must reach it.
+	Port uint16
+	// Addr is where the CD server listens, host:port, overriding Port
+	// (default: the provisioner's address and Port).
 	Addr string
 	// URL is the base URL BMCs fetch the CDs from (default
 	// http://ADDRESS:PORT of the listener).
@@ -59,7 +62,11 @@ func newMediaServer(inv *inventory.Inventory, m Media, log *slog.Logger) (*media
 	if ln == nil {
 		addr := m.Addr
 		if addr == "" {
-			addr = net.JoinHostPort(inv.Network.Address.String(), strconv.Itoa(DefaultMediaPort))
+			port := m.Port
+			if port == 0 {
+				port = DefaultMediaPort
+			}
+			addr = net.JoinHostPort(inv.Network.Address.String(), strconv.Itoa(int(port)))
 		}
 		var err error
 		if ln, err = net.Listen("tcp", addr); err != nil {

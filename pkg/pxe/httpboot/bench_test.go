@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/internal/testenv"
 )
 
@@ -85,7 +86,12 @@ const benchServerEnv = "SLIPWAY_BENCH_HTTP_SERVER"
 // nginx does, and neither shares CPU time with the client.
 func runBenchServer(spec string) error {
 	assets, addr, _ := strings.Cut(spec, "|")
-	s, err := New(Config{BaseURL: "http://" + addr, AssetDir: assets, Addr: netip.MustParseAddrPort(addr)})
+	// The parent bound the listener and handed it over as fd 3.
+	ln, err := net.FileListener(os.NewFile(3, "http"))
+	if err != nil {
+		return fmt.Errorf("listener handed over: %w", err)
+	}
+	s, err := New(Config{BaseURL: "http://" + addr, AssetDir: assets, Addr: netip.MustParseAddrPort(addr), Listener: ln})
 	if err != nil {
 		return err
 	}
@@ -94,6 +100,9 @@ func runBenchServer(spec string) error {
 	return s.Run(ctx)
 }
 
+// freeLoopbackTCP is a port for nginx, which binds its own socket and
+// cannot be handed one: a collision makes it exit, and the wait for it
+// then fails with its log.
 func freeLoopbackTCP(b *testing.B) string {
 	b.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -108,9 +117,18 @@ func freeLoopbackTCP(b *testing.B) string {
 // returns its base URL once it answers.
 func startBenchServer(b *testing.B, assets string) string {
 	b.Helper()
-	addr := freeLoopbackTCP(b)
+	ln := servetest.Listen(b, "127.0.0.1:0")
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	addr := ln.Addr().String()
+	// The child's copy keeps the socket; this process must not poll it.
+	ln.Close()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), benchServerEnv+"="+assets+"|"+addr)
+	cmd.ExtraFiles = []*os.File{f}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 
+	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/internal/testenv"
 )
 
@@ -79,7 +80,12 @@ const benchServerEnv = "SLIPWAY_BENCH_TFTP_SERVER"
 // tftpd-hpa does, and neither shares CPU time with the client.
 func runBenchServer(spec string) error {
 	root, addr, _ := strings.Cut(spec, "|")
-	s, err := New(Config{Root: root, Addr: netip.MustParseAddrPort(addr)})
+	// The parent bound the socket and handed it over as fd 3.
+	conn, err := net.FilePacketConn(os.NewFile(3, "tftp"))
+	if err != nil {
+		return fmt.Errorf("socket handed over: %w", err)
+	}
+	s, err := New(Config{Root: root, Addr: netip.MustParseAddrPort(addr), Conn: conn})
 	if err != nil {
 		return err
 	}
@@ -88,16 +94,28 @@ func runBenchServer(spec string) error {
 	return s.Run(ctx)
 }
 
-// startBenchServer runs this package's server in a child process on a free
-// loopback port and waits until it answers.
+// startBenchServer runs this package's server in a child process on a
+// socket bound here and handed over, and waits until it answers.
 func startBenchServer(b *testing.B, root string) string {
 	b.Helper()
-	addr := freeLoopbackUDP(b)
+	c := servetest.ListenUDP(b, "127.0.0.1:0")
+	f, err := c.File()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	addr := c.LocalAddr().String()
+	// The child's copy keeps the socket; this process must not poll it.
+	c.Close()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), benchServerEnv+"="+root+"|"+addr)
+	cmd.ExtraFiles = []*os.File{f}
 	return startAndProbe(b, cmd, addr, "slipway tftp")
 }
 
+// freeLoopbackUDP is a port for tftpd-hpa, which binds its own socket and
+// cannot be handed one: a collision makes it exit, and startAndProbe then
+// fails with its output.
 func freeLoopbackUDP(b *testing.B) string {
 	b.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
