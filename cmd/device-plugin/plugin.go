@@ -30,6 +30,8 @@ type pluginFlags struct {
 	rescan          time.Duration
 	includeHostNICs bool
 	stopTimeout     time.Duration
+	nodeLabels      bool
+	dra             *draFlags
 }
 
 // registerPluginFlags adds the server's flags to the root command's flag
@@ -49,6 +51,9 @@ func registerPluginFlags(fl *pflag.FlagSet) *pluginFlags {
 	fl.DurationVar(&f.rescan, "rescan-interval", 10*time.Second, "how often to rediscover devices for hot-plug; 0 disables (SIGHUP and config changes still rescan)")
 	fl.BoolVar(&f.includeHostNICs, "include-host-nics", false, "also advertise RDMA devices whose network interface the host uses")
 	fl.DurationVar(&f.stopTimeout, "stop-timeout", deviceplugin.DefaultStopTimeout, "bound on the graceful stop of each resource's server")
+	fl.BoolVar(&f.nodeLabels, "node-labels", false,
+		"write slipway.dev/ labels (GPU product, count, memory, MIG; HCA link layer, rate; FPGA shell) to this node's Node object (--node-name); needs the RBAC in images/device-plugin/rbac.yaml")
+	f.dra = registerDRAFlags(fl)
 	return f
 }
 
@@ -65,6 +70,12 @@ func (f *pluginFlags) validate() error {
 	}
 	if f.pairResource != "" && (f.pairGPU == "" || f.pairHCA == "" || f.pairGPU == f.pairHCA) {
 		errs = append(errs, errors.New("--pair-resource needs two different --pair-gpu-resource and --pair-hca-resource"))
+	}
+	if f.nodeLabels && f.dra.nodeName == "" {
+		errs = append(errs, errors.New("--node-labels needs --node-name (or NODE_NAME from the downward API's spec.nodeName)"))
+	}
+	if err := f.dra.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -90,8 +101,17 @@ func (f *pluginFlags) run(ctx context.Context, g *globals) error {
 		Discovery:      devices.Config{Root: g.root, NVML: mode, IncludeHostNICs: f.includeHostNICs},
 		ConfigFile:     g.config,
 		RescanInterval: f.rescan,
-		DevicePlugin:   dp,
 		Log:            g.log,
+	}
+	if f.nodeLabels {
+		host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+		if host == "" || port == "" {
+			return errors.New("--node-labels: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (run in a pod)")
+		}
+		cfg.NodeLabels = &nodeagent.LabelsConfig{NodeName: f.dra.nodeName, APIServer: "https://" + net.JoinHostPort(host, port)}
+	}
+	if err := f.dra.frontends(&cfg, dp, g); err != nil {
+		return err
 	}
 	if f.metricsAddr != "" {
 		// Bound before anything is served, so that a taken port fails

@@ -26,15 +26,12 @@ type demoFlags struct {
 	fails         []string
 	seed          uint64
 	stateDir      string
-	// figures receives the run's figures (benchmarks).
-	figures *demoFigures
 }
 
 var demoDefaults = provisionDefaults{
 	parallelHelp: "how many nodes are provisioned at once (default: all of them, --nodes)",
 	earlyNetboot: true,
 	timeoutHelp:  " (default: scaled to the simulated boot times, the node count and this machine's load)",
-	timeouts:     provision.Timeouts{BMC: 30 * time.Second},
 }
 
 func newDemoCmd(g *globals) *cobra.Command {
@@ -104,41 +101,59 @@ func (d *demoFlags) faults() (map[string]simrack.Fault, error) {
 	return faults, nil
 }
 
-// scaledTimeouts fills the phase timeouts not given. A phase gets a few
-// times the slowest simulated step it waits for, plus an allowance for the
-// work of every node on this machine's CPUs (10 ms per node per CPU), all
-// stretched by how busy the machine already is (its load average over its
-// CPU count, at least 1): on a loaded two-core machine a thousand nodes
-// netboot far slower than the simulated times say.
-func scaledTimeouts(t provision.Timeouts, d *demoFlags, load float64) provision.Timeouts {
+// demoLoad is how hard the demo will work this machine: the allowance for
+// every node's work on this machine's CPUs (10 ms per node per CPU), and
+// how busy the machine already is (its load average over its CPU count, at
+// least 1). On a loaded two-core machine a thousand nodes netboot far
+// slower than the simulated times say.
+type demoLoad struct {
+	work    time.Duration
+	stretch float64
+}
+
+func newDemoLoad(nodes int, loadAvg float64) demoLoad {
 	cpus := runtime.NumCPU()
-	stretch := max(1, load/float64(cpus))
-	work := time.Duration(d.nodes) * 10 * time.Millisecond / time.Duration(cpus)
+	return demoLoad{work: time.Duration(nodes) * 10 * time.Millisecond / time.Duration(cpus), stretch: max(1, loadAvg/float64(cpus))}
+}
+
+// scale returns base (at least 3 s) plus the work allowance, stretched.
+func (l demoLoad) scale(base time.Duration) time.Duration {
+	return time.Duration(float64(max(base, 3*time.Second)+l.work) * l.stretch)
+}
+
+// scaledTimeouts fills the timeouts not given: a phase gets a few times
+// the slowest simulated step it waits for, scaled with the load.
+func scaledTimeouts(t provision.Timeouts, d *demoFlags, l demoLoad) provision.Timeouts {
 	slowest := time.Duration(1.5 * float64(d.firmware+d.osBoot))
-	scale := func(v *time.Duration, base time.Duration) {
+	set := func(v *time.Duration, base time.Duration) {
 		if *v == 0 {
-			*v = time.Duration(float64(max(base, 3*time.Second)+work) * stretch)
+			*v = l.scale(base)
 		}
 	}
-	scale(&t.DHCP, 3*d.firmware+2*time.Second)
-	scale(&t.Netboot, 2*slowest+2*time.Second)
-	scale(&t.Join, 3*slowest+2*time.Second)
-	scale(&t.Ready, 3*slowest+2*time.Second)
+	set(&t.DHCP, 3*d.firmware+2*time.Second)
+	set(&t.Netboot, 2*slowest+2*time.Second)
+	set(&t.Join, 3*slowest+2*time.Second)
+	set(&t.Ready, 3*slowest+2*time.Second)
+	// A BMC call: connect (bmc's ConnectTimeout) and the call itself.
+	set(&t.BMC, 2*demoBMC(l).ConnectTimeout+demoBMC(l).OpTimeout)
 	return t
 }
 
-// demoBMC are BMC settings for simulated BMCs: they answer at once, so
-// polls are fast and timeouts short.
-var demoBMC = bmc.Config{ConnectTimeout: 5 * time.Second, OpTimeout: 10 * time.Second, VerifyTimeout: 10 * time.Second,
-	Backoff: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}}
+// demoBMC are BMC settings for simulated BMCs: they answer at once when
+// the machine is idle, so polls are fast and timeouts short, scaled with
+// the load.
+func demoBMC(l demoLoad) bmc.Config {
+	return bmc.Config{ConnectTimeout: l.scale(5 * time.Second), OpTimeout: l.scale(5 * time.Second), VerifyTimeout: l.scale(10 * time.Second),
+		Backoff: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}}
+}
 
-// demoOptions are the assembly's options for a simulated world.
-func demoOptions(w *simrack.World, f *provisionFlags, d *demoFlags, stateDir string, load float64) assemble.Options {
+// demoOptions are the assembly's options for a simulated world; the
+// caller runs its rack beside (Options.Beside).
+func demoOptions(w *simrack.World, f *provisionFlags, d *demoFlags, stateDir string, load demoLoad) assemble.Options {
 	opts := assemble.Options{
 		Inventory: w.Inventory, StateDir: stateDir, Command: "provisioner demo", Join: assemble.JoinReportOnly,
 		Boot: assemble.Boot{TFTPRoot: w.TFTPRoot, AssetDir: w.AssetDir, Listeners: w.Listeners, SkipInterfaceCheck: true},
-		BMC:  demoBMC, Backoff: 200 * time.Millisecond,
-		Beside: []func(ctx context.Context) error{w.Rack.Run},
+		BMC:  demoBMC(load), Backoff: 200 * time.Millisecond,
 	}
 	f.apply(&opts)
 	if opts.Parallel == 0 {
@@ -171,11 +186,12 @@ func runDemo(ctx context.Context, g *globals, f *provisionFlags, d *demoFlags) e
 		return err
 	}
 	defer w.Close()
-	load := loadAverage()
-	opts := demoOptions(w, f, d, stateDir, load)
+	loadAvg := loadAverage()
+	opts := demoOptions(w, f, d, stateDir, newDemoLoad(d.nodes, loadAvg))
+	opts.Beside = append(opts.Beside, w.Rack.Run)
 	fmt.Fprintf(g.stderr, "demo: %d simulated nodes (%d control plane), Redfish BMCs on 127.0.0.1, DHCP %s via relay 127.0.0.2, TFTP %s, HTTP %s; timeouts dhcp %s, netboot %s, join %s (load %.1f on %d CPUs)\n",
 		d.nodes, d.controlPlanes, w.Listeners.DHCP.LocalAddr(), w.Listeners.TFTP.LocalAddr(), w.Listeners.HTTP.Addr(),
-		opts.Timeouts.DHCP.Round(100*time.Millisecond), opts.Timeouts.Netboot.Round(100*time.Millisecond), opts.Timeouts.Join.Round(100*time.Millisecond), load, runtime.NumCPU())
+		opts.Timeouts.DHCP.Round(100*time.Millisecond), opts.Timeouts.Netboot.Round(100*time.Millisecond), opts.Timeouts.Join.Round(100*time.Millisecond), loadAvg, runtime.NumCPU())
 	start := time.Now()
 	cpu0, _ := processUsage()
 	return runProvisioner(ctx, g, f.output, opts, runSpec{
@@ -186,11 +202,7 @@ func runDemo(ctx context.Context, g *globals, f *provisionFlags, d *demoFlags) e
 			return "interrupted; the simulated rack ran in this process and its temporary directory is removed: run demo again"
 		},
 		after: func(res *assemble.Result) {
-			fg := demoFiguresOf(res.Report, w.Rack, time.Since(start), cpu0)
-			fg.write(g.stderr)
-			if d.figures != nil {
-				*d.figures = fg
-			}
+			demoFiguresOf(res.Report, w.Rack.Stats(), time.Since(start), cpu0).write(g.stderr)
 		},
 	})
 }
@@ -212,9 +224,9 @@ type demoFigures struct {
 }
 
 // demoFiguresOf measures the run; cpu0 is the process CPU at its start.
-func demoFiguresOf(rep *provision.Report, rack *simrack.Rack, wall, cpu0 time.Duration) demoFigures {
+func demoFiguresOf(rep *provision.Report, stats []simrack.MachineStats, wall, cpu0 time.Duration) demoFigures {
 	fg := demoFigures{Nodes: len(rep.Nodes), Ready: rep.Ready, Wall: wall}
-	for _, s := range rack.Stats() {
+	for _, s := range stats {
 		fg.Slowest = max(fg.Slowest, s.Boot)
 		fg.SlowestTook = max(fg.SlowestTook, s.Took)
 	}

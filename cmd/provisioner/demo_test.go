@@ -135,38 +135,3 @@ func TestDemoUsage(t *testing.T) {
 		}
 	}
 }
-
-// BenchmarkDemo1000 runs `demo --nodes 1000` (early netboot, one
-// control-plane node) and reports the wall time against its peer, the
-// slowest simulated node's own boot time (firmware + OS). With the control
-// plane first the floor is above 1: a worker's config waits for the
-// control plane, so the part of its boot after the config fetch (2/3 of
-// its OS time) comes after the control plane's whole boot, about 1.4 here.
-// It also reports the process CPU per node and the peak RSS; both include
-// the simulated rack (1000 Redfish servers, machines, TFTP clients), which
-// runs in the same process.
-func BenchmarkDemo1000(b *testing.B) {
-	const nodes = 1000
-	var fg demoFigures
-	for b.Loop() {
-		g := &globals{stdout: io.Discard, stderr: io.Discard, stateDir: b.TempDir(), logLevel: "error"}
-		f := &provisionFlags{output: "plain", parallel: nodes, attempts: 3, earlyNetboot: true,
-			timeouts: provision.Timeouts{BMC: 30 * time.Second}}
-		d := &demoFlags{nodes: nodes, controlPlanes: 1, firmware: 1500 * time.Millisecond, osBoot: 2500 * time.Millisecond, seed: 1, figures: &fg}
-		if err := runDemo(b.Context(), g, f, d); err != nil {
-			b.Fatalf("demo --nodes %d: %v", nodes, err)
-		}
-		if fg.Ready != nodes {
-			b.Fatalf("demo --nodes %d: %d ready", nodes, fg.Ready)
-		}
-	}
-	perNode := fg.CPU / nodes
-	b.ReportMetric(fg.Wall.Seconds(), "wall-s")
-	b.ReportMetric(fg.Slowest.Seconds(), "slowest-boot-s")
-	b.ReportMetric(fg.Wall.Seconds()/fg.Slowest.Seconds(), "wall/slowest-boot")
-	b.ReportMetric(float64(perNode.Microseconds())/1000, "cpu-ms/node")
-	b.ReportMetric(float64(fg.MaxRSS>>20), "peak-rss-MiB")
-	b.ReportMetric(fg.SlowestTook.Seconds(), "slowest-took-s")
-	b.Logf("demo --nodes %d: wall %s, slowest simulated boot %s, ratio %.2f (target 1.5, floor about 1.4); slowest node power-on to join %s (the simulation slows down when the CPUs are busy); CPU %s/node (whole process, rack included; target 2ms for the provisioner); peak RSS %d MiB (whole process; target 200)",
-		nodes, fg.Wall.Round(time.Millisecond), fg.Slowest.Round(time.Millisecond), fg.Wall.Seconds()/fg.Slowest.Seconds(), fg.SlowestTook.Round(time.Millisecond), perNode, fg.MaxRSS>>20)
-}

@@ -27,8 +27,9 @@ func newJournalCmd(g *globals) *cobra.Command {
 			"(provision.journal.damaged-TIME). It refuses to run while up holds the state directory, and\n" +
 			"leaves an intact journal alone. Nodes that were powered on but not past netboot before a\n" +
 			"damaged line are listed: a lost line may have said they booted, so check them before up.",
-		Example: "  provisioner journal repair --state-dir /var/lib/slipway",
-		Args:    cobra.NoArgs,
+		Example: "  provisioner demo --nodes 4 --state-dir /tmp/slipway-demo-state -o plain >/dev/null\n" +
+			"  provisioner journal repair --state-dir /tmp/slipway-demo-state",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rep, err := provision.RepairJournal(g.stateDir)
 			if err != nil {

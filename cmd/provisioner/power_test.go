@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -539,5 +540,72 @@ func TestBootdevCD(t *testing.T) {
 		if code != exitUsage || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%s = %d, stderr %q; want %d and %q", strings.Join(tc.args, " "), code, errOut, exitUsage, tc.want)
 		}
+	}
+}
+
+// TestPowerSIGINT sends a real SIGINT (Ctrl-C) to the provisioner process
+// in the middle of "bootdev pxe --all" on BMCs that apply the override
+// late and answer slowly: the process exits 1 saying it was interrupted,
+// and every Redfish session it opened is closed, on every vendor profile.
+func TestPowerSIGINT(t *testing.T) {
+	if args := os.Getenv("SLIPWAY_TEST_PROVISIONER_ARGS"); args != "" {
+		// The child: be the provisioner.
+		os.Args = append([]string{"provisioner"}, strings.Split(args, "\x1f")...)
+		main()
+		return
+	}
+	names := []string{}
+	for _, p := range redfishsim.Profiles() {
+		names = append(names, p.Name)
+	}
+	for _, phase := range []string{"logging in", "reading back"} {
+		t.Run(phase, func(t *testing.T) {
+			inv, bmcs := profileLab(t, names...)
+			for _, b := range bmcs {
+				b.SetFaults(redfishsim.Faults{Latency: 150 * time.Millisecond})
+			}
+			// ready says when to interrupt: once some BMCs hold a session,
+			// or once iLO 5 accepted its override and is being polled.
+			ready := func() bool {
+				open := 0
+				for _, b := range bmcs {
+					open += b.Sessions()
+				}
+				return open >= 3
+			}
+			if phase == "reading back" {
+				ready = func() bool { return bmcs["ilo5"].Stats().BootPatches > 0 }
+			}
+			args := []string{"bootdev", "pxe", "--all", "-f", inv, "--verify-timeout", "30s"}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestPowerSIGINT$")
+			cmd.Env = append(os.Environ(), "SLIPWAY_TEST_PROVISIONER_ARGS="+strings.Join(args, "\x1f"))
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !ready() && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			t.Logf("provisioner output after SIGINT while %s:\n%s%s", phase, out.String(), errb.String())
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+				t.Errorf("provisioner after SIGINT: %v, want exit status %d", err, exitFailure)
+			}
+			if !strings.Contains(errb.String(), "interrupted:") {
+				t.Errorf("stderr after SIGINT = %q, want it to say interrupted", errb.String())
+			}
+			for name, b := range bmcs {
+				st := b.Stats()
+				if b.Sessions() != 0 || st.Logins != st.Logouts {
+					t.Errorf("%s after SIGINT: %d sessions open, %d logins, %d logouts; want every session closed", name, b.Sessions(), st.Logins, st.Logouts)
+				}
+			}
+		})
 	}
 }

@@ -27,8 +27,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 			"where the last run left them (it ended or was killed), not a run in progress.\n" +
 			"With -f the inventory's enabled nodes without a record are listed as pending.\n" +
 			"--watch redraws every --interval until interrupted.",
-		Example: "  provisioner status --state-dir /var/lib/slipway\n  provisioner status -f inventory/rack-gpu.yaml -o json",
-		Args:    cobra.NoArgs,
+		Example: "  provisioner demo --nodes 4 --state-dir /tmp/slipway-demo-state -o plain >/dev/null\n" +
+			"  provisioner status --state-dir /tmp/slipway-demo-state\n" +
+			"  provisioner status --state-dir /var/lib/slipway -f inventory/rack-gpu.yaml -o json",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return usageError("--output %q: want table or json", output)

@@ -53,7 +53,7 @@ func (f *provisionFlags) register(fl *pflag.FlagSet, d provisionDefaults) {
 	fl.DurationVar(&f.timeouts.Netboot, "netboot-timeout", d.timeouts.Netboot, "a netbooting node may go this long without its next step (DHCP, TFTP, script, kernel, initrd, config) before it counts as stalled"+d.timeoutHelp)
 	fl.DurationVar(&f.timeouts.Join, "join-timeout", d.timeouts.Join, "wait this long from config fetched to the join report"+d.timeoutHelp)
 	fl.DurationVar(&f.timeouts.Ready, "ready-timeout", d.timeouts.Ready, "wait this long from the join to Node Ready"+d.timeoutHelp)
-	fl.DurationVar(&f.timeouts.BMC, "bmc-timeout", d.timeouts.BMC, "bound on each BMC call")
+	fl.DurationVar(&f.timeouts.BMC, "bmc-timeout", d.timeouts.BMC, "bound on each BMC call"+d.timeoutHelp)
 }
 
 func (f *provisionFlags) check() error {

@@ -227,6 +227,10 @@ type PowerResult struct {
 	// Evidence says what showed it, such as "read back on" or
 	// "LastResetTime moved", or, when not Verified, what is missing.
 	Evidence string
+	// Already is true when the node was in the state on, off or soft-off
+	// asks for, so nothing was sent: a power on of a node that is on did
+	// not boot it.
+	Already bool
 }
 
 // SetPower performs a and returns once its effect is observed: the state a
@@ -284,7 +288,7 @@ func (c *Client) power(ctx context.Context, a PowerAction) (PowerResult, error) 
 	switch a {
 	case ActionOn, ActionOff, ActionSoftOff:
 		if before.Power == a.target() {
-			return PowerResult{State: before.Power, Verified: true, Evidence: "already " + string(before.Power)}, nil
+			return PowerResult{State: before.Power, Verified: true, Evidence: "already " + string(before.Power), Already: true}, nil
 		}
 		if err := c.send(ctx, a); err != nil {
 			return PowerResult{State: before.Power}, err

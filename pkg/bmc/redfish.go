@@ -488,5 +488,10 @@ func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ctx == nil {
 		ctx = req.Context()
 	}
-	return t.base.RoundTrip(req.Clone(ctx))
+	r := req.Clone(ctx)
+	// gofish marks every request Connection: close unless it built the
+	// HTTP client itself: each request would open (and TLS-handshake) a
+	// connection of its own, thousands for a rack. Keep them alive.
+	r.Close = false
+	return t.base.RoundTrip(r)
 }

@@ -13,15 +13,16 @@ import (
 const DefaultHTTPPort = 8080
 
 // FromInventory describes inventory node n for Build: its MAC, its address
-// in the provisioning subnet, the gateway and first DNS server, and its
-// script on the provisioner's boot HTTP server
+// in its provisioning network's subnet (a routed network's when the node is
+// on one), that network's gateway and first DNS server, and its script on
+// the provisioner's boot HTTP server as that network reaches it
 // (http://ADDRESS:PORT/boot/NAME.ipxe).
 func FromInventory(inv *inventory.Inventory, n inventory.Node) (Node, error) {
-	nw := inv.Network
-	if !n.IP.IsValid() || !nw.Subnet.IsValid() || !nw.Address.IsValid() {
-		return Node{}, fmt.Errorf("node %s: the cd needs the node's ip, network.subnet and network.provisioner.address", n.Name)
+	nw := inv.NetworkOf(n)
+	if !n.IP.IsValid() || !nw.Subnet.IsValid() || !nw.ProvisionerAddress.IsValid() {
+		return Node{}, fmt.Errorf("node %s: the cd needs the node's ip, its network's subnet and the provisioner's address", n.Name)
 	}
-	port := nw.HTTPPort
+	port := inv.Network.HTTPPort
 	if port == 0 {
 		port = DefaultHTTPPort
 	}
@@ -30,7 +31,7 @@ func FromInventory(inv *inventory.Inventory, n inventory.Node) (Node, error) {
 		MAC:       net.HardwareAddr(n.MAC),
 		Address:   netip.PrefixFrom(n.IP, nw.Subnet.Bits()),
 		Gateway:   nw.Gateway,
-		ScriptURL: fmt.Sprintf("http://%s/boot/%s.ipxe", netip.AddrPortFrom(nw.Address, port), n.Name),
+		ScriptURL: fmt.Sprintf("http://%s/boot/%s.ipxe", netip.AddrPortFrom(nw.ProvisionerAddress, port), n.Name),
 		UEFI:      n.Boot.Firmware != inventory.FirmwareBIOS,
 	}
 	if len(nw.DNSServers) > 0 {

@@ -226,3 +226,56 @@ func TestNormalizeBusID(t *testing.T) {
 		}
 	}
 }
+
+// TestRealNVML runs discovery with the real libnvidia-ml on this host
+// ("/"), where there is one: every GPU NVML sees is reported with its UUID,
+// memory, MIG mode and /dev/nvidiaN, matching the driver's information
+// file, and healthy. It skips where libnvidia-ml is not installed (the
+// mock covers the rest there).
+func TestRealNVML(t *testing.T) {
+	lib := loadNVML()
+	if err := lib.Init(); err != nil {
+		if errors.Is(err, ErrNVMLNotFound) {
+			t.Skip("libnvidia-ml is not installed here")
+		}
+		t.Fatalf("real NVML Init: %v", err)
+	}
+	nv, err := lib.GPUs()
+	lib.Shutdown()
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := Discover(context.Background(), Config{Root: "/", NVML: NVMLOn, Log: discardLog()})
+	if err != nil {
+		t.Fatalf("Discover(/, nvml on): %v", err)
+	}
+	gpus := map[string]Device{}
+	for _, d := range devs {
+		if d.Kind == KindGPU {
+			gpus[d.PCIAddress] = d
+		}
+		t.Logf("%s %s %s numa=%d root=%s healthy=%v %q nodes=%v attrs=%v", d.Kind, d.ID, d.PCIAddress, d.NUMANode, d.PCIeRoot, d.Healthy, d.HealthReason, d.DeviceNodes, d.Attributes)
+	}
+	if len(nv) == 0 || len(gpus) != len(nv) {
+		t.Fatalf("NVML sees %d GPUs, discovery reports %d", len(nv), len(gpus))
+	}
+	for _, g := range nv {
+		d, ok := gpus[g.PCIAddress]
+		switch {
+		case !ok:
+			t.Errorf("NVML GPU %s at %s not reported", g.UUID, g.PCIAddress)
+		case d.ID != g.UUID || !validGPUUUID(d.ID):
+			t.Errorf("GPU at %s: ID %q, NVML UUID %q", g.PCIAddress, d.ID, g.UUID)
+		case !d.Healthy:
+			t.Errorf("GPU %s unhealthy: %s", d.ID, d.HealthReason)
+		case d.Attributes["memory_mib"] == "" || d.Attributes["minor"] != fmt.Sprint(g.Minor):
+			t.Errorf("GPU %s attributes %v, want memory and minor %d", d.ID, d.Attributes, g.Minor)
+		case d.DeviceNodes[0].Path != fmt.Sprintf("/dev/nvidia%d", g.Minor):
+			t.Errorf("GPU %s first device node %s, want /dev/nvidia%d", d.ID, d.DeviceNodes[0].Path, g.Minor)
+		}
+		info, err := newNode("/", nil).readDriverInfo(g.PCIAddress)
+		if err != nil || info.uuid != g.UUID || info.minor != g.Minor {
+			t.Errorf("driver information of %s: %+v, %v; NVML says %s minor %d", g.PCIAddress, info, err, g.UUID, g.Minor)
+		}
+	}
+}

@@ -22,6 +22,7 @@
 //     dra-health stream gets a full report at once, on every change and
 //     again well within its timeout.
 //
-// Driver.Run runs it all (discovery, health monitor, rescans); Driver.Update
-// and Driver.SetHealth let another loop feed it instead.
+// Driver is a front end of the node agent (pkg/nodeagent): the agent
+// discovers, follows health, hot-plug and config changes and calls Apply
+// with the whole state on every change; Run serves the kubelet.
 package dra

@@ -1,19 +1,16 @@
 package dra
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
@@ -37,19 +34,16 @@ const (
 	// by containerd and CRI-O by default and, unlike /var/run/cdi, is not
 	// a tmpfs, so specs survive a reboot with the checkpoint.
 	DefaultCDIDir = "/etc/cdi"
-	// DefaultRescanInterval is how often devices are rediscovered and the
-	// config file re-read (hot-plug, config change).
-	DefaultRescanInterval = 10 * time.Second
 	// DefaultHealthTimeout is the health check timeout sent with every
 	// device's health: the kubelet's own default.
 	DefaultHealthTimeout = 30 * time.Second
 	// DefaultHealthResend is how often the full health report is sent
 	// again when nothing changed, well within DefaultHealthTimeout.
 	DefaultHealthResend = 10 * time.Second
+	// DefaultClaimGCInterval is how often prepared claims are checked
+	// against the API for ones deleted without an unprepare.
+	DefaultClaimGCInterval = 10 * time.Minute
 )
-
-// discoveryBackoffMax bounds the wait between two failed first discoveries.
-const discoveryBackoffMax = 30 * time.Second
 
 // Config configures a Driver. NodeName and KubeClient are required.
 type Config struct {
@@ -60,20 +54,13 @@ type Config struct {
 	DriverName string
 	// KubeClient reads claims and writes ResourceSlices.
 	KubeClient kubernetes.Interface
-	// Root is the host root devices are discovered under (sysfs at
-	// Root/sys). Empty means "/".
+	// Root is the host root the devices were discovered under (the
+	// standard attributes are read from Root/sys). Empty means "/".
 	Root string
-	// NVML, NVMLLib and IncludeHostNICs are passed to discovery and the
-	// health monitor as in devices.Config.
-	NVML            devices.NVMLMode
-	NVMLLib         devices.NVML
-	IncludeHostNICs bool
-	// ConfigFile is the device plugin config file (resources, exclude,
-	// health), re-read at every rescan. Empty means devices.DefaultConfig.
-	ConfigFile string
-	// RescanInterval is how often Run rediscovers devices and re-reads
-	// ConfigFile. Zero means DefaultRescanInterval; negative disables.
-	RescanInterval time.Duration
+	// Resources, when set, are the resource names (of the resource config)
+	// whose devices the driver publishes; the others are left to another
+	// front end (--api both). Empty means every resource.
+	Resources []string
 	// RegistryDir is the kubelet's plugin registration directory. Empty
 	// means DefaultRegistryDir.
 	RegistryDir string
@@ -94,11 +81,17 @@ type Config struct {
 	// HealthResend is how often an unchanged health report is sent again.
 	// Zero means DefaultHealthResend; it must be below HealthTimeout.
 	HealthResend time.Duration
+	// ClaimGCInterval is how often prepared claims are checked against the
+	// API: a claim that is gone (or replaced by one of the same name) on
+	// two checks in a row is unprepared, since no pod can be using it.
+	// Zero means DefaultClaimGCInterval; negative disables.
+	ClaimGCInterval time.Duration
 	// Log receives the driver's records. Nil discards.
 	Log *slog.Logger
 }
 
-// Driver is the DRA kubelet plugin of one node.
+// Driver is the DRA kubelet plugin of one node: a front end of the node
+// agent (Apply, Run, Ready), fed the node's devices and health by it.
 type Driver struct {
 	cfg     Config
 	log     *slog.Logger
@@ -132,9 +125,6 @@ func New(cfg Config) (*Driver, error) {
 	if msgs := validation.IsDNS1123Subdomain(cfg.DriverName); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("driver name %q: %v", cfg.DriverName, msgs))
 	}
-	if cfg.RescanInterval == 0 {
-		cfg.RescanInterval = DefaultRescanInterval
-	}
 	if cfg.RegistryDir == "" {
 		cfg.RegistryDir = DefaultRegistryDir
 	}
@@ -152,6 +142,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.HealthResend == 0 {
 		cfg.HealthResend = DefaultHealthResend
+	}
+	if cfg.ClaimGCInterval == 0 {
+		cfg.ClaimGCInterval = DefaultClaimGCInterval
 	}
 	if cfg.HealthTimeout < time.Second || cfg.HealthResend <= 0 || cfg.HealthResend >= cfg.HealthTimeout {
 		errs = append(errs, fmt.Errorf("health resend %s and timeout %s: want 0 < resend < timeout, timeout at least 1s", cfg.HealthResend, cfg.HealthTimeout))
@@ -190,45 +183,13 @@ func New(cfg Config) (*Driver, error) {
 	}, nil
 }
 
-// Run serves the kubelet plugin and keeps its slices current until ctx is
-// done: it discovers devices (retrying until a discovery succeeds, and
-// publishing nothing before), runs the health monitor, and rediscovers and
-// re-reads the config file every RescanInterval. It returns nil on a clean
-// stop.
+// Run serves the kubelet plugin until ctx is done: registration with the
+// kubelet, the DRA service (prepare and unprepare, answered from the
+// checkpoint before any devices are known) and the health service, and
+// publishes the node's ResourceSlices once Apply has handed it a state.
+// It returns nil on a clean stop, and an error when the plugin cannot
+// start or the helper reports a fatal error.
 func (d *Driver) Run(ctx context.Context) error {
-	rcfg, err := d.loadConfig()
-	if err != nil {
-		return err
-	}
-	g, ctx := errgroup.WithContext(ctx)
-	started := make(chan struct{})
-	g.Go(func() error { return d.serve(ctx, started) })
-	g.Go(func() error {
-		// The kubelet can unprepare from the checkpoint while discovery
-		// is still failing; prepare waits for devices.
-		select {
-		case <-started:
-		case <-ctx.Done():
-			return nil
-		}
-		devs, err := d.firstDiscovery(ctx)
-		if err != nil {
-			return nil // ctx done
-		}
-		d.Update(rcfg, devs)
-		return d.follow(ctx, rcfg, devs)
-	})
-	return g.Wait()
-}
-
-// Serve runs the kubelet plugin only (registration, the DRA and health
-// services, slice publication) until ctx is done; devices and health come
-// from Update and SetHealth. It returns nil on a clean stop.
-func (d *Driver) Serve(ctx context.Context) error {
-	return d.serve(ctx, nil)
-}
-
-func (d *Driver) serve(ctx context.Context, started chan<- struct{}) error {
 	if err := d.reconcileCDI(); err != nil {
 		return err
 	}
@@ -252,13 +213,24 @@ func (d *Driver) serve(ctx context.Context, started chan<- struct{}) error {
 	d.helper = h
 	err = d.publishLocked()
 	d.mu.Unlock()
-	if started != nil {
-		close(started)
-	}
 	if err == nil {
-		select {
-		case <-ctx.Done():
-		case err = <-d.fatal:
+		var gc <-chan time.Time
+		if d.cfg.ClaimGCInterval > 0 {
+			t := time.NewTicker(d.cfg.ClaimGCInterval)
+			defer t.Stop()
+			gc = t.C
+		}
+		suspects := map[string]bool{}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				break wait
+			case err = <-d.fatal:
+				break wait
+			case <-gc:
+				suspects = d.collectClaims(ctx, suspects)
+			}
 		}
 	}
 	d.mu.Lock()
@@ -269,185 +241,48 @@ func (d *Driver) serve(ctx context.Context, started chan<- struct{}) error {
 	return err
 }
 
-// firstDiscovery discovers until it succeeds or ctx is done, waiting up to
-// discoveryBackoffMax between tries.
-func (d *Driver) firstDiscovery(ctx context.Context) ([]devices.Device, error) {
-	wait := time.Second
-	for {
-		devs, err := d.discover(ctx, d.log)
-		if err == nil {
-			return devs, nil
-		}
-		d.log.Error("device discovery failed, nothing published yet; retrying", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, discoveryBackoffMax)
-	}
-}
-
-func (d *Driver) discover(ctx context.Context, log *slog.Logger) ([]devices.Device, error) {
-	return devices.Discover(ctx, devices.Config{
-		Root: d.cfg.Root, NVML: d.cfg.NVML, NVMLLib: d.cfg.NVMLLib, IncludeHostNICs: d.cfg.IncludeHostNICs, Log: log,
-	})
-}
-
-func (d *Driver) loadConfig() (devices.ResourceConfig, error) {
-	if d.cfg.ConfigFile == "" {
-		return devices.DefaultConfig(), nil
-	}
-	return devices.LoadConfig(d.cfg.ConfigFile)
-}
-
-// follow runs the health monitor and rescans until ctx is done.
-func (d *Driver) follow(ctx context.Context, rcfg devices.ResourceConfig, devs []devices.Device) error {
-	stop, monErr := d.startMonitor(ctx, rcfg, devs)
-	defer func() { stop() }()
-	var tick <-chan time.Time
-	if d.cfg.RescanInterval > 0 {
-		t := time.NewTicker(d.cfg.RescanInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	quiet := slog.New(warnOnly{d.log.Handler()})
-	rawCfg := d.readConfigBytes()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-monErr:
-			return err
-		case <-tick:
-		}
-		newCfg := rcfg
-		if raw := d.readConfigBytes(); !bytes.Equal(raw, rawCfg) {
-			c, err := d.loadConfig()
-			if err != nil {
-				d.log.Error("config not reloaded, keeping the running one", "path", d.cfg.ConfigFile, "err", err)
-			} else {
-				d.log.Info("config file changed, reloaded", "path", d.cfg.ConfigFile)
-				newCfg = c
-			}
-			rawCfg = raw
-		}
-		newDevs, err := d.discover(ctx, quiet)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			d.log.Error("rediscover devices, keeping the known ones", "err", err)
-			newDevs = devs
-		}
-		devsChanged := !sameDevices(devs, newDevs)
-		healthCfgChanged := !sameHealthConfig(rcfg.Health, newCfg.Health)
-		if !devsChanged && !healthCfgChanged && sameResources(rcfg, newCfg) {
-			continue
-		}
-		if devsChanged {
-			d.log.Info("device set changed", "before", len(devs), "after", len(newDevs))
-		}
-		if devsChanged || healthCfgChanged {
-			stop()
-		}
-		d.Update(newCfg, newDevs)
-		if devsChanged || healthCfgChanged {
-			stop, monErr = d.startMonitor(ctx, newCfg, d.withCurrentHealth(newDevs))
-		}
-		rcfg, devs = newCfg, newDevs
-	}
-}
-
-// readConfigBytes returns the config file's content, nil without a file or
-// when it cannot be read (loadConfig reports why).
-func (d *Driver) readConfigBytes() []byte {
-	if d.cfg.ConfigFile == "" {
-		return nil
-	}
-	b, _ := os.ReadFile(d.cfg.ConfigFile)
-	return b
-}
-
-// withCurrentHealth returns devs with the health the driver holds for them,
-// so that a restarted monitor does not forget an XID it saw.
-func (d *Driver) withCurrentHealth(devs []devices.Device) []devices.Device {
+// Ready returns nil when the kubelet has registered the plugin and the
+// node's slices have been handed to the publisher, and otherwise says
+// what is missing.
+func (d *Driver) Ready() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := slices.Clone(devs)
-	for i := range out {
-		if h, ok := d.health[out[i].ID]; ok {
-			out[i].Healthy, out[i].HealthReason = h.healthy, h.reason
-		}
+	switch {
+	case d.helper == nil:
+		return errors.New("dra driver is not running")
+	case d.inv == nil:
+		return errors.New("dra driver: no devices applied yet")
 	}
-	return out
+	st := d.helper.RegistrationStatus()
+	if st == nil {
+		return errors.New("dra driver: the kubelet has not registered it yet")
+	}
+	if !st.PluginRegistered {
+		return fmt.Errorf("dra driver: the kubelet refused it: %s", st.Error)
+	}
+	return nil
 }
 
-// startMonitor runs a health monitor on devs feeding SetHealth; stop
-// cancels it and waits for it.
-func (d *Driver) startMonitor(ctx context.Context, rcfg devices.ResourceConfig, devs []devices.Device) (stop func(), errc <-chan error) {
-	ec := make(chan error, 1)
-	m, err := devices.NewMonitor(rcfg.MonitorConfig(devices.Config{Root: d.cfg.Root, NVML: d.cfg.NVML, NVMLLib: d.cfg.NVMLLib, Log: d.log}))
-	if err != nil {
-		ec <- fmt.Errorf("start health monitor: %w", err)
-		return func() {}, ec
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := m.Run(mctx, devs, d.SetHealth); err != nil {
-			ec <- fmt.Errorf("health monitor: %w", err)
-		}
-	}()
-	return func() { cancel(); <-done }, ec
-}
-
-// Update replaces the published devices with devs as rcfg assigns them and
-// republishes. A device already known keeps the health the driver holds
-// for it; a new one starts with the health discovery gave it. Prepared
-// claims are not touched: a claim on a device that has gone stays prepared
-// until the kubelet unprepares it.
-func (d *Driver) Update(rcfg devices.ResourceConfig, devs []devices.Device) {
+// Apply publishes the devices of st that its resource config assigns (to
+// one of Config.Resources, when set), with the health st gives them: an
+// unhealthy device is tainted and reported unhealthy to the kubelet.
+// Prepared claims are not touched: a claim on a device that has gone stays
+// prepared until the kubelet unprepares it.
+func (d *Driver) Apply(st devices.State) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	inv := newInventory(rcfg, devs)
+	inv := newInventory(st.Config, st.Devices, d.cfg.Resources)
 	health := make(map[string]healthState, len(inv.entries))
 	for _, e := range inv.entries {
-		if h, ok := d.health[e.dev.ID]; ok && d.inv != nil {
-			health[e.dev.ID] = h
-			continue
-		}
 		health[e.dev.ID] = healthState{healthy: e.dev.Healthy, reason: e.dev.HealthReason}
 	}
 	d.inv, d.health = inv, health
-	if err := d.publishLocked(); err != nil {
-		d.log.Error("publish resource slices", "err", err)
-	}
+	err := d.publishLocked()
 	d.notifyLocked()
-}
-
-// SetHealth records a health change of one device and republishes its
-// taint; events for unknown devices are ignored.
-func (d *Driver) SetHealth(ev devices.HealthEvent) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.inv == nil {
-		return
+	if err != nil {
+		return fmt.Errorf("dra driver: %w", err)
 	}
-	if _, ok := d.inv.byID[ev.DeviceID]; !ok {
-		return
-	}
-	old := d.health[ev.DeviceID]
-	nh := healthState{healthy: ev.Healthy, reason: ev.Reason}
-	if old == nh {
-		return
-	}
-	d.health[ev.DeviceID] = nh
-	if err := d.publishLocked(); err != nil {
-		d.log.Error("publish resource slices", "err", err)
-	}
-	d.notifyLocked()
+	return nil
 }
 
 // publishLocked publishes the pool if a discovery has succeeded and the
@@ -499,53 +334,4 @@ func (d *Driver) HandleError(_ context.Context, err error, msg string) {
 	case d.fatal <- fmt.Errorf("%s: %w", msg, err):
 	default:
 	}
-}
-
-// warnOnly passes on warnings and errors only, for rescans.
-type warnOnly struct{ slog.Handler }
-
-func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
-}
-
-func (h warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{h.Handler.WithAttrs(as)} }
-func (h warnOnly) WithGroup(name string) slog.Handler    { return warnOnly{h.Handler.WithGroup(name)} }
-
-// sameDevices reports whether a and b are the same devices in the same
-// places, whatever their health.
-func sameDevices(a, b []devices.Device) bool {
-	return slices.EqualFunc(a, b, func(x, y devices.Device) bool {
-		return x.ID == y.ID && x.Kind == y.Kind && x.PCIAddress == y.PCIAddress && x.NUMANode == y.NUMANode &&
-			x.PCIeRoot == y.PCIeRoot && slices.Equal(x.Bridges, y.Bridges) && slices.Equal(x.DeviceNodes, y.DeviceNodes) &&
-			x.Model == y.Model && x.Driver == y.Driver && slices.Equal(x.Ports, y.Ports) && mapsEqual(x.Attributes, y.Attributes)
-	})
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
-func sameHealthConfig(a, b devices.HealthConfig) bool {
-	return slices.Equal(a.IgnoredXIDs, b.IgnoredXIDs) && (a.IgnoredXIDs == nil) == (b.IgnoredXIDs == nil) &&
-		a.PollInterval == b.PollInterval && a.RecoveryPeriod == b.RecoveryPeriod
-}
-
-// sameResources compares the parts of two configs that decide what is
-// published (resources and exclusions).
-func sameResources(a, b devices.ResourceConfig) bool {
-	sel := func(x, y devices.Selector) bool {
-		return slices.Equal(x.Kinds, y.Kinds) && slices.Equal(x.Vendors, y.Vendors) && slices.Equal(x.DeviceIDs, y.DeviceIDs) &&
-			slices.Equal(x.Drivers, y.Drivers) && slices.Equal(x.PCIAddresses, y.PCIAddresses) && x.Model == y.Model &&
-			slices.Equal(x.LinkLayers, y.LinkLayers)
-	}
-	return slices.EqualFunc(a.Resources, b.Resources, func(x, y devices.Resource) bool { return x.Name == y.Name && sel(x.Selector, y.Selector) }) &&
-		slices.EqualFunc(a.Exclude, b.Exclude, sel)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/slipway-dev/slipway/pkg/devices"
 	"github.com/slipway-dev/slipway/pkg/dra/drakubelet"
+	"github.com/slipway-dev/slipway/pkg/nodeagent"
 )
 
 const testNode = "gpu-node-1"
@@ -83,31 +84,48 @@ func copyTree(t testing.TB, src, dst string) {
 	}
 }
 
-func (e *env) config() Config {
-	return Config{
-		NodeName: testNode, KubeClient: e.client, Root: e.root, NVML: devices.NVMLOff,
-		RegistryDir: e.registry, PluginDir: e.plugins, CDIDir: e.cdi,
-		HealthTimeout: time.Second, HealthResend: 200 * time.Millisecond,
-		RescanInterval: 100 * time.Millisecond, Log: testLog(e.t),
+// setup is what start builds: the driver and the node agent that feeds it.
+type setup struct {
+	driver Config
+	agent  nodeagent.Config
+}
+
+func (e *env) config() setup {
+	return setup{
+		driver: Config{
+			NodeName: testNode, KubeClient: e.client, Root: e.root,
+			RegistryDir: e.registry, PluginDir: e.plugins, CDIDir: e.cdi,
+			HealthTimeout: time.Second, HealthResend: 200 * time.Millisecond, Log: testLog(e.t),
+		},
+		agent: nodeagent.Config{
+			Discovery:      devices.Config{Root: e.root, NVML: devices.NVMLOff},
+			RescanInterval: 100 * time.Millisecond, Log: testLog(e.t),
+		},
 	}
 }
 
-// running is a driver whose Run is going on.
+// running is a node agent, with the driver as its one front end, whose
+// Run is going on.
 type running struct {
 	d      *Driver
 	cancel context.CancelFunc
 	errc   chan error
 }
 
-func (e *env) start(cfg Config) *running {
+func (e *env) start(s setup) *running {
 	e.t.Helper()
-	d, err := New(cfg)
+	d, err := New(s.driver)
 	if err != nil {
 		e.t.Fatalf("New() = %v", err)
 	}
+	s.agent.Frontends = []nodeagent.Frontend{d}
+	a, err := nodeagent.New(s.agent)
+	if err != nil {
+		e.t.Fatalf("nodeagent.New() = %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{d: d, cancel: cancel, errc: make(chan error, 1)}
-	go func() { r.errc <- d.Run(ctx) }()
+	go func() { r.errc <- a.Run(ctx) }()
 	e.t.Cleanup(func() { r.stop(e.t) })
 	return r
 }
@@ -232,23 +250,26 @@ func TestPublishesAfterDiscovery(t *testing.T) {
 	}
 }
 
-// TestNoSliceBeforeDiscovery starts the driver on a host whose PCI device
-// list cannot be read: nothing may be published (not even an empty
-// slice) until a discovery succeeds; then the devices appear.
+// TestNoSliceBeforeDiscovery runs the driver before any state is applied
+// (the agent's first discovery has not succeeded): it answers the kubelet
+// (unprepare from the checkpoint; prepare says devices are not known yet)
+// and publishes nothing, not even an empty slice. A node agent whose first
+// discovery fails stops without publishing either.
 func TestNoSliceBeforeDiscovery(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "dgx-h100")
-	pci := filepath.Join(e.root, "sys", "bus", "pci", "devices")
-	hidden := pci + ".hidden"
-	if err := os.Rename(pci, hidden); err != nil {
+	d, err := New(e.config().driver)
+	if err != nil {
 		t.Fatal(err)
 	}
-	r := e.start(e.config())
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{d: d, cancel: cancel, errc: make(chan error, 1)}
+	go func() { r.errc <- d.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
 	k := e.register(r)
-	// Unprepare is served from the checkpoint while discovery fails.
 	resp, err := k.Unprepare(context.Background(), drakubelet.Claim{Namespace: "ns", Name: "old", UID: "uid-old"})
 	if err != nil || resp.Claims["uid-old"] == nil || resp.Claims["uid-old"].Error != "" {
-		t.Fatalf("Unprepare(unknown claim) during failing discovery = %v, %v; want success", resp, err)
+		t.Fatalf("Unprepare(unknown claim) before discovery = %v, %v; want success", resp, err)
 	}
 	c := e.claim("early", gpu0)
 	presp, err := k.Prepare(context.Background(), c)
@@ -258,14 +279,44 @@ func TestNoSliceBeforeDiscovery(t *testing.T) {
 	if msg := presp.Claims[c.UID].GetError(); !strings.Contains(msg, "not discovered yet") {
 		t.Errorf("Prepare before discovery: claim error %q, want it to say devices are not discovered yet", msg)
 	}
-	time.Sleep(1500 * time.Millisecond) // past the first retry
+	if err := d.Ready(); err == nil || !strings.Contains(err.Error(), "no devices applied") {
+		t.Errorf("Ready() before any state = %v, want not ready", err)
+	}
+	time.Sleep(500 * time.Millisecond)
 	if got := e.slices(); len(got) != 0 {
 		t.Fatalf("slices published before a discovery succeeded: %d", len(got))
 	}
-	if err := os.Rename(hidden, pci); err != nil {
+	// Once a state arrives, the devices appear.
+	devs := discoverFixture(t, e.root)
+	if err := d.Apply(devices.State{Devices: devs, Config: devices.DefaultConfig()}); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor(r, "devices after discovery recovers", func() bool { return len(e.published()) == 16 })
+	e.waitFor(r, "devices after the first state", func() bool { return len(e.published()) == 16 })
+	if err := d.Ready(); err != nil {
+		t.Errorf("Ready() after registration and a state = %v", err)
+	}
+
+	// The agent on a host whose PCI list cannot be read.
+	e2 := newEnv(t, "dgx-h100")
+	if err := os.RemoveAll(filepath.Join(e2.root, "sys", "bus", "pci", "devices")); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := New(e2.config().driver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := e2.config().agent
+	s2.Frontends = []nodeagent.Frontend{d2}
+	a2, err := nodeagent.New(s2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a2.Run(context.Background()); err == nil {
+		t.Errorf("agent Run with an unreadable PCI list = nil, want the discovery error")
+	}
+	if got := e2.slices(); len(got) != 0 {
+		t.Errorf("slices published after a failed discovery: %d", len(got))
+	}
 }
 
 func TestPrepareUnprepare(t *testing.T) {
@@ -427,7 +478,9 @@ func TestRestartAndReboot(t *testing.T) {
 	// Restart: the new process refuses to hand gpu1 to another claim.
 	r2 := e.start(e.config())
 	k2 := e.register(r2)
-	e.waitFor(r2, "slices after restart", func() bool { return len(e.published()) == 16 })
+	// The API still holds the first process's slices: wait for this
+	// process's own discovery.
+	e.waitFor(r2, "discovery after restart", func() bool { _, ok := r2.d.Pool(); return ok })
 	other := e.claim("other", gpu1)
 	resp, err := k2.Prepare(ctx, other)
 	if err != nil {
@@ -463,7 +516,7 @@ func TestRestartAndReboot(t *testing.T) {
 	if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stray claim spec not removed at start: %v", err)
 	}
-	e.waitFor(r3, "slices after reboot", func() bool { return len(e.published()) == 16 })
+	e.waitFor(r3, "discovery after reboot", func() bool { _, ok := r3.d.Pool(); return ok })
 	resp, err = k3.Prepare(ctx, c)
 	if err != nil || resp.Claims[c.UID].GetError() != "" {
 		t.Fatalf("Prepare() after reboot = %v, %v", resp, err)
@@ -483,7 +536,7 @@ func TestRestartAndReboot(t *testing.T) {
 func TestCorruptCheckpointRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
-	cfg := e.config()
+	cfg := e.config().driver
 	path := filepath.Join(e.plugins, CheckpointFile)
 	if err := saveCheckpoint(path, map[string]preparedClaim{"u1": {Namespace: "ns", Name: "a", Devices: []preparedDevice{{Device: gpu0}}}}); err != nil {
 		t.Fatal(err)
@@ -513,8 +566,8 @@ func TestHealth(t *testing.T) {
 	cfgFile := filepath.Join(e.dir, "config.yaml")
 	writeConfig(t, cfgFile, "recoveryPeriod: 300ms\n  pollInterval: 50ms")
 	cfg := e.config()
-	cfg.ConfigFile = cfgFile
-	cfg.RescanInterval = -1 // health from the monitor alone
+	cfg.agent.ConfigFile = cfgFile
+	cfg.agent.RescanInterval = 0 // health from the monitor alone
 	r := e.start(cfg)
 	k := e.register(r)
 	e.waitFor(r, "slices", func() bool { return len(e.published()) == 16 })
@@ -606,7 +659,7 @@ func TestHotPlugKeepsPreparedClaims(t *testing.T) {
 	cfgFile := filepath.Join(e.dir, "config.yaml")
 	writeConfig(t, cfgFile, "pollInterval: 50ms")
 	cfg := e.config()
-	cfg.ConfigFile = cfgFile
+	cfg.agent.ConfigFile = cfgFile
 	r := e.start(cfg)
 	k := e.register(r)
 	e.waitFor(r, "slices", func() bool { return len(e.published()) == 16 })
@@ -647,5 +700,66 @@ func TestNewValidates(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New(empty) = %v, want it to say %q", err, want)
 		}
+	}
+}
+
+// TestClaimGC deletes one prepared claim from the API and replaces
+// another (same name, new UID) without any unprepare: the driver releases
+// both, keeps the claim that still exists, and a later unprepare of a
+// released claim still succeeds.
+func TestClaimGC(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "dgx-h100")
+	cfg := e.config()
+	cfg.driver.ClaimGCInterval = 100 * time.Millisecond
+	r := e.start(cfg)
+	k := e.register(r)
+	e.waitFor(r, "slices", func() bool { return len(e.published()) == 16 })
+	ctx := context.Background()
+	gone, replaced, kept := e.claim("gone", gpu0), e.claim("replaced", gpu1), e.claim("kept", gpu2)
+	resp, err := k.Prepare(ctx, gone, replaced, kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for uid, c := range resp.Claims {
+		if c.Error != "" {
+			t.Fatalf("Prepare(%s): %s", uid, c.Error)
+		}
+	}
+	claims := e.client.ResourceV1().ResourceClaims("ns")
+	if err := claims.Delete(ctx, "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := claims.Delete(ctx, "replaced", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &resourceapi.ResourceClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "replaced", UID: "uid-replaced-2"}}
+	if _, err := claims.Create(ctx, fresh, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cpPath := filepath.Join(e.plugins, CheckpointFile)
+	e.waitFor(r, "released claims", func() bool {
+		cp, err := loadCheckpoint(cpPath)
+		return err == nil && len(cp) == 1
+	})
+	cp, _ := loadCheckpoint(cpPath)
+	if diff := cmp.Diff([]string{kept.UID}, sortedKeys(cp)); diff != "" {
+		t.Errorf("checkpoint after GC (-want +got):\n%s", diff)
+	}
+	for _, c := range []drakubelet.Claim{gone, replaced} {
+		if _, err := os.Stat(e.specPath(c)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("spec of released claim %s still there: %v", c.Name, err)
+		}
+	}
+	if _, err := os.Stat(e.specPath(kept)); err != nil {
+		t.Errorf("spec of the kept claim: %v", err)
+	}
+	// gpu0 is free again for a new claim.
+	again := e.claim("again", gpu0)
+	if resp, err := k.Prepare(ctx, again); err != nil || resp.Claims[again.UID].GetError() != "" {
+		t.Errorf("Prepare on a released device = %v, %v", resp, err)
+	}
+	if uresp, err := k.Unprepare(ctx, gone); err != nil || uresp.Claims[gone.UID].GetError() != "" {
+		t.Errorf("late Unprepare of a released claim = %v, %v; want success", uresp, err)
 	}
 }

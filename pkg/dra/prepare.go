@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	resourceapi "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceclaim"
@@ -246,4 +248,49 @@ func (d *Driver) reconcileCDI() error {
 		d.log.Warn("cdi spec of a claim not in the checkpoint removed", "claim_uid", uid)
 	}
 	return nil
+}
+
+// collectClaims unprepares checkpointed claims that are gone from the API:
+// deleted, or replaced by a claim of the same name with another UID. The
+// kubelet unprepares a claim before its pod goes and a claim is not
+// deleted while a pod uses it, so such an entry is a leak (a kubelet that
+// lost its own checkpoint, a node reinstalled under the driver). A claim
+// must be missing on two checks in a row (suspects holds those of the last
+// check) so that one odd read frees nothing. It returns this check's
+// suspects; API errors other than NotFound leave a claim alone.
+func (d *Driver) collectClaims(ctx context.Context, suspects map[string]bool) map[string]bool {
+	d.mu.Lock()
+	claims := maps.Clone(d.claims)
+	d.mu.Unlock()
+	next := map[string]bool{}
+	var gone []kubeletplugin.NamespacedObject
+	for uid, pc := range claims {
+		c, err := d.cfg.KubeClient.ResourceV1().ResourceClaims(pc.Namespace).Get(ctx, pc.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			d.log.Debug("prepared claim not checked", "claim", pc.Namespace+"/"+pc.Name, "err", err)
+			continue
+		case string(c.UID) == uid:
+			continue
+		}
+		if !suspects[uid] {
+			next[uid] = true
+			continue
+		}
+		gone = append(gone, kubeletplugin.NamespacedObject{UID: types.UID(uid), NamespacedName: types.NamespacedName{Namespace: pc.Namespace, Name: pc.Name}})
+	}
+	if len(gone) == 0 {
+		return next
+	}
+	res, _ := d.UnprepareResourceClaims(ctx, gone)
+	for _, c := range gone {
+		if err := res[c.UID]; err != nil {
+			d.log.Error("unprepare a claim gone from the API", "claim", c.Namespace+"/"+c.Name, "claim_uid", c.UID, "err", err)
+			next[string(c.UID)] = true // try again next time
+			continue
+		}
+		d.log.Warn("claim gone from the API without an unprepare, released its devices", "claim", c.Namespace+"/"+c.Name, "claim_uid", c.UID)
+	}
+	return next
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,6 +44,8 @@ const (
 	AttrMIGCapable   resourceapi.QualifiedName = "migCapable"
 	AttrMIGEnabled   resourceapi.QualifiedName = "migEnabled"
 	AttrNVLinkDomain resourceapi.QualifiedName = "nvlinkDomain"
+	AttrParentUUID   resourceapi.QualifiedName = "parentUUID"
+	AttrMIGProfile   resourceapi.QualifiedName = "migProfile"
 	AttrIBDev        resourceapi.QualifiedName = "ibdev"
 	AttrLinkLayer    resourceapi.QualifiedName = "linkLayer"
 	AttrLinkRate     resourceapi.QualifiedName = "linkRate"
@@ -79,14 +82,18 @@ type inventory struct {
 	byID    map[string]int
 }
 
-// newInventory names the devices cfg assigns to a resource, in the order of
-// devs (Discover's: kind, then PCI address). Excluded devices and devices
-// no resource selects are left out, as the device plugin leaves them out.
-func newInventory(cfg devices.ResourceConfig, devs []devices.Device) *inventory {
+// newInventory names the devices cfg assigns to a resource (to one of
+// only, when set), in the order of devs (Discover's: kind, then PCI
+// address). Excluded devices and devices no resource selects are left out,
+// as the device plugin leaves them out.
+func newInventory(cfg devices.ResourceConfig, devs []devices.Device, only []string) *inventory {
 	resOf := map[string]string{}
-	for name, ds := range cfg.Assign(devs) {
-		for _, d := range ds {
-			resOf[string(d.Kind)+"\x00"+d.ID] = name
+	for _, a := range cfg.Plan(devs) {
+		if len(only) > 0 && !slices.Contains(only, a.Name) {
+			continue
+		}
+		for _, d := range a.Devices {
+			resOf[string(d.Kind)+"\x00"+d.ID] = a.Name
 		}
 	}
 	inv := &inventory{byName: map[string]int{}, byID: map[string]int{}}
@@ -117,12 +124,17 @@ func (inv *inventory) lookup(name string) (entry, bool) {
 
 // DeviceName returns d's name in the node's pool: its kind and PCI address
 // as a DNS label ("gpu-0000-1b-00-0"), stable across restarts and reboots
-// while the card stays in its slot.
+// while the card stays in its slot; a MIG device adds its GPU and compute
+// instance ("mig-0000-1b-00-0-gi1-ci0").
 func DeviceName(d devices.Device) string {
 	if d.PCIAddress == "" {
 		return dnsLabel(string(d.Kind) + "-" + d.ID)
 	}
-	return dnsLabel(string(d.Kind) + "-" + d.PCIAddress)
+	name := string(d.Kind) + "-" + d.PCIAddress
+	if d.Kind == devices.KindMIG && d.Attributes["gi"] != "" {
+		name += "-gi" + d.Attributes["gi"] + "-ci" + d.Attributes["ci"]
+	}
+	return dnsLabel(name)
 }
 
 var notLabel = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -240,6 +252,13 @@ func (b sliceBuilder) device(e entry, h healthState, nvlinkDomain string) resour
 			boolean(AttrMIGEnabled, mode == "enabled")
 		}
 		str(AttrNVLinkDomain, nvlinkDomain)
+		if mib, err := strconv.ParseInt(a["memory_mib"], 10, 64); err == nil && mib > 0 {
+			caps[CapMemory] = resourceapi.DeviceCapacity{Value: *resource.NewQuantity(mib<<20, resource.BinarySI)}
+		}
+	case devices.KindMIG:
+		str(AttrUUID, a["uuid"])
+		str(AttrParentUUID, a["parent_uuid"])
+		str(AttrMIGProfile, a["profile"])
 		if mib, err := strconv.ParseInt(a["memory_mib"], 10, 64); err == nil && mib > 0 {
 			caps[CapMemory] = resourceapi.DeviceCapacity{Value: *resource.NewQuantity(mib<<20, resource.BinarySI)}
 		}

@@ -43,7 +43,7 @@ func TestSliceGolden(t *testing.T) {
 			t.Parallel()
 			root := fixture(tree)
 			devs := discoverFixture(t, root)
-			inv := newInventory(devices.DefaultConfig(), devs)
+			inv := newInventory(devices.DefaultConfig(), devs, nil)
 			b := sliceBuilder{sysRoot: sysRoot(root), effect: resourceapi.DeviceTaintEffectNoSchedule, log: testLog(t)}
 			pool := b.pool(inv, healthOf(devs))
 			if len(pool.Slices) != 1 {
@@ -66,7 +66,7 @@ func TestSliceFacts(t *testing.T) {
 	root := fixture("dgx-h100")
 	devs := discoverFixture(t, root)
 	b := sliceBuilder{sysRoot: sysRoot(root), effect: resourceapi.DeviceTaintEffectNoSchedule, log: testLog(t)}
-	pool := b.pool(newInventory(devices.DefaultConfig(), devs), healthOf(devs))
+	pool := b.pool(newInventory(devices.DefaultConfig(), devs, nil), healthOf(devs))
 	byRoot := map[string][]string{}
 	numa := map[int64]int{}
 	for _, d := range pool.Slices[0].Devices {
@@ -116,7 +116,7 @@ func TestDeviceAttributes(t *testing.T) {
 		},
 	}
 	cfg := devices.DefaultConfig()
-	inv := newInventory(cfg, []devices.Device{gpu, peer, hca})
+	inv := newInventory(cfg, []devices.Device{gpu, peer, hca}, nil)
 	b := sliceBuilder{sysRoot: t.TempDir(), effect: resourceapi.DeviceTaintEffectNoExecute, log: testLog(t)}
 	pool := b.pool(inv, map[string]healthState{"GPU-1": {healthy: false, reason: "xid 79; /dev/nvidia2 missing"}, "GPU-2": {healthy: true}, "mlx5_0": {healthy: true}})
 	got := map[string]resourceapi.Device{}
@@ -166,7 +166,7 @@ func TestSliceSplitsAtLimit(t *testing.T) {
 		devs = append(devs, devices.Device{ID: "dev" + string(rune('a'+i/26)) + string(rune('a'+i%26)), Kind: devices.KindFPGA, Healthy: true})
 	}
 	b := sliceBuilder{sysRoot: t.TempDir(), log: testLog(t)}
-	pool := b.pool(newInventory(devices.DefaultConfig(), devs), healthOf(devs))
+	pool := b.pool(newInventory(devices.DefaultConfig(), devs, nil), healthOf(devs))
 	var sizes []int
 	for _, s := range pool.Slices {
 		sizes = append(sizes, len(s.Devices))

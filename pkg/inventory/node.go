@@ -201,7 +201,7 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 	if prof.Boot.Firmware != "" {
 		base.Boot.Firmware = prof.Boot.Firmware
 	}
-	base.Boot.Kernel, base.Boot.Initrd, base.Boot.KernelArgs = prof.Boot.Kernel, prof.Boot.Initrd, prof.Boot.KernelArgs
+	base.Boot.Kernel, base.Boot.Initrd, base.Boot.KernelArgs, base.Boot.Method = prof.Boot.Kernel, prof.Boot.Initrd, prof.Boot.KernelArgs, prof.Boot.Method
 	base.Labels = maps.Clone(prof.Labels)
 	base.Taints = append([]Taint(nil), prof.Taints...)
 	base.BMC = prof.BMC
@@ -452,6 +452,8 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 			}
 			if err := parseBMCURL(u, &n.BMC); err != nil {
 				r.errorf(d, path+".bmc.url", "node %s: %v", name, err)
+			} else if n.Boot.Method == BootMethodVirtualMedia && n.BMC.Protocol != ProtocolRedfish {
+				r.errorf(d, path+".bmc.url", "node %s: boot.method virtual-media needs a Redfish BMC (redfish:// or redfish+http://); IPMI has no virtual media", name)
 			}
 			r.checkTLS(d, path, &n)
 		}

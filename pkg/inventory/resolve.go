@@ -357,6 +357,13 @@ func (r *resolver) boot(d *doc, path string, rb *rawBoot, b *Boot) {
 	if rb.KernelArgs != "" {
 		b.KernelArgs = rb.KernelArgs
 	}
+	switch m := BootMethod(rb.Method); m {
+	case "":
+	case BootMethodPXE, BootMethodVirtualMedia:
+		b.Method = m
+	default:
+		r.errorf(d, path+".method", "unknown boot method %q: want pxe or virtual-media", rb.Method)
+	}
 }
 
 var labelKeyRE = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)

@@ -76,6 +76,7 @@ type rawBoot struct {
 	Kernel     string `yaml:"kernel,omitempty" json:"kernel,omitempty"`
 	Initrd     string `yaml:"initrd,omitempty" json:"initrd,omitempty"`
 	KernelArgs string `yaml:"kernelArgs,omitempty" json:"kernelArgs,omitempty"`
+	Method     string `yaml:"method,omitempty" json:"method,omitempty"`
 }
 
 type rawTaint struct {

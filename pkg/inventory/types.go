@@ -164,7 +164,20 @@ type Boot struct {
 	Initrd string `json:"initrd"`
 	// KernelArgs are extra kernel command-line arguments.
 	KernelArgs string `json:"kernelArgs,omitempty"`
+	// Method is how the node reaches its boot script: pxe (default, the
+	// network's DHCP) or virtual-media (an iPXE CD the BMC inserts, for
+	// segments without PXE; Redfish BMCs, bios firmware).
+	Method BootMethod `json:"method,omitempty"`
 }
+
+// BootMethod is how a node reaches its boot script.
+type BootMethod string
+
+// Boot methods; the empty BootMethod means pxe.
+const (
+	BootMethodPXE          BootMethod = "pxe"
+	BootMethodVirtualMedia BootMethod = "virtual-media"
+)
 
 // Taint is a Kubernetes node taint.
 type Taint struct {

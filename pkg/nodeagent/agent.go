@@ -60,6 +60,9 @@ type Config struct {
 	// DevicePlugin, when set, adds the kubelet device plugin front end,
 	// built from it with the agent's registry and logger.
 	DevicePlugin *deviceplugin.Config
+	// NodeLabels, when set, adds the front end that writes the node's
+	// device labels to its own Node object (Labeller).
+	NodeLabels *LabelsConfig
 	// Frontends are further front ends (a DRA kubelet plugin, tests).
 	Frontends []Frontend
 	// Metrics, when set, is where /metrics and /healthz are served; the
@@ -133,6 +136,15 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 		a.fronts = append(a.fronts, p)
+	}
+	if cfg.NodeLabels != nil {
+		lc := *cfg.NodeLabels
+		lc.Log = log
+		l, err := NewLabeller(lc)
+		if err != nil {
+			return nil, err
+		}
+		a.fronts = append(a.fronts, l)
 	}
 	a.fronts = append(a.fronts, cfg.Frontends...)
 	a.warnSharing(rc)

@@ -36,11 +36,9 @@
 // missed nothing needs no memory of earlier calls. Front ends import only
 // pkg/devices, never this package, so this package can assemble them.
 //
-// The device plugin (pkg/deviceplugin.Plugin) and the node labeller
-// (Labeller) are front ends today. A DRA kubelet plugin (pkg/dra) becomes
-// one more by implementing Frontend: its Apply publishes ResourceSlices from
-// State.Devices (health as device taints), and Config.Frontends (or a field
-// of Config that builds it, as DevicePlugin does) adds it, so that
-// `--api dra|both` selects which front ends run on the same devices and
-// health.
+// The device plugin (pkg/deviceplugin.Plugin), the node labeller
+// (Labeller) and the DRA kubelet plugin (pkg/dra.Driver, added by
+// cmd/device-plugin through Config.Frontends for --api dra|both) are the
+// front ends. A wrapper front end may hand another a filtered state (with
+// --api both the device plugin gets the devices DRA does not serve).
 package nodeagent

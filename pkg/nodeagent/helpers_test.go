@@ -193,3 +193,8 @@ func healthOf(ds []*pluginapi.Device, id string) string {
 
 // removeFile removes a fixture file, as a device node vanishing.
 func removeFile(path string) error { return os.Remove(path) }
+
+// newTestLogger logs text at debug level into b.
+func newTestLogger(b *logBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

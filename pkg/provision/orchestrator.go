@@ -34,10 +34,11 @@ type Config struct {
 	// Parallel bounds how many nodes are in flight at once (default 64).
 	Parallel int
 	// EarlyNetboot lets nodes whose turn has not come (the control plane
-	// is not Ready yet) power-cycle and netboot at once; their config and
-	// join token are issued when their turn comes, and a config request
-	// made before then is held (Observe returns ErrHeld). Off: a node is
-	// not touched before its turn.
+	// is not Ready yet) power-cycle and netboot as soon as every node whose
+	// turn it is has been powered on; their config and join token are
+	// issued when their turn comes, and a config request made before then
+	// is held (Observe returns ErrHeld). Off: a node is not touched before
+	// its turn.
 	EarlyNetboot bool
 	// Timeouts bound each phase and each call.
 	Timeouts Timeouts
@@ -508,6 +509,10 @@ func (r *runner) after(s *slot, before nodeState, nextOp op, now time.Time, recs
 func (r *runner) admit(now time.Time, recs *[]Record, ops *[]func(context.Context), apply func(*slot, input, time.Time)) {
 	o := r.o
 	open, blockedBy := r.openStage()
+	// Early nodes wait until every node whose turn it is has been powered
+	// on: the first control plane is the critical path, and a thousand
+	// early power cycles must not queue in front of its BMC calls.
+	early := o.cfg.EarlyNetboot && blockedBy == "" && r.poweredOn(open)
 	for _, s := range r.slots {
 		if s.st.phase.Terminal() || s.busy {
 			continue
@@ -530,13 +535,28 @@ func (r *runner) admit(now time.Time, recs *[]Record, ops *[]func(context.Contex
 			}
 			continue
 		}
-		if r.inflight >= o.cfg.Parallel || (s.stage > open && !o.cfg.EarlyNetboot) {
+		if r.inflight >= o.cfg.Parallel || (s.stage > open && !early) {
 			continue
 		}
 		s.started = true
 		r.inflight++
 		apply(s, input{kind: inStart, early: s.stage > open}, now)
 	}
+}
+
+// poweredOn reports whether every node of stages up to open is past its
+// power-on (or done).
+func (r *runner) poweredOn(open int) bool {
+	for _, s := range r.slots {
+		if s.stage > open || s.st.phase.Terminal() {
+			continue
+		}
+		switch s.st.phase {
+		case PhasePending, PhasePoweringOff, PhaseSettingBoot, PhasePoweringOn:
+			return false
+		}
+	}
+	return true
 }
 
 // openStage returns the highest stage whose nodes may start, or the name of

@@ -37,6 +37,10 @@ type Repair struct {
 // takes the state directory's lock, so it refuses to run beside up. An
 // intact journal is left alone.
 func RepairJournal(dir string) (*Repair, error) {
+	// Look before locking: the lock would create a missing directory.
+	if _, err := os.Stat(filepath.Join(dir, JournalFile)); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("repair journal: no journal in %s (is --state-dir right?)", dir)
+	}
 	lock, err := LockStateDir(dir, "provisioner journal repair")
 	if err != nil {
 		return nil, err
@@ -44,9 +48,6 @@ func RepairJournal(dir string) (*Repair, error) {
 	defer lock.Unlock()
 	path := filepath.Join(dir, JournalFile)
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("repair journal: no journal in %s", dir)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("repair journal: %w", err)
 	}

@@ -68,6 +68,9 @@ func TestRepairJournal(t *testing.T) {
 func TestRepairJournalRefusesWhileHeld(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, JournalFile), encodeRecord(nil, Record{Time: t0, Node: "n", Phase: PhaseReady}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	l, err := LockStateDir(dir, "provisioner up")
 	if err != nil {
 		t.Fatal(err)
@@ -82,5 +85,16 @@ func TestRepairJournalRefusesWhileHeld(t *testing.T) {
 	l.Unlock()
 	if _, held, err := Held(dir); err != nil || held {
 		t.Errorf("Held after Unlock = %v, %v; want not held", held, err)
+	}
+}
+
+func TestRepairJournalMissing(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "nowhere")
+	if _, err := RepairJournal(dir); err == nil || !strings.Contains(err.Error(), "no journal in "+dir) {
+		t.Errorf("RepairJournal(missing dir) = %v, want no journal", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("RepairJournal created %s (%v), want it left alone", dir, err)
 	}
 }

@@ -133,6 +133,7 @@ func listenerPort(a net.Addr) uint16 {
 
 // Services are the boot services of one inventory.
 type Services struct {
+	inv  *inventory.Inventory
 	bus  *bootevent.Bus
 	dhcp *dhcp.Server
 	tftp *tftp.Server
@@ -156,6 +157,9 @@ func New(cfg Config) (*Services, error) {
 	}
 	if !cfg.SkipInterfaceCheck {
 		if err := CheckInterface(nw.Interface, nw.Address); err != nil {
+			return nil, err
+		}
+		if err := checkProvisionerAddresses(cfg.Inventory, net.InterfaceAddrs, log); err != nil {
 			return nil, err
 		}
 	}
@@ -192,7 +196,7 @@ func New(cfg Config) (*Services, error) {
 	}
 	nodes := cfg.Inventory.Enabled()
 
-	s := &Services{bus: bus, log: log}
+	s := &Services{inv: cfg.Inventory, bus: bus, log: log}
 	s.http, err = httpboot.New(httpboot.Config{
 		Addr:           netip.AddrPortFrom(nw.Address, httpPort),
 		Listener:       cfg.Listeners.HTTP,
@@ -317,6 +321,7 @@ func (s *Services) Run(ctx context.Context) error {
 	if s.ra != nil {
 		g.Go(func() error { return s.ra.Run(gctx) })
 	}
+	go s.logReady(gctx, s.inv)
 	return g.Wait()
 }
 

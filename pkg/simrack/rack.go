@@ -535,8 +535,16 @@ func (m *machine) post(ctx context.Context, url, body string) error {
 	return nil
 }
 
+// Retransmission timeouts of the DHCP clients the machines stand for: PXE
+// firmware waits 4, 8, 16 and 32 s for an answer (PXE 2.1, then PXE-E51
+// and on to the next boot device), iPXE 1, 2, 4 and 8 s.
+var (
+	pxeDHCPTimeouts  = []time.Duration{4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second}
+	ipxeDHCPTimeouts = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+)
+
 // dhcp does DISCOVER/OFFER then REQUEST/ACK through the relay, retrying
-// like firmware does, and returns the ACK.
+// as the firmware (or iPXE) does, and returns the ACK.
 func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4.DHCPv4, error) {
 	mods := []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.IP(r.cfg.RelayAddr.AsSlice()))}
 	if legacy {
@@ -550,13 +558,17 @@ func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
 	}
 	mac := net.HardwareAddr(m.node.MAC)
+	timeouts := pxeDHCPTimeouts
+	if ipxe {
+		timeouts = ipxeDHCPTimeouts
+	}
 	var lastErr error
-	for try := 0; try < 4; try++ {
+	for _, wait := range timeouts {
 		disc, err := dhcpv4.NewDiscovery(mac, mods...)
 		if err != nil {
 			return nil, err
 		}
-		offer, err := r.exchange(ctx, disc, dhcpv4.MessageTypeOffer)
+		offer, err := r.exchange(ctx, disc, dhcpv4.MessageTypeOffer, wait)
 		if err != nil {
 			lastErr = err
 			continue
@@ -565,17 +577,17 @@ func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4
 		if err != nil {
 			return nil, err
 		}
-		ack, err := r.exchange(ctx, req, dhcpv4.MessageTypeAck)
+		ack, err := r.exchange(ctx, req, dhcpv4.MessageTypeAck, wait)
 		if err != nil {
 			lastErr = err
 			continue
 		}
 		return ack, nil
 	}
-	return nil, fmt.Errorf("no dhcp answer for %s after 4 tries: %w", mac, lastErr)
+	return nil, fmt.Errorf("no dhcp answer for %s after %d tries: %w", mac, len(timeouts), lastErr)
 }
 
-func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.MessageType, wait time.Duration) (*dhcpv4.DHCPv4, error) {
 	ch := make(chan *dhcpv4.DHCPv4, 4)
 	key := binary.BigEndian.Uint32(msg.TransactionID[:])
 	r.mu.Lock()
@@ -589,7 +601,7 @@ func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.Mes
 	if _, err := r.relay.WriteToUDP(msg.ToBytes(), net.UDPAddrFromAddrPort(r.cfg.DHCPServer)); err != nil {
 		return nil, err
 	}
-	timeout := time.NewTimer(2 * time.Second)
+	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
 	for {
 		select {
@@ -601,7 +613,7 @@ func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.Mes
 				return nil, errors.New("dhcp nak")
 			}
 		case <-timeout.C:
-			return nil, fmt.Errorf("no dhcp %s within 2s", want)
+			return nil, fmt.Errorf("no dhcp %s within %s", want, wait)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

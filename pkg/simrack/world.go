@@ -34,7 +34,7 @@ type WorldConfig struct {
 	// Seed makes the boot times reproducible (0: random).
 	Seed uint64
 	// Log receives the rack's debug lines (nil: discard).
-	Log *slog.Logger
+	Log *slog.Logger `json:"-"`
 }
 
 // Names the world gives its nodes: cp-1 ... for control-plane nodes, then
@@ -77,62 +77,111 @@ var worldFiles = map[string]int{
 // sockets handed to boot services are theirs to close; closing them again
 // is harmless).
 func NewWorld(cfg WorldConfig) (*World, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("simulated world: no directory for its files")
-	}
-	if cfg.Nodes <= 0 {
-		cfg.Nodes = 16
-	}
-	if cfg.ControlPlanes <= 0 {
-		cfg.ControlPlanes = 1
-	}
-	if cfg.ControlPlanes > cfg.Nodes {
-		return nil, fmt.Errorf("simulated world: %d control-plane nodes but only %d nodes", cfg.ControlPlanes, cfg.Nodes)
-	}
-	w := &World{TFTPRoot: filepath.Join(cfg.Dir, "ipxe"), AssetDir: filepath.Join(cfg.Dir, "assets")}
-	pwFile, err := writeFiles(cfg.Dir)
+	w, relay, err := NewBootSide(cfg)
 	if err != nil {
 		return nil, err
+	}
+	w.Rack, err = StartRack(RackSide{
+		World: cfg, Relay: relay, DHCPServer: udpAddr(w.Listeners.DHCP), TFTPServer: udpAddr(w.Listeners.TFTP),
+		PasswordFile: filepath.Join(cfg.Dir, passwordFile),
+	})
+	if err != nil {
+		w.closeSockets(relay)
+		return nil, err
+	}
+	w.UseBMCs(w.Rack.BMC)
+	return w, nil
+}
+
+// NewBootSide builds the world without its rack: the inventory (no BMC
+// settings yet, see UseBMCs), the boot services' sockets and the files. It
+// returns the socket the rack's DHCP relay needs, on the DHCP server's
+// port of 127.0.0.2. NewWorld runs the rack in this process; a benchmark
+// runs it in a process of its own (StartRack there, handing the relay
+// socket over), to measure the provisioner apart from its simulated rack.
+func NewBootSide(cfg WorldConfig) (*World, *net.UDPConn, error) {
+	if cfg.Dir == "" {
+		return nil, nil, errors.New("simulated world: no directory for its files")
+	}
+	cfg = cfg.withDefaults()
+	if cfg.ControlPlanes > cfg.Nodes {
+		return nil, nil, fmt.Errorf("simulated world: %d control-plane nodes but only %d nodes", cfg.ControlPlanes, cfg.Nodes)
+	}
+	w := &World{TFTPRoot: filepath.Join(cfg.Dir, "ipxe"), AssetDir: filepath.Join(cfg.Dir, "assets")}
+	if err := writeFiles(cfg.Dir); err != nil {
+		return nil, nil, err
 	}
 	lo := netip.MustParseAddr("127.0.0.1")
 	dhcp, err := listen.SameUDPPort(lo, netip.MustParseAddr("127.0.0.2"))
 	if err != nil {
-		return nil, fmt.Errorf("simulated world: %w", err)
+		return nil, nil, fmt.Errorf("simulated world: %w", err)
+	}
+	// As the provisioner does on a real network: room for a rack's burst
+	// of requests (the kernel caps it at net.core.rmem_max unprivileged).
+	for _, c := range dhcp {
+		c.SetReadBuffer(4 << 20)
 	}
 	w.Listeners.DHCP = dhcp[0]
 	relay := dhcp[1]
 	tftp, err := listen.UDP(netip.AddrPortFrom(lo, 0))
 	if err != nil {
 		w.closeSockets(relay)
-		return nil, fmt.Errorf("simulated world: %w", err)
+		return nil, nil, fmt.Errorf("simulated world: %w", err)
 	}
 	w.Listeners.TFTP = tftp
 	if w.Listeners.HTTP, err = listen.TCP(netip.AddrPortFrom(lo, 0)); err != nil {
 		w.closeSockets(relay)
-		return nil, fmt.Errorf("simulated world: %w", err)
+		return nil, nil, fmt.Errorf("simulated world: %w", err)
 	}
 	w.Inventory = worldInventory(cfg, listen.Port(w.Listeners.HTTP.Addr()))
 	for name := range cfg.Faults {
 		if _, ok := w.Inventory.Node(name); !ok {
 			w.closeSockets(relay)
-			return nil, fmt.Errorf("simulated world: fault for %s: no such node (nodes are %s ... %s)", name, w.Inventory.Nodes[0].Name, w.Inventory.Nodes[len(w.Inventory.Nodes)-1].Name)
+			return nil, nil, fmt.Errorf("simulated world: fault for %s: no such node (nodes are %s ... %s)", name, w.Inventory.Nodes[0].Name, w.Inventory.Nodes[len(w.Inventory.Nodes)-1].Name)
 		}
 	}
-	w.Rack, err = New(Config{
-		Nodes: w.Inventory.Nodes, Relay: relay,
-		DHCPServer: udpAddr(dhcp[0]), TFTPServer: udpAddr(tftp),
+	return w, relay, nil
+}
+
+// RackSide is what the rack of a world needs from its boot side.
+type RackSide struct {
+	// World is the world's configuration (its Dir is not used).
+	World WorldConfig
+	// Relay is the relay socket NewBootSide returned; the rack closes it.
+	Relay *net.UDPConn
+	// DHCPServer and TFTPServer are the boot services' addresses.
+	DHCPServer, TFTPServer netip.AddrPort
+	// PasswordFile is the BMC password file the boot side wrote (the
+	// world's BMC settings refer to it).
+	PasswordFile string
+}
+
+// StartRack starts the simulated BMCs and machines of a world's nodes.
+func StartRack(rs RackSide) (*Rack, error) {
+	cfg := rs.World.withDefaults()
+	return New(Config{
+		Nodes: worldInventory(cfg, 0).Nodes, Relay: rs.Relay, DHCPServer: rs.DHCPServer, TFTPServer: rs.TFTPServer,
 		Firmware: cfg.Firmware, OS: cfg.OS, Jitter: cfg.Jitter, Faults: cfg.Faults, Seed: cfg.Seed,
-		Password: "simulated", PasswordRef: inventory.SecretRef{Source: "file", Name: pwFile},
+		Password: "simulated", PasswordRef: inventory.SecretRef{Source: "file", Name: rs.PasswordFile},
 		Log: cfg.Log,
 	})
-	if err != nil {
-		w.closeSockets(relay)
-		return nil, err
-	}
+}
+
+// UseBMCs sets every node's BMC settings from bmcOf (such as Rack.BMC).
+func (w *World) UseBMCs(bmcOf func(node string) (inventory.BMC, bool)) {
 	for i := range w.Inventory.Nodes {
-		w.Inventory.Nodes[i].BMC, _ = w.Rack.BMC(w.Inventory.Nodes[i].Name)
+		w.Inventory.Nodes[i].BMC, _ = bmcOf(w.Inventory.Nodes[i].Name)
 	}
-	return w, nil
+}
+
+func (c WorldConfig) withDefaults() WorldConfig {
+	if c.Nodes <= 0 {
+		c.Nodes = 16
+	}
+	if c.ControlPlanes <= 0 {
+		c.ControlPlanes = 1
+	}
+	return c
 }
 
 // Close stops the rack and closes the sockets.
@@ -159,23 +208,24 @@ func udpAddr(c net.PacketConn) netip.AddrPort {
 	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// writeFiles writes the stand-in binaries and the BMC password file into
-// dir and returns the password file's path.
-func writeFiles(dir string) (string, error) {
+// passwordFile is the simulated BMCs' password file in the world's Dir.
+const passwordFile = "bmc-password"
+
+// writeFiles writes the stand-in binaries and the BMC password file into dir.
+func writeFiles(dir string) error {
 	for rel, size := range worldFiles {
 		p := filepath.Join(dir, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return "", fmt.Errorf("simulated world: %w", err)
+			return fmt.Errorf("simulated world: %w", err)
 		}
 		if err := os.WriteFile(p, bytes.Repeat([]byte{0x5a}, size), 0o644); err != nil {
-			return "", fmt.Errorf("simulated world: %w", err)
+			return fmt.Errorf("simulated world: %w", err)
 		}
 	}
-	pw := filepath.Join(dir, "bmc-password")
-	if err := os.WriteFile(pw, []byte("simulated\n"), 0o600); err != nil {
-		return "", fmt.Errorf("simulated world: %w", err)
+	if err := os.WriteFile(filepath.Join(dir, passwordFile), []byte("simulated\n"), 0o600); err != nil {
+		return fmt.Errorf("simulated world: %w", err)
 	}
-	return pw, nil
+	return nil
 }
 
 // worldInventory is the simulated rack's inventory: nodes on loopback

@@ -2,12 +2,15 @@ package controlplane
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,11 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
-	"github.com/slipway-dev/slipway/pkg/devices"
-	"github.com/slipway-dev/slipway/pkg/dra"
 	"github.com/slipway-dev/slipway/pkg/dra/drakubelet"
 )
 
@@ -55,19 +55,25 @@ leaderElection:
 	return cp
 }
 
-// draNode is a fake node: a Node object with room for pods, and the Slipway
-// DRA driver running on a copy of a fixture tree with its own kubelet
-// directories.
+// driverName is the Slipway DRA driver's name. The tests run the real
+// device-plugin binary and import nothing of it: pkg/devices links go-nvml
+// (cgo, symbols resolved when libnvidia-ml loads), and a binary that also
+// links Go's plugin package (this one does, through helm and kustomize) is
+// bound at load time, which fails where no NVIDIA driver is installed.
+const driverName = "slipway.dev"
+
+// draNode is a fake node: a Node object with room for pods, and the
+// device-plugin binary with --api dra running on a copy of a fixture tree
+// with its own kubelet directories.
 type draNode struct {
 	name                         string
 	root, registry, plugins, cdi string
-	driver                       *dra.Driver
-	errc                         chan error
-	cancel                       context.CancelFunc
+	exited                       chan error // Wait's result, once
+	stop                         func()     // SIGTERM, wait, check exit 0
 }
 
-// addNode creates the Node object (allocatable cpu, memory, pods; no
-// device plugin resources) and labels it like a provisioned node.
+// addNode creates a Ready Node object (allocatable cpu, memory, pods; no
+// device plugin resources), labelled like a provisioned node.
 func addNode(t testing.TB, c kubernetes.Interface, name string) {
 	t.Helper()
 	ctx := context.Background()
@@ -85,45 +91,124 @@ func addNode(t testing.TB, c kubernetes.Interface, name string) {
 		Capacity: res, Allocatable: res,
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), Reason: "KubeletReady"}},
 	}
-	if _, err := c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+	n, err = c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+	if err != nil {
 		t.Fatalf("node %s status: %v", name, err)
+	}
+	// Admission tainted it not-ready at creation; with no node lifecycle
+	// controller here, nothing else would lift that for a Ready node.
+	n.Spec.Taints = nil
+	if _, err := c.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("untaint node %s: %v", name, err)
 	}
 }
 
-// startDriver runs the DRA driver for node on a copy of a fixture tree,
-// with client as its API identity.
-func startDriver(t testing.TB, node, tree string, client kubernetes.Interface, log *slog.Logger) *draNode {
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// devicePluginBinary builds cmd/device-plugin once per test binary.
+func devicePluginBinary(t testing.TB) string {
 	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "slipway-device-plugin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "device-plugin")
+		if out, err := exec.Command("go", "build", "-o", builtBin, "../../cmd/device-plugin").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build cmd/device-plugin: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// startDriver runs `device-plugin --api dra` for node on a copy of a
+// fixture tree, authenticated by kubeconfig, with extra flags; its log
+// goes to the test log.
+func startDriver(t testing.TB, node, tree string, kubeconfig []byte, extra ...string) *draNode {
+	t.Helper()
+	bin := devicePluginBinary(t)
 	dir := t.TempDir()
 	n := &draNode{name: node, root: filepath.Join(dir, "host"), registry: filepath.Join(dir, "registry"),
-		plugins: filepath.Join(dir, "plugins"), cdi: filepath.Join(dir, "cdi"), errc: make(chan error, 1)}
+		plugins: filepath.Join(dir, "plugins"), cdi: filepath.Join(dir, "cdi"), exited: make(chan error, 1)}
 	copyFixture(t, filepath.Join("..", "..", "pkg", "devices", "testdata", tree), n.root)
-	if err := os.MkdirAll(n.registry, 0o755); err != nil {
+	for _, d := range []string{n.registry, n.plugins} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kc := writeFile(t, filepath.Join(dir, "kubeconfig"), kubeconfig)
+	args := append([]string{"--api=dra", "--node-name=" + node, "--kubeconfig=" + kc, "--root=" + n.root, "--nvml=off",
+		"--dra-plugins-dir=" + n.plugins, "--dra-registry-dir=" + n.registry, "--dra-cdi-dir=" + n.cdi,
+		"--metrics-addr=", "--rescan-interval=0"}, extra...)
+	cmd := exec.Command(bin, args...)
+	logf, err := os.Create(filepath.Join(dir, "device-plugin.log"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dra.New(dra.Config{
-		NodeName: node, KubeClient: client, Root: n.root, NVML: devices.NVMLOff,
-		RegistryDir: n.registry, PluginDir: n.plugins, CDIDir: n.cdi, RescanInterval: -1, Log: log,
-	})
-	if err != nil {
-		t.Fatalf("dra.New(%s): %v", node, err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start device-plugin for %s: %v", node, err)
 	}
-	n.driver = d
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
-	go func() { n.errc <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); logf.Close(); n.exited <- waitErr; close(done) }()
+	stopped := false
+	n.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-n.errc:
-			if err != nil {
-				t.Errorf("driver of %s: Run() = %v", node, err)
+		case <-done:
+			if waitErr != nil {
+				t.Errorf("device-plugin of %s after SIGTERM: %v, want exit 0", node, waitErr)
 			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("driver of %s did not stop within 15s", node)
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("device-plugin of %s did not stop within 20s of SIGTERM", node)
+		}
+	}
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "device-plugin.log"))
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			t.Logf("device-plugin of %s log tail:\n%s", node, b)
 		}
 	})
 	return n
+}
+
+// tokenKubeconfig is a kubeconfig for cp with a bearer token.
+func tokenKubeconfig(cp *controlPlane, token string) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: driver
+  user:
+    token: %s
+contexts:
+- name: test
+  context: {cluster: test, user: driver}
+current-context: test
+`, cp.server(), base64.StdEncoding.EncodeToString(cp.pki.CACertPEM()), token))
 }
 
 // copyFixture copies a fixture tree, symlinks as symlinks.
@@ -160,9 +245,9 @@ func copyFixture(t testing.TB, src, dst string) {
 // kubelet registers with the node's driver as the kubelet would.
 func (n *draNode) kubelet(t testing.TB) *drakubelet.Kubelet {
 	t.Helper()
-	sock := filepath.Join(n.registry, dra.DefaultDriverName+"-reg.sock")
+	sock := filepath.Join(n.registry, driverName+"-reg.sock")
 	n.waitFor(t, "registration socket", 30*time.Second, func() (bool, error) { _, err := os.Stat(sock); return err == nil, nil })
-	k, err := drakubelet.Register(context.Background(), sock, dra.DefaultDriverName)
+	k, err := drakubelet.Register(context.Background(), sock, driverName)
 	if err != nil {
 		t.Fatalf("register driver of %s: %v", n.name, err)
 	}
@@ -170,7 +255,7 @@ func (n *draNode) kubelet(t testing.TB) *drakubelet.Kubelet {
 	return k
 }
 
-// waitFor polls cond, failing if the driver stops or cond errs.
+// waitFor polls cond, failing if the driver exits.
 func (n *draNode) waitFor(t testing.TB, what string, limit time.Duration, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.After(limit)
@@ -182,9 +267,9 @@ func (n *draNode) waitFor(t testing.TB, what string, limit time.Duration, cond f
 		}
 		last = err
 		select {
-		case err := <-n.errc:
-			n.errc <- err
-			t.Fatalf("driver of %s stopped (%v) while waiting for %s", n.name, err, what)
+		case err := <-n.exited:
+			n.exited <- err
+			t.Fatalf("device-plugin of %s exited (%v) while waiting for %s", n.name, err, what)
 		case <-deadline:
 			t.Fatalf("timed out after %s waiting for %s (last error: %v)", limit, what, last)
 		case <-time.After(50 * time.Millisecond):
@@ -227,10 +312,10 @@ func (n *draNode) waitPublished(t testing.TB, c kubernetes.Interface, count int)
 	return devs
 }
 
-// driverClient returns a client with the token of the driver's service
-// account bound to a pod podName on node, as the kubelet would mount it into the
-// DaemonSet's pod: the node name travels in the token.
-func driverClient(t testing.TB, cp *controlPlane, node, podName string) kubernetes.Interface {
+// driverToken returns a token of the driver's service account bound to a
+// pod podName on node, as the kubelet would mount it into the DaemonSet's
+// pod: the node name travels in the token.
+func driverToken(t testing.TB, cp *controlPlane, node, podName string) string {
 	t.Helper()
 	ctx := context.Background()
 	pod, err := cp.admin.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
@@ -252,8 +337,7 @@ func driverClient(t testing.TB, cp *controlPlane, node, podName string) kubernet
 	if err != nil {
 		t.Fatalf("token for the driver on %s: %v", node, err)
 	}
-	cfg := &rest.Config{Host: cp.server(), BearerToken: tok.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: cp.pki.CACertPEM()}}
-	return kubernetes.NewForConfigOrDie(cfg)
+	return tok.Status.Token
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -276,14 +360,19 @@ func claimTemplates(t testing.TB) map[string]resourceapi.ResourceClaimTemplate {
 	return out
 }
 
-// testLogger logs through t.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+// TestNoNVMLInThisBinary keeps go-nvml out of this package's test binary:
+// helm links Go's plugin package, which makes the linker bind every symbol
+// at load, and go-nvml leaves the NVML symbols unresolved until
+// libnvidia-ml is loaded, so the binary would die at start on machines
+// without it. Drive the node agent as a process (startDriver) instead.
+func TestNoNVMLInThisBinary(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-test", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps -test .: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "github.com/NVIDIA/go-nvml") {
+			t.Fatalf("this test binary links %s; with helm's plugin import it cannot start without libnvidia-ml", p)
+		}
+	}
 }

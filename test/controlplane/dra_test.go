@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,15 +11,15 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/pkg/addons"
-	"github.com/slipway-dev/slipway/pkg/devices"
-	"github.com/slipway-dev/slipway/pkg/dra"
 	"github.com/slipway-dev/slipway/pkg/dra/drakubelet"
 )
 
@@ -38,21 +39,26 @@ func TestDRA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The DaemonSet is privileged and this API server runs without
+	// --allow-privileged (kubeadm sets it); TestDRADaemonSet checks it.
 	files := []string{
 		filepath.Join(draManifests, "deviceclasses.yaml"),
 		filepath.Join(draManifests, "rbac.yaml"),
-		filepath.Join(draManifests, "daemonset.yaml"),
 	}
 	if _, err := a.ApplyFiles(ctx, files); err != nil {
 		t.Fatalf("apply DRA manifests: %v", err)
 	}
+	// No service account controller runs here: the pods' namespace
+	// needs its default account made by hand.
+	if _, err := cp.admin.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []string{"dgx-1", "dgx-2", "fpga-1"} {
 		addNode(t, cp.admin, n)
 	}
-	log := testLogger(t)
-	dgx1 := startDriver(t, "dgx-1", "dgx-h100", driverClient(t, cp, "dgx-1", "slipway-dra-dgx-1"), log.With("node", "dgx-1"))
-	dgx2 := startDriver(t, "dgx-2", "dgx-h100", driverClient(t, cp, "dgx-2", "slipway-dra-dgx-2"), log.With("node", "dgx-2"))
-	fpga := startDriver(t, "fpga-1", "fpga-node", driverClient(t, cp, "fpga-1", "slipway-dra-fpga-1"), log.With("node", "fpga-1"))
+	dgx1 := startDriver(t, "dgx-1", "dgx-h100", tokenKubeconfig(cp, driverToken(t, cp, "dgx-1", "slipway-dra-dgx-1")))
+	dgx2 := startDriver(t, "dgx-2", "dgx-h100", tokenKubeconfig(cp, driverToken(t, cp, "dgx-2", "slipway-dra-dgx-2")))
+	fpga := startDriver(t, "fpga-1", "fpga-node", tokenKubeconfig(cp, driverToken(t, cp, "fpga-1", "slipway-dra-fpga-1")))
 	devs := dgx1.waitPublished(t, cp.admin, 16)
 	dgx2.waitPublished(t, cp.admin, 16)
 	fpga.waitPublished(t, cp.admin, 3)
@@ -74,11 +80,11 @@ func TestDRA(t *testing.T) {
 
 	t.Run("rbac", func(t *testing.T) {
 		// The driver's identity on dgx-1 may not publish for dgx-2.
-		c := driverClient(t, cp, "dgx-1", "slipway-dra-dgx-1-again")
+		c := tokenClient(cp, driverToken(t, cp, "dgx-1", "slipway-dra-dgx-1-again"))
 		foreign := &resourceapi.ResourceSlice{
 			ObjectMeta: metav1.ObjectMeta{Name: "foreign"},
 			Spec: resourceapi.ResourceSliceSpec{
-				Driver: dra.DefaultDriverName, NodeName: ptrTo("dgx-2"),
+				Driver: driverName, NodeName: ptrTo("dgx-2"),
 				Pool:    resourceapi.ResourcePool{Name: "dgx-2", ResourceSliceCount: 1},
 				Devices: []resourceapi.Device{{Name: "fake"}},
 			},
@@ -138,8 +144,8 @@ func TestDRA(t *testing.T) {
 				}
 				rs := claim.Status.Allocation.Devices.Results
 				for _, r := range rs {
-					if r.Driver != dra.DefaultDriverName || r.Pool != tc.node {
-						t.Errorf("result %+v: want driver %s, pool %s", r, dra.DefaultDriverName, tc.node)
+					if r.Driver != driverName || r.Pool != tc.node {
+						t.Errorf("result %+v: want driver %s, pool %s", r, driverName, tc.node)
 					}
 				}
 				tc.check(t, rs, sliceDevices(ss))
@@ -202,8 +208,11 @@ func TestDRA(t *testing.T) {
 			t.Fatalf("free GPUs on dgx-2: %v, want 6", free)
 		}
 		bad := free[0]
-		devsNow := sliceDevices(ss)
-		dgx2.driver.SetHealth(devices.HealthEvent{DeviceID: strAttr(devsNow[bad], "uuid"), Healthy: false, Reason: "xid 79"})
+		// As the health monitor sees it: the GPU's driver unbound.
+		pci := strAttr(sliceDevices(ss)[bad], "resource.kubernetes.io/pciBusID")
+		if err := os.Remove(filepath.Join(dgx2.root, "sys", "bus", "pci", "devices", pci, "driver")); err != nil {
+			t.Fatal(err)
+		}
 		dgx2.waitFor(t, "taint on "+bad, 30*time.Second, func() (bool, error) {
 			ss, err := nodeSlices(ctx, cp.admin, "dgx-2")
 			d := sliceDevices(ss)[bad]
@@ -384,4 +393,47 @@ func intAttr(d resourceapi.Device, name resourceapi.QualifiedName) int64 {
 		return *v
 	}
 	return -1
+}
+
+// TestDRADaemonSet decodes the DRA DaemonSet strictly and checks what the
+// driver relies on: the kubelet's plugin directories at the same path
+// inside and out, the persistent CDI directory, the node name, the service
+// account the RBAC binds.
+func TestDRADaemonSet(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(draManifests, "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict(b, &ds); err != nil {
+		t.Fatalf("daemonset.yaml: %v", err)
+	}
+	spec := ds.Spec.Template.Spec
+	if spec.ServiceAccountName != "slipway-dra" {
+		t.Errorf("service account %q, want slipway-dra", spec.ServiceAccountName)
+	}
+	hostPaths := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	c := spec.Containers[0]
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[hostPaths[m.Name]] = m.MountPath
+	}
+	for _, p := range []string{"/var/lib/kubelet/plugins_registry", "/var/lib/kubelet/plugins", "/etc/cdi"} {
+		if mounts[p] != p {
+			t.Errorf("host %s mounted at %q, want the same path inside", p, mounts[p])
+		}
+	}
+	for _, a := range []string{"--api=dra", "--node-name=$(NODE_NAME)", "--dra-cdi-dir=/etc/cdi"} {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("args %v lack %s", c.Args, a)
+		}
+	}
+	if len(c.Env) == 0 || c.Env[0].Name != "NODE_NAME" || c.Env[0].ValueFrom == nil || c.Env[0].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+		t.Errorf("NODE_NAME is not the pod's spec.nodeName: %+v", c.Env)
+	}
 }

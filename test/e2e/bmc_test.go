@@ -23,6 +23,7 @@ import (
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 	"github.com/slipway-dev/slipway/pkg/bootiso"
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/provision"
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
 	"github.com/slipway-dev/slipway/test/e2e/lab"
 )
@@ -169,36 +170,8 @@ func TestVirtualMediaBoot(t *testing.T) {
 	t.Cleanup(func() { isoSrv.Close() })
 	isoURL := "http://" + ln.Addr().String() + "/iso/bios-1.iso"
 
-	cdPath := filepath.Join(t.TempDir(), "virtual-cd.iso")
-	sim, err := redfishsim.New(redfishsim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	sb, err := sim.Start(redfishsim.BMCConfig{
-		Name: "bios-1", Username: "admin", Password: password, FirmwareMode: "Legacy",
-		OnPower: func(ctx context.Context, ev redfishsim.PowerEvent) error {
-			if ev.Action == lab.PowerOff {
-				vm.PowerOff()
-				return nil
-			}
-			if ev.Action == lab.PowerReset {
-				vm.PowerOff()
-			}
-			if ev.Boot.Target == "Cd" && ev.Boot.Enabled != "Disabled" && ev.Media != "" {
-				// The virtual CD's content is what the BMC fetched.
-				if err := download(ctx, ev.Media, cdPath); err != nil {
-					return err
-				}
-				return vm.PowerOnFromCD(ctx, cdPath)
-			}
-			return vm.PowerOn(ctx)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := withCredentials(inventory.BMC{URL: sb.URL(), Protocol: inventory.ProtocolRedfish, Scheme: "http", Host: "127.0.0.1", Port: sb.Addr().Port()}, "SLIPWAY_E2E_BMC_PASSWORD")
+	sb, b := startVirtualMediaBMC(t, vm, password)
+	b = withCredentials(b, "SLIPWAY_E2E_BMC_PASSWORD")
 
 	ctx, cancel := context.WithTimeout(t.Context(), bootTimeout)
 	defer cancel()
@@ -269,4 +242,98 @@ func download(ctx context.Context, url, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// startVirtualMediaBMC runs a Redfish simulator (BIOS in legacy mode) whose
+// power drives vm: a boot with a one-time Cd override and an image in the
+// virtual CD starts QEMU from the image the BMC fetched; any other boot
+// starts it as PowerOn does. It returns the simulator and its address as
+// an inventory BMC (without credentials).
+func startVirtualMediaBMC(t *testing.T, vm *lab.VM, password string) (*redfishsim.BMC, inventory.BMC) {
+	t.Helper()
+	cdPath := filepath.Join(t.TempDir(), "virtual-cd.iso")
+	sim, err := redfishsim.New(redfishsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	sb, err := sim.Start(redfishsim.BMCConfig{
+		Name: vm.Name(), Username: "admin", Password: password, FirmwareMode: "Legacy",
+		OnPower: func(ctx context.Context, ev redfishsim.PowerEvent) error {
+			if ev.Action == lab.PowerOff {
+				vm.PowerOff()
+				return nil
+			}
+			if ev.Action == lab.PowerReset {
+				vm.PowerOff()
+			}
+			if ev.Boot.Target == "Cd" && ev.Boot.Enabled != "Disabled" && ev.Media != "" {
+				// The virtual CD's content is what the BMC fetched.
+				if err := download(ctx, ev.Media, cdPath); err != nil {
+					return err
+				}
+				return vm.PowerOnFromCD(ctx, cdPath)
+			}
+			return vm.PowerOn(ctx)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb, inventory.BMC{URL: sb.URL(), Protocol: inventory.ProtocolRedfish, Scheme: "http", Host: "127.0.0.1", Port: sb.Addr().Port()}
+}
+
+// TestUpVirtualMedia runs up on a node whose boot.method is virtual-media:
+// up serves the node's CD, the BMC inserts it, a one-time CD boot and a
+// power on start the VM from it, iPXE on the CD reaches the node's script
+// with no DHCP, and the node goes through the same phases to Ready.
+func TestUpVirtualMedia(t *testing.T) {
+	const password = "lab-password"
+	t.Setenv("SLIPWAY_E2E_BMC_PASSWORD", password)
+	l := requireLab(t)
+	img := requireImage(t)
+	invPath := writeInventory(t, l, labInventory{Interface: l.Bridge(), RouterAdvertisements: true})
+	inv, err := inventory.Load(invPath)
+	if err != nil {
+		t.Fatalf("inventory.Load(%s): %v", invPath, err)
+	}
+	vm := newVM(t, l, "bios-1", lab.FirmwareBIOS, "52:54:00:77:00:10")
+	vm.SetBootDevice(lab.BootDisk)
+	sb, b := startVirtualMediaBMC(t, vm, password)
+	for i := range inv.Nodes {
+		n := &inv.Nodes[i]
+		if n.Name != vm.Name() {
+			n.Disabled = true
+			continue
+		}
+		n.BMC = withBMC(n.BMC, b)
+		n.Boot.Method = inventory.BootMethodVirtualMedia
+	}
+	rec := newUpRecorder()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("up's progress:\n%s", rec.progressText())
+			t.Logf("boot events:\n%s", rec.formatEvents(rec.start))
+			t.Logf("console:\n%s", vm.Console())
+		}
+	})
+	rep, err := runUpInLab(t, inv, img, filepath.Join(t.TempDir(), "state"), rec, nil)
+	t.Logf("up with virtual media:\n%s", summary(rep))
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if diff := cmp.Diff(map[string]provision.Phase{vm.Name(): provision.PhaseReady}, endPhases(rep)); diff != "" {
+		t.Errorf("end phases (-want +got):\n%s", diff)
+	}
+	booted := sb.Booted()
+	if len(booted) != 1 || booted[0].Device != "Cd" || booted[0].Mode != "Legacy" || !strings.HasSuffix(booted[0].Media, "/iso/bios-1.iso") {
+		t.Errorf("what the host booted = %+v, want one legacy boot from bios-1.iso", booted)
+	}
+	events := rec.nodeEvents(vm.Name())
+	if len(events) == 0 || events[0] != bootevent.ScriptServed {
+		t.Errorf("events of %s = %v, want the script served first (no DHCP before it)", vm.Name(), events)
+	}
+	if st := sb.Stats(); sb.Sessions() != 0 || st.Logins != st.Logouts {
+		t.Errorf("sessions after up: %d open, %d logins, %d logouts", sb.Sessions(), st.Logins, st.Logouts)
+	}
 }

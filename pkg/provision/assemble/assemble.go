@@ -85,6 +85,10 @@ func New(opts Options) (*Provisioner, error) {
 	if p.svc, err = pxe.New(pcfg); err != nil {
 		return nil, err
 	}
+	// Last, as it binds its listener: nothing after it can fail.
+	if p.opener.media, err = newMediaServer(inv, opts.Media, opts.Log); err != nil {
+		return nil, err
+	}
 	p.addons = creds.addons
 	p.joins = joinReadiness{ready: opts.Join == JoinReportOnly}
 	return p, nil
@@ -104,6 +108,9 @@ func (p *Provisioner) Run(ctx context.Context) (*Result, error) {
 	defer unsubscribe()
 	g.Go(func() error { return p.svc.Run(gctx) })
 	g.Go(func() error { bridge(gctx, p.o, events, p.joins); return nil })
+	if m := p.opener.media; m != nil {
+		g.Go(func() error { return m.run(gctx) })
+	}
 	for _, f := range p.opts.Beside {
 		g.Go(func() error { return f(gctx) })
 	}

@@ -52,6 +52,9 @@ type Options struct {
 
 	// Boot configures the boot services.
 	Boot Boot
+	// Media configures the server of the virtual-media CDs (used only when
+	// an enabled node's boot.method is virtual-media).
+	Media Media
 	// Join says what nodes run and how readiness is judged (default
 	// JoinKubeadm).
 	Join Join

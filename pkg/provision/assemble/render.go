@@ -70,7 +70,7 @@ func (r reportOnlyRenderer) Render(_ context.Context, n inventory.Node) ([]byte,
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/sh\n# slipway report-only node configuration for %s (%s): there is no Kubernetes API\n", n.Name, kind)
 	b.WriteString("# here (demo or lab), so the node reports its kubeadm step without running kubeadm.\n")
-	fmt.Fprintf(&b, "PHONE_HOME=%s\n", phonehome.URL(r.baseURL, n.Name))
+	fmt.Fprintf(&b, "PHONE_HOME=%s\n", phonehome.URL(r.inv.NodeBootURL(n, r.baseURL), n.Name))
 	// busybox wget: no -T (busybox 1.35's static build crashes with it).
 	fmt.Fprintf(&b, "report() { wget -q -O /dev/null --post-data \"%s\" \"$PHONE_HOME\"; }\n", phonehome.ShellBody)
 	fmt.Fprintf(&b, "report %s %s || true\n", step, phonehome.Started)

@@ -432,6 +432,9 @@ func (s *Server) serve(c net.PacketConn, proxyPort bool) error {
 	}
 }
 
+// receiveBuffer is the DHCP socket's receive buffer: about 4000 requests.
+const receiveBuffer = 4 << 20
+
 // listen opens a UDP socket on addr:port that may broadcast, bound to iface
 // when one is named.
 func listen(ctx context.Context, iface string, addr netip.Addr, port uint16) (net.PacketConn, error) {
@@ -445,6 +448,13 @@ func listen(ctx context.Context, iface string, addr netip.Addr, port uint16) (ne
 		err := rc.Control(func(fd uintptr) {
 			if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1); serr != nil {
 				return
+			}
+			// A rack powered on at once sends its DISCOVERs in one burst:
+			// a receive buffer of a few hundred packets drops most of a
+			// thousand. Above net.core.rmem_max only root may ask (FORCE);
+			// otherwise the kernel's cap applies and clients retransmit.
+			if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, receiveBuffer) != nil {
+				syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, receiveBuffer)
 			}
 			if iface != "" {
 				serr = syscall.BindToDevice(int(fd), iface)
