@@ -11,7 +11,10 @@ TEST_TIMEOUT ?= 45m
 # (+26 MB on the provisioner) and binds them all at load time (a binary that
 # also links go-nvml would not start without libnvidia-ml). The tag drops
 # kustomize's Go plugin support, which nothing here uses.
-export GOFLAGS := $(strip $(GOFLAGS) -tags=kustomize_disable_go_plugin_support)
+TAGS        := kustomize_disable_go_plugin_support
+export GOFLAGS := $(strip $(GOFLAGS) -tags=$(TAGS))
+# A -tags flag on the command line replaces the one in GOFLAGS: e2e builds name both.
+E2E_TAGS    := -tags=$(TAGS),e2e
 
 .PHONY: help build test unit e2e lint bench fuzz tools kernel clean
 
@@ -28,21 +31,21 @@ unit: ## unit and integration tests of the module
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 e2e: ## end-to-end tests with real peers (QEMU PXE firmware; needs root)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -tags e2e ./test/e2e/...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(E2E_TAGS) ./test/e2e/...
 
 lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags e2e ./test/e2e/...
+	$(GO) vet $(E2E_TAGS) ./test/e2e/...
 	$(STATICCHECK) ./...
-	$(STATICCHECK) -tags e2e ./test/e2e/...
+	$(STATICCHECK) $(E2E_TAGS) ./test/e2e/...
 
 $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 bench: ## benchmarks that compare against a peer in the same run and print the ratio (the QEMU boot one needs root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
-	$(GO) test -tags e2e -run '^$$' -bench RealBoot -benchtime 3x -timeout 30m ./test/e2e/
+	$(GO) test $(E2E_TAGS) -run '^$$' -bench RealBoot -benchtime 3x -timeout 30m ./test/e2e/
 
 FUZZTIME ?= 30s
 fuzz: ## run each fuzz test for FUZZTIME (default 30s)
