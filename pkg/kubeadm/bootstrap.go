@@ -325,6 +325,10 @@ func (b *Bootstrapper) NodeConfig(n inventory.Node, kind Kind, tok Token, reveal
 		certKey = Redacted
 	}
 	nc := NodeConfig{Node: n, Kind: kind, Install: b.cfg.Install[n.Profile], PhoneHomeURL: b.cfg.PhoneHomeURL}
+	if len(b.cfg.Inventory.Addons) == 0 {
+		// No add-ons, so no pod network of the site's: the node image's own.
+		nc.PodNetwork = PodNetworkFlat
+	}
 	var err error
 	switch kind {
 	case KindInit:
