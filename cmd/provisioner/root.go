@@ -132,6 +132,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newStatusCmd(g),
 		newConfigCmd(g),
 		newDemoCmd(g),
+		newImagesCmd(g),
 	)
 	return root
 }
