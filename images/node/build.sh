@@ -19,7 +19,7 @@
 # archives, fixed timestamps and owners, reproducible squashfs).
 #
 # Outputs in CACHE/out: vmlinuz, initrd.img, packages.lock, manifest.txt
-# (sizes, versions, build time), SHA256SUMS.
+# (sizes, versions, build time), SHA256SUMS; CACHE/root is the unpacked root.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,8 +69,10 @@ fi
 phase "fetching $(wc -l <"$lock") packages (cached ones are kept)"
 missing=()
 while IFS== read -r p v; do
-	f=$(ls "$debs/${p}_"*.deb 2>/dev/null | while read -r d; do
-		[[ "$(dpkg-deb -f "$d" Version)" == "$v" ]] && echo "$d"; done | head -n1)
+	f=""
+	for d in "$debs/${p}_"*.deb; do
+		[[ -f "$d" && "$(dpkg-deb -f "$d" Version)" == "$v" ]] && { f=$d; break; }
+	done
 	[[ -n "$f" ]] || missing+=("$p=$v")
 done <"$lock"
 if ((${#missing[@]})); then
@@ -80,7 +82,7 @@ deb_of() { # deb_of PACKAGE prints the cached .deb of the locked version
 	local v
 	v=$(awk -F= -v p="$1" '$1==p {print $2}' "$lock")
 	for d in "$debs/${1}_"*.deb; do
-		[[ "$(dpkg-deb -f "$d" Version)" == "$v" ]] && { echo "$d"; return; }
+		[[ -f "$d" && "$(dpkg-deb -f "$d" Version)" == "$v" ]] && { echo "$d"; return; }
 	done
 	echo "build.sh: no .deb for $1=$v in $debs" >&2
 	return 1
@@ -89,17 +91,21 @@ deb_of() { # deb_of PACKAGE prints the cached .deb of the locked version
 # --- 2. programs from the Go module proxy and the node agent --------------
 phase "building kubelet, kubeadm, kube-proxy, crictl, containerd, coredns"
 "$here/build-binaries.sh" "$bin"
-phase "building slipway-node"
-(cd "$repo" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -trimpath -buildvcs=false" \
-	go build -ldflags "-s -w" -o "$bin/slipway-node" ./cmd/slipway-node)
+phase "building slipway-node and pause"
+for p in cmd/slipway-node images/node/pause; do
+	(cd "$repo" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -trimpath -buildvcs=false" \
+		go build -ldflags "-s -w" -o "$bin/$(basename "$p")" "./$p")
+done
 k8s_version=$("$bin/kubeadm" version -o short)
 pause_image=$("$bin/kubeadm" config images list --kubernetes-version "$k8s_version" 2>/dev/null | grep '/pause:')
 
 # --- 3. the root filesystem ------------------------------------------------
 phase "unpacking packages into the root"
-root="$work/root"
-rm -rf "$work"
-mkdir -p "$root"
+# The root stays in CACHE/root after the build: the bundle's kube-proxy image
+# takes iptables from it.
+root="$cache/root"
+rm -rf "$work" "$root"
+mkdir -p "$work" "$root"
 # Merged /usr, as Debian 12 installs it: the packages' /bin, /sbin, /lib*
 # land in /usr through these links (tar keeps them, see below).
 for d in bin sbin lib lib64; do
@@ -167,7 +173,9 @@ chroot "$root" /usr/bin/systemd-sysusers >/dev/null
 chroot "$root" /usr/sbin/ldconfig
 chroot "$root" /usr/sbin/depmod -a "$abi"
 systemctl_root() { chroot "$root" /usr/bin/systemctl "$@" >/dev/null 2>&1; }
-chroot "$root" /usr/bin/systemctl preset-all >/dev/null 2>&1 || true
+# Only what the node needs is enabled (no presets: they would enable, say,
+# the CNI plugins' DHCP daemon). Units Debian ships enabled in its packages
+# (dbus.socket, udev's sockets) are already linked.
 chroot "$root" /usr/bin/systemctl enable systemd-networkd.service systemd-networkd-wait-online.service \
 	systemd-resolved.service systemd-timesyncd.service containerd.service kubelet.service \
 	slipway-images.service slipway-config.service

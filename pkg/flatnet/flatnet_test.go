@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/slipway-dev/slipway/internal/golden"
 )
@@ -127,4 +128,29 @@ func TestMasqueradeRulesGolden(t *testing.T) {
 	t.Parallel()
 	got := MasqueradeRules([]netip.Prefix{netip.MustParsePrefix("10.244.0.0/24"), netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:10::/64")})
 	golden.Check(t, filepath.Join("testdata", "masquerade.golden"), []byte(got))
+}
+
+func TestEnsureRBAC(t *testing.T) {
+	t.Parallel()
+	c := fake.NewClientset()
+	ctx := context.Background()
+	for i := 0; i < 2; i++ { // idempotent
+		if err := EnsureRBAC(ctx, c); err != nil {
+			t.Fatalf("EnsureRBAC (call %d): %v", i+1, err)
+		}
+	}
+	role, err := c.RbacV1().ClusterRoles().Get(ctx, RBACName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"get", "list", "watch"}, role.Rules[0].Verbs); d != "" || role.Rules[0].Resources[0] != "nodes" {
+		t.Errorf("clusterrole rules = %+v", role.Rules)
+	}
+	b, err := c.RbacV1().ClusterRoleBindings().Get(ctx, RBACName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Subjects) != 1 || b.Subjects[0].Kind != "Group" || b.Subjects[0].Name != "system:nodes" || b.RoleRef.Name != RBACName {
+		t.Errorf("clusterrolebinding = %+v", b)
+	}
 }

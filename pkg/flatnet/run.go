@@ -27,6 +27,10 @@ type Config struct {
 	// Kubeconfig is the kubelet's kubeconfig; Run waits until it exists
 	// (kubeadm writes it during the join).
 	Kubeconfig string
+	// AdminKubeconfig is kubeadm's admin kubeconfig on control-plane nodes
+	// (default /etc/kubernetes/admin.conf); when it exists, Run creates the
+	// RBAC that lets kubelets list Nodes (EnsureRBAC).
+	AdminKubeconfig string
 	// CNIDir is where the conflist is written (default /etc/cni/net.d).
 	CNIDir string
 	// Interval is how often the Nodes are read again (default 10 s).
@@ -63,14 +67,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.AdminKubeconfig == "" {
+		cfg.AdminKubeconfig = "/etc/kubernetes/admin.conf"
+	}
 	client, err := waitClient(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	rbacDone := false
 	var lastMasq string
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	for {
+		if !rbacDone {
+			rbacDone = ensureRBAC(ctx, cfg, log)
+		}
 		if err := pass(ctx, cfg, client, log, &lastMasq); err != nil {
 			// Transient (the API restarting, a route racing a node's
 			// departure): say so and try again on the next pass.
@@ -82,6 +93,30 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-t.C:
 		}
 	}
+}
+
+// ensureRBAC creates the RBAC with the admin kubeconfig when this node has
+// one; it reports whether nothing is left to do here.
+func ensureRBAC(ctx context.Context, cfg Config, log *slog.Logger) bool {
+	if _, err := os.Stat(cfg.AdminKubeconfig); err != nil {
+		return true // not a control-plane node
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", cfg.AdminKubeconfig)
+	if err != nil {
+		log.Warn("flat network rbac: read admin kubeconfig", "path", cfg.AdminKubeconfig, "err", err)
+		return false
+	}
+	rc.Timeout = 15 * time.Second
+	c, err := kubernetes.NewForConfig(rc)
+	if err == nil {
+		err = EnsureRBAC(ctx, c)
+	}
+	if err != nil {
+		log.Warn("flat network rbac not created yet", "err", err)
+		return false
+	}
+	log.Info("flat network rbac in place", "clusterrole", RBACName, "group", "system:nodes")
+	return true
 }
 
 func waitClient(ctx context.Context, cfg Config, log *slog.Logger) (kubernetes.Interface, error) {
