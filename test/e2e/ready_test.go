@@ -412,4 +412,3 @@ func podStatus(p *corev1.Pod) string {
 	}
 	return b.String()
 }
-
