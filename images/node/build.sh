@@ -69,11 +69,8 @@ fi
 phase "fetching $(wc -l <"$lock") packages (cached ones are kept)"
 missing=()
 while IFS== read -r p v; do
-	f=""
-	for d in "$debs/${p}_"*.deb; do
-		[[ -f "$d" && "$(dpkg-deb -f "$d" Version)" == "$v" ]] && { f=$d; break; }
-	done
-	[[ -n "$f" ]] || missing+=("$p=$v")
+	# apt-get download names a file PACKAGE_VERSION_ARCH.deb, ':' as %3a.
+	ls "$debs/${p}_${v//:/%3a}_"*.deb >/dev/null 2>&1 || missing+=("$p=$v")
 done <"$lock"
 if ((${#missing[@]})); then
 	(cd "$debs" && apt-get -q download "${missing[@]}")
@@ -81,8 +78,8 @@ fi
 deb_of() { # deb_of PACKAGE prints the cached .deb of the locked version
 	local v
 	v=$(awk -F= -v p="$1" '$1==p {print $2}' "$lock")
-	for d in "$debs/${1}_"*.deb; do
-		[[ -f "$d" && "$(dpkg-deb -f "$d" Version)" == "$v" ]] && { echo "$d"; return; }
+	for d in "$debs/${1}_${v//:/%3a}_"*.deb; do
+		[[ -f "$d" ]] && { echo "$d"; return; }
 	done
 	echo "build.sh: no .deb for $1=$v in $debs" >&2
 	return 1
@@ -188,15 +185,16 @@ rm -rf "$root/var/cache/ldconfig/aux-cache" "$root/var/log/"* "$root/var/cache/d
 	"$root/usr/share/doc/"*/changelog* "$root/usr/share/man" "$root/usr/share/info" "$root/usr/share/locale"
 
 phase "squashfs root"
-mksquashfs "$root" "$work/root.sqfs" -noappend -comp zstd -Xcompression-level 15 -b 1M \
+# mksquashfs refuses SOURCE_DATE_EPOCH together with explicit times.
+env -u SOURCE_DATE_EPOCH mksquashfs "$root" "$work/root.sqfs" -noappend -comp zstd -Xcompression-level 9 -b 1M \
 	-reproducible -mkfs-time "$SOURCE_DATE_EPOCH" -all-time "$SOURCE_DATE_EPOCH" -no-xattrs -quiet >/dev/null
 
 phase "stage-1 initramfs"
 s1="$work/stage1"
 mkdir -p "$s1"/{bin,dev,proc,sys,run,sysroot,lib/modules}
-dpkg-deb --fsys-tarfile "$(deb_of busybox-static)" | tar -x -C "$work" ./bin/busybox ./usr/bin/busybox 2>/dev/null || true
-bb=$(ls "$work/bin/busybox" "$work/usr/bin/busybox" 2>/dev/null | head -n1)
-install -m 0755 "$bb" "$s1/bin/busybox"
+mkdir -p "$work/busybox"
+dpkg-deb --fsys-tarfile "$(deb_of busybox-static)" | tar -x -C "$work/busybox"
+install -m 0755 "$(find "$work/busybox" -type f -name busybox -perm -u+x | sort | head -n1)" "$s1/bin/busybox"
 install -m 0755 "$here/stage1/init" "$s1/init"
 : >"$s1/lib/modules/load-order"
 for m in loop squashfs overlay; do
