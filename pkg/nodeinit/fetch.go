@@ -49,6 +49,7 @@ func (e permanentError) Unwrap() error { return e.err }
 
 // Get returns the body of url.
 func (f Fetcher) Get(ctx context.Context, url string) ([]byte, error) {
+	f = f.defaults()
 	var body []byte
 	err := f.Do(ctx, "get "+url, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -75,6 +76,7 @@ func (f Fetcher) Get(ctx context.Context, url string) ([]byte, error) {
 
 // Post sends body to url as text/plain and returns the answer.
 func (f Fetcher) Post(ctx context.Context, url string, body []byte) ([]byte, error) {
+	f = f.defaults()
 	var answer []byte
 	err := f.Do(ctx, "post to "+url, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))

@@ -69,6 +69,13 @@ func TestFetcherRetriesWhatARetryCanFix(t *testing.T) {
 	if _, err := f.Get(ctx, srv.URL+"/used"); err == nil || calls.Load() != 1 || !strings.Contains(err.Error(), "token already used") {
 		t.Errorf("Get(/used) = %v after %d calls; want the 403 at once", err, calls.Load())
 	}
+	// The zero Fetcher works (its defaults: a client with a timeout).
+	if b, err := (Fetcher{}).Get(ctx, srv.URL+"/flaky"); err != nil || string(b) != "ok" {
+		t.Errorf("Fetcher{}.Get = %q, %v; want ok", b, err)
+	}
+	if _, err := (Fetcher{}).Post(ctx, srv.URL+"/flaky", nil); err != nil {
+		t.Errorf("Fetcher{}.Post = %v", err)
+	}
 	srv.Close()
 	if _, err := f.Get(ctx, srv.URL+"/flaky"); err == nil || !strings.Contains(err.Error(), "gave up after 4 attempts") {
 		t.Errorf("Get on a closed server = %v, want gave up after 4 attempts", err)
