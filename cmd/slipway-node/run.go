@@ -70,6 +70,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		// stderr goes to the console and the journal (see the units).
 		fmt.Fprintf(stderr, "slipway-node: %s: FAILED: %v\n", args[0], err)
+		if args[0] != "flatnet" {
+			// What the runtime and the kubelet said, for the person at the
+			// console: the node is stateless and gone after a power cycle.
+			fmt.Fprintln(stderr, "slipway-node: the last lines of containerd's and the kubelet's journal:")
+			_ = node.Run.Run(context.WithoutCancel(ctx), "journalctl", "--no-pager", "-o", "short-monotonic", "-n", "60", "-u", "containerd", "-u", "kubelet")
+		}
 		return 1
 	}
 	return 0

@@ -130,6 +130,11 @@ for alt in iptables ip6tables; do
 done
 ln -sf mawk "$root/usr/bin/awk"
 [[ -e "$root/usr/bin/sh" ]] || ln -s dash "$root/usr/bin/sh"
+# base-files' postinst: /var/run and /var/lock are links into /run (the CRI
+# socket is addressed as /var/run/containerd/containerd.sock).
+rm -rf "$root/var/run" "$root/var/lock"
+ln -s /run "$root/var/run"
+ln -s /run/lock "$root/var/lock"
 # Stateless: systemd makes a fresh machine ID at every boot.
 : >"$root/etc/machine-id"
 mkdir -p "$root/var/lib/dbus"

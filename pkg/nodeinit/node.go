@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Runner runs a program with the node's output; it is the seam tests fake.
@@ -75,6 +77,10 @@ func (n Node) Report(ctx context.Context, step, status string) error {
 	return err
 }
 
+// ConfigHold is how long one request for the node configuration may wait
+// for an answer: the provisioner holds it until the node's turn.
+const ConfigHold = 30 * time.Minute
+
 // RunConfig fetches the one-time configuration (slipway.config=) and runs
 // it: a #cloud-config document is applied as cloud-init would (hostname,
 // write_files, then runcmd as a script), a #! script is run by sh. A fetch
@@ -92,7 +98,16 @@ func (n Node) RunConfig(ctx context.Context) (err error) {
 		where = u.Scheme + "://" + u.Host + u.Path
 	}
 	n.say("fetching the node configuration from %s", where)
-	body, err := n.Fetch.Get(ctx, src)
+	// The provisioner may hold the request until the node's turn (the
+	// control plane first): wait long, and keep asking.
+	f := n.Fetch
+	if f.Client == nil {
+		f.Client = &http.Client{Timeout: ConfigHold}
+	}
+	if f.Attempts == 0 {
+		f.Attempts = 100
+	}
+	body, err := f.Get(ctx, src)
 	if err != nil {
 		err = fmt.Errorf("fetch node configuration from %s: %w", where, redact(err, src, where))
 		if rerr := n.Report(ctx, "fetch-config", "failed"); rerr != nil {
