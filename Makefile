@@ -6,6 +6,12 @@ STATICCHECK_VERSION := v0.8.2
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 45m
+# Helm's Kubernetes client (k8s.io/cli-runtime) links kustomize, whose Go
+# plugin loader imports package plugin; a binary that links it is bound at
+# load time (-z now), and a test binary that also links go-nvml (whose NVML
+# symbols resolve when libnvidia-ml is opened) then fails to start. The tag
+# drops kustomize's Go plugin support, which nothing here uses.
+export GOFLAGS := $(strip $(GOFLAGS) -tags=kustomize_disable_go_plugin_support)
 
 .PHONY: help build test unit e2e lint bench fuzz tools kernel node-image image-bundle clean
 
@@ -44,7 +50,7 @@ fuzz: ## run each fuzz test for FUZZTIME (default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzHandle -fuzztime $(FUZZTIME) ./pkg/pxe/dhcp
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) ./pkg/devices
 
-tools: ## build kubeadm, kube-apiserver, kube-controller-manager and etcd for the control-plane tests
+tools: ## build kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler and etcd for the control-plane tests
 	test/tools/build.sh
 
 kernel: ## fetch Debian's kernel for the e2e node image (needs apt-get update)

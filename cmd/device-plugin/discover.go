@@ -166,6 +166,8 @@ func details(d devices.Device) string {
 		if m := d.Attributes["mig_mode"]; m != "" {
 			parts = append(parts, "mig="+m)
 		}
+	case devices.KindMIG:
+		parts = append(parts, "profile="+d.Attributes["profile"], "gi="+d.Attributes["gi"], "ci="+d.Attributes["ci"])
 	case devices.KindHCA:
 		for _, p := range d.Ports {
 			parts = append(parts, fmt.Sprintf("port%d=%s/%s/%s", p.Number, p.State, p.LinkLayer, rateShort(p.Rate)))

@@ -66,7 +66,7 @@ func TestDiscoverJSON(t *testing.T) {
 	for _, d := range devs {
 		kinds[d.Kind]++
 	}
-	if diff := cmp.Diff(map[devices.Kind]int{devices.KindGPU: 8, devices.KindHCA: 8}, kinds); diff != "" {
+	if diff := cmp.Diff(map[devices.Kind]int{devices.KindGPU: 8, devices.KindHCA: 12}, kinds); diff != "" {
 		t.Errorf("discover -o json kinds (-want +got):\n%s", diff)
 	}
 }

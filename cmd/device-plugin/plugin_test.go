@@ -5,12 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -72,16 +73,26 @@ func copyFixture(t testing.TB, name string) string {
 	return dst
 }
 
-// freeAddr returns a loopback address nobody listens on right now.
-func freeAddr(t testing.TB) string {
+// servedAddr waits for the plugin's "serving metrics and health" log line
+// and returns the address in it: the test asks for port 0 and reads what
+// was bound, never probing for a free port.
+func servedAddr(t testing.TB, log *lockedBuffer) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for line := range strings.Lines(log.String()) {
+			if !strings.Contains(line, "serving metrics and health") {
+				continue
+			}
+			if _, rest, ok := strings.Cut(line, "addr="); ok {
+				return strings.Fields(rest)[0]
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"serving metrics and health\" line in the log:\n%s", log.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 const testConfig = `apiVersion: slipway.dev/v1alpha1
@@ -93,6 +104,7 @@ resources:
   - name: slipway.dev/hca
     selector:
       kinds: [hca]
+      linkLayers: [InfiniBand]
 health:
   pollInterval: 50ms
   recoveryPeriod: 100ms
@@ -121,6 +133,7 @@ func healthOf(devs []*pluginapi.Device, id string) string {
 
 // TestPluginServesDGX runs the command on a copy of the DGX H100 fixture
 // against the kubelet stub: registration of every resource, /healthz, a
+// kubelet restart (one Register per resource, /healthz 200 again), a
 // port that goes down and comes back through the real health monitor, a
 // config reload that renames a resource, a GPU unplugged and picked up on
 // SIGHUP, and a clean stop.
@@ -133,14 +146,13 @@ func TestPluginServesDGX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stub.Stop()
-	addr := freeAddr(t)
+	defer func() { stub.Stop() }() // the stub of the kubelet restart below
 	var stdout, stderr lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"--root", root, "--nvml", "off", "--kubelet-dir", dir, "--metrics-addr", addr,
+		code <- run(ctx, []string{"--root", root, "--nvml", "off", "--kubelet-dir", dir, "--metrics-addr", "127.0.0.1:0",
 			"--config", cfgPath, "--rescan-interval", "0", "--log-level", "debug"}, &stdout, &stderr)
 	}()
 	defer func() {
@@ -150,6 +162,7 @@ func TestPluginServesDGX(t *testing.T) {
 	}()
 	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer wcancel()
+	addr := servedAddr(t, &stderr)
 
 	for _, tc := range []struct {
 		resource string
@@ -164,22 +177,45 @@ func TestPluginServesDGX(t *testing.T) {
 		}
 	}
 	// /healthz turns 200 once both are registered.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
+	waitHealthz := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get("http://" + addr + "/healthz")
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: GET /healthz = %d %q, want 200", what, resp.StatusCode, body)
+				}
+			} else if time.Now().After(deadline) {
+				t.Fatalf("%s: GET /healthz: %v", what, err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET /healthz = %d %q, want 200", resp.StatusCode, body)
-			}
-		} else if time.Now().After(deadline) {
-			t.Fatalf("GET /healthz: %v", err)
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	waitHealthz("at start")
+
+	// The kubelet restarts (its start deletes our sockets): each resource
+	// registers once with the new kubelet and /healthz is 200 again.
+	stub.Stop()
+	if stub, err = kubeletstub.Start(kubeletstub.Config{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"nvidia.com/gpu", "slipway.dev/hca"} {
+		if _, _, err := stub.WaitPlugin(wctx, r); err != nil {
+			t.Fatalf("after a kubelet restart: %v", err)
+		}
+	}
+	waitHealthz("after a kubelet restart")
+	time.Sleep(300 * time.Millisecond) // any second Register would be in by now
+	for _, r := range []string{"nvidia.com/gpu", "slipway.dev/hca"} {
+		if n, refused := stub.Attempts(r), stub.Refused(r); n != 1 || len(refused) != 0 {
+			t.Errorf("after a kubelet restart %s made %d Register calls (refused: %q), want 1", r, n, refused)
+		}
 	}
 
 	// mlx5_0's port goes down, then comes back.
@@ -257,6 +293,7 @@ func TestPluginBadFlags(t *testing.T) {
 		{"--pair-resource", "slipway.dev/p", "--pair-hca-resource", "nvidia.com/gpu"},
 		{"--nvml", "maybe"},
 		{"--config", "/nonexistent/config.yaml"},
+		{"--node-labels", "--node-name="},
 	} {
 		var stdout, stderr bytes.Buffer
 		if c := run(context.Background(), args, &stdout, &stderr); c == 0 {
@@ -395,6 +432,23 @@ func TestDeploymentMatchesFlags(t *testing.T) {
 		t.Errorf("kustomization images %+v do not name the DaemonSet's image %s", k.Images, c.Image)
 	}
 
+	checkRBAC(t, dir, ds)
+	// Nodes switched to DRA (dra/daemonset.yaml selects them) never run
+	// this DaemonSet: a device is served through one API only.
+	notDRA := false
+	if a := ds.Spec.Template.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+			for _, e := range term.MatchExpressions {
+				if e.Key == "node.slipway.dev/dra" && e.Operator == corev1.NodeSelectorOpNotIn && slices.Equal(e.Values, []string{"true"}) {
+					notDRA = true
+				}
+			}
+		}
+	}
+	if !notDRA {
+		t.Error("daemonset.yaml's node affinity does not exclude node.slipway.dev/dra=true (the DRA DaemonSet's nodes)")
+	}
+
 	cf, err := os.ReadFile(filepath.Join(dir, "Containerfile"))
 	if err != nil {
 		t.Fatal(err)
@@ -406,16 +460,64 @@ func TestDeploymentMatchesFlags(t *testing.T) {
 	}
 }
 
-// TestRescanLogIsQuiet checks the rescan logger: info records (a host NIC
-// skipped, again) are dropped, warnings and errors kept, attributes kept.
-func TestRescanLogIsQuiet(t *testing.T) {
-	var buf bytes.Buffer
-	log := slog.New(minLevel{Handler: slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), min: slog.LevelWarn})
-	log = log.With("resource", "nvidia.com/gpu")
-	log.Info("hca skipped: host network interface")
-	log.Warn("device unhealthy")
-	got := buf.String()
-	if strings.Contains(got, "hca skipped") || !strings.Contains(got, "device unhealthy") || !strings.Contains(got, "resource=nvidia.com/gpu") {
-		t.Errorf("rescan log = %q, want only the warning, with its attributes", got)
+// checkRBAC checks what --node-labels needs: the DaemonSet runs as the
+// service account of rbac.yaml, which is bound to a role that may get and
+// patch nodes, and NODE_NAME (the --node-name default) comes from the
+// pod's spec.nodeName.
+func checkRBAC(t *testing.T, dir string, ds appsv1.DaemonSet) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sa corev1.ServiceAccount
+	var role rbacv1.ClusterRole
+	var binding rbacv1.ClusterRoleBinding
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := sigsyaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("rbac.yaml: %v", err)
+		}
+		var err error
+		switch meta.Kind {
+		case "ServiceAccount":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &sa)
+		case "ClusterRole":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &role)
+		case "ClusterRoleBinding":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &binding)
+		default:
+			t.Errorf("rbac.yaml: unexpected kind %q", meta.Kind)
+		}
+		if err != nil {
+			t.Fatalf("rbac.yaml %s: %v", meta.Kind, err)
+		}
+	}
+	pod := ds.Spec.Template.Spec
+	if pod.ServiceAccountName != sa.Name || sa.Namespace != ds.Namespace {
+		t.Errorf("DaemonSet runs as %q in %s, rbac.yaml makes %s/%s", pod.ServiceAccountName, ds.Namespace, sa.Namespace, sa.Name)
+	}
+	canPatch := false
+	for _, r := range role.Rules {
+		if slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, "nodes") && slices.Contains(r.Verbs, "patch") && slices.Contains(r.Verbs, "get") {
+			canPatch = true
+		}
+	}
+	if !canPatch {
+		t.Errorf("ClusterRole %s rules %+v do not allow get and patch on nodes", role.Name, role.Rules)
+	}
+	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
+		t.Errorf("ClusterRoleBinding %+v does not bind %s to %s/%s", binding, role.Name, sa.Namespace, sa.Name)
+	}
+	nodeName := false
+	for _, e := range pod.Containers[0].Env {
+		if e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName" {
+			nodeName = true
+		}
+	}
+	if !nodeName {
+		t.Error("the container has no NODE_NAME from spec.nodeName, which --node-name defaults to")
 	}
 }

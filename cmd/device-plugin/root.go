@@ -7,6 +7,8 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
+
+	"github.com/slipway-dev/slipway/internal/cmdlog"
 )
 
 // globals are the flags every command shares.
@@ -44,19 +46,11 @@ func newRootCmd(g *globals) *cobra.Command {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			var lv slog.Level
-			if err := lv.UnmarshalText([]byte(g.logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+			log, err := cmdlog.New(g.stderr, g.logLevel, g.logFormat)
+			if err != nil {
+				return err
 			}
-			opts := &slog.HandlerOptions{Level: lv}
-			switch g.logFormat {
-			case "text":
-				g.log = slog.New(slog.NewTextHandler(g.stderr, opts))
-			case "json":
-				g.log = slog.New(slog.NewJSONHandler(g.stderr, opts))
-			default:
-				return fmt.Errorf("--log-format %q: want text or json", g.logFormat)
-			}
+			g.log = log
 			return nil
 		},
 	}
@@ -68,8 +62,8 @@ func newRootCmd(g *globals) *cobra.Command {
 	pf.StringVar(&g.root, "root", "/", "host root directory: sysfs is read at ROOT/sys, ROOT/proc and ROOT/dev")
 	pf.StringVar(&g.nvml, "nvml", "auto", "use NVML for GPUs: auto (if libnvidia-ml loads), on (required), off (sysfs only)")
 	pf.StringVar(&g.config, "config", "", "config file with device selectors and resource names (default: built-in resources)")
-	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	pf.StringVar(&g.logLevel, "log-level", cmdlog.DefaultLevel, cmdlog.LevelUsage)
+	pf.StringVar(&g.logFormat, "log-format", cmdlog.DefaultFormat, cmdlog.FormatUsage)
 	root.AddCommand(newDiscoverCmd(g))
 	return root
 }

@@ -38,25 +38,29 @@ func newConfigCmd(g *globals) *cobra.Command {
 
 func newConfigAddonsCmd(g *globals) *cobra.Command {
 	var kindWait time.Duration
+	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "addons -f PATH...",
-		Short: "Apply the inventory's add-on manifests to the cluster (server-side apply)",
-		Long: "addons applies the manifests the inventory lists under addons (a CNI, the device plugin\n" +
-			"DaemonSet, anything else), in order, with server-side apply under the field manager\n" +
-			"\"slipway\". It is idempotent: run it again after changing a manifest. It authenticates with a\n" +
-			"short-lived admin certificate minted from the cluster CA in --state-dir/pki and talks to the\n" +
-			"inventory's control-plane endpoint. The first failure stops it with the file, document and\n" +
-			"object named.",
+		Use:   "addons -f PATH... [--dry-run]",
+		Short: "Apply the inventory's add-ons (manifests and Helm charts) to the cluster",
+		Long: "addons applies what the inventory lists under addons (a CNI, the device plugin DaemonSet,\n" +
+			"Helm charts), in order: manifests with server-side apply under the field manager \"slipway\",\n" +
+			"charts as Helm releases (installed, or upgraded when the chart files or values changed). It is\n" +
+			"idempotent: run it again after changing the inventory. It authenticates with a short-lived\n" +
+			"admin certificate minted from the cluster CA in --state-dir/pki and talks to the inventory's\n" +
+			"control-plane endpoint. A failed add-on is named with its inventory entry (FILE:LINE:COL) and\n" +
+			"does not stop the others. With --dry-run nothing changes: each add-on is shown with a diff\n" +
+			"against the cluster (Secret values redacted).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.configAddons(cmd.Context(), kindWait)
+			return g.configAddons(cmd.Context(), kindWait, dryRun)
 		},
 	}
 	cmd.Flags().DurationVar(&kindWait, "kind-wait", addons.DefaultKindWait, "how long to wait for a kind whose CustomResourceDefinition was just applied")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "change nothing; show what would change as a diff against the cluster")
 	return cmd
 }
 
-func (g *globals) configAddons(ctx context.Context, kindWait time.Duration) error {
+func (g *globals) configAddons(ctx context.Context, kindWait time.Duration, dryRun bool) error {
 	inv, err := g.loadInventory()
 	if err != nil {
 		return err
@@ -65,8 +69,7 @@ func (g *globals) configAddons(ctx context.Context, kindWait time.Duration) erro
 		fmt.Fprintln(g.stdout, "no add-ons listed in the inventory")
 		return nil
 	}
-	objs, err := addons.Load(inv.Addons)
-	if err != nil {
+	if _, err := addons.Load(inv.Addons); err != nil {
 		return err
 	}
 	dir := filepath.Join(g.stateDir, "pki")
@@ -94,9 +97,14 @@ func (g *globals) configAddons(ctx context.Context, kindWait time.Duration) erro
 	if err != nil {
 		return err
 	}
-	res, err := a.Apply(ctx, objs)
+	apply := a.ApplyAddons
+	if dryRun {
+		apply = a.PlanAddons
+	}
+	res, err := apply(ctx, inv.Addons)
 	for _, r := range res {
-		fmt.Fprintf(g.stdout, "%s %s (%s)\n", r.Object, r.Action, r.File)
+		fmt.Fprintln(g.stdout, r)
+		fmt.Fprint(g.stdout, r.Diff)
 	}
 	return err
 }

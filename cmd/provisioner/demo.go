@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
-	"os"
-	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -16,11 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-dev/slipway/pkg/bmc"
-	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/provision"
-	"github.com/slipway-dev/slipway/pkg/provision/wire"
-	"github.com/slipway-dev/slipway/pkg/pxe"
-	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
+	"github.com/slipway-dev/slipway/pkg/provision/assemble"
 	"github.com/slipway-dev/slipway/pkg/simrack"
 )
 
@@ -32,199 +25,186 @@ type demoFlags struct {
 	osBoot        time.Duration
 	fails         []string
 	seed          uint64
-	// figures receives the run's figures (benchmarks).
-	figures *demoFigures
+	stateDir      string
+}
+
+var demoDefaults = provisionDefaults{
+	parallelHelp: "how many nodes are provisioned at once (default: all of them, --nodes)",
+	earlyNetboot: true,
+	timeoutHelp:  " (default: scaled to the simulated boot times, the node count and this machine's load)",
 }
 
 func newDemoCmd(g *globals) *cobra.Command {
-	var f upFlags
+	var f provisionFlags
 	var d demoFlags
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run up against a simulated rack on loopback (no hardware, no root)",
 		Long: "demo starts an in-process simulated rack — one Redfish BMC simulator per node on 127.0.0.1, each\n" +
 			"attached to a simulated machine whose firmware really speaks DHCP (through a relay on 127.0.0.2),\n" +
-			"TFTP and HTTP to the provisioner's own boot services on high loopback ports, and whose OS fetches\n" +
-			"its node config and phones home its join — and runs the same code path as `up` against it, with the\n" +
-			"same live view and summary. It needs no root and touches nothing outside a temporary directory.\n" +
-			"The simulation has no Kubernetes API: a node counts as Ready once it phoned home its join, and the\n" +
-			"node config is the boot server's placeholder, not a kubeadm join.\n\n" +
-			"Inject failures with --fail NODE=no-pxe|hang-os|dead-bmc (repeatable). Unless given, --parallel\n" +
-			"is the number of nodes, --early-netboot is on, and the phase timeouts scale with the simulated\n" +
-			"boot times (at least 3s).",
+			"TFTP and HTTP to the provisioner's own boot services on high loopback ports, and whose OS runs\n" +
+			"the node config it fetched — and runs the same code as `up` against it, with the same live view\n" +
+			"and summary. It needs no root and writes only to a temporary directory, removed when it ends\n" +
+			"(or --state-dir, which keeps the journal). The simulation has no Kubernetes API: the node config\n" +
+			"reports the kubeadm step instead of running kubeadm, and a node counts as Ready once it reported\n" +
+			"its join. The simulated rack lives in this process, so a stopped demo cannot be resumed.\n\n" +
+			"Inject failures with --fail NODE=no-pxe|hang-os|dead-bmc (repeatable).",
 		Example: "  provisioner demo\n  provisioner demo --nodes 1000 -o plain | tail\n  provisioner demo --fail node-0003=no-pxe --fail node-0005=hang-os",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.check(); err != nil {
 				return err
 			}
-			if d.nodes < 1 || d.nodes > 60000 {
-				return usageError("--nodes %d: want 1 to 60000", d.nodes)
-			}
-			if d.controlPlanes < 1 || d.controlPlanes > d.nodes {
-				return usageError("--control-planes %d: want 1 to --nodes", d.controlPlanes)
-			}
-			if !cmd.Flags().Changed("parallel") {
-				f.parallel = d.nodes
-			}
-			if !cmd.Flags().Changed("early-netboot") {
-				f.earlyBoot = true
-			}
-			// Timeouts scale with the simulated boot unless given.
-			scale := func(name string, v *time.Duration, d time.Duration) {
-				if !cmd.Flags().Changed(name) {
-					*v = max(d, 3*time.Second)
-				}
-			}
-			slowest := time.Duration(1.5 * float64(d.firmware+d.osBoot))
-			scale("dhcp-timeout", &f.timeouts.DHCP, 3*d.firmware+2*time.Second)
-			scale("netboot-timeout", &f.timeouts.Netboot, 2*slowest+2*time.Second)
-			scale("join-timeout", &f.timeouts.Join, 3*slowest+2*time.Second)
-			scale("ready-timeout", &f.timeouts.Ready, 3*slowest+2*time.Second)
-			if !cmd.Flags().Changed("state-dir") {
-				g.stateDir = ""
+			if err := d.check(); err != nil {
+				return err
 			}
 			return runDemo(cmd.Context(), g, &f, &d)
 		},
 	}
-	f.register(cmd)
+	f.register(cmd.Flags(), demoDefaults)
 	fl := cmd.Flags()
 	fl.IntVar(&d.nodes, "nodes", 16, "number of simulated nodes")
 	fl.IntVar(&d.controlPlanes, "control-planes", 1, "how many of them are control-plane nodes")
 	fl.DurationVar(&d.firmware, "boot-firmware", 300*time.Millisecond, "simulated firmware time from power on to the first DHCP request (each node draws up to 1.5x)")
-	fl.DurationVar(&d.osBoot, "boot-os", 700*time.Millisecond, "simulated OS time from kernel to the join phone-home (each node draws up to 1.5x)")
+	fl.DurationVar(&d.osBoot, "boot-os", 700*time.Millisecond, "simulated OS time from kernel to the join report (each node draws up to 1.5x)")
 	fl.StringArrayVar(&d.fails, "fail", nil, "inject a failure: NODE=no-pxe, NODE=hang-os or NODE=dead-bmc (repeatable)")
 	fl.Uint64Var(&d.seed, "seed", 0, "seed for the simulated boot times (0: random)")
+	// demo's own --state-dir shadows the global one: its default differs.
+	fl.StringVar(&d.stateDir, "state-dir", "", "state directory (journal, lock) to keep after the demo (default: one in the temporary directory, removed when the demo ends)")
 	return cmd
 }
 
-func runDemo(ctx context.Context, g *globals, f *upFlags, d *demoFlags) error {
-	tmp, err := os.MkdirTemp("", "slipway-demo-")
-	if err != nil {
-		return fmt.Errorf("demo: create temporary directory: %w", err)
+func (d *demoFlags) check() error {
+	if d.nodes < 1 || d.nodes > 60000 {
+		return usageError("--nodes %d: want 1 to 60000", d.nodes)
 	}
-	defer os.RemoveAll(tmp)
-	if g.stateDir == "" {
-		g.stateDir = filepath.Join(tmp, "state")
+	if d.controlPlanes < 1 || d.controlPlanes > d.nodes {
+		return usageError("--control-planes %d: want 1 to --nodes", d.controlPlanes)
 	}
+	if d.firmware <= 0 || d.osBoot <= 0 {
+		return usageError("--boot-firmware and --boot-os: want positive durations")
+	}
+	return nil
+}
+
+// faults parses --fail.
+func (d *demoFlags) faults() (map[string]simrack.Fault, error) {
 	faults := map[string]simrack.Fault{}
 	for _, s := range d.fails {
 		node, name, ok := strings.Cut(s, "=")
 		fault, err := simrack.ParseFault(name)
-		if !ok || err != nil {
-			return usageError("--fail %q: want NODE=no-pxe, NODE=hang-os or NODE=dead-bmc", s)
+		if !ok || err != nil || fault == simrack.FaultNone {
+			return nil, usageError("--fail %q: want NODE=no-pxe, NODE=hang-os or NODE=dead-bmc", s)
 		}
 		faults[node] = fault
 	}
-	// Files the boot services serve: stand-ins for the iPXE binaries, the
-	// kernel and the initrd.
-	tftpRoot, assets := filepath.Join(tmp, "ipxe"), filepath.Join(tmp, "assets")
-	for path, size := range map[string]int{
-		filepath.Join(tftpRoot, "undionly.kpxe"): 70 << 10, filepath.Join(tftpRoot, "snponly.efi"): 200 << 10,
-		filepath.Join(assets, "vmlinuz"): 64 << 10, filepath.Join(assets, "initrd.img"): 256 << 10,
-	} {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-		if err := os.WriteFile(path, bytes.Repeat([]byte{0x5a}, size), 0o644); err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-	}
-	pwFile := filepath.Join(tmp, "bmc-password")
-	if err := os.WriteFile(pwFile, []byte("simulated\n"), 0o600); err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	dhcpPort, err := freeDHCPPort()
-	if err != nil {
-		return err
-	}
-	tftpPort, err := freePort("udp4")
-	if err != nil {
-		return err
-	}
-	httpPort, err := freePort("tcp4")
-	if err != nil {
-		return err
-	}
-	lo := netip.MustParseAddr("127.0.0.1")
-	inv := demoInventory(d, httpPort)
-	for name := range faults {
-		if _, ok := inv.Node(name); !ok {
-			return usageError("--fail %s: no such node (nodes are %s ... %s)", name, inv.Nodes[0].Name, inv.Nodes[len(inv.Nodes)-1].Name)
-		}
-	}
-	rack, err := simrack.New(simrack.Config{
-		Nodes: inv.Nodes, DHCPServer: netip.AddrPortFrom(lo, dhcpPort), TFTPServer: netip.AddrPortFrom(lo, tftpPort),
-		Firmware: d.firmware, OS: d.osBoot, Jitter: 0.5, Faults: faults, Seed: d.seed,
-		Password: "simulated", PasswordRef: inventory.SecretRef{Source: "file", Name: pwFile},
-	})
-	if err != nil {
-		return err
-	}
-	defer rack.Close()
-	for i := range inv.Nodes {
-		inv.Nodes[i].BMC, _ = rack.BMC(inv.Nodes[i].Name)
-	}
-	// The placeholder node config (no Kubernetes API in the simulation),
-	// journaled before it is served, as up does with the kubeadm one.
-	render := wire.NewJournaledRenderer(httpboot.PhoneHomeRenderer{BaseURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort)})
-	svc, err := pxe.New(pxe.Config{
-		Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, Renderer: render,
-		HTTPPort: httpPort, DHCPPort: dhcpPort, TFTPPort: tftpPort,
-		DHCPListenAddr: lo, SkipInterfaceCheck: true, Log: serviceLogger(g),
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(g.stderr, "demo: %d simulated nodes (%d control plane), Redfish BMCs on 127.0.0.1, DHCP 127.0.0.1:%d via relay 127.0.0.2, TFTP :%d, HTTP :%d\n",
-		d.nodes, d.controlPlanes, dhcpPort, tftpPort, httpPort)
-	start := time.Now()
-	cpu0, _ := processUsage()
-	return runUp(ctx, g, f, upDeps{
-		inv: inv, svc: svc, readiness: rack, command: "provisioner demo", render: render,
-		bmcConfig: bmc.Config{ConnectTimeout: 5 * time.Second, OpTimeout: 10 * time.Second, VerifyTimeout: 10 * time.Second,
-			Backoff: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}},
-		extra: rack.Run, readyPoll: 100 * time.Millisecond,
-		after: func(rep *provision.Report) {
-			fg := demoFiguresOf(rep, rack, time.Since(start), cpu0)
-			fg.write(g.stderr)
-			if d.figures != nil {
-				*d.figures = fg
-			}
-		},
-	})
+	return faults, nil
 }
 
-// demoInventory is the simulated rack's inventory: nodes on loopback
-// addresses 127.10.x.y (so the boot services tell them apart), UEFI with
-// every fourth node BIOS.
-func demoInventory(d *demoFlags, httpPort uint16) *inventory.Inventory {
-	inv := &inventory.Inventory{
-		Cluster: inventory.Cluster{Name: "demo", KubernetesVersion: "v1.37.2", ControlPlaneEndpoint: "127.10.0.1:6443"},
-		Network: inventory.Network{
-			Interface: "lo", Address: netip.MustParseAddr("127.0.0.1"), HTTPPort: httpPort,
-			Subnet: netip.MustParsePrefix("127.0.0.0/8"), DHCPMode: inventory.DHCPAuthoritative, LeaseTime: time.Hour,
+// demoLoad is how hard the demo will work this machine: the allowance for
+// every node's work on this machine's CPUs (10 ms per node per CPU), and
+// how busy the machine already is (its load average over its CPU count, at
+// least 1). On a loaded two-core machine a thousand nodes netboot far
+// slower than the simulated times say.
+type demoLoad struct {
+	work    time.Duration
+	stretch float64
+}
+
+func newDemoLoad(nodes int, loadAvg float64) demoLoad {
+	cpus := runtime.NumCPU()
+	return demoLoad{work: time.Duration(nodes) * 10 * time.Millisecond / time.Duration(cpus), stretch: max(1, loadAvg/float64(cpus))}
+}
+
+// scale returns base (at least 3 s) plus the work allowance, stretched.
+func (l demoLoad) scale(base time.Duration) time.Duration {
+	return time.Duration(float64(max(base, 3*time.Second)+l.work) * l.stretch)
+}
+
+// scaledTimeouts fills the timeouts not given: a phase gets a few times
+// the slowest simulated step it waits for, scaled with the load.
+func scaledTimeouts(t provision.Timeouts, d *demoFlags, l demoLoad) provision.Timeouts {
+	slowest := time.Duration(1.5 * float64(d.firmware+d.osBoot))
+	set := func(v *time.Duration, base time.Duration) {
+		if *v == 0 {
+			*v = l.scale(base)
+		}
+	}
+	set(&t.DHCP, 3*d.firmware+2*time.Second)
+	set(&t.Netboot, 2*slowest+2*time.Second)
+	set(&t.Join, 3*slowest+2*time.Second)
+	set(&t.Ready, 3*slowest+2*time.Second)
+	// A BMC call: connect (bmc's ConnectTimeout) and the call itself.
+	set(&t.BMC, 2*demoBMC(l).ConnectTimeout+demoBMC(l).OpTimeout)
+	return t
+}
+
+// demoBMC are BMC settings for simulated BMCs: they answer at once when
+// the machine is idle, so polls are fast and timeouts short, scaled with
+// the load.
+func demoBMC(l demoLoad) bmc.Config {
+	return bmc.Config{ConnectTimeout: l.scale(5 * time.Second), OpTimeout: l.scale(5 * time.Second), VerifyTimeout: l.scale(10 * time.Second),
+		Backoff: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}}
+}
+
+// demoOptions are the assembly's options for a simulated world; the
+// caller runs its rack beside (Options.Beside).
+func demoOptions(w *simrack.World, f *provisionFlags, d *demoFlags, stateDir string, load demoLoad) assemble.Options {
+	opts := assemble.Options{
+		Inventory: w.Inventory, StateDir: stateDir, Command: "provisioner demo", Join: assemble.JoinReportOnly,
+		Boot: assemble.Boot{TFTPRoot: w.TFTPRoot, AssetDir: w.AssetDir, Listeners: w.Listeners, SkipInterfaceCheck: true},
+		BMC:  demoBMC(load), Backoff: 200 * time.Millisecond,
+	}
+	f.apply(&opts)
+	if opts.Parallel == 0 {
+		opts.Parallel = d.nodes
+	}
+	opts.Timeouts = scaledTimeouts(opts.Timeouts, d, load)
+	return opts
+}
+
+func runDemo(ctx context.Context, g *globals, f *provisionFlags, d *demoFlags) error {
+	faults, err := d.faults()
+	if err != nil {
+		return err
+	}
+	dir, err := newDemoDir(g.stderr)
+	if err != nil {
+		return err
+	}
+	defer dir.remove()
+	stateDir, kept := d.stateDir, true
+	if stateDir == "" {
+		stateDir, kept = dir.path+"/state", false
+	}
+	w, err := simrack.NewWorld(simrack.WorldConfig{Dir: dir.path, Nodes: d.nodes, ControlPlanes: d.controlPlanes,
+		Firmware: d.firmware, OS: d.osBoot, Jitter: 0.5, Faults: faults, Seed: d.seed})
+	if err != nil {
+		if strings.Contains(err.Error(), "no such node") {
+			return usageError("--fail: %v", err)
+		}
+		return err
+	}
+	defer w.Close()
+	loadAvg := loadAverage()
+	opts := demoOptions(w, f, d, stateDir, newDemoLoad(d.nodes, loadAvg))
+	opts.Beside = append(opts.Beside, w.Rack.Run)
+	fmt.Fprintf(g.stderr, "demo: %d simulated nodes (%d control plane), Redfish BMCs on 127.0.0.1, DHCP %s via relay 127.0.0.2, TFTP %s, HTTP %s; timeouts dhcp %s, netboot %s, join %s (load %.1f on %d CPUs)\n",
+		d.nodes, d.controlPlanes, w.Listeners.DHCP.LocalAddr(), w.Listeners.TFTP.LocalAddr(), w.Listeners.HTTP.Addr(),
+		opts.Timeouts.DHCP.Round(100*time.Millisecond), opts.Timeouts.Netboot.Round(100*time.Millisecond), opts.Timeouts.Join.Round(100*time.Millisecond), loadAvg, runtime.NumCPU())
+	start := time.Now()
+	cpu0, _ := processUsage()
+	return runProvisioner(ctx, g, f.output, opts, runSpec{
+		interrupted: func() string {
+			if kept {
+				return fmt.Sprintf("interrupted; the simulated rack ran in this process and is gone, so this demo cannot be resumed: run demo again (the journal in %s shows where each node stood: provisioner status --state-dir %s)", stateDir, stateDir)
+			}
+			return "interrupted; the simulated rack ran in this process and its temporary directory is removed: run demo again"
 		},
-		Sources: []string{"(demo)"},
-	}
-	for i := range d.nodes {
-		n := inventory.Node{
-			Name: fmt.Sprintf("node-%04d", i+1), Role: inventory.RoleWorker, Profile: "demo",
-			Rack: fmt.Sprintf("sim%d", i/40+1), Slot: i%40 + 1,
-			MAC:  inventory.HardwareAddr(net.HardwareAddr{0x02, 0x5a, 0, byte(i >> 16), byte(i >> 8), byte(i)}),
-			IP:   netip.AddrFrom4([4]byte{127, 10, byte(i / 254), byte(i%254 + 1)}),
-			Boot: inventory.Boot{Firmware: inventory.FirmwareUEFI, Kernel: "vmlinuz", Initrd: "initrd.img"},
-		}
-		if i < d.controlPlanes {
-			n.Role = inventory.RoleControlPlane
-			n.Name = fmt.Sprintf("cp-%d", i+1)
-		}
-		if i%4 == 3 {
-			n.Boot.Firmware = inventory.FirmwareBIOS
-		}
-		inv.Nodes = append(inv.Nodes, n)
-	}
-	return inv
+		after: func(res *assemble.Result) {
+			demoFiguresOf(res.Report, w.Rack.Stats(), time.Since(start), cpu0).write(g.stderr)
+		},
+	})
 }
 
 // demoFigures are what a demo run cost and how it kept up with the
@@ -244,9 +224,9 @@ type demoFigures struct {
 }
 
 // demoFiguresOf measures the run; cpu0 is the process CPU at its start.
-func demoFiguresOf(rep *provision.Report, rack *simrack.Rack, wall, cpu0 time.Duration) demoFigures {
+func demoFiguresOf(rep *provision.Report, stats []simrack.MachineStats, wall, cpu0 time.Duration) demoFigures {
 	fg := demoFigures{Nodes: len(rep.Nodes), Ready: rep.Ready, Wall: wall}
-	for _, s := range rack.Stats() {
+	for _, s := range stats {
 		fg.Slowest = max(fg.Slowest, s.Boot)
 		fg.SlowestTook = max(fg.SlowestTook, s.Took)
 	}
@@ -267,39 +247,4 @@ func (fg demoFigures) write(w io.Writer) {
 		fg.Wall.Round(time.Millisecond), fg.Slowest.Round(time.Millisecond), fg.SlowestTook.Round(time.Millisecond))
 	fmt.Fprintf(w, "demo: process CPU %s = %s per node (provisioner, boot services, %d simulated BMCs and machines together); peak RSS %d MiB\n",
 		fg.CPU.Round(time.Millisecond), (fg.CPU / time.Duration(max(fg.Nodes, 1))).Round(time.Microsecond), fg.Nodes, fg.MaxRSS>>20)
-}
-
-func freePort(network string) (uint16, error) {
-	switch network {
-	case "tcp4":
-		l, err := net.Listen(network, "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("demo: find a free port: %w", err)
-		}
-		defer l.Close()
-		return uint16(l.Addr().(*net.TCPAddr).Port), nil
-	}
-	c, err := net.ListenPacket(network, "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("demo: find a free port: %w", err)
-	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port), nil
-}
-
-// freeDHCPPort finds a UDP port free on both 127.0.0.1 (the server) and
-// 127.0.0.2 (the relay, which listens on the server port).
-func freeDHCPPort() (uint16, error) {
-	for range 20 {
-		p, err := freePort("udp4")
-		if err != nil {
-			return 0, err
-		}
-		c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.2:%d", p))
-		if err == nil {
-			c.Close()
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("demo: no udp port free on both 127.0.0.1 and 127.0.0.2")
 }

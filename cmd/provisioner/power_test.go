@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -158,8 +162,9 @@ func TestPowerCommands(t *testing.T) {
 		}},
 		{[]string{"power", "cycle", "--role", "worker"}, func() error {
 			for _, n := range []string{"n1", "n2"} {
-				if got := lab.bmcs[n].Stats().Resets; !cmp.Equal(got, []string{"On", "PowerCycle"}) {
-					return fmt.Errorf("%s resets = %v, want [On PowerCycle]", n, got)
+				// No reboot evidence on these BMCs: cycled by hand.
+				if got := lab.bmcs[n].Stats().Resets; !cmp.Equal(got, []string{"On", "ForceOff", "On"}) {
+					return fmt.Errorf("%s resets = %v, want [On ForceOff On]", n, got)
 				}
 			}
 			return nil
@@ -226,21 +231,47 @@ func TestPowerUsage(t *testing.T) {
 	}
 }
 
-func TestPowerTableGolden(t *testing.T) {
-	boot := bmc.BootOverride{Device: bmc.BootPXE}
-	res := []bmc.Result{
-		{Node: "gpu-01", BMC: "10.0.1.1:443", Info: bmc.Info{Protocol: "redfish", Vendor: "Dell Inc.", Model: "PowerEdge R760xa"},
-			Power: bmc.PowerOn, Boot: &boot, BootFlagsVerified: true, Took: 1234 * time.Millisecond},
+// goldenResults are rows of every kind: verified, device-only (IPMI),
+// pending in a settings object, legacy read back against a UEFI request,
+// virtual media, sent but not verifiable, and failed.
+func goldenResults() []bmc.Result {
+	uefi := bmc.BootOverride{Device: bmc.BootPXE, Mode: bmc.ModeUEFI, FlagsRead: true}
+	ipmi := bmc.BootOverride{Device: bmc.BootPXE}
+	pending := bmc.BootOverride{Device: bmc.BootPXE, Mode: bmc.ModeUEFI, FlagsRead: true, Pending: true}
+	legacy := bmc.BootOverride{Device: bmc.BootPXE, Mode: bmc.ModeLegacy, FlagsRead: true}
+	cd := bmc.BootOverride{Device: bmc.BootCD, Mode: bmc.ModeUEFI, FlagsRead: true}
+	media := bmc.Media{Image: "http://10.0.0.1:8080/iso/gpu-06.iso", Inserted: true}
+	return []bmc.Result{
+		{Node: "gpu-01", BMC: "10.0.1.1:443", Info: bmc.Info{Protocol: "redfish", Vendor: "Contoso", Model: "3500"},
+			Power: bmc.PowerOn, Boot: &uefi, Took: 1234 * time.Millisecond},
 		{Node: "gpu-02", BMC: "10.0.1.2:623", Info: bmc.Info{Protocol: "ipmi", Vendor: "Supermicro", Model: "X12DPG-QT6"},
-			Power: bmc.PowerOff, Boot: &boot, Took: 310 * time.Millisecond},
-		{Node: "gpu-03", BMC: "10.0.1.3:443", Took: 5 * time.Second,
-			Err: &bmc.OpError{Op: "set boot device pxe", Node: "gpu-03", BMC: "10.0.1.3:443", Err: errors.New("connect: no answer within 5s")}},
+			Power: bmc.PowerOff, Boot: &ipmi, Took: 310 * time.Millisecond},
+		{Node: "gpu-03", BMC: "10.0.1.3:443", Info: bmc.Info{Protocol: "redfish", Vendor: "ASRockRack", Model: "ROMED8-2T", Quirks: []string{"boot via @Redfish.Settings"}},
+			Power: bmc.PowerOff, Boot: &pending, Took: 420 * time.Millisecond},
+		{Node: "gpu-04", BMC: "10.0.1.4:443", Info: bmc.Info{Protocol: "redfish", Vendor: "Dell Inc.", Model: "PowerEdge R430", Quirks: []string{"no BootSourceOverrideMode", "no PowerCycle"}},
+			Power: bmc.PowerOff, Boot: &legacy, Took: 610 * time.Millisecond,
+			Err: &bmc.OpError{Op: "set boot device pxe", Node: "gpu-04", BMC: "10.0.1.4:443", Err: errors.New("asked for a uefi boot but the bmc holds legacy (...): set the boot mode to UEFI in the server's BIOS setup, or boot this node in legacy mode (--legacy; inventory boot.firmware: bios)")}},
+		{Node: "gpu-05", BMC: "10.0.1.5:443", Info: bmc.Info{Protocol: "redfish", Vendor: "Contoso", Model: "2100"},
+			Power: bmc.PowerOn, Took: 95 * time.Millisecond,
+			Unverified: "reset sent, not verifiable: the bmc reports no LastResetTime or BootProgress, so a restart cannot be observed"},
+		{Node: "gpu-06", BMC: "10.0.1.6:443", Info: bmc.Info{Protocol: "redfish", Vendor: "Contoso", Model: "3500"},
+			Power: bmc.PowerOff, Boot: &cd, Media: &media, Took: 880 * time.Millisecond},
+		{Node: "gpu-07", BMC: "10.0.1.7:443", Took: 5 * time.Second,
+			Err: &bmc.OpError{Op: "set boot device pxe", Node: "gpu-07", BMC: "10.0.1.7:443", Err: errors.New("connect: no answer within 5s")}},
 	}
+}
+
+func TestPowerTableGolden(t *testing.T) {
 	var buf bytes.Buffer
-	if err := writeBMCTable(&buf, res, true); err != nil {
+	if err := writeBMCTable(&buf, goldenResults(), columns{boot: true, media: true}); err != nil {
 		t.Fatal(err)
 	}
 	goldenfile.Check(t, filepath.Join("testdata", "power-table.golden"), buf.Bytes())
+	buf.Reset()
+	if err := writeBMCJSON(&buf, goldenResults(), 2500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	goldenfile.Check(t, filepath.Join("testdata", "power-json.golden"), buf.Bytes())
 }
 
 // TestPowerIPMI runs the same commands against a real IPMI BMC (ipmi_sim,
@@ -289,6 +320,12 @@ nodes:
 	if code != exitOK || !strings.Contains(out, "vm1   127.0.0.1:"+fmt.Sprint(sim.Port())+"  ipmi      MontaVista Software, Inc.  -      off    ") {
 		t.Errorf("power status vm1 = %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
+	// Reset on a node that is off: the same message as over Redfish, and
+	// nothing sent.
+	code, out, _ = runCLI(t, "power", "reset", "vm1", "-f", inv)
+	if code != exitFailure || !strings.Contains(out, "error: power reset: the node is powered off: reset restarts a running node; use power on (or power cycle, which turns an off node on)") {
+		t.Errorf("power reset on an off IPMI node = %d:\n%s", code, out)
+	}
 	log, err := sim.Log()
 	if err != nil {
 		t.Fatal(err)
@@ -324,5 +361,251 @@ func TestPowerInterrupt(t *testing.T) {
 		if r := b.Stats().Resets; len(r) != 0 {
 			t.Errorf("bmc %s was told %v after the interruption, want nothing", name, r)
 		}
+	}
+}
+
+// profileLab is an inventory of one node per vendor profile of the Redfish
+// simulator, with the delays shortened.
+func profileLab(t *testing.T, profiles ...string) (inv string, bmcs map[string]*redfishsim.BMC) {
+	t.Helper()
+	sim, err := redfishsim.New(redfishsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "bmc-password")
+	if err := os.WriteFile(pw, []byte("lab-Pa55\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bmcs = map[string]*redfishsim.BMC{}
+	var nodes strings.Builder
+	for i, name := range profiles {
+		p, ok := redfishsim.LookupProfile(name)
+		if !ok {
+			t.Fatalf("no profile %s", name)
+		}
+		cfg := p.Config
+		cfg.Name, cfg.Password = name, "lab-Pa55"
+		if cfg.BootApplyDelay > 0 {
+			cfg.BootApplyDelay = 300 * time.Millisecond
+		}
+		if cfg.TransitionDelay > 0 {
+			cfg.TransitionDelay = 100 * time.Millisecond
+		}
+		if name == "idrac8" {
+			cfg.Model = "PowerEdge R430" // not in the quirk table: learned from the 400
+		}
+		b, err := sim.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bmcs[name] = b
+		role := "worker"
+		if i == 0 {
+			role = "control-plane"
+		}
+		fmt.Fprintf(&nodes, "  - {name: %s, profile: p, role: %s, mac: \"52:54:00:00:01:%02x\", ip: 127.0.1.%d, bmc: {url: \"%s\"}}\n", name, role, i+1, i+1, b.URL())
+	}
+	y := fmt.Sprintf(`apiVersion: slipway.dev/v1alpha1
+kind: Inventory
+cluster: {name: t, kubernetesVersion: v1.37.2}
+network:
+  provisioner: {interface: lo, address: 127.0.0.1}
+  subnet: 127.0.0.0/8
+profiles:
+  p:
+    boot: {firmware: uefi, kernel: vmlinuz, initrd: initrd.gz}
+    bmc: {username: admin, password: "file:%s"}
+nodes:
+%s`, pw, nodes.String())
+	inv = filepath.Join(dir, "inv.yaml")
+	if err := os.WriteFile(inv, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return inv, bmcs
+}
+
+// TestBootdevProfilesJSON: bootdev pxe -o json on a rack of vendor
+// profiles reports, per node, what each BMC holds, and fails the node
+// whose BMC holds Legacy when UEFI was asked.
+func TestBootdevProfilesJSON(t *testing.T) {
+	inv, bmcs := profileLab(t, "generic", "ilo5", "idrac8", "megarac")
+	code, out, errOut := runCLI(t, "bootdev", "pxe", "--all", "-o", "json", "-f", inv, "--verify-timeout", "5s")
+	if code != exitFailure {
+		t.Errorf("bootdev pxe --all = %d, want 1 (idrac8 holds legacy); stderr:\n%s", code, errOut)
+	}
+	var got struct {
+		Nodes []struct {
+			Node   string
+			Result string
+			Error  string
+			Boot   struct {
+				Device     string
+				Persistent *bool
+				Mode       string
+				Pending    bool
+			}
+		}
+		OK, Failed int
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("bootdev -o json printed no JSON: %v\n%s", err, out)
+	}
+	if got.OK != 3 || got.Failed != 1 {
+		t.Errorf("bootdev -o json: ok %d failed %d, want 3 and 1:\n%s", got.OK, got.Failed, out)
+	}
+	for _, n := range got.Nodes {
+		b := bmcs[n.Node]
+		held, pending := b.PendingSettings()
+		if !pending {
+			held = b.Boot()
+		}
+		wantMode := strings.ToLower(held.Mode)
+		if n.Boot.Device != "pxe" || n.Boot.Mode != wantMode || n.Boot.Pending != pending || n.Boot.Persistent == nil || *n.Boot.Persistent {
+			t.Errorf("%s: JSON boot %+v, the BMC holds %+v (pending %v)", n.Node, n.Boot, held, pending)
+		}
+		if wantFail := n.Node == "idrac8"; wantFail != (n.Result == "failed") {
+			t.Errorf("%s: result %s (%s)", n.Node, n.Result, n.Error)
+		}
+	}
+	for name, b := range bmcs {
+		if b.Sessions() != 0 {
+			t.Errorf("%s: %d sessions open after bootdev", name, b.Sessions())
+		}
+	}
+}
+
+// TestPowerResetTruth: reset on running nodes says ok only with evidence,
+// "sent, not verifiable" without, fails on the lying BMC; on nodes that are
+// off it fails with one message and sends nothing.
+func TestPowerResetTruth(t *testing.T) {
+	inv, bmcs := profileLab(t, "generic", "lazy", "minimal")
+	code, out, _ := runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "3s")
+	t.Logf("power reset on nodes that are off:\n%s", out)
+	if code != exitFailure || strings.Count(out, "error: power reset: the node is powered off: reset restarts a running node; use power on (or power cycle, which turns an off node on)") != 3 {
+		t.Errorf("power reset --all on nodes that are off = %d:\n%s", code, out)
+	}
+	for name, b := range bmcs {
+		if r := b.Stats().Resets; len(r) != 0 {
+			t.Errorf("%s was sent %v for a reset while off, want nothing", name, r)
+		}
+		b.SetPowerState(true)
+	}
+	code, out, _ = runCLI(t, "power", "reset", "--all", "-f", inv, "--verify-timeout", "3s")
+	t.Logf("power reset on running nodes:\n%s", out)
+	for _, want := range []string{
+		"generic  127.0.0.1:", " ok\n",
+		"sent, not verifiable: the bmc reports no LastResetTime or BootProgress",
+		"error: power reset: bmc accepted ForceRestart but shows no restart after 3s",
+		"3 node(s) in ", ": 1 ok, 1 sent but not verifiable, 1 failed\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("power reset --all output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != exitFailure {
+		t.Errorf("power reset --all = %d, want 1 (the lying BMC)", code)
+	}
+}
+
+// TestBootdevCD inserts an image served on loopback into the virtual CD
+// and sets a one-time CD boot; the rows show the media and the override
+// read back, and the host boots the image.
+func TestBootdevCD(t *testing.T) {
+	inv, bmcs := profileLab(t, "generic")
+	img := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("iso")) }))
+	defer img.Close()
+	url := img.URL + "/generic.iso"
+	code, out, errOut := runCLI(t, "bootdev", "cd", "--media", url, "generic", "-f", inv)
+	if code != exitOK || !strings.Contains(out, "cd once uefi  "+url) {
+		t.Errorf("bootdev cd --media = %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := runCLI(t, "power", "on", "generic", "-f", inv); code != exitOK {
+		t.Errorf("power on = %d\n%s", code, out)
+	}
+	if diff := cmp.Diff([]redfishsim.Booted{{Device: "Cd", Mode: "UEFI", Media: url}}, bmcs["generic"].Booted()); diff != "" {
+		t.Errorf("what the host booted (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bootdev", "cd", "generic"}, "bootdev cd needs --media URL"},
+		{[]string{"bootdev", "pxe", "--media", url, "generic"}, "--media goes with bootdev cd, not pxe"},
+		{[]string{"bootdev", "cd", "--media", "nfs://x/y.iso", "generic"}, `--media "nfs://x/y.iso": want an http:// or https:// URL`},
+		{[]string{"power", "status", "-o", "yaml", "generic"}, `--output "yaml": want table or json`},
+	} {
+		code, _, errOut := runCLI(t, append(tc.args, "-f", inv)...)
+		if code != exitUsage || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s = %d, stderr %q; want %d and %q", strings.Join(tc.args, " "), code, errOut, exitUsage, tc.want)
+		}
+	}
+}
+
+// TestPowerSIGINT sends a real SIGINT (Ctrl-C) to the provisioner process
+// in the middle of "bootdev pxe --all" on BMCs that apply the override
+// late and answer slowly: the process exits 1 saying it was interrupted,
+// and every Redfish session it opened is closed, on every vendor profile.
+func TestPowerSIGINT(t *testing.T) {
+	if args := os.Getenv("SLIPWAY_TEST_PROVISIONER_ARGS"); args != "" {
+		// The child: be the provisioner.
+		os.Args = append([]string{"provisioner"}, strings.Split(args, "\x1f")...)
+		main()
+		return
+	}
+	names := []string{}
+	for _, p := range redfishsim.Profiles() {
+		names = append(names, p.Name)
+	}
+	for _, phase := range []string{"logging in", "reading back"} {
+		t.Run(phase, func(t *testing.T) {
+			inv, bmcs := profileLab(t, names...)
+			for _, b := range bmcs {
+				b.SetFaults(redfishsim.Faults{Latency: 150 * time.Millisecond})
+			}
+			// ready says when to interrupt: once some BMCs hold a session,
+			// or once iLO 5 accepted its override and is being polled.
+			ready := func() bool {
+				open := 0
+				for _, b := range bmcs {
+					open += b.Sessions()
+				}
+				return open >= 3
+			}
+			if phase == "reading back" {
+				ready = func() bool { return bmcs["ilo5"].Stats().BootPatches > 0 }
+			}
+			args := []string{"bootdev", "pxe", "--all", "-f", inv, "--verify-timeout", "30s"}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestPowerSIGINT$")
+			cmd.Env = append(os.Environ(), "SLIPWAY_TEST_PROVISIONER_ARGS="+strings.Join(args, "\x1f"))
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !ready() && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			t.Logf("provisioner output after SIGINT while %s:\n%s%s", phase, out.String(), errb.String())
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+				t.Errorf("provisioner after SIGINT: %v, want exit status %d", err, exitFailure)
+			}
+			if !strings.Contains(errb.String(), "interrupted:") {
+				t.Errorf("stderr after SIGINT = %q, want it to say interrupted", errb.String())
+			}
+			for name, b := range bmcs {
+				st := b.Stats()
+				if b.Sessions() != 0 || st.Logins != st.Logouts {
+					t.Errorf("%s after SIGINT: %d sessions open, %d logins, %d logouts; want every session closed", name, b.Sessions(), st.Logins, st.Logouts)
+				}
+			}
+		})
 	}
 }

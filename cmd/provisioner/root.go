@@ -10,7 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipway-dev/slipway/internal/cmdlog"
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/provision/assemble"
 )
 
 // Exit codes.
@@ -43,12 +45,15 @@ type globals struct {
 	stdout    io.Writer
 	stderr    io.Writer
 	log       *slog.Logger
+	// bootHook, when set, adjusts the boot options of serve and up (tests
+	// hand the boot services pre-bound sockets through it).
+	bootHook func(*assemble.Boot)
 }
 
 // loadInventory loads the inventory named by -f; its warnings go to stderr.
 func (g *globals) loadInventory() (*inventory.Inventory, error) {
 	if len(g.files) == 0 {
-		return nil, usageError("no inventory given: pass -f FILE or -f DIR (for example -f inventory/)")
+		return nil, usageError("no inventory given: pass -f FILE or -f DIR (for example -f inventory/examples/rack/)")
 	}
 	inv, err := inventory.Load(g.files...)
 	if err != nil {
@@ -61,7 +66,13 @@ func (g *globals) loadInventory() (*inventory.Inventory, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr}
+	return runWith(ctx, &globals{stdout: stdout, stderr: stderr}, args)
+}
+
+// runWith runs the command line args with g's writers (and test hooks)
+// and returns the exit code.
+func runWith(ctx context.Context, g *globals, args []string) int {
+	stdout, stderr := g.stdout, g.stderr
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -104,7 +115,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(g.stderr, g.logLevel, g.logFormat)
+			log, err := cmdlog.New(g.stderr, g.logLevel, g.logFormat)
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
@@ -118,8 +129,8 @@ func newRootCmd(g *globals) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringArrayVarP(&g.files, "file", "f", nil, "inventory file or directory (repeatable; a directory loads all *.yaml in name order)")
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/slipway", "state directory (cluster PKI, journal, tokens); keep it outside git")
-	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	pf.StringVar(&g.logLevel, "log-level", cmdlog.DefaultLevel, cmdlog.LevelUsage)
+	pf.StringVar(&g.logFormat, "log-format", cmdlog.DefaultFormat, cmdlog.FormatUsage)
 	root.AddCommand(
 		newValidateCmd(g),
 		newInventoryCmd(g),
@@ -127,27 +138,14 @@ func newRootCmd(g *globals) *cobra.Command {
 		newServeCmd(g),
 		newPowerCmd(g),
 		newBootdevCmd(g),
+		newISOCmd(g),
 		newUpCmd(g),
 		newPlanCmd(g),
 		newStatusCmd(g),
 		newConfigCmd(g),
 		newDemoCmd(g),
+		newJournalCmd(g),
 		newImagesCmd(g),
 	)
 	return root
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/servetest"
+	"github.com/slipway-dev/slipway/pkg/provision/assemble"
 )
 
 // serveTestInventory writes a one-node inventory served on lo.
@@ -53,24 +55,6 @@ nodes:
 	return p
 }
 
-func serveFreePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestServeRefusesMissingInterface(t *testing.T) {
 	inv := serveTestInventory(t, "slipway-nope0", 8080)
 	var out, errb bytes.Buffer
@@ -81,14 +65,19 @@ func TestServeRefusesMissingInterface(t *testing.T) {
 }
 
 func TestServeRunsAndStops(t *testing.T) {
-	httpPort := serveFreePort(t, "tcp")
+	// Bind first: the boot services take these sockets over.
+	ln := servetest.Listen(t, "127.0.0.1:0")
+	dhcp, tftp := servetest.ListenUDP(t, "127.0.0.1:0"), servetest.ListenUDP(t, "127.0.0.1:0")
+	httpPort := int(servetest.Port(ln.Addr()))
 	inv := serveTestInventory(t, "lo", httpPort)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
+	g := &globals{stdout: &out, stderr: &errb, bootHook: func(b *assemble.Boot) {
+		b.Listeners.HTTP, b.Listeners.DHCP, b.Listeners.TFTP = ln, dhcp, tftp
+	}}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "-f", inv, "--tftp-root", t.TempDir(), "--assets", t.TempDir(),
-			"--dhcp-port", fmt.Sprint(serveFreePort(t, "udp")), "--tftp-port", fmt.Sprint(serveFreePort(t, "udp"))}, &out, &errb)
+		done <- runWith(ctx, g, []string{"serve", "-f", inv, "--tftp-root", t.TempDir(), "--assets", t.TempDir()})
 	}()
 	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort)
 	deadline := time.Now().Add(10 * time.Second)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/pkg/addons"
 	"github.com/slipway-dev/slipway/pkg/inventory"
@@ -86,7 +84,20 @@ func summary(inv *inventory.Inventory) string {
 	if disabled > 0 {
 		s += fmt.Sprintf(" (%d disabled)", disabled)
 	}
-	return s + "; by rack: " + strings.Join(parts, ", ")
+	s += "; by rack: " + strings.Join(parts, ", ")
+	if len(inv.Networks) > 0 {
+		// Routed sites: say which network each node boots on.
+		count := map[string]int{}
+		for _, n := range inv.Enabled() {
+			count[n.Network]++
+		}
+		nets := []string{fmt.Sprintf("%s %d", inv.Network.Name, count[inv.Network.Name])}
+		for _, p := range inv.Networks {
+			nets = append(nets, fmt.Sprintf("%s %d", p.Name, count[p.Name]))
+		}
+		s += "; by network: " + strings.Join(nets, ", ")
+	}
+	return s
 }
 
 func newInventoryCmd(g *globals) *cobra.Command {
@@ -98,7 +109,13 @@ func newInventoryCmd(g *globals) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show -f PATH... [-o yaml|json]",
 		Short: "Print the resolved inventory: profiles and ranges applied, secrets shown as references",
-		Args:  cobra.NoArgs,
+		Long: "inventory show prints the inventory as one document with every node written out: ranges\n" +
+			"expanded, {index} filled in, what a node overrides of its profile on the node, defaults\n" +
+			"explicit, BMC passwords as their env:/file: references. The output is itself an inventory\n" +
+			"(JSON too): validate -f accepts it and resolves it to the same nodes.",
+		Example: "  provisioner inventory show -f inventory/examples/rack/\n" +
+			"  provisioner inventory show -f inventory/examples/rack/ > /tmp/resolved.yaml && provisioner validate -f /tmp/resolved.yaml",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "yaml" && output != "json" {
 				return usageError("-o %q: want yaml or json", output)
@@ -116,16 +133,13 @@ func newInventoryCmd(g *globals) *cobra.Command {
 }
 
 func writeInventory(w io.Writer, inv *inventory.Inventory, format string) error {
-	b, err := json.MarshalIndent(inv, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode inventory: %w", err)
+	encode := inv.EncodeYAML
+	if format == "json" {
+		encode = inv.EncodeJSON
 	}
-	if format == "yaml" {
-		if b, err = yaml.JSONToYAML(b); err != nil {
-			return fmt.Errorf("encode inventory: %w", err)
-		}
-	} else {
-		b = append(b, '\n')
+	b, err := encode()
+	if err != nil {
+		return err
 	}
 	_, err = w.Write(b)
 	return err

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -27,6 +29,30 @@ func TestValidateExitCodes(t *testing.T) {
 			args:       []string{"validate", "-f", "../../inventory/lab-qemu.yaml"},
 			wantCode:   exitOK,
 			wantStdout: "inventory ok: cluster lab (Kubernetes v1.37.2), 2 nodes: 1 control-plane, 1 worker; by rack: (no rack) 2\n",
+		},
+		{
+			name:       "multi-file example directory is valid",
+			args:       []string{"validate", "-f", "../../inventory/examples/rack/"},
+			wantCode:   exitOK,
+			wantStdout: "inventory ok: cluster hpc-a (Kubernetes v1.37.2), 21 nodes: 3 control-plane, 18 worker; by rack: r01 3, r02 16, r03 2\n",
+		},
+		{
+			name:       "routed example names its networks",
+			args:       []string{"validate", "-f", "../../inventory/examples/routed/"},
+			wantCode:   exitOK,
+			wantStdout: "inventory ok: cluster hpc-c (Kubernetes v1.37.2), 35 nodes: 3 control-plane, 32 worker; by rack: r10 3, r11 16, r12 16; by network: mgmt 3, rack-r11 16, rack-r12 16\n",
+		},
+		{
+			name:       "kueue example is valid",
+			args:       []string{"validate", "-f", "../../inventory/examples/kueue/"},
+			wantCode:   exitOK,
+			wantStdout: "inventory ok: cluster hpc-b (Kubernetes v1.37.2), 27 nodes: 3 control-plane, 24 worker; by rack: r00 3, r01 8, r02 8, r03 8\n",
+		},
+		{
+			name:       "a directory of two inventories is one problem",
+			args:       []string{"validate", "-f", "../../inventory/"},
+			wantCode:   exitFailure,
+			wantStderr: []string{"inventory has 1 problem(s):", "2 inventories were loaded as one", "load one inventory at a time"},
 		},
 		{
 			name:       "every problem with its position",
@@ -90,15 +116,47 @@ func TestInventoryShowKeepsReferences(t *testing.T) {
 		t.Fatal("inventory show printed a resolved secret")
 	}
 	var got struct {
+		Profiles map[string]struct {
+			BMC struct{ Password string }
+		}
 		Nodes []struct {
-			Name string
-			BMC  struct{ Password string }
+			Name    string
+			Profile string
 		}
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
 		t.Fatalf("inventory show -o json is not JSON: %v", err)
 	}
-	if len(got.Nodes) != 21 || got.Nodes[5].Name != "gpu03" || got.Nodes[5].BMC.Password != "env:RACK_BMC_PASSWORD" {
-		t.Errorf("inventory show: %d nodes, node 5 = %+v; want 21 nodes, gpu03 with password env:RACK_BMC_PASSWORD", len(got.Nodes), got.Nodes[5])
+	if len(got.Nodes) != 21 || got.Nodes[5].Name != "gpu03" || got.Profiles[got.Nodes[5].Profile].BMC.Password != "env:RACK_BMC_PASSWORD" {
+		t.Errorf("inventory show: %d nodes, node 5 = %+v with profile %+v; want 21 nodes, gpu03 with password env:RACK_BMC_PASSWORD", len(got.Nodes), got.Nodes[5], got.Profiles[got.Nodes[5].Profile])
+	}
+}
+
+// What inventory show prints is an inventory: validate accepts it and finds
+// the same nodes.
+func TestInventoryShowValidates(t *testing.T) {
+	for _, format := range []string{"yaml", "json"} {
+		for _, src := range []string{"../../inventory/rack-gpu.yaml", "../../inventory/examples/rack/", "../../inventory/examples/routed/"} {
+			var show, stderr bytes.Buffer
+			if code := run(context.Background(), []string{"inventory", "show", "-o", format, "-f", src}, &show, &stderr); code != exitOK {
+				t.Fatalf("inventory show -o %s -f %s = %d; stderr:\n%s", format, src, code, stderr.String())
+			}
+			var want bytes.Buffer
+			if code := run(context.Background(), []string{"validate", "-f", src}, &want, &stderr); code != exitOK {
+				t.Fatalf("validate -f %s = %d; stderr:\n%s", src, code, stderr.String())
+			}
+			file := filepath.Join(t.TempDir(), "resolved."+format)
+			if err := os.WriteFile(file, show.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			stderr.Reset()
+			if code := run(context.Background(), []string{"validate", "-f", file}, &got, &stderr); code != exitOK {
+				t.Fatalf("validate -f (inventory show -o %s -f %s) = %d; stderr:\n%s\nshown:\n%s", format, src, code, stderr.String(), show.String())
+			}
+			if got.String() != want.String() {
+				t.Errorf("validate of the shown %s inventory of %s = %q, want %q", format, src, got.String(), want.String())
+			}
+		}
 	}
 }

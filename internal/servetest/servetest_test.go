@@ -70,3 +70,30 @@ func TestStart(t *testing.T) {
 		}
 	}
 }
+
+func TestWaitFailsWhenRunEndsFirst(t *testing.T) {
+	r := &recorder{TB: t}
+	done := make(chan error, 1)
+	done <- errors.New("bind: address already in use")
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		Wait(r, make(chan struct{}), done)
+	}()
+	<-finished
+	if r.fatals != 1 {
+		t.Errorf("Wait with Run ended and Ready never closed: %d fatals, want 1", r.fatals)
+	}
+}
+
+func TestListenersAreBoundAndKept(t *testing.T) {
+	l := Listen(t, "127.0.0.1:0")
+	c := ListenUDP(t, "127.0.0.1:0")
+	pair := SameUDPPort(t, "127.0.0.1", "127.0.0.2")
+	if Port(l.Addr()) == 0 || Port(c.LocalAddr()) == 0 {
+		t.Errorf("Listen, ListenUDP: port 0, want the kernel's pick")
+	}
+	if Port(pair[0].LocalAddr()) != Port(pair[1].LocalAddr()) {
+		t.Errorf("SameUDPPort: ports %v and %v differ", pair[0].LocalAddr(), pair[1].LocalAddr())
+	}
+}

@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+
+	"github.com/slipway-dev/slipway/pkg/inventory"
 )
 
 // FieldManager is the server-side apply field manager of every object applied.
@@ -38,6 +40,9 @@ type Config struct {
 	REST *rest.Config
 	// KindWait bounds the wait for a kind that is not served yet (default DefaultKindWait).
 	KindWait time.Duration
+	// FetchTimeout bounds each request to a chart repository or registry
+	// (default DefaultFetchTimeout).
+	FetchTimeout time.Duration
 	// Log receives one line per object applied; nil discards.
 	Log *slog.Logger
 }
@@ -48,6 +53,7 @@ type Applier struct {
 	log    *slog.Logger
 	dyn    dynamic.Interface
 	disc   discovery.DiscoveryInterface
+	cached discovery.CachedDiscoveryInterface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
 }
 
@@ -58,6 +64,9 @@ func New(cfg Config) (*Applier, error) {
 	}
 	if cfg.KindWait == 0 {
 		cfg.KindWait = DefaultKindWait
+	}
+	if cfg.FetchTimeout == 0 {
+		cfg.FetchTimeout = DefaultFetchTimeout
 	}
 	dyn, err := dynamic.NewForConfig(cfg.REST)
 	if err != nil {
@@ -71,29 +80,59 @@ func New(cfg Config) (*Applier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Applier{cfg: cfg, log: log, dyn: dyn, disc: dc, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
+	cached := memory.NewMemCacheClient(dc)
+	return &Applier{cfg: cfg, log: log, dyn: dyn, disc: dc, cached: cached, mapper: restmapper.NewDeferredDiscoveryRESTMapper(cached)}, nil
 }
 
-// Action says what applying an object did.
+// Action says what applying an object or a chart did (or, in a plan, would do).
 type Action string
 
-// Actions.
+// Actions. A chart release is Created when installed, Changed when
+// upgraded (a new revision) and Unchanged when the chart files and values
+// are those of its deployed revision.
 const (
 	Created   Action = "created"
 	Changed   Action = "configured"
 	Unchanged Action = "unchanged"
 )
 
-// Result is one object applied.
+// Result is one object or one chart release applied.
 type Result struct {
+	// Addon names the add-on (Addon.Name: the manifest path or NAMESPACE/RELEASE).
+	Addon string
 	// File is the manifest file and Doc the 1-based index of the object
-	// among its non-empty documents.
+	// among its non-empty documents; for a chart, File is the inventory
+	// file of the entry and Doc is 0.
 	File string
 	Doc  int
-	// Object is "Kind namespace/name" or "Kind name".
+	// Object is "Kind namespace/name" or "Kind name", or "release NAMESPACE/RELEASE".
 	Object string
 	// Action is what the apply did.
 	Action Action
+	// Chart is "NAME VERSION" of the chart applied (charts only).
+	Chart string
+	// Revision is the release's revision after the apply (charts only; in a
+	// plan, the revision an apply would make).
+	Revision int
+	// Planned marks a result of PlanAddons: nothing was changed.
+	Planned bool
+	// Diff is, in a plan, a unified diff of what the apply would change
+	// (secrets redacted); empty when nothing would.
+	Diff string
+}
+
+// String is the line a person reads: "DaemonSet kube-system/flannel created
+// (addons/flannel.yaml)", "release kueue-system/kueue configured (chart
+// kueue 0.13.4, revision 2)"; a planned one says "would be created".
+func (r Result) String() string {
+	act := string(r.Action)
+	if r.Planned && r.Action != Unchanged {
+		act = "would be " + act
+	}
+	if r.Chart != "" {
+		return fmt.Sprintf("%s %s (chart %s, revision %d)", r.Object, act, r.Chart, r.Revision)
+	}
+	return fmt.Sprintf("%s %s (%s)", r.Object, act, r.File)
 }
 
 // Object is one manifest document.
@@ -114,11 +153,44 @@ func (o Object) Ref() string {
 	return o.Obj.GetKind() + " " + o.Obj.GetName()
 }
 
-// Load reads every file and splits it into objects, in order. Empty
+// Load checks every add-on that can be checked without a cluster or a
+// network: it parses each manifest (returning their objects, in order),
+// loads each local chart and checks its version, and parses each chart's
+// values files. Remote charts are not fetched and secret references not
+// read. Every problem is reported, each with the entry's position.
+func Load(list []inventory.Addon) ([]Object, error) {
+	var out []Object
+	var errs []error
+	for _, ad := range list {
+		if ad.Chart == nil {
+			objs, err := LoadFiles([]string{ad.Manifest})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ad.Source, err))
+			}
+			out = append(out, objs...)
+			continue
+		}
+		c := ad.Chart
+		if c.Source == inventory.ChartLocal {
+			f := &fetcher{timeout: DefaultFetchTimeout}
+			if _, err := f.loadChart(context.Background(), c); err != nil {
+				errs = append(errs, fmt.Errorf("%s: chart add-on %s: %w", ad.Source, ad.Name(), err))
+			}
+		}
+		offline := *c
+		offline.SecretValues = nil
+		if _, _, err := chartValues(&offline); err != nil {
+			errs = append(errs, fmt.Errorf("%s: chart add-on %s: %w", ad.Source, ad.Name(), err))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// LoadFiles reads every file and splits it into objects, in order. Empty
 // documents are skipped; a document that does not parse, or lacks
 // apiVersion, kind or metadata.name, is an error naming file and document.
 // All files are read before any error is returned so every mistake shows.
-func Load(files []string) ([]Object, error) {
+func LoadFiles(files []string) ([]Object, error) {
 	var out []Object
 	var errs []error
 	for _, f := range files {
@@ -177,31 +249,49 @@ func Parse(file string, data []byte) ([]Object, error) {
 
 // ApplyFiles loads files and applies their objects in order (see Apply).
 func (a *Applier) ApplyFiles(ctx context.Context, files []string) ([]Result, error) {
-	objs, err := Load(files)
+	objs, err := LoadFiles(files)
 	if err != nil {
 		return nil, err
 	}
 	return a.Apply(ctx, objs)
 }
 
-// ApplyWhenServing waits until the API server answers, then applies files
-// (see ApplyFiles). While the server does not answer, or an apply fails
-// (a webhook not ready yet, a broken manifest), it tries again every retry
-// (default 10s), logging each distinct failure once at error level. It
-// returns the results of the first apply that succeeds, or, when ctx ends
-// first, the last failure (or ctx's error if the server never answered).
-func (a *Applier) ApplyWhenServing(ctx context.Context, files []string, retry time.Duration) ([]Result, error) {
+// ApplyWhenServing waits until the API server answers, then applies the
+// add-ons (see ApplyAddons). While the server does not answer, or an
+// add-on fails (a webhook not ready yet, a broken manifest, a repository
+// out of reach), it tries the failed add-ons again every retry (default
+// 10s), logging each distinct failure once at error level. It returns when
+// every add-on is applied, or when ctx ends: then with the results so far
+// and the last failures (or ctx's error if the server never answered).
+func (a *Applier) ApplyWhenServing(ctx context.Context, list []inventory.Addon, retry time.Duration) ([]Result, error) {
 	if retry <= 0 {
 		retry = 10 * time.Second
+	}
+	done := make([][]Result, len(list))
+	pending := make([]bool, len(list))
+	for i := range pending {
+		pending[i] = true
 	}
 	var last error
 	lastMsg := ""
 	for {
 		var err error
 		if _, err = a.disc.ServerVersion(); err == nil {
-			var res []Result
-			if res, err = a.ApplyFiles(ctx, files); err == nil {
-				return res, nil
+			var errs []error
+			for i, ad := range list {
+				if !pending[i] {
+					continue
+				}
+				res, err := a.applyAddon(ctx, ad, false)
+				done[i] = res
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				pending[i] = false
+			}
+			if err = errors.Join(errs...); err == nil {
+				return flatten(done), nil
 			}
 			last = err
 		}
@@ -216,12 +306,85 @@ func (a *Applier) ApplyWhenServing(ctx context.Context, files []string, retry ti
 		select {
 		case <-ctx.Done():
 			if last != nil {
-				return nil, last
+				return flatten(done), last
 			}
 			return nil, fmt.Errorf("apply add-ons: the API server never answered: %w", ctx.Err())
 		case <-time.After(retry):
 		}
 	}
+}
+
+func flatten(rs [][]Result) []Result {
+	var out []Result
+	for _, r := range rs {
+		out = append(out, r...)
+	}
+	return out
+}
+
+// ApplyAddons applies the inventory's add-ons in order: a manifest's
+// objects with server-side apply (see Apply), a chart as one Helm release,
+// installed or upgraded (see the package doc). An add-on that fails does
+// not stop the others: the error names each failed add-on and the position
+// of its entry (FILE:LINE:COL), and the results list everything applied.
+func (a *Applier) ApplyAddons(ctx context.Context, list []inventory.Addon) ([]Result, error) {
+	return a.addons(ctx, list, false)
+}
+
+// PlanAddons shows what ApplyAddons would do without changing the cluster:
+// manifests go through a server-side dry-run apply, charts through a Helm
+// dry run, and each Result carries a unified diff against the cluster
+// (Kubernetes Secrets' values and the chart's secret values redacted).
+func (a *Applier) PlanAddons(ctx context.Context, list []inventory.Addon) ([]Result, error) {
+	return a.addons(ctx, list, true)
+}
+
+func (a *Applier) addons(ctx context.Context, list []inventory.Addon, dryRun bool) ([]Result, error) {
+	var out []Result
+	var errs []error
+	for _, ad := range list {
+		res, err := a.applyAddon(ctx, ad, dryRun)
+		for i := range res {
+			res[i].Planned = dryRun
+		}
+		out = append(out, res...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// applyAddon applies one add-on; its error starts with the entry's position.
+func (a *Applier) applyAddon(ctx context.Context, ad inventory.Addon, dryRun bool) ([]Result, error) {
+	if ad.Chart == nil {
+		objs, err := LoadFiles([]string{ad.Manifest})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ad.Source, err)
+		}
+		res, err := a.apply(ctx, objs, dryRun)
+		for i := range res {
+			res[i].Addon = ad.Name()
+		}
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", ad.Source, err)
+		}
+		return res, nil
+	}
+	res, err := a.applyChart(ctx, ad, dryRun)
+	if err != nil {
+		verb := "apply"
+		if dryRun {
+			verb = "plan"
+		}
+		return nil, fmt.Errorf("%s: %s chart add-on %s: %w", ad.Source, verb, ad.Name(), err)
+	}
+	msg := "add-on chart applied"
+	if dryRun {
+		msg = "add-on chart planned"
+	}
+	a.log.Info(msg, "addon", ad.Name(), "chart", res.Chart, "revision", res.Revision, "action", string(res.Action))
+	return []Result{res}, nil
 }
 
 // Apply applies each object with server-side apply (field manager
@@ -230,24 +393,44 @@ func (a *Applier) ApplyWhenServing(ctx context.Context, files []string, retry ti
 // document and object. A namespaced object without a namespace goes to
 // "default". Applying the same objects again changes nothing.
 func (a *Applier) Apply(ctx context.Context, objs []Object) ([]Result, error) {
+	return a.apply(ctx, objs, false)
+}
+
+func (a *Applier) apply(ctx context.Context, objs []Object, dryRun bool) ([]Result, error) {
 	var out []Result
 	for _, o := range objs {
-		act, err := a.apply(ctx, o)
+		act, diff, err := a.applyObject(ctx, o, dryRun)
 		if err != nil {
 			return out, fmt.Errorf("apply add-on %s: document %d (%s): %w", o.File, o.Doc, o.Ref(), err)
 		}
-		r := Result{File: o.File, Doc: o.Doc, Object: o.Ref(), Action: act}
-		a.log.Info("add-on applied", "file", o.File, "object", r.Object, "action", string(act))
+		r := Result{File: o.File, Doc: o.Doc, Object: o.Ref(), Action: act, Diff: diff}
+		if !dryRun {
+			a.log.Info("add-on applied", "file", o.File, "object", r.Object, "action", string(act))
+		}
 		out = append(out, r)
 	}
 	return out, nil
 }
 
-func (a *Applier) apply(ctx context.Context, o Object) (Action, error) {
+func (a *Applier) applyObject(ctx context.Context, o Object, dryRun bool) (Action, string, error) {
 	gvk := o.Obj.GroupVersionKind()
-	m, err := a.mapping(ctx, gvk)
-	if err != nil {
-		return "", err
+	var m *meta.RESTMapping
+	var err error
+	if dryRun {
+		m, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if meta.IsNoMatchError(err) {
+			a.mapper.Reset()
+			m, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		}
+		if meta.IsNoMatchError(err) {
+			// Its CustomResourceDefinition is in the plan, not yet in the cluster.
+			return Created, objectDiff(nil, o.Obj), nil
+		}
+		if err != nil {
+			return "", "", fmt.Errorf("find resource for %s: %w", gvk, err)
+		}
+	} else if m, err = a.mapping(ctx, gvk); err != nil {
+		return "", "", err
 	}
 	var ri dynamic.ResourceInterface = a.dyn.Resource(m.Resource)
 	if m.Scope.Name() == meta.RESTScopeNameNamespace {
@@ -265,19 +448,31 @@ func (a *Applier) apply(ctx context.Context, o Object) (Action, error) {
 	case apierrors.IsNotFound(err):
 		before = nil
 	case err != nil:
-		return "", fmt.Errorf("get: %w", err)
+		return "", "", fmt.Errorf("get: %w", err)
 	}
-	after, err := ri.Apply(ctx, o.Obj.GetName(), o.Obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	after, err := ri.Apply(ctx, o.Obj.GetName(), o.Obj, opts)
 	if err != nil {
-		return "", err
+		if dryRun && before == nil && apierrors.IsNotFound(err) {
+			// Its namespace is created by an earlier object of the plan.
+			return Created, objectDiff(nil, o.Obj), nil
+		}
+		return "", "", err
+	}
+	diff := ""
+	if dryRun {
+		diff = objectDiff(before, after)
 	}
 	switch {
 	case before == nil:
-		return Created, nil
+		return Created, diff, nil
 	case before.GetResourceVersion() == after.GetResourceVersion(), sameContent(before, after):
-		return Unchanged, nil
+		return Unchanged, "", nil
 	}
-	return Changed, nil
+	return Changed, diff, nil
 }
 
 // sameContent reports whether two versions of an object differ only in

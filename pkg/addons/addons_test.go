@@ -68,10 +68,10 @@ func TestLoadReportsEveryFile(t *testing.T) {
 	bad2 := filepath.Join(dir, "two.yaml")
 	os.WriteFile(bad1, []byte("kind: [\n"), 0o644)
 	os.WriteFile(bad2, []byte("apiVersion: v1\nkind: ConfigMap\n"), 0o644)
-	_, err := Load([]string{bad1, bad2, filepath.Join(dir, "missing.yaml")})
+	_, err := LoadFiles([]string{bad1, bad2, filepath.Join(dir, "missing.yaml")})
 	for _, want := range []string{bad1, bad2, "missing.yaml"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("Load = %v, want it to name %s", err, want)
+			t.Errorf("LoadFiles = %v, want it to name %s", err, want)
 		}
 	}
 }

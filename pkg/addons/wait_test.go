@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/slipway-dev/slipway/pkg/inventory"
 )
 
 // versionServer answers /version with code; it counts the probes.
@@ -42,7 +44,7 @@ func TestApplyWhenServingWaitsForTheAPI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
 	defer cancel()
-	res, err := a.ApplyWhenServing(ctx, []string{"never-read.yaml"}, 50*time.Millisecond)
+	res, err := a.ApplyWhenServing(ctx, []inventory.Addon{{Manifest: "never-read.yaml"}}, 50*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "never answered") || res != nil {
 		t.Errorf("ApplyWhenServing against an API that answers 503 = %v, %v; want no results and a 'never answered' error", res, err)
 	}
@@ -64,7 +66,7 @@ func TestApplyWhenServingReportsTheFailure(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err = a.ApplyWhenServing(ctx, []string{bad}, 50*time.Millisecond)
+	_, err = a.ApplyWhenServing(ctx, []inventory.Addon{{Manifest: bad}}, 50*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "broken.yaml") {
 		t.Errorf("ApplyWhenServing with a manifest lacking apiVersion = %v, want an error naming broken.yaml", err)
 	}

@@ -1,7 +1,6 @@
 package bmc
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -64,15 +63,18 @@ type BootDevice string
 const (
 	BootPXE  BootDevice = "pxe"
 	BootDisk BootDevice = "disk"
+	// BootCD is the (virtual) CD drive; with virtual media it boots the
+	// image inserted by InsertMedia.
+	BootCD BootDevice = "cd"
 )
 
-// ParseBootDevice parses pxe or disk.
+// ParseBootDevice parses pxe, disk or cd.
 func ParseBootDevice(s string) (BootDevice, error) {
 	switch d := BootDevice(s); d {
-	case BootPXE, BootDisk:
+	case BootPXE, BootDisk, BootCD:
 		return d, nil
 	}
-	return "", fmt.Errorf("unknown boot device %q: want pxe or disk", s)
+	return "", fmt.Errorf("unknown boot device %q: want pxe, disk or cd", s)
 }
 
 // BootOptions qualify a boot device.
@@ -84,14 +86,73 @@ type BootOptions struct {
 	Legacy bool
 }
 
-// BootOverride is a boot override read back from a BMC.
+// mode is the boot mode o asks for.
+func (o BootOptions) mode() BootMode {
+	if o.Legacy {
+		return ModeLegacy
+	}
+	return ModeUEFI
+}
+
+// BootMode is the firmware mode of a boot override.
+type BootMode string
+
+// Boot modes. An empty BootMode means the BMC does not report one.
+const (
+	ModeUEFI   BootMode = "uefi"
+	ModeLegacy BootMode = "legacy"
+)
+
+// BootOverride is a boot override as read back from a BMC: never what was
+// requested, always what the BMC holds.
 type BootOverride struct {
 	// Device is the override target ("" when none is set).
 	Device BootDevice
 	// Persistent is true for every boot, false for the next one only.
 	Persistent bool
-	// Legacy is true for a BIOS boot, false for UEFI.
-	Legacy bool
+	// Mode is the boot mode the BMC holds, "" when it reports none.
+	Mode BootMode
+	// FlagsRead is false where only Device could be read back (IPMI BMCs
+	// such as ipmi_sim keep the device but not the persistent and mode
+	// flags); Persistent and Mode then mean nothing.
+	FlagsRead bool
+	// Pending is true when the override waits in the BMC's settings object
+	// (@Redfish.Settings) and applies at the next power-on or reset.
+	Pending bool
+}
+
+// String formats an override as "pxe once uefi", "none", "pxe (device
+// only: ...)" or "pxe once uefi, pending until the next power-on or reset".
+func (o BootOverride) String() string {
+	var s string
+	switch {
+	case o.Device == "":
+		s = "none"
+	case !o.FlagsRead:
+		s = string(o.Device) + " (device only: once/persistent and mode not readable)"
+	default:
+		p := "once"
+		if o.Persistent {
+			p = "persistent"
+		}
+		m := string(o.Mode)
+		if m == "" {
+			m = "mode not reported"
+		}
+		s = string(o.Device) + " " + p + " " + m
+	}
+	if o.Pending {
+		s += ", pending until the next power-on or reset"
+	}
+	return s
+}
+
+// Media is a virtual CD as read back from a BMC.
+type Media struct {
+	// Image is the inserted image's URL ("" when none).
+	Image string
+	// Inserted is true while an image is inserted.
+	Inserted bool
 }
 
 // Info describes the BMC a Client is connected to.
@@ -99,27 +160,13 @@ type Info struct {
 	// Protocol is "redfish" or "ipmi".
 	Protocol string
 	// Vendor and Model are the Redfish Manufacturer and Model of the
-	// ComputerSystem; empty over IPMI.
+	// ComputerSystem; over IPMI what "mc info" says, if anything.
 	Vendor string
 	Model  string
 	// Quirks are the deviations the Client works around on this BMC, each a
-	// short phrase such as "no PowerCycle".
+	// short phrase such as "no PowerCycle"; those learned from the BMC's
+	// answers during this connection are added as they are met.
 	Quirks []string
-}
-
-// Controller is what callers need of a BMC; *Client implements it, and so
-// does bmcfake.BMC.
-type Controller interface {
-	// PowerState returns the current power state.
-	PowerState(ctx context.Context) (PowerState, error)
-	// SetPower performs the action and returns once the BMC reports the
-	// state the action ends in.
-	SetPower(ctx context.Context, a PowerAction) error
-	// SetBootDevice sets the next boot device and reads it back where the
-	// protocol allows.
-	SetBootDevice(ctx context.Context, d BootDevice, o BootOptions) error
-	// Close releases the connection (a Redfish session is logged out).
-	Close(ctx context.Context) error
 }
 
 // Config tunes Clients. A zero field means the documented default.
@@ -130,11 +177,13 @@ type Config struct {
 	// OpTimeout bounds each single BMC call after the connection is open
 	// (default 30 s).
 	OpTimeout time.Duration
-	// VerifyTimeout is how long to keep polling for the power state a
-	// power action ends in (default 60 s).
+	// VerifyTimeout is how long to keep reading back the result of a
+	// change (the power state an action ends in, evidence of a restart, a
+	// boot override that some BMCs apply seconds after accepting it)
+	// before calling it failed (default 60 s).
 	VerifyTimeout time.Duration
-	// Backoff are the waits between power-state polls; the last repeats
-	// (default 1, 2, 2, 4, 6 s).
+	// Backoff are the waits between read-backs; the last repeats (default
+	// 1, 2, 2, 4, 6 s).
 	Backoff []time.Duration
 	// Quirks is the vendor quirk table; nil means DefaultQuirks().
 	Quirks []Quirk

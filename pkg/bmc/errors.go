@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/url"
@@ -18,22 +19,39 @@ import (
 type HTTPError struct {
 	// Status is the HTTP status code.
 	Status int
-	// Message is the Redfish error message, if the BMC sent one.
+	// Message is the Redfish error message, if the BMC sent one: the
+	// @Message.ExtendedInfo messages when the top-level message is a
+	// generic "see ExtendedInfo".
 	Message string
+	// MessageIDs are the MessageId values of the error and its
+	// @Message.ExtendedInfo entries.
+	MessageIDs []string
+}
+
+// SessionLimit reports whether the BMC refused for its session limit
+// (Redfish SessionLimitExceeded, iDRAC RAC0218, or a message that says so),
+// whatever the status code.
+func (e *HTTPError) SessionLimit() bool {
+	for _, id := range e.MessageIDs {
+		if strings.HasSuffix(id, "SessionLimitExceeded") || strings.HasSuffix(id, "RAC0218") {
+			return true
+		}
+	}
+	m := strings.ToLower(e.Message)
+	return strings.Contains(m, "maximum number of user sessions") || strings.Contains(m, "session limit")
 }
 
 func (e *HTTPError) Error() string {
 	var what string
-	switch e.Status {
-	case 401:
+	switch {
+	case e.SessionLimit():
+		what = "session limit reached"
+	case e.Status == 401:
 		what = "credentials refused"
-	case 403:
+	case e.Status == 403:
 		what = "access denied"
-	case 503:
+	case e.Status == 503:
 		what = "service unavailable"
-		if strings.Contains(strings.ToLower(e.Message), "session") {
-			what = "session limit reached"
-		}
 	default:
 		what = "bmc error"
 	}
@@ -41,6 +59,41 @@ func (e *HTTPError) Error() string {
 		return fmt.Sprintf("%s (HTTP %d: %s)", what, e.Status, e.Message)
 	}
 	return fmt.Sprintf("%s (HTTP %d)", what, e.Status)
+}
+
+// genericMessage is a top-level Redfish error message that only points at
+// @Message.ExtendedInfo ("A general error has occurred. See ExtendedInfo
+// for more information.", iLO's "See @Message.ExtendedInfo ...").
+func genericMessage(m string) bool {
+	l := strings.ToLower(m)
+	return m == "" || strings.Contains(l, "extendedinfo") || strings.Contains(l, "general error")
+}
+
+// errorText is what a Redfish error says: the ExtendedInfo messages (with
+// their resolutions) when the top-level message is generic, otherwise the
+// top-level message followed by any ExtendedInfo message that adds to it.
+func errorText(ge *common.Error) string {
+	var parts []string
+	if !genericMessage(ge.Message) {
+		parts = append(parts, ge.Message)
+	}
+	for _, e := range ge.ExtendedInfos {
+		if e.Message == "" {
+			continue
+		}
+		i := slices.Index(parts, e.Message)
+		if i < 0 {
+			parts = append(parts, e.Message)
+			i = len(parts) - 1
+		}
+		if e.Resolution != "" {
+			parts[i] += " (" + strings.TrimSuffix(e.Resolution, ".") + ")"
+		}
+	}
+	if len(parts) == 0 && ge.Message != "" {
+		parts = append(parts, ge.Message)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // describe turns an error from bmclib, gofish, net/http or ipmitool into a
@@ -56,17 +109,26 @@ func describe(err error) error {
 	}
 	var ge *common.Error
 	if errors.As(err, &ge) && ge.HTTPReturnedStatusCode != 0 {
-		msg := ge.Message
-		if msg == "" && len(ge.ExtendedInfos) > 0 {
-			msg = ge.ExtendedInfos[0].Message
-		}
+		msg := errorText(ge)
 		if msg == "" {
 			msg = ge.Error()
 			if _, rest, ok := strings.Cut(msg, ": "); ok {
 				msg = rest
 			}
 		}
-		return &HTTPError{Status: ge.HTTPReturnedStatusCode, Message: oneLine(msg, 160)}
+		he := &HTTPError{Status: ge.HTTPReturnedStatusCode, Message: oneLine(msg, 240)}
+		if ge.Code != "" {
+			he.MessageIDs = append(he.MessageIDs, ge.Code)
+		}
+		for _, e := range ge.ExtendedInfos {
+			if e.MessageID != "" {
+				he.MessageIDs = append(he.MessageIDs, e.MessageID)
+			}
+		}
+		return he
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("malformed JSON from bmc: %s", oneLine(err.Error(), 160))
 	}
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError

@@ -72,12 +72,13 @@ func redfishNodeBMC(t testing.TB, url string, ap netip.AddrPort, tls bool, sim *
 	return b
 }
 
-// fastConfig keeps fault tests short: small timeouts and quick polls.
+// fastConfig keeps fault tests short: quick polls, and timeouts that a
+// healthy simulated BMC meets even on a loaded machine.
 func fastConfig() bmc.Config {
 	return bmc.Config{
 		ConnectTimeout: 2 * time.Second,
 		OpTimeout:      2 * time.Second,
-		VerifyTimeout:  400 * time.Millisecond,
+		VerifyTimeout:  2 * time.Second,
 		Backoff:        []time.Duration{20 * time.Millisecond, 50 * time.Millisecond},
 	}
 }

@@ -112,14 +112,20 @@ func (p *ipmiBackend) info() Info {
 	}
 	return p.inf
 }
-func (p *ipmiBackend) quirks() quirks { return quirks{} }
 
-func (p *ipmiBackend) powerState(ctx context.Context) (PowerState, error) {
+// canCycle is false: IPMI offers no evidence of a restart, so a cycle is
+// done as off, confirm off, on, confirm on, which the power state proves.
+func (p *ipmiBackend) canCycle() bool { return false }
+
+// snapshot reads the power state; IPMI has no LastResetTime or boot
+// progress to read.
+func (p *ipmiBackend) snapshot(ctx context.Context) (snapshot, error) {
 	out, err := p.conn.PowerStateGet(ctx)
 	if err != nil {
-		return PowerStateUnknown, err
+		return snapshot{Power: PowerStateUnknown}, err
 	}
-	return parseIPMIPower(out)
+	st, err := parseIPMIPower(out)
+	return snapshot{Power: st}, err
 }
 
 // parseIPMIPower reads ipmitool's "Chassis Power is on|off".
@@ -142,7 +148,7 @@ func bmclibIPMIVerb(a PowerAction) string {
 	return string(a) // on, off, reset, cycle
 }
 
-func (p *ipmiBackend) setPower(ctx context.Context, a PowerAction) error {
+func (p *ipmiBackend) send(ctx context.Context, a PowerAction) error {
 	ok, err := p.conn.PowerSet(ctx, bmclibIPMIVerb(a))
 	if err != nil {
 		return err
@@ -153,60 +159,63 @@ func (p *ipmiBackend) setPower(ctx context.Context, a PowerAction) error {
 	return nil
 }
 
-func (p *ipmiBackend) setBoot(ctx context.Context, d BootDevice, o BootOptions, _ quirks) error {
+func (p *ipmiBackend) setBoot(ctx context.Context, d BootDevice, o BootOptions) (bootSet, error) {
+	if d == BootCD {
+		return bootSet{}, errors.New("virtual media needs a Redfish BMC (IPMI has no InsertMedia); use redfish:// for this node")
+	}
 	ok, err := p.conn.BootDeviceSet(ctx, string(d), o.Persistent, !o.Legacy)
 	if err != nil {
-		return err
+		return bootSet{}, err
 	}
 	if !ok {
-		return errors.New("ipmitool did not confirm the request")
+		return bootSet{}, errors.New("ipmitool did not confirm the request")
 	}
-	return nil
+	return bootSet{}, nil
 }
-
-func (p *ipmiBackend) bootFlagsReadable() bool { return false }
 
 // bootOverride reads boot parameter 5 with "ipmitool chassis bootparam get
 // 5", which bmclib does not expose. Only the device selector is used: BMCs
 // such as ipmi_sim keep the device but not the persistent and UEFI flags.
-func (p *ipmiBackend) bootOverride(ctx context.Context) (BootOverride, bool, error) {
+func (p *ipmiBackend) bootOverride(ctx context.Context, _ bool) (BootOverride, error) {
 	out, err := p.ipmitool(ctx, "chassis", "bootparam", "get", "5")
 	if err != nil {
-		return BootOverride{}, false, err
+		return BootOverride{}, err
 	}
-	o, err := parseBootParam5(out)
-	return o, err == nil, err
+	return parseBootParam5(out)
 }
 
+var errNoIPMIMedia = errors.New("virtual media needs a Redfish BMC (IPMI has no InsertMedia); use redfish:// for this node")
+
+func (p *ipmiBackend) readMedia(context.Context) (Media, error)  { return Media{}, errNoIPMIMedia }
+func (p *ipmiBackend) insertMedia(context.Context, string) error { return errNoIPMIMedia }
+func (p *ipmiBackend) ejectMedia(context.Context) error          { return errNoIPMIMedia }
+
 // parseBootParam5 reads ipmitool's "Boot Device Selector : Force PXE".
+// Only the device is kept (FlagsRead is false).
 func parseBootParam5(out string) (BootOverride, error) {
 	var o BootOverride
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "-"))
-		if strings.Contains(line, "Options apply to all future boots") {
-			o.Persistent = true
-		}
-		if strings.Contains(line, "PC Compatible (legacy) boot") {
-			o.Legacy = true
-		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
-		switch strings.TrimSpace(k) {
-		case "Boot Device Selector":
-			v = strings.TrimSpace(v)
-			switch {
-			case strings.Contains(v, "PXE"):
-				o.Device = BootPXE
-			case strings.Contains(v, "Hard-Drive"):
-				o.Device = BootDisk
-			case strings.HasPrefix(v, "No override"):
-			default:
-				o.Device = BootDevice(strings.ToLower(v))
-			}
-			return o, nil
+		if strings.TrimSpace(k) != "Boot Device Selector" {
+			continue
 		}
+		v = strings.TrimSpace(v)
+		switch {
+		case strings.Contains(v, "PXE"):
+			o.Device = BootPXE
+		case strings.Contains(v, "Hard-Drive"):
+			o.Device = BootDisk
+		case strings.Contains(v, "CD/DVD"):
+			o.Device = BootCD
+		case strings.HasPrefix(v, "No override"):
+		default:
+			o.Device = BootDevice(strings.ToLower(v))
+		}
+		return o, nil
 	}
 	return o, fmt.Errorf("no boot device selector in ipmitool output %q", oneLine(out, 120))
 }

@@ -145,8 +145,9 @@ func TestIPMIBootNotApplied(t *testing.T) {
 		URL: sim.URL(), Protocol: inventory.ProtocolIPMI,
 		Host: "127.0.0.1", Port: uint16(sim.Port()), Username: "admin", Password: passwordFile(t, testPassword),
 	}}
-	res := bmc.Run(context.Background(), []inventory.Node{n}, bmc.RunConfig{}, bmc.BootStep(bmc.BootPXE, bmc.BootOptions{}))
-	want := "set boot device pxe ipmi-02 (bmc " + n.BMC.Addr() + "): bmc accepted the boot override but reads back disk once uefi, not pxe once uefi"
+	cfg := bmc.Config{VerifyTimeout: 500 * time.Millisecond, Backoff: []time.Duration{100 * time.Millisecond}}
+	res := bmc.Run(context.Background(), []inventory.Node{n}, bmc.RunConfig{Client: cfg}, bmc.BootStep(bmc.BootPXE, bmc.BootOptions{}))
+	want := "set boot device pxe ipmi-02 (bmc " + n.BMC.Addr() + "): bmc accepted the boot override but reads back disk (device only: once/persistent and mode not readable), not pxe once uefi, after 500ms"
 	if res[0].Err == nil || res[0].Err.Error() != want {
 		t.Errorf("Run(bootdev pxe) on a BMC that ignores it: error = %v, want %q", res[0].Err, want)
 	}

@@ -61,9 +61,10 @@ func TestParseBootParam5(t *testing.T) {
 		want BootOverride
 	}{
 		{" Boot Flags :\n   - Boot Flag Valid\n   - Options apply to all future boots\n   - BIOS EFI boot \n   - Boot Device Selector : Force PXE\n",
-			BootOverride{Device: BootPXE, Persistent: true}},
+			BootOverride{Device: BootPXE}},
 		{" Boot Flags :\n   - Boot Flag Invalid\n   - Options apply to only next boot\n   - BIOS PC Compatible (legacy) boot \n   - Boot Device Selector : Force Boot from default Hard-Drive\n",
-			BootOverride{Device: BootDisk, Legacy: true}},
+			BootOverride{Device: BootDisk}},
+		{"   - Boot Device Selector : Force Boot from CD/DVD\n", BootOverride{Device: BootCD}},
 		{"   - Options apply to only next boot\n   - BIOS EFI boot \n   - Boot Device Selector : No override\n", BootOverride{}},
 	}
 	for _, tc := range tests {

@@ -5,8 +5,11 @@ import (
 	"strings"
 )
 
-// Quirk is a known deviation of a BMC family from what bmclib expects,
-// matched on the Redfish ComputerSystem's Manufacturer and Model.
+// Quirk is a known deviation of a BMC family, matched on the Redfish
+// ComputerSystem's Manufacturer and Model. The table is only a hint that
+// saves a refused request: the Client learns the same deviations from the
+// BMC's answers (a 400 naming BootSourceOverrideMode, a 405 on a system
+// with @Redfish.Settings) and always reads back what it set.
 type Quirk struct {
 	// Manufacturer matches the Redfish Manufacturer, ignoring case.
 	Manufacturer string
@@ -14,14 +17,13 @@ type Quirk struct {
 	// matches every model of the manufacturer.
 	Model string
 	// NoBootMode: the BMC refuses a PATCH that carries
-	// BootSourceOverrideMode (or answers 400 yet applies the target), so the
-	// Client sends only the target and the enabled flag, and does not expect
-	// the mode to read back as asked.
+	// BootSourceOverrideMode, so the Client leaves the mode out from the
+	// start. The mode read back must still be the one asked for.
 	NoBootMode bool
 	// NoPowerCycle: the BMC has no PowerCycle reset type, so the Client
-	// cycles by itself (off, confirm off, on, confirm on) instead of
-	// bmclib's slow fallback. A BMC whose advertised reset types lack
-	// PowerCycle is treated the same way without an entry here.
+	// cycles by itself (off, confirm off, on, confirm on). A BMC whose
+	// advertised reset types lack PowerCycle is treated the same way
+	// without an entry here.
 	NoPowerCycle bool
 	// Why says where the quirk was seen.
 	Why string
@@ -31,7 +33,7 @@ type Quirk struct {
 func DefaultQuirks() []Quirk {
 	return []Quirk{
 		{Manufacturer: "Dell Inc.", NoPowerCycle: true,
-			Why: "iDRAC lists no PowerCycle in ResetType@Redfish.AllowableValues; bmclib's fallback waits ~9 s and reports success either way"},
+			Why: "iDRAC lists no PowerCycle in ResetType@Redfish.AllowableValues"},
 		{Manufacturer: "Dell Inc.", Model: "PowerEdge R630", NoBootMode: true,
 			Why: "iDRAC 8 (13G) answers 400 to a PATCH with BootSourceOverrideMode but applies the target (ansible-collections/community.general#5091)"},
 		{Manufacturer: "Dell Inc.", Model: "PowerEdge R730", NoBootMode: true,
@@ -43,14 +45,18 @@ func DefaultQuirks() []Quirk {
 	}
 }
 
-// quirks is the merged set of quirks that apply to one BMC.
+// quirks is the merged set of deviations that apply to one BMC: from the
+// table, from what it advertises, and learned from its answers.
 type quirks struct {
-	noBootMode   bool
+	noBootMode   bool   // leave BootSourceOverrideMode out of Boot PATCHes
+	modeRefusal  string // the BMC's answer when it refused the mode ("" if not met)
 	noPowerCycle bool
+	settingsOnly bool // Boot goes to the @Redfish.Settings object
 }
 
-// match merges every table entry that applies to manufacturer and model,
-// and treats advertised reset types without PowerCycle as NoPowerCycle.
+// matchQuirks merges every table entry that applies to manufacturer and
+// model, and treats advertised reset types without PowerCycle as
+// NoPowerCycle.
 func matchQuirks(table []Quirk, manufacturer, model string, resetTypes []string) quirks {
 	var q quirks
 	for _, e := range table {
@@ -76,6 +82,9 @@ func (q quirks) names() []string {
 	}
 	if q.noPowerCycle {
 		out = append(out, "no PowerCycle")
+	}
+	if q.settingsOnly {
+		out = append(out, "boot via @Redfish.Settings")
 	}
 	return out
 }

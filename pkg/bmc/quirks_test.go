@@ -12,8 +12,9 @@ import (
 )
 
 // TestQuirkPowerCycle: where a BMC has no PowerCycle (by the quirk table or
-// by its advertised reset types) the Client cycles by itself with ForceOff
-// then On; otherwise it sends one PowerCycle.
+// by its advertised reset types), or reports nothing that would prove a
+// restart, the Client cycles by itself with ForceOff then On; otherwise it
+// sends one PowerCycle and waits for the evidence.
 func TestQuirkPowerCycle(t *testing.T) {
 	t.Parallel()
 	noCycle := []string{"On", "ForceOff", "GracefulShutdown", "ForceRestart", "GracefulRestart", "Nmi"}
@@ -24,8 +25,10 @@ func TestQuirkPowerCycle(t *testing.T) {
 		want   []string
 		wantQ  []string
 	}{
-		{name: "PowerCycle advertised", sim: redfishsim.BMCConfig{Manufacturer: "Supermicro"},
+		{name: "PowerCycle advertised, LastResetTime reported", sim: redfishsim.BMCConfig{Manufacturer: "Supermicro", LastResetTime: true},
 			quirks: bmc.DefaultQuirks(), want: []string{"PowerCycle"}},
+		{name: "PowerCycle advertised, no reboot evidence", sim: redfishsim.BMCConfig{Manufacturer: "Supermicro"},
+			quirks: bmc.DefaultQuirks(), want: []string{"ForceOff", "On"}},
 		{name: "PowerCycle missing from the allowable values",
 			sim:    redfishsim.BMCConfig{Manufacturer: "Contoso", ResetTypes: noCycle},
 			quirks: bmc.DefaultQuirks(), want: []string{"ForceOff", "On"}, wantQ: []string{"no PowerCycle"}},
@@ -36,7 +39,7 @@ func TestQuirkPowerCycle(t *testing.T) {
 			sim:    redfishsim.BMCConfig{Manufacturer: "Dell Inc.", Model: "PowerEdge R760"},
 			quirks: bmc.DefaultQuirks(), want: []string{"ForceOff", "On"}, wantQ: []string{"no PowerCycle"}},
 		{name: "empty quirk table, PowerCycle advertised",
-			sim:    redfishsim.BMCConfig{Manufacturer: "Dell Inc.", Model: "PowerEdge R760"},
+			sim:    redfishsim.BMCConfig{Manufacturer: "Dell Inc.", Model: "PowerEdge R760", BootProgress: true},
 			quirks: []bmc.Quirk{}, want: []string{"PowerCycle"}},
 	}
 	for _, tc := range tests {

@@ -1,67 +1,69 @@
 package bmc
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	bmclibbmc "github.com/bmc-toolbox/bmclib/v2/bmc"
-	"github.com/bmc-toolbox/bmclib/v2/providers/redfish"
-	"github.com/go-logr/logr"
+	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/common"
+	"github.com/stmcginnis/gofish/redfish"
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
 )
 
-// redfishBackend drives a Redfish BMC through bmclib's gofish provider, and
-// makes the few requests bmclib cannot (reading Manufacturer, Model and the
-// allowed reset types; a boot PATCH without the mode) itself, over the same
-// HTTP client and session.
+// redfishBackend drives a Redfish BMC through gofish's typed objects: the
+// session, the ComputerSystem (power state, Boot, the Reset action and its
+// allowed types, @Redfish.Settings, LastResetTime, BootProgress) and the
+// VirtualMedia actions. The system is read once when the connection opens
+// and kept for the connection's life (one command); only what must be fresh
+// (power state, boot override, reboot evidence, media) is read again.
 type redfishBackend struct {
-	b    inventory.BMC
-	cfg  Config
-	log  *slog.Logger
-	base string // scheme://host:port
+	b   inventory.BMC
+	cfg Config
+	log *slog.Logger
 
-	tr   *boundTransport
-	hc   *http.Client
-	conn *redfish.Conn
-	inf  Info
-	q    quirks
-	sys  string // ComputerSystem @odata.id
-	pw   inventory.Secret
+	tr  *boundTransport
+	hc  *http.Client
+	api *gofish.APIClient
+	sys *redfish.ComputerSystem // read at open, cached
+	// settingsURI is the system's @Redfish.Settings object ("" when none)
+	// and applyTimes what it supports.
+	settingsURI string
+	applyTimes  []common.ApplyTime
+	inf         Info
+	q           quirks
+	media       *redfish.VirtualMedia // the CD slot, found on first use
 }
 
 func newRedfish(b inventory.BMC, cfg Config, log *slog.Logger) *redfishBackend {
-	scheme := b.Scheme
+	return &redfishBackend{b: b, cfg: cfg, log: log}
+}
+
+func (r *redfishBackend) endpoint() string {
+	scheme := r.b.Scheme
 	if scheme == "" {
 		scheme = "https"
-		if strings.HasPrefix(b.URL, "redfish+http://") {
+		if strings.HasPrefix(r.b.URL, "redfish+http://") {
 			scheme = "http"
 		}
 	}
-	host := b.Host
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	return &redfishBackend{b: b, cfg: cfg, log: log, base: scheme + "://" + host + ":" + strconv.Itoa(int(b.Port))}
+	return scheme + "://" + net.JoinHostPort(r.b.Host, strconv.Itoa(int(r.b.Port)))
 }
 
 func (r *redfishBackend) open(ctx context.Context, pw inventory.Secret) error {
-	r.pw = pw
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	switch {
 	case r.b.InsecureSkipVerify:
@@ -77,235 +79,393 @@ func (r *redfishBackend) open(ctx context.Context, pw inventory.Secret) error {
 		}
 		tlsConf.RootCAs = pool
 	}
-	dialer := &net.Dialer{Timeout: r.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-	r.tr = &boundTransport{base: &http.Transport{
-		DialContext:         dialer.DialContext,
-		TLSClientConfig:     tlsConf,
-		TLSHandshakeTimeout: r.cfg.ConnectTimeout,
-		MaxIdleConnsPerHost: 2,
-		IdleConnTimeout:     30 * time.Second,
-	}}
-	r.hc = &http.Client{Transport: r.tr}
-	defer r.tr.bind(ctx)()
-
-	scheme, _, _ := strings.Cut(r.base, "://")
-	r.conn = redfish.New(scheme+"://"+hostOnly(r.base), r.b.Username, pw.Reveal(), logr.Discard(),
-		redfish.WithHttpClient(r.hc),
-		redfish.WithPort(strconv.Itoa(int(r.b.Port))),
-	)
-	// bmclib turns the deadline of Open's context into the HTTP client's
-	// Timeout for its whole life, and that timer would race ours; the bound
-	// transport enforces ctx instead, so Open gets no deadline.
-	if err := r.conn.Open(context.WithoutCancel(ctx)); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-			return err
+	if r.tr == nil {
+		dialer := &net.Dialer{Timeout: r.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+		r.tr = &boundTransport{base: &http.Transport{
+			DialContext:         dialer.DialContext,
+			TLSClientConfig:     tlsConf,
+			TLSHandshakeTimeout: r.cfg.ConnectTimeout,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     30 * time.Second,
+		}}
+		r.hc = &http.Client{Transport: r.tr}
+	}
+	// The login must not be cut off half-way: a BMC that has created the
+	// session but whose answer is dropped keeps it, and BMCs allow few. So
+	// it runs to its end under the connect timeout alone, even after
+	// Ctrl-C; the session it opened is then logged out by Close.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ConnectTimeout)
+	defer cancel()
+	unbind := r.tr.bind(lctx)
+	// gofish makes every request with the context it connected with; the
+	// bound transport gives each request the context of the call instead.
+	api, err := gofish.ConnectContext(context.WithoutCancel(ctx), gofish.ClientConfig{
+		Endpoint:         r.endpoint(),
+		Username:         r.b.Username,
+		Password:         pw.Reveal(),
+		HTTPClient:       r.hc,
+		ReuseConnections: true,
+	})
+	unbind()
+	if err != nil {
+		if lctx.Err() != nil {
+			return lctx.Err()
 		}
 		return fmt.Errorf("log in: %w", describe(err))
 	}
-	if err := r.probe(ctx); err != nil {
+	r.api = api
+	if err := ctx.Err(); err != nil {
+		return err // Close logs the new session out
+	}
+	defer r.tr.bind(ctx)()
+	if r.sys != nil {
+		// Logged in again: the system is already known; its typed objects
+		// must use the new session.
+		r.sys.SetClient(api)
+		if r.media != nil {
+			r.media.SetClient(api)
+		}
+		return nil
+	}
+	if err := r.probe(); err != nil {
 		return fmt.Errorf("read system: %w", describe(err))
 	}
 	return nil
 }
 
-// hostOnly returns the host part of scheme://host:port, brackets kept.
-func hostOnly(base string) string {
-	_, hp, _ := strings.Cut(base, "://")
-	i := strings.LastIndex(hp, ":")
-	return hp[:i]
-}
-
-// probe reads the ComputerSystem for Manufacturer, Model and the allowed
-// reset types, and picks the quirks that apply.
-func (r *redfishBackend) probe(ctx context.Context) error {
-	var coll struct {
-		Members []common.Link
-	}
-	if err := r.getJSON(ctx, "/redfish/v1/Systems", &coll); err != nil {
+// probe reads the first ComputerSystem and picks the quirks that apply.
+func (r *redfishBackend) probe() error {
+	systems, err := r.api.Service.Systems()
+	if err != nil {
 		return err
 	}
-	if len(coll.Members) == 0 {
+	if len(systems) == 0 {
 		return errors.New("the Systems collection is empty")
 	}
-	r.sys = coll.Members[0].String()
-	var sys struct {
-		Manufacturer string
-		Model        string
-		Actions      struct {
-			Reset struct {
-				Allowed []string `json:"ResetType@Redfish.AllowableValues"`
-			} `json:"#ComputerSystem.Reset"`
-		}
+	r.sys = systems[0]
+	var raw struct {
+		Settings common.Settings `json:"@Redfish.Settings"`
 	}
-	if err := r.getJSON(ctx, r.sys, &sys); err != nil {
-		return err
+	if err := json.Unmarshal(r.sys.RawData, &raw); err == nil {
+		r.settingsURI = raw.Settings.SettingsObject.String()
+		r.applyTimes = raw.Settings.SupportedApplyTimes
 	}
-	r.q = matchQuirks(r.cfg.Quirks, sys.Manufacturer, sys.Model, sys.Actions.Reset.Allowed)
-	r.inf = Info{Protocol: "redfish", Vendor: sys.Manufacturer, Model: sys.Model, Quirks: r.q.names()}
+	var reset []string
+	for _, t := range r.sys.SupportedResetTypes {
+		reset = append(reset, string(t))
+	}
+	r.q = matchQuirks(r.cfg.Quirks, r.sys.Manufacturer, r.sys.Model, reset)
+	r.inf = Info{Protocol: "redfish", Vendor: r.sys.Manufacturer, Model: r.sys.Model}
 	return nil
-}
-
-func (r *redfishBackend) getJSON(ctx context.Context, path string, v any) error {
-	resp, err := r.do(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(v); err != nil {
-		return fmt.Errorf("malformed JSON in GET %s: %w", path, err)
-	}
-	return nil
-}
-
-// do makes one request with the session token (or basic auth before a
-// session exists) and turns an error status into a gofish error, so it is
-// described like bmclib's.
-func (r *redfishBackend) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, r.base+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if tok := r.tr.token(); tok != "" {
-		req.Header.Set("X-Auth-Token", tok)
-	} else {
-		req.SetBasicAuth(r.b.Username, r.pw.Reveal())
-	}
-	resp, err := r.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 300 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-		return nil, common.ConstructError(resp.StatusCode, b)
-	}
-	return resp, nil
 }
 
 func (r *redfishBackend) close(ctx context.Context) error {
-	if r.conn == nil {
+	if r.api == nil {
 		return nil
 	}
 	defer r.tr.bind(ctx)()
-	// gofish's Logout drops the DELETE's error; bmclib's Close returns nil.
-	err := r.conn.Close(ctx)
-	r.hc.CloseIdleConnections()
-	return err
+	api := r.api
+	r.api = nil
+	defer r.hc.CloseIdleConnections()
+	// gofish's Logout drops the DELETE's error; a session that was not
+	// deleted must be reported, so delete it here.
+	s, err := api.GetSession()
+	if err != nil || s.ID == "" {
+		return err
+	}
+	return api.Service.DeleteSession(s.ID)
 }
 
-func (r *redfishBackend) info() Info              { return r.inf }
-func (r *redfishBackend) bootFlagsReadable() bool { return true }
-func (r *redfishBackend) quirks() quirks          { return r.q }
+func (r *redfishBackend) info() Info {
+	i := r.inf
+	i.Quirks = r.q.names()
+	return i
+}
 
-func (r *redfishBackend) powerState(ctx context.Context) (PowerState, error) {
+// fresh reads the system again (power state, boot override, evidence).
+func (r *redfishBackend) fresh(ctx context.Context) (*redfish.ComputerSystem, error) {
 	defer r.tr.bind(ctx)()
-	s, err := r.conn.PowerStateGet(ctx)
-	if err != nil {
-		return PowerStateUnknown, err
-	}
-	switch strings.ToLower(s) {
+	return redfish.GetComputerSystem(r.api, r.sys.ODataID)
+}
+
+func redfishPower(s redfish.PowerState) PowerState {
+	switch strings.ToLower(string(s)) {
 	case "on":
-		return PowerOn, nil
+		return PowerOn
 	case "off":
-		return PowerOff, nil
+		return PowerOff
 	case "poweringon":
-		return PowerPoweringOn, nil
+		return PowerPoweringOn
 	case "poweringoff":
-		return PowerPoweringOff, nil
+		return PowerPoweringOff
+	case "":
+		return PowerStateUnknown
 	}
-	return PowerState(strings.ToLower(s)), nil
+	return PowerState(strings.ToLower(string(s)))
 }
 
-// bmclibRedfishVerb maps an action to bmclib's Redfish verbs, whose names
-// are crossed: bmclib "cycle" sends ForceRestart, "reset" sends PowerCycle.
-func bmclibRedfishVerb(a PowerAction) string {
+func (r *redfishBackend) snapshot(ctx context.Context) (snapshot, error) {
+	sys, err := r.fresh(ctx)
+	if err != nil {
+		return snapshot{Power: PowerStateUnknown}, err
+	}
+	return snapshot{
+		Power:         redfishPower(sys.PowerState),
+		LastResetTime: sys.LastResetTime,
+		ProgressState: string(sys.BootProgress.LastState),
+		ProgressTime:  sys.BootProgress.LastStateTime,
+	}, nil
+}
+
+func (r *redfishBackend) canCycle() bool { return !r.q.noPowerCycle }
+
+// resetType maps an action to the Redfish ResetType the BMC allows.
+func (r *redfishBackend) resetType(a PowerAction) (redfish.ResetType, error) {
+	var want []redfish.ResetType
 	switch a {
+	case ActionOn:
+		want = []redfish.ResetType{redfish.OnResetType, redfish.ForceOnResetType}
+	case ActionOff:
+		want = []redfish.ResetType{redfish.ForceOffResetType}
 	case ActionSoftOff:
-		return "soft"
+		want = []redfish.ResetType{redfish.GracefulShutdownResetType}
 	case ActionReset:
-		return "cycle"
+		want = []redfish.ResetType{redfish.ForceRestartResetType, redfish.GracefulRestartResetType}
 	case ActionCycle:
-		return "reset"
+		want = []redfish.ResetType{redfish.PowerCycleResetType}
 	}
-	return string(a) // on, off
+	allowed := r.sys.SupportedResetTypes
+	for _, t := range want {
+		if len(allowed) == 0 || slices.Contains(allowed, t) {
+			return t, nil
+		}
+	}
+	return "", fmt.Errorf("the bmc allows no %s reset type (it allows %v)", want[0], allowed)
 }
 
-func (r *redfishBackend) setPower(ctx context.Context, a PowerAction) error {
-	defer r.tr.bind(ctx)()
-	_, err := r.conn.PowerSet(ctx, bmclibRedfishVerb(a))
-	return err
-}
-
-func (r *redfishBackend) setBoot(ctx context.Context, d BootDevice, o BootOptions, q quirks) error {
-	defer r.tr.bind(ctx)()
-	if !q.noBootMode {
-		_, err := r.conn.BootDeviceSet(ctx, string(d), o.Persistent, !o.Legacy)
+func (r *redfishBackend) send(ctx context.Context, a PowerAction) error {
+	rt, err := r.resetType(a)
+	if err != nil {
 		return err
 	}
-	// bmclib always sends the mode first and retries without it on error;
-	// on the BMCs this quirk names the first PATCH fails or misapplies, so
-	// send only what they accept.
-	target := "Pxe"
-	if d == BootDisk {
-		target = "Hdd"
+	defer r.tr.bind(ctx)()
+	return r.sys.Reset(rt)
+}
+
+var redfishTargets = map[BootDevice]redfish.BootSourceOverrideTarget{
+	BootPXE: redfish.PxeBootSourceOverrideTarget, BootDisk: redfish.HddBootSourceOverrideTarget, BootCD: redfish.CdBootSourceOverrideTarget,
+}
+
+func (r *redfishBackend) setBoot(ctx context.Context, d BootDevice, o BootOptions) (bootSet, error) {
+	target, ok := redfishTargets[d]
+	if !ok {
+		return bootSet{}, fmt.Errorf("boot device %q has no Redfish target", d)
 	}
-	enabled := "Once"
+	enabled := redfish.OnceBootSourceOverrideEnabled
 	if o.Persistent {
-		enabled = "Continuous"
+		enabled = redfish.ContinuousBootSourceOverrideEnabled
 	}
-	body := map[string]any{"Boot": map[string]string{"BootSourceOverrideTarget": target, "BootSourceOverrideEnabled": enabled}}
-	resp, err := r.do(ctx, http.MethodPatch, r.sys, body)
+	mode := redfish.UEFIBootSourceOverrideMode
+	if o.Legacy {
+		mode = redfish.LegacyBootSourceOverrideMode
+	}
+	defer r.tr.bind(ctx)()
+	patch := func(withMode bool) error {
+		if r.q.settingsOnly {
+			attrs := redfish.SettingsAttributes{
+				"BootSourceOverrideTarget":  string(target),
+				"BootSourceOverrideEnabled": string(enabled),
+			}
+			if withMode {
+				attrs["BootSourceOverrideMode"] = string(mode)
+			}
+			return r.sys.UpdateBootAttributesApplyAt(attrs, r.applyTime())
+		}
+		b := redfish.Boot{BootSourceOverrideTarget: target, BootSourceOverrideEnabled: enabled}
+		if withMode {
+			b.BootSourceOverrideMode = mode
+		}
+		return r.sys.SetBoot(b)
+	}
+	hinted := r.q.noBootMode && r.q.modeRefusal == ""
+	err := patch(!r.q.noBootMode)
+	if err != nil && !r.q.settingsOnly && r.settingsURI != "" && refusesDirectPatch(err) {
+		// The BMC takes boot settings only through its settings object
+		// (AMI MegaRAC and others answer 405 on the system itself).
+		r.q.settingsOnly = true
+		r.log.Debug("bmc refused the Boot PATCH on the system; using its settings object", "settings", r.settingsURI, "err", describe(err))
+		err = patch(!r.q.noBootMode)
+	}
+	if err != nil && !r.q.noBootMode && refusesBootMode(err) {
+		// The answer names the mode (older iDRAC and others): send the
+		// rest without it; what mode the BMC holds is read back.
+		r.q.noBootMode = true
+		r.q.modeRefusal = "it refused BootSourceOverrideMode: " + describe(err).Error()
+		r.log.Debug("bmc refused BootSourceOverrideMode; sending the override without it", "err", r.q.modeRefusal)
+		err = patch(false)
+	}
 	if err != nil {
-		return err
+		return bootSet{}, err
 	}
-	resp.Body.Close()
-	return nil
+	set := bootSet{pending: r.q.settingsOnly, modeRefused: r.q.modeRefusal}
+	if hinted {
+		set.modeRefused = "BootSourceOverrideMode was not sent: the quirk table lists " + r.sys.Manufacturer + " " + r.sys.Model + " as refusing it"
+	}
+	return set, nil
 }
 
-func (r *redfishBackend) bootOverride(ctx context.Context) (BootOverride, bool, error) {
+// applyTime is when settings-object changes apply: OnReset where the BMC
+// lists it, otherwise the BMC's default.
+func (r *redfishBackend) applyTime() common.ApplyTime {
+	if slices.Contains(r.applyTimes, common.OnResetApplyTime) {
+		return common.OnResetApplyTime
+	}
+	return ""
+}
+
+// refusesDirectPatch is a BMC's answer that the system's Boot cannot be
+// PATCHed there (405, or 400/403 pointing at the settings object).
+func refusesDirectPatch(err error) bool {
+	var ge *common.Error
+	if !errors.As(err, &ge) {
+		return false
+	}
+	switch ge.HTTPReturnedStatusCode {
+	case http.StatusMethodNotAllowed:
+		return true
+	case http.StatusBadRequest, http.StatusForbidden:
+		t := strings.ToLower(errorText(ge))
+		return strings.Contains(t, "settings") || strings.Contains(t, "/sd")
+	}
+	return false
+}
+
+// refusesBootMode is a 400 whose message names BootSourceOverrideMode.
+func refusesBootMode(err error) bool {
+	var ge *common.Error
+	if !errors.As(err, &ge) || ge.HTTPReturnedStatusCode != http.StatusBadRequest {
+		return false
+	}
+	if strings.Contains(errorText(ge), "BootSourceOverrideMode") {
+		return true
+	}
+	for _, e := range ge.ExtendedInfos {
+		if slices.Contains(e.MessageArgs, "BootSourceOverrideMode") {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *redfishBackend) bootOverride(ctx context.Context, pending bool) (BootOverride, error) {
+	uri := r.sys.ODataID
+	if pending && r.settingsURI != "" {
+		uri = r.settingsURI
+	}
 	defer r.tr.bind(ctx)()
-	ov, err := r.conn.BootDeviceOverrideGet(ctx)
+	sys, err := redfish.GetComputerSystem(r.api, uri)
 	if err != nil {
-		return BootOverride{}, false, err
+		return BootOverride{}, err
 	}
-	o := BootOverride{Persistent: ov.IsPersistent, Legacy: !ov.IsEFIBoot}
-	switch ov.Device {
-	case bmclibbmc.BootDeviceTypeNone:
-	case bmclibbmc.BootDeviceTypePXE:
-		o.Device = BootPXE
-	case bmclibbmc.BootDeviceTypeDisk:
-		o.Device = BootDisk
-	default:
-		o.Device = BootDevice(ov.Device)
+	o := BootOverride{FlagsRead: true, Pending: pending && r.settingsURI != ""}
+	b := sys.Boot
+	if b.BootSourceOverrideEnabled != redfish.DisabledBootSourceOverrideEnabled && b.BootSourceOverrideEnabled != "" {
+		switch b.BootSourceOverrideTarget {
+		case "", redfish.NoneBootSourceOverrideTarget:
+		case redfish.PxeBootSourceOverrideTarget:
+			o.Device = BootPXE
+		case redfish.HddBootSourceOverrideTarget:
+			o.Device = BootDisk
+		case redfish.CdBootSourceOverrideTarget:
+			o.Device = BootCD
+		default:
+			o.Device = BootDevice(strings.ToLower(string(b.BootSourceOverrideTarget)))
+		}
 	}
-	return o, true, nil
+	o.Persistent = b.BootSourceOverrideEnabled == redfish.ContinuousBootSourceOverrideEnabled
+	switch b.BootSourceOverrideMode {
+	case redfish.UEFIBootSourceOverrideMode:
+		o.Mode = ModeUEFI
+	case redfish.LegacyBootSourceOverrideMode:
+		o.Mode = ModeLegacy
+	}
+	return o, nil
+}
+
+// cdSlot finds the virtual CD: on the system (iDRAC since 6.00.02), else on
+// the managers; the first slot whose media types include CD or DVD.
+func (r *redfishBackend) cdSlot(ctx context.Context) (*redfish.VirtualMedia, error) {
+	defer r.tr.bind(ctx)()
+	isCD := func(v *redfish.VirtualMedia) bool {
+		return slices.Contains(v.MediaTypes, redfish.CDMediaType) || slices.Contains(v.MediaTypes, redfish.DVDMediaType)
+	}
+	if slots, err := r.sys.VirtualMedia(); err == nil {
+		for _, v := range slots {
+			if isCD(v) {
+				return v, nil
+			}
+		}
+	}
+	managers, err := r.sys.ManagedBy()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range managers {
+		slots, err := m.VirtualMedia()
+		if err != nil {
+			continue
+		}
+		for _, v := range slots {
+			if isCD(v) {
+				return v, nil
+			}
+		}
+	}
+	return nil, errors.New("the bmc offers no virtual CD (no VirtualMedia slot with media type CD or DVD on the system or its managers)")
+}
+
+func (r *redfishBackend) readMedia(ctx context.Context) (Media, error) {
+	if r.media == nil {
+		v, err := r.cdSlot(ctx)
+		if err != nil {
+			return Media{}, err
+		}
+		r.media = v
+	}
+	defer r.tr.bind(ctx)()
+	v, err := redfish.GetVirtualMedia(r.api, r.media.ODataID)
+	if err != nil {
+		return Media{}, err
+	}
+	r.media = v
+	return Media{Image: v.Image, Inserted: v.Inserted}, nil
+}
+
+func (r *redfishBackend) insertMedia(ctx context.Context, image string) error {
+	if _, err := r.readMedia(ctx); err != nil {
+		return err
+	}
+	defer r.tr.bind(ctx)()
+	return r.media.InsertMedia(image, true, true)
+}
+
+func (r *redfishBackend) ejectMedia(ctx context.Context) error {
+	if _, err := r.readMedia(ctx); err != nil {
+		return err
+	}
+	defer r.tr.bind(ctx)()
+	return r.media.EjectMedia()
 }
 
 // boundTransport gives gofish's requests the context of the BMC call in
 // progress. gofish makes every request with the context it was connected
 // with, so without this a hung BMC or Ctrl-C could not stop a call; this is
-// why a context is kept here, for the length of one call only. It also keeps
-// connections alive (gofish asks to close each one, which costs a TLS
-// handshake per request) and remembers the session token for the few
-// requests the backend makes itself.
+// why a context is kept here, for the length of one call only.
 type boundTransport struct {
 	base http.RoundTripper
 
 	mu  sync.Mutex
 	ctx context.Context
-	tok string
 }
 
 // bind makes ctx the context of gofish's requests until the returned
@@ -321,12 +481,6 @@ func (t *boundTransport) bind(ctx context.Context) (unbind func()) {
 	}
 }
 
-func (t *boundTransport) token() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.tok
-}
-
 func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.mu.Lock()
 	ctx := t.ctx
@@ -334,19 +488,10 @@ func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ctx == nil {
 		ctx = req.Context()
 	}
-	r2 := req.Clone(ctx)
-	r2.Close = false
-	r2.Header.Del("Connection")
-	resp, err := t.base.RoundTrip(r2)
-	if err != nil {
-		return nil, err
-	}
-	if req.Method == http.MethodPost && resp.StatusCode == http.StatusCreated && strings.HasSuffix(strings.TrimSuffix(req.URL.Path, "/"), "/Sessions") {
-		if tok := resp.Header.Get("X-Auth-Token"); tok != "" {
-			t.mu.Lock()
-			t.tok = tok
-			t.mu.Unlock()
-		}
-	}
-	return resp, nil
+	r := req.Clone(ctx)
+	// gofish marks every request Connection: close unless it built the
+	// HTTP client itself: each request would open (and TLS-handshake) a
+	// connection of its own, thousands for a rack. Keep them alive.
+	r.Close = false
+	return t.base.RoundTrip(r)
 }

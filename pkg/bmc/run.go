@@ -30,31 +30,56 @@ func StatusStep() Step {
 	}}
 }
 
-// PowerStep performs a power action and confirms the resulting state.
+// PowerStep performs a power action and records the state read back. An
+// action whose effect cannot be observed (a reset on a BMC without reboot
+// evidence) is recorded in Result.Unverified, not as a failure and not as
+// ok.
 func PowerStep(a PowerAction) Step {
 	return Step{Name: "power " + string(a), Do: func(ctx context.Context, c *Client, r *Result) error {
-		if err := c.SetPower(ctx, a); err != nil {
+		res, err := c.Power(ctx, a)
+		r.Power = res.State
+		if err != nil {
 			return err
 		}
-		r.Power = a.target()
+		r.Evidence = res.Evidence
+		if !res.Verified {
+			r.Unverified = (&NotVerifiedError{Action: a, Why: res.Evidence}).Error()
+		}
 		return nil
 	}}
 }
 
-// BootStep sets the next boot device and records in the Result what was
-// read back and verified.
+// BootStep sets the next boot device and records the override read back.
 func BootStep(d BootDevice, o BootOptions) Step {
 	return Step{Name: "set boot device " + string(d), Do: func(ctx context.Context, c *Client, r *Result) error {
-		if err := c.SetBootDevice(ctx, d, o); err != nil {
-			return err
+		got, err := c.SetBoot(ctx, d, o)
+		if got != (BootOverride{}) || err == nil {
+			r.Boot = &got
 		}
-		r.Boot = &BootOverride{Device: d, Persistent: o.Persistent, Legacy: o.Legacy}
-		_, r.BootFlagsVerified = c.BootReadBack()
-		return nil
+		return err
 	}}
 }
 
-// Result is what happened on one node.
+// InsertMediaStep inserts the image at url into the virtual CD and records
+// the media read back.
+func InsertMediaStep(url string) Step {
+	return Step{Name: "insert virtual media", Do: func(ctx context.Context, c *Client, r *Result) error {
+		m, err := c.InsertMedia(ctx, url)
+		r.Media = &m
+		return err
+	}}
+}
+
+// EjectMediaStep empties the virtual CD and records it read back.
+func EjectMediaStep() Step {
+	return Step{Name: "eject virtual media", Do: func(ctx context.Context, c *Client, r *Result) error {
+		m, err := c.EjectMedia(ctx)
+		r.Media = &m
+		return err
+	}}
+}
+
+// Result is what happened on one node, as read back from its BMC.
 type Result struct {
 	// Node is the node name and BMC its BMC address.
 	Node string
@@ -62,17 +87,34 @@ type Result struct {
 	// Info describes the BMC (protocol, vendor, model, quirks), as far as
 	// the connection got.
 	Info Info
-	// Power is the last power state read or confirmed ("" if none).
+	// Power is the last power state read ("" if none).
 	Power PowerState
-	// Boot is the boot override set and read back (bootdev only).
+	// Evidence says how the last power action was verified (or what is
+	// missing when it could not be).
+	Evidence string
+	// Unverified is set when a power action was sent but its effect cannot
+	// be observed ("reset sent, not verifiable: ..."); such a node is
+	// neither ok nor failed.
+	Unverified string
+	// Boot is the boot override read back (bootdev only).
 	Boot *BootOverride
-	// BootFlagsVerified is false where only Boot.Device was read back
-	// (IPMI), not the persistent and UEFI flags.
-	BootFlagsVerified bool
+	// Media is the virtual CD read back (bootdev cd only).
+	Media *Media
 	// Took is the node's wall time, connect and log out included.
 	Took time.Duration
 	// Err is the first failure, an *OpError; nil when every step passed.
 	Err error
+}
+
+// Status is "ok", "unverified" or "failed".
+func (r Result) Status() string {
+	switch {
+	case r.Err != nil:
+		return "failed"
+	case r.Unverified != "":
+		return "unverified"
+	}
+	return "ok"
 }
 
 // RunConfig configures Run.
@@ -140,13 +182,14 @@ func runNode(ctx context.Context, n inventory.Node, cfg Config, steps []Step, r 
 		r.Err = err
 		return
 	}
-	r.Info = c.Info()
 	for _, s := range steps {
 		if err := s.Do(ctx, c, r); err != nil {
 			r.Err = err
 			break
 		}
 	}
+	// Quirks learned from the BMC's answers are known only now.
+	r.Info = c.Info()
 	if err := c.Close(ctx); err != nil && r.Err == nil {
 		r.Err = err
 	}

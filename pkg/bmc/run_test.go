@@ -40,7 +40,7 @@ func TestRunCancel(t *testing.T) {
 	}
 	addr := func(i int) string { return nodes[i].BMC.Addr() }
 	want := []string{
-		"power on n1 (bmc " + addr(0) + "): send power on: cancelled: context canceled",
+		"power on n1 (bmc " + addr(0) + "): read power state: cancelled: context canceled",
 		"interrupt n2 (bmc " + addr(1) + "): not started: cancelled: context canceled",
 		"interrupt n3 (bmc " + addr(2) + "): not started: cancelled: context canceled",
 	}
@@ -73,8 +73,10 @@ func TestRunHangingBMC(t *testing.T) {
 		nodes = append(nodes, n)
 		bmcs = append(bmcs, b)
 	}
+	// The budget only has to let the healthy BMCs in on a loaded machine;
+	// the hanging one never answers, whatever it is.
 	cfg := fastConfig()
-	cfg.ConnectTimeout = 300 * time.Millisecond
+	cfg.ConnectTimeout = 3 * time.Second
 	res := bmc.Run(context.Background(), nodes, bmc.RunConfig{Parallel: 2, Client: cfg},
 		bmc.PowerStep(bmc.ActionOff), bmc.BootStep(bmc.BootPXE, bmc.BootOptions{}), bmc.PowerStep(bmc.ActionOn))
 	for i, r := range res {
@@ -82,7 +84,7 @@ func TestRunHangingBMC(t *testing.T) {
 			t.Errorf("result %d is for %s, want %s (results must keep node order)", i, r.Node, nodes[i].Name)
 		}
 		if i == 1 {
-			if r.Err == nil || !strings.Contains(r.Err.Error(), "no answer within 300ms") {
+			if r.Err == nil || !strings.Contains(r.Err.Error(), "no answer within 3s") {
 				t.Errorf("hanging node error = %v, want a connect timeout", r.Err)
 			}
 			continue
@@ -94,7 +96,7 @@ func TestRunHangingBMC(t *testing.T) {
 		if r.Power != bmc.PowerOn || bmcs[i].PowerState() != redfishsim.PowerOn {
 			t.Errorf("node %s: result power %q, simulator %s, want on", r.Node, r.Power, bmcs[i].PowerState())
 		}
-		if want := (bmc.BootOverride{Device: bmc.BootPXE}); r.Boot == nil || *r.Boot != want {
+		if want := (bmc.BootOverride{Device: bmc.BootPXE, Mode: bmc.ModeUEFI, FlagsRead: true}); r.Boot == nil || *r.Boot != want {
 			t.Errorf("node %s: boot read back = %v, want %v", r.Node, r.Boot, want)
 		}
 		if got := bmcs[i].Boot(); got.Target != "None" {
@@ -113,12 +115,12 @@ func TestParse(t *testing.T) {
 	if _, err := bmc.ParsePowerAction("reboot"); err == nil {
 		t.Errorf("ParsePowerAction(%q) = nil error, want one", "reboot")
 	}
-	for _, s := range []string{"pxe", "disk"} {
+	for _, s := range []string{"pxe", "disk", "cd"} {
 		if d, err := bmc.ParseBootDevice(s); err != nil || string(d) != s {
 			t.Errorf("ParseBootDevice(%q) = %q, %v, want %q", s, d, err, s)
 		}
 	}
-	if _, err := bmc.ParseBootDevice("cdrom"); err == nil {
-		t.Errorf("ParseBootDevice(%q) = nil error, want one", "cdrom")
+	if _, err := bmc.ParseBootDevice("floppy"); err == nil {
+		t.Errorf("ParseBootDevice(%q) = nil error, want one", "floppy")
 	}
 }

@@ -44,9 +44,10 @@ func gpus16() Resource {
 }
 
 // BenchmarkRegistration measures the time from New to every DGX resource
-// registered and listed at the kubelet stub, and, as its peer in the same
-// run, re-registration after a kubelet restart (stub restarted, directory
-// wiped). Target: under 50 ms.
+// registered and listed at the kubelet stub (target: under 50 ms), and,
+// as its peer in the same run, the time from a kubelet restart (the stub
+// started again, which wipes the directory's sockets) to the plugin
+// listed again and Ready, /healthz 200 (target: under 1 s).
 func BenchmarkRegistration(b *testing.B) {
 	rs := dgxResources(b, BuildOptions{})
 	var start, restart []time.Duration
@@ -60,8 +61,9 @@ func BenchmarkRegistration(b *testing.B) {
 	b.ReportMetric(ms(s50), "start-p50-ms")
 	b.ReportMetric(ms(s99), "start-p99-ms")
 	b.ReportMetric(ms(r50), "reregister-p50-ms")
-	b.Logf("registration of %d resources: start p50 %v p99 %v | after kubelet restart p50 %v p99 %v | start/target(50ms) p99 %.2f",
-		len(rs), s50, s99, r50, r99, ms(s99)/50)
+	b.ReportMetric(ms(r99), "reregister-p99-ms")
+	b.Logf("registration of %d resources: start p50 %v p99 %v | kubelet restart to ready p50 %v p99 %v | p99/target: start(50ms) %.2f, restart(1s) %.3f",
+		len(rs), s50, s99, r50, r99, ms(s99)/50, ms(r99)/1000)
 }
 
 // Samples per benchmark iteration, so that percentiles mean something
@@ -106,7 +108,7 @@ func registerOnce(b *testing.B, rs []Resource, start, restart *[]time.Duration) 
 	*start = append(*start, time.Since(t0))
 	stub.Stop()
 	t1 := time.Now()
-	stub, err = kubeletstub.Start(kubeletstub.Config{Dir: dir, CleanDir: true})
+	stub, err = kubeletstub.Start(kubeletstub.Config{Dir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -115,7 +117,18 @@ func registerOnce(b *testing.B, rs []Resource, start, restart *[]time.Duration) 
 			b.Fatal(err)
 		}
 	}
+	for p.Ready() != nil {
+		if wctx.Err() != nil {
+			b.Fatalf("not ready 10s after a kubelet restart: %v", p.Ready())
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 	*restart = append(*restart, time.Since(t1))
+	for _, r := range rs {
+		if n := stub.Attempts(r.Name); n != 1 {
+			b.Fatalf("%s made %d Register calls after a kubelet restart, want 1 (refused: %q)", r.Name, n, stub.Refused(r.Name))
+		}
+	}
 	cancel()
 	<-done
 	stub.Stop()
@@ -198,9 +211,9 @@ func BenchmarkAllocate(b *testing.B) {
 	}, 10*time.Millisecond)
 }
 
-// BenchmarkFaultToUpdate measures the time from a health event (as the
-// NVML XID path delivers it) to the kubelet stub receiving the changed
-// ListAndWatch list. Target: under 100 ms. Polled sources add up to one
+// BenchmarkFaultToUpdate measures the time from a health change handed to
+// the plugin (Update, as the node agent delivers one) to the kubelet stub
+// receiving the changed ListAndWatch list. Target: under 100 ms. Polled sources add up to one
 // poll interval (1s by default) before the event exists; the command's
 // BenchmarkPolledFault measures that path.
 func BenchmarkFaultToUpdate(b *testing.B) {
@@ -221,7 +234,9 @@ func BenchmarkFaultToUpdate(b *testing.B) {
 				want = pluginapi.Healthy
 			}
 			t0 := time.Now()
-			h.p.SetHealth(devices.HealthEvent{DeviceID: id, Healthy: healthy, Reason: "xid 79", Time: t0})
+			if err := h.p.Update(withHealth(rs, healthy, "xid 79", id)); err != nil {
+				b.Fatal(err)
+			}
 			u, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool {
 				for _, d := range ds {
 					if d.GetID() == id {

@@ -39,7 +39,7 @@ func CDISpecs(rs []Resource) map[devices.Kind]*cdispec.Spec {
 		slices.SortFunc(devs, func(a, b devices.Device) int { return cmp.Compare(a.ID, b.ID) })
 		spec := &cdispec.Spec{Kind: CDIVendor + "/" + string(kind)}
 		for _, d := range devs {
-			cd := cdispec.Device{Name: d.ID}
+			cd := cdispec.Device{Name: cdiDeviceName(d)}
 			for _, n := range d.DeviceNodes {
 				cd.ContainerEdits.DeviceNodes = append(cd.ContainerEdits.DeviceNodes, cdiNode(n))
 			}
@@ -79,7 +79,7 @@ func WriteCDISpecs(dir string, rs []Resource) error {
 	}
 	specs := CDISpecs(rs)
 	var errs []error
-	for _, kind := range []devices.Kind{devices.KindGPU, devices.KindHCA, devices.KindFPGA} {
+	for _, kind := range []devices.Kind{devices.KindGPU, devices.KindMIG, devices.KindHCA, devices.KindFPGA} {
 		name := cdi.GenerateSpecName(CDIVendor, string(kind)) + ".yaml"
 		spec, ok := specs[kind]
 		if !ok {

@@ -3,9 +3,9 @@ package deviceplugin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -125,16 +125,23 @@ func waitReady(t testing.TB, p *Plugin) error {
 	}
 }
 
-// waitNotReady waits until p reports not Ready, and returns an error if it
-// stays ready.
-func waitNotReady(t testing.TB, p *Plugin) error {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Ready() == nil {
-		if time.Now().After(deadline) {
-			return errors.New("Ready() stayed nil, want an error")
+// withHealth returns a copy of rs in which every part with one of ids has
+// the given health, as the node agent hands a health change to the plugin.
+func withHealth(rs []Resource, healthy bool, reason string, ids ...string) []Resource {
+	out := make([]Resource, len(rs))
+	for i, r := range rs {
+		r.Devices = slices.Clone(r.Devices)
+		for k, d := range r.Devices {
+			d.Parts = slices.Clone(d.Parts)
+			for j, p := range d.Parts {
+				if slices.Contains(ids, p.ID) {
+					p.Healthy, p.HealthReason = healthy, reason
+					d.Parts[j] = p
+				}
+			}
+			r.Devices[k] = d
 		}
-		time.Sleep(2 * time.Millisecond)
+		out[i] = r
 	}
-	return nil
+	return out
 }

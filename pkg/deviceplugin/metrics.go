@@ -1,14 +1,10 @@
 package deviceplugin
 
 import (
-	"regexp"
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// metrics are the plugin's Prometheus series, on a registry of its own.
+// metrics are the plugin's Prometheus series.
 type metrics struct {
 	reg           *prometheus.Registry
 	devices       *prometheus.GaugeVec
@@ -18,16 +14,14 @@ type metrics struct {
 	allocated     *prometheus.CounterVec
 	preferred     *prometheus.HistogramVec
 	allocate      *prometheus.HistogramVec
-	xids          *prometheus.CounterVec
-	health        *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
+func newMetrics(reg *prometheus.Registry) *metrics {
 	// From 10µs to about 0.7s: GetPreferredAllocation should answer in
 	// microseconds, and a slow one is what the histogram is for.
 	latencyBuckets := prometheus.ExponentialBuckets(10e-6, 4, 9)
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg: reg,
 		devices: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "slipway_device_plugin_devices",
 			Help: "Devices advertised, by resource and health (Healthy, Unhealthy).",
@@ -38,7 +32,7 @@ func newMetrics() *metrics {
 		}, []string{"resource"}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_device_plugin_registrations_total",
-			Help: "Registrations with the kubelet, by resource and result (ok, error).",
+			Help: "Register calls to the kubelet, by resource and result (ok; already_connected, counted as registered; error).",
 		}, []string{"resource", "result"}),
 		allocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slipway_device_plugin_allocations_total",
@@ -58,33 +52,7 @@ func newMetrics() *metrics {
 			Help:    "Allocate latency, by resource.",
 			Buckets: latencyBuckets,
 		}, []string{"resource"}),
-		xids: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "slipway_device_plugin_xid_errors_total",
-			Help: "GPU XID errors that took a GPU out of service (health events with an XID reason), by XID code.",
-		}, []string{"xid"}),
-		health: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "slipway_device_plugin_health_events_total",
-			Help: "Device health changes received, by new health (Healthy, Unhealthy).",
-		}, []string{"health"}),
 	}
-	m.reg.MustRegister(m.devices, m.registered, m.registrations, m.allocations, m.allocated,
-		m.preferred, m.allocate, m.xids, m.health,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.devices, m.registered, m.registrations, m.allocations, m.allocated, m.preferred, m.allocate)
 	return m
-}
-
-// xidPattern finds an XID code in a health event's reason ("xid 79",
-// "XID=48: double bit ECC").
-var xidPattern = regexp.MustCompile(`(?i)\bxid[\s=:]*(\d+)`)
-
-// xidOf returns the XID code in reason, if any.
-func xidOf(reason string) (string, bool) {
-	m := xidPattern.FindStringSubmatch(reason)
-	if m == nil {
-		return "", false
-	}
-	if _, err := strconv.ParseUint(m[1], 10, 64); err != nil {
-		return "", false
-	}
-	return m[1], true
 }

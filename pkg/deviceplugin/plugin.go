@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
@@ -59,14 +60,23 @@ type Config struct {
 	// 20ms and 5s (a kubelet.sock just created may not accept yet).
 	RetryInterval    time.Duration
 	MaxRetryInterval time.Duration
-	// Log receives registrations, health changes and refused requests. Nil
-	// discards.
+	// Resources says how Apply turns devices into resources (pairs,
+	// resources without topology).
+	Resources BuildOptions
+	// Registry is where the plugin's metrics are registered. Nil means a
+	// registry of its own, with the Go and process collectors, served by
+	// Handler.
+	Registry *prometheus.Registry
+	// Log receives registrations, resource changes and refused requests.
+	// Nil discards.
 	Log *slog.Logger
 }
 
 // Plugin serves a set of resources to the kubelet, one gRPC server per
-// resource. Build it with New, give it resources with Update and health
-// with SetHealth (before or while Run runs), and call Run once.
+// resource. Build it with New, give it devices with Apply (or resources
+// with Update) before or while Run runs, and call Run once. It is a front
+// end of the node agent (pkg/nodeagent): each device's health is the
+// Healthy and HealthReason it is given.
 type Plugin struct {
 	cfg Config
 	log *slog.Logger
@@ -77,7 +87,6 @@ type Plugin struct {
 
 	mu      sync.Mutex
 	servers map[string]*server
-	health  map[string]devices.HealthEvent // last event per discovered device ID
 }
 
 // New checks cfg and returns a Plugin with no resources.
@@ -110,16 +119,28 @@ func New(cfg Config) (*Plugin, error) {
 	}
 	log := cfg.Log
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return &Plugin{
 		cfg:     cfg,
 		log:     log,
-		m:       newMetrics(),
+		m:       newMetrics(reg),
 		kick:    make(chan struct{}, 1),
 		servers: map[string]*server{},
-		health:  map[string]devices.HealthEvent{},
 	}, nil
+}
+
+// Apply advertises the devices of st as its config assigns them to
+// resources (Config.Resources adds pairs and resources without topology),
+// each with the health it has in st. It is the plugin's side of the node
+// agent's front-end seam.
+func (p *Plugin) Apply(st devices.State) error {
+	return p.Update(ResourcesFor(st, p.cfg.Resources))
 }
 
 // Update replaces the advertised resources. A resource that is new gets a
@@ -163,10 +184,12 @@ func (p *Plugin) Update(rs []Resource) error {
 			p.log.Info("resource added", "resource", r.Name, "devices", len(r.Devices))
 		}
 		prev := s.snapshot()
-		st := newState(r, p.healthOf, prev)
+		st := newState(r, prev)
 		s.setState(st)
 		if !st.topology && !r.ExcludeTopology && len(r.Devices) > 0 && (prev == nil || prev.topology) {
-			p.log.Warn("advertising without NUMA topology: a device's NUMA node is unknown", "resource", r.Name)
+			// Normal in a VM (numa_node -1); on bare metal it means NUMA
+			// is off in the firmware.
+			p.log.Info("advertising without NUMA topology: a device's NUMA node is unknown", "resource", r.Name)
 		}
 	}
 	for name := range p.servers {
@@ -178,77 +201,9 @@ func (p *Plugin) Update(rs []Resource) error {
 			p.m.registered.DeleteLabelValues(name)
 		}
 	}
-	// Forget health of devices that are gone, so a device that comes back
-	// starts from its discovered health.
-	for id := range p.health {
-		found := false
-		for _, s := range p.servers {
-			if s.snapshot().parts[id] {
-				found = true
-				break
-			}
-		}
-		if !found {
-			delete(p.health, id)
-		}
-	}
 	p.mu.Unlock()
 	signal(p.kick)
 	return errors.Join(errs...)
-}
-
-// healthOf is the advertised health of d: its last health event, else its
-// discovered health. Called with p.mu held.
-func (p *Plugin) healthOf(d devices.Device) (bool, string) {
-	if ev, ok := p.health[d.ID]; ok {
-		return ev.Healthy, ev.Reason
-	}
-	if d.HealthReason == "" && !d.Healthy {
-		return false, "unhealthy at discovery"
-	}
-	return d.Healthy, d.HealthReason
-}
-
-// SetHealth applies a health event: every resource advertising the device
-// sends its new list at once.
-func (p *Plugin) SetHealth(ev devices.HealthEvent) {
-	health := pluginapi.Unhealthy
-	if ev.Healthy {
-		health = pluginapi.Healthy
-	}
-	p.m.health.WithLabelValues(health).Inc()
-	if !ev.Healthy {
-		if xid, ok := xidOf(ev.Reason); ok {
-			p.m.xids.WithLabelValues(xid).Inc()
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.health[ev.DeviceID] = ev
-	affected := 0
-	for _, s := range p.servers {
-		st := s.snapshot()
-		if !st.parts[ev.DeviceID] {
-			continue
-		}
-		s.setState(newState(st.res, p.healthOf, st))
-		affected++
-	}
-	p.log.Info("device health changed", "device_id", ev.DeviceID, "health", health, "reason", ev.Reason, "resources", affected)
-}
-
-// ResetHealth forgets every health event, so each device is advertised
-// with its discovered health again. Call it when a fresh discovery is
-// handed to Update and the health monitor restarts on the new devices,
-// which then reports every difference from the discovered health anew.
-func (p *Plugin) ResetHealth() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	clear(p.health)
-	for _, s := range p.servers {
-		st := s.snapshot()
-		s.setState(newState(st.res, p.healthOf, st))
-	}
 }
 
 // Run serves the resources until ctx is done, starting and stopping servers
@@ -350,9 +305,8 @@ func (p *Plugin) dispatch(ev fsnotify.Event) {
 		// The kubelet is gone and our registrations with it: not ready
 		// until it is back and has taken them again.
 		p.log.Info("kubelet socket removed, waiting for the kubelet", "socket", ev.Name)
-		for name, s := range p.servers {
-			s.registered.Store(false)
-			p.m.registered.WithLabelValues(name).Set(0)
+		for _, s := range p.servers {
+			s.setRegistered(false)
 		}
 		return
 	}

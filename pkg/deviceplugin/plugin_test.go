@@ -2,7 +2,6 @@ package deviceplugin
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -76,53 +75,107 @@ func TestRegistration(t *testing.T) {
 	}
 }
 
+// TestReregisterAfterKubeletRestart is issue 14's defect 1. A kubelet
+// restart deletes every socket in the directory (ours too) and creates
+// kubelet.sock: the plugin sees its socket removed and kubelet.sock
+// removed and created, in quick succession. It must register each
+// resource exactly once per kubelet start (the kubelet refuses a second
+// Register of a connected socket, and a plugin that retried after that
+// refusal stayed "not registered" for ever) and be ready again.
 func TestReregisterAfterKubeletRestart(t *testing.T) {
 	t.Parallel()
-	// A kubelet restart: it goes away, wipes the directory (our sockets
-	// too, as the kubelet does) or leaves it, and creates kubelet.sock
-	// again.
-	for _, clean := range []bool{true, false} {
-		t.Run(fmt.Sprintf("clean=%v", clean), func(t *testing.T) {
-			t.Parallel()
-			h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
-			ctx := waitCtx(t)
-			if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil {
-				t.Fatal(err)
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs)
+	ctx := waitCtx(t)
+	for _, r := range rs {
+		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := waitReady(t, h.p); err != nil {
+		t.Fatal(err)
+	}
+	const restarts = 5
+	for i := range restarts {
+		// The kubelet exits (its connections close; kubelet.sock stays
+		// on disk, as the real kubelet leaves it) and starts again.
+		h.stub.Stop()
+		stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.stub = stub
+		for _, r := range rs {
+			if _, devs, err := stub.WaitPlugin(ctx, r.Name); err != nil || len(devs) != len(r.Devices) {
+				t.Fatalf("restart %d: %s lists %d devices, %v; want %d", i, r.Name, len(devs), err, len(r.Devices))
 			}
-			if err := waitReady(t, h.p); err != nil {
-				t.Fatal(err)
+		}
+		if err := waitReady(t, h.p); err != nil {
+			t.Fatalf("restart %d: %v", i, err)
+		}
+		// Whatever events are still in flight, no second Register.
+		time.Sleep(300 * time.Millisecond)
+		for _, r := range rs {
+			if n, refused := stub.Attempts(r.Name), stub.Refused(r.Name); n != 1 || len(refused) != 0 {
+				t.Errorf("restart %d: %s made %d Register calls (refused: %q), want exactly 1", i, r.Name, n, refused)
 			}
-			h.stub.Stop()
-			if err := waitNotReady(t, h.p); err != nil {
-				t.Errorf("with the kubelet gone: %v", err)
+			if ok, total := stub.Allocatable(r.Name); ok != len(r.Devices) || total != len(r.Devices) {
+				t.Errorf("restart %d: kubelet holds %d of %d %s devices allocatable, want all %d", i, ok, total, r.Name, len(r.Devices))
 			}
-			stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir, CleanDir: clean})
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.stub = stub
-			for _, res := range []string{devices.ResourceGPU, devices.ResourceHCA} {
-				_, devs, err := stub.WaitPlugin(ctx, res)
-				if err != nil {
-					t.Fatalf("after kubelet restart: %v", err)
-				}
-				if len(devs) == 0 {
-					t.Errorf("after kubelet restart, %s listed no devices", res)
-				}
-				if _, err := os.Stat(filepath.Join(h.dir, SocketName(res))); err != nil {
-					t.Errorf("after kubelet restart, socket of %s: %v", res, err)
-				}
-			}
-			if err := waitReady(t, h.p); err != nil {
-				t.Errorf("after kubelet restart: %v", err)
-			}
-		})
+		}
+		if err := h.p.Ready(); err != nil {
+			t.Errorf("restart %d: Ready() = %v 300ms after registration, want nil", i, err)
+		}
 	}
 }
 
+// TestAlreadyConnectedIsRegistered: when the kubelet answers Register with
+// "device plugin already connected", the plugin is registered (the kubelet
+// keeps its endpoint) and ready; it does not retry.
+func TestAlreadyConnectedIsRegistered(t *testing.T) {
+	t.Parallel()
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs[:1])
+	ctx := waitCtx(t)
+	name := rs[0].Name
+	if _, _, err := h.stub.WaitPlugin(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitReady(t, h.p); err != nil {
+		t.Fatal(err)
+	}
+	// A second Register of the same socket, as a plugin racing its own
+	// events would send.
+	s := h.p.servers[name]
+	if err := s.register(ctx); err == nil || !strings.Contains(err.Error(), "device plugin already connected") {
+		t.Fatalf("second Register = %v, want the kubelet's refusal", err)
+	}
+	// The kubelet still follows the first stream: a health change reaches
+	// it, and the plugin stays ready without retrying.
+	id := rs[0].Devices[0].ID
+	if err := h.p.Update(withHealth(rs[:1], false, "xid 79", id)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.stub.WaitDevices(ctx, name, func(ds []*pluginapi.Device) bool { return healthOfList(ds)[id] == pluginapi.Unhealthy }); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.p.Ready(); err != nil {
+		t.Errorf("Ready() = %v, want nil", err)
+	}
+	if n := h.stub.Attempts(name); n != 2 {
+		t.Errorf("%s made %d Register calls, want 2 (the plugin's one and the test's duplicate)", name, n)
+	}
+}
+
+// TestReregisterWhenOwnSocketRemoved: someone removes the plugin's socket
+// while the kubelet runs. The plugin serves again and registers once the
+// kubelet has dropped the old endpoint (a Register before that is refused
+// and leaves the kubelet with a dead endpoint that never gets health
+// updates); the kubelet then follows the new stream.
 func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
 	t.Parallel()
-	h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs)
 	ctx := waitCtx(t)
 	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
 		if _, _, err := h.stub.WaitPlugin(ctx, r); err != nil {
@@ -141,6 +194,23 @@ func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
 	if n := h.stub.Registrations(devices.ResourceHCA); n != 1 {
 		t.Errorf("Registrations(%s) = %d, want 1: an unaffected resource must not restart", devices.ResourceHCA, n)
 	}
+	if refused := h.stub.Refused(devices.ResourceGPU); len(refused) != 0 {
+		t.Errorf("Register of %s refused: %q", devices.ResourceGPU, refused)
+	}
+	var gpu string
+	for _, r := range rs {
+		if r.Name == devices.ResourceGPU {
+			gpu = r.Devices[0].ID
+		}
+	}
+	if err := h.p.Update(withHealth(rs, false, "xid 79", gpu)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool {
+		return healthOfList(ds)[gpu] == pluginapi.Unhealthy
+	}); err != nil {
+		t.Fatalf("health change after re-registration did not reach the kubelet: %v", err)
+	}
 }
 
 func TestHealthFaultAndRecovery(t *testing.T) {
@@ -156,7 +226,9 @@ func TestHealthFaultAndRecovery(t *testing.T) {
 	}
 	gpu := "GPU-0b8c3f2e-7f1a-4c11-9d52-1a2b3c4d5e02"
 	pairID := gpu + "+mlx5_4"
-	h.p.SetHealth(devices.HealthEvent{DeviceID: gpu, Healthy: false, Reason: "xid 79", Time: time.Now()})
+	if err := h.p.Update(withHealth(rs, false, "xid 79", gpu)); err != nil {
+		t.Fatal(err)
+	}
 	u, err := h.stub.WaitDevices(ctx, pair.Name, func(ds []*pluginapi.Device) bool {
 		return healthOfList(ds)[pairID] == pluginapi.Unhealthy
 	})
@@ -175,7 +247,9 @@ func TestHealthFaultAndRecovery(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), pairID) || !strings.Contains(err.Error(), "nope") || !strings.Contains(err.Error(), "xid 79") {
 		t.Errorf("Allocate(unhealthy %s, unknown nope) error = %v, want one naming both and the reason", pairID, err)
 	}
-	h.p.SetHealth(devices.HealthEvent{DeviceID: gpu, Healthy: true, Reason: "clean for 5m", Time: time.Now()})
+	if err := h.p.Update(rs); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := h.stub.WaitDevices(ctx, pair.Name, func(ds []*pluginapi.Device) bool {
 		return healthOfList(ds)[pairID] == pluginapi.Healthy
 	}); err != nil {
@@ -198,8 +272,12 @@ func TestNVMLFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ids []string
 	for _, d := range gdevs {
-		h.p.SetHealth(devices.HealthEvent{DeviceID: d.GetID(), Healthy: false, Reason: "nvml: event wait: driver not loaded", Time: time.Now()})
+		ids = append(ids, d.GetID())
+	}
+	if err := h.p.Update(withHealth(rs, false, "nvml: event wait: driver not loaded", ids...)); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool {
 		for _, d := range ds {
@@ -348,7 +426,8 @@ func TestHealthzAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Update(dgxResources(t, BuildOptions{})); err != nil {
+	rs := dgxResources(t, BuildOptions{})
+	if err := p.Update(rs); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(p.Handler())
@@ -392,7 +471,9 @@ func TestHealthzAndMetrics(t *testing.T) {
 	if code, body := get("/healthz"); code != http.StatusOK {
 		t.Errorf("GET /healthz when registered = %d %q, want 200", code, body)
 	}
-	p.SetHealth(devices.HealthEvent{DeviceID: "GPU-0b8c3f2e-7f1a-4c11-9d52-1a2b3c4d5e00", Reason: "xid 48: double bit ECC error"})
+	if err := p.Update(withHealth(rs, false, "xid 48: double bit ECC error", "GPU-0b8c3f2e-7f1a-4c11-9d52-1a2b3c4d5e00")); err != nil {
+		t.Fatal(err)
+	}
 	gp, _, _ := stub.WaitPlugin(wctx, devices.ResourceGPU)
 	if _, err := gp.Client.Allocate(wctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"GPU-0b8c3f2e-7f1a-4c11-9d52-1a2b3c4d5e01"}}}}); err != nil {
 		t.Fatal(err)
@@ -404,7 +485,6 @@ func TestHealthzAndMetrics(t *testing.T) {
 		`slipway_device_plugin_devices{health="Healthy",resource="slipway.dev/hca"} 10`,
 		`slipway_device_plugin_registered{resource="nvidia.com/gpu"} 1`,
 		`slipway_device_plugin_registrations_total{resource="nvidia.com/gpu",result="ok"} 1`,
-		`slipway_device_plugin_xid_errors_total{xid="48"} 1`,
 		`slipway_device_plugin_allocations_total{resource="nvidia.com/gpu",result="ok"} 1`,
 		`slipway_device_plugin_allocate_seconds_count{resource="nvidia.com/gpu"} 1`,
 	} {

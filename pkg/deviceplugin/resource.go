@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/slipway-dev/slipway/pkg/deviceplugin/allocate"
@@ -19,6 +20,29 @@ type Resource struct {
 	Devices []Device
 	// ExcludeTopology advertises the devices without NUMA topology.
 	ExcludeTopology bool
+	// Replicas, when more than 1, says that the devices are time-slicing
+	// replicas, that many per discovered device (see Replicate): the
+	// preferred allocation spreads a request over distinct devices.
+	Replicas int
+}
+
+// ReplicaSeparator joins a device's ID and a replica number in the ID of a
+// time-slicing replica: GPU-<uuid>::3.
+const ReplicaSeparator = "::"
+
+// Replicate returns r with each of its devices advertised n times, as
+// <id>::0 to <id>::<n-1>, each with the same parts: time-slicing, with no
+// isolation between the containers that share a device.
+func Replicate(r Resource, n int) Resource {
+	out := r
+	out.Replicas = n
+	out.Devices = make([]Device, 0, len(r.Devices)*n)
+	for _, d := range r.Devices {
+		for i := range n {
+			out.Devices = append(out.Devices, Device{ID: d.ID + ReplicaSeparator + strconv.Itoa(i), Parts: d.Parts})
+		}
+	}
+	return out
 }
 
 // Device is one advertised device: a discovered device or, for a
@@ -82,6 +106,26 @@ type BuildOptions struct {
 	ExcludeTopology []string
 	// Pairs, when Name is set, adds the GPU-HCA pair resource.
 	Pairs PairConfig
+}
+
+// ResourcesFor returns the resources the config of st assigns its devices
+// to (devices.ResourceConfig.Plan), built with opts, with the replicas the
+// config asks for.
+func ResourcesFor(st devices.State, opts BuildOptions) []Resource {
+	plan := st.Config.Plan(st.Devices)
+	assigned := make(map[string][]devices.Device, len(plan))
+	replicas := make(map[string]int, len(plan))
+	for _, a := range plan {
+		assigned[a.Name] = a.Devices
+		replicas[a.Name] = a.Replicas
+	}
+	rs := BuildResources(assigned, opts)
+	for i, r := range rs {
+		if n := replicas[r.Name]; n > 1 {
+			rs[i] = Replicate(r, n)
+		}
+	}
+	return rs
 }
 
 // BuildResources turns the devices assigned to each resource name (as

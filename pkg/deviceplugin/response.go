@@ -26,12 +26,14 @@ const (
 // the device kind, so GPUs are slipway.dev/gpu=<id>.
 const CDIVendor = "slipway.dev"
 
-// gpuUUID returns a GPU's UUID, or "" when discovery did not learn it.
+// gpuUUID returns what NVIDIA_VISIBLE_DEVICES names a GPU or MIG device
+// by: its UUID, a MIG device's MIG-<GPU UUID>/<gi>/<ci> when NVML gave no
+// MIG UUID, or "" when discovery did not learn it.
 func gpuUUID(d devices.Device) string {
 	if u := d.Attributes["uuid"]; u != "" {
 		return u
 	}
-	if strings.HasPrefix(d.ID, "GPU-") {
+	if strings.HasPrefix(d.ID, "GPU-") || strings.HasPrefix(d.ID, "MIG-") {
 		return d.ID
 	}
 	return ""
@@ -39,8 +41,12 @@ func gpuUUID(d devices.Device) string {
 
 // CDIName returns the fully qualified CDI device name of d.
 func CDIName(d devices.Device) string {
-	return CDIVendor + "/" + string(d.Kind) + "=" + d.ID
+	return CDIVendor + "/" + string(d.Kind) + "=" + cdiDeviceName(d)
 }
+
+// cdiDeviceName is d's ID as a CDI device name, which cannot hold "/" (a
+// MIG device without a MIG UUID is MIG-<GPU UUID>/<gi>/<ci>).
+func cdiDeviceName(d devices.Device) string { return strings.ReplaceAll(d.ID, "/", ":") }
 
 // containerResponse is what one container gets for devs: the device nodes
 // of every part (shared nodes once), the environment and, with cdi, the
@@ -53,8 +59,14 @@ func containerResponse(devs []Device, cdi bool) *pluginapi.ContainerAllocateResp
 	var kinds []devices.Kind
 	var uuids []string
 	uuidMissing := false
+	parts := map[string]bool{}
 	for _, d := range devs {
 		for _, p := range d.Parts {
+			// Two replicas of one shared device are that device once.
+			if parts[string(p.Kind)+"\x00"+p.ID] {
+				continue
+			}
+			parts[string(p.Kind)+"\x00"+p.ID] = true
 			for _, n := range p.DeviceNodes {
 				if seen[n.Path] {
 					continue
@@ -78,7 +90,7 @@ func containerResponse(devs []Device, cdi bool) *pluginapi.ContainerAllocateResp
 			}
 			l.ids = append(l.ids, p.ID)
 			l.pci = append(l.pci, p.PCIAddress)
-			if p.Kind == devices.KindGPU {
+			if p.Kind == devices.KindGPU || p.Kind == devices.KindMIG {
 				if u := gpuUUID(p); u != "" {
 					uuids = append(uuids, u)
 				} else {
@@ -95,7 +107,7 @@ func containerResponse(devs []Device, cdi bool) *pluginapi.ContainerAllocateResp
 		resp.Envs[EnvPrefix+up+"_DEVICES"] = strings.Join(byKind[k].ids, ",")
 		resp.Envs[EnvPrefix+up+"_PCI_ADDRESSES"] = strings.Join(byKind[k].pci, ",")
 	}
-	if byKind[devices.KindGPU] != nil {
+	if byKind[devices.KindGPU] != nil || byKind[devices.KindMIG] != nil {
 		if uuidMissing {
 			resp.Envs[EnvNVIDIAVisibleDevices] = "none"
 		} else {

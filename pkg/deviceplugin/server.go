@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,9 @@ type server struct {
 
 	serving    atomic.Bool
 	registered atomic.Bool
+	// lastKubelet is the kubelet.sock the previous socket of this server
+	// registered with (run's goroutine only).
+	lastKubelet os.FileInfo
 
 	mu   sync.Mutex
 	st   *state
@@ -81,7 +85,7 @@ func (s *server) setState(st *state) {
 	old := s.st
 	s.st = st
 	s.mu.Unlock()
-	if old != nil {
+	if old != nil && old.changed != st.changed {
 		close(old.changed)
 	}
 	h, u := st.counts()
@@ -151,8 +155,7 @@ func (s *server) serve() (*grpc.Server, error) {
 // removes the socket.
 func (s *server) shutdown(gs *grpc.Server) {
 	s.serving.Store(false)
-	s.registered.Store(false)
-	s.m.registered.WithLabelValues(s.name).Set(0)
+	s.setRegistered(false)
 	s.mu.Lock()
 	close(s.stop)
 	s.mu.Unlock()
@@ -175,12 +178,31 @@ func (s *server) shutdown(gs *grpc.Server) {
 	}
 }
 
-// watch registers and keeps the registration until ctx is done (false) or
-// our socket is gone (true).
+// reregisterGrace is how long a server that restarted under a kubelet it
+// was registered with waits before registering again: the kubelet must
+// first see the old ListAndWatch stream end and drop that endpoint, or it
+// refuses the registration as a duplicate and keeps a dead endpoint.
+const reregisterGrace = 250 * time.Millisecond
+
+// alreadyConnected is the kubelet's answer to a second Register for a
+// resource and socket it has connected (devicemanager PluginConnected).
+const alreadyConnected = "device plugin already connected"
+
+// sameSocket reports whether a and b are the same socket file: one kubelet
+// start, not a kubelet.sock created again (perhaps on the same inode).
+func sameSocket(a, b os.FileInfo) bool {
+	return a != nil && b != nil && os.SameFile(a, b) && a.ModTime().Equal(b.ModTime())
+}
+
+// watch registers once with each kubelet start (each kubelet.sock) and
+// keeps the registration until ctx is done (false) or our socket is gone
+// (true).
 func (s *server) watch(ctx context.Context) bool {
 	backoff := s.cfg.RetryInterval
 	retry := time.NewTimer(0) // register at once
 	defer retry.Stop()
+	var with os.FileInfo // the kubelet.sock this socket is registered with
+	graced := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -198,9 +220,35 @@ func (s *server) watch(ctx context.Context) bool {
 				// event reached us: listen again before registering.
 				return true
 			}
-			if err := s.register(ctx); err != nil {
-				s.registered.Store(false)
-				s.m.registered.WithLabelValues(s.name).Set(0)
+			kubelet, err := os.Stat(s.kubelet)
+			if err != nil {
+				// No kubelet yet: its kubelet.sock event wakes us; the
+				// slow retry covers a missed event.
+				s.setRegistered(false)
+				retry.Reset(backoff)
+				backoff = min(2*backoff, s.cfg.MaxRetryInterval)
+				continue
+			}
+			if sameSocket(with, kubelet) {
+				continue // registered with this kubelet start already
+			}
+			if !graced && sameSocket(s.lastKubelet, kubelet) {
+				graced = true
+				retry.Reset(reregisterGrace)
+				continue
+			}
+			err = s.register(ctx)
+			switch {
+			case err == nil:
+				s.m.registrations.WithLabelValues(s.name, "ok").Inc()
+				s.log.Info("registered with kubelet", "socket", s.socket)
+			case strings.Contains(err.Error(), alreadyConnected):
+				// The kubelet has this socket connected and keeps it:
+				// registered. Registering again would only be refused.
+				s.m.registrations.WithLabelValues(s.name, "already_connected").Inc()
+				s.log.Info("kubelet has this plugin connected already, counted as registered", "socket", s.socket)
+			default:
+				s.setRegistered(false)
 				s.m.registrations.WithLabelValues(s.name, "error").Inc()
 				s.log.Warn("register with kubelet, will retry", "socket", s.kubelet, "retry_in", backoff, "err", err)
 				retry.Reset(backoff)
@@ -208,12 +256,20 @@ func (s *server) watch(ctx context.Context) bool {
 				continue
 			}
 			backoff = s.cfg.RetryInterval
-			s.registered.Store(true)
-			s.m.registered.WithLabelValues(s.name).Set(1)
-			s.m.registrations.WithLabelValues(s.name, "ok").Inc()
-			s.log.Info("registered with kubelet", "socket", s.socket)
+			with, s.lastKubelet = kubelet, kubelet
+			s.setRegistered(true)
 		}
 	}
+}
+
+// setRegistered records whether the resource is registered.
+func (s *server) setRegistered(ok bool) {
+	s.registered.Store(ok)
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	s.m.registered.WithLabelValues(s.name).Set(v)
 }
 
 // register calls the kubelet's Registration service.
@@ -283,7 +339,7 @@ func (s *server) GetPreferredAllocation(_ context.Context, req *pluginapi.Prefer
 	st := s.snapshot()
 	resp := &pluginapi.PreferredAllocationResponse{}
 	for _, cr := range req.GetContainerRequests() {
-		ids, err := preferred(st.topo, cr)
+		ids, err := preferred(st, cr)
 		if err != nil {
 			s.log.Warn("no preferred allocation, the kubelet will choose", "available", cr.GetAvailableDeviceIDs(),
 				"must_include", cr.GetMustIncludeDeviceIDs(), "size", cr.GetAllocationSize(), "err", err)
@@ -294,19 +350,29 @@ func (s *server) GetPreferredAllocation(_ context.Context, req *pluginapi.Prefer
 	return resp, nil
 }
 
-// preferred turns a panic in the policy into an error, for the same reason
-// GetPreferredAllocation never fails.
-func preferred(topo *allocate.Topology, cr *pluginapi.ContainerPreferredAllocationRequest) (ids []string, err error) {
+// preferred asks the policy of st's resource (topology, or spreading for
+// time-slicing replicas) and turns a panic in it into an error, for the
+// same reason GetPreferredAllocation never fails.
+func preferred(st *state, cr *pluginapi.ContainerPreferredAllocationRequest) (ids []string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			ids, err = nil, fmt.Errorf("allocation policy failed: %v", r)
 		}
 	}()
-	return topo.Preferred(allocate.Request{
+	req := allocate.Request{
 		Available:   cr.GetAvailableDeviceIDs(),
 		MustInclude: cr.GetMustIncludeDeviceIDs(),
 		Size:        int(cr.GetAllocationSize()),
-	})
+	}
+	if st.res.Replicas > 1 {
+		for _, id := range slices.Concat(req.Available, req.MustInclude) {
+			if _, ok := st.byID[id]; !ok {
+				return nil, fmt.Errorf("choose preferred replicas: %q is not advertised", id)
+			}
+		}
+		return allocate.Spread(req, func(id string) string { return st.res.Devices[st.byID[id]].Parts[0].ID })
+	}
+	return st.topo.Preferred(req)
 }
 
 // Allocate returns the device nodes, environment and CDI devices of each

@@ -3,6 +3,7 @@ package deviceplugin
 import (
 	"slices"
 
+	"google.golang.org/protobuf/proto"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/slipway-dev/slipway/pkg/deviceplugin/allocate"
@@ -24,13 +25,20 @@ type state struct {
 	changed  chan struct{}
 }
 
-// healthOf reports the advertised health of a discovered device: the last
-// health event for it, or its discovery-time health.
-type healthOf func(d devices.Device) (bool, string)
+// partHealth is the advertised health of a discovered device: its Healthy
+// and HealthReason, as the node agent's health ledger set them.
+func partHealth(d devices.Device) (bool, string) {
+	if !d.Healthy && d.HealthReason == "" {
+		return false, "unhealthy at discovery"
+	}
+	return d.Healthy, d.HealthReason
+}
 
 // newState builds the snapshot of r. prev, when it has the same device set,
-// lends its topology (distances are computed once per device set).
-func newState(r Resource, health healthOf, prev *state) *state {
+// lends its topology (distances are computed once per device set), and,
+// when the list the kubelet sees is the same too, its changed channel, so
+// that ListAndWatch streams are not woken to send the same list again.
+func newState(r Resource, prev *state) *state {
 	st := &state{
 		res:     r,
 		byID:    make(map[string]int, len(r.Devices)),
@@ -44,7 +52,7 @@ func newState(r Resource, health healthOf, prev *state) *state {
 		st.healthy[i] = true
 		for _, p := range d.Parts {
 			st.parts[p.ID] = true
-			if ok, why := health(p); !ok {
+			if ok, why := partHealth(p); !ok {
 				st.healthy[i] = false
 				switch {
 				case st.reasons[i] != "":
@@ -56,9 +64,13 @@ func newState(r Resource, health healthOf, prev *state) *state {
 			}
 		}
 	}
-	if prev != nil && sameDevices(prev.res, r) {
+	switch {
+	case r.Replicas > 1:
+		// Replicas are spread, not placed by distance (and n² distances
+		// of thousands of replicas would be a waste).
+	case prev != nil && sameDevices(prev.res, r):
 		st.topo = prev.topo
-	} else {
+	default:
 		loc := make([]devices.Device, len(r.Devices))
 		for i, d := range r.Devices {
 			loc[i] = d.locality()
@@ -90,6 +102,9 @@ func newState(r Resource, health healthOf, prev *state) *state {
 			pd.Topology = ti
 		}
 		st.list[i] = pd
+	}
+	if prev != nil && slices.EqualFunc(prev.list, st.list, func(a, b *pluginapi.Device) bool { return proto.Equal(a, b) }) {
+		st.changed = prev.changed
 	}
 	return st
 }

@@ -10,6 +10,10 @@ const (
 	KindGPU  Kind = "gpu"
 	KindHCA  Kind = "hca"
 	KindFPGA Kind = "fpga"
+	// KindMIG is a MIG device: a GPU instance and compute instance of a
+	// GPU in MIG mode, found through NVML. It shares its parent GPU's PCI
+	// address and topology; its ID is its MIG UUID.
+	KindMIG Kind = "mig"
 )
 
 // NoNUMA is the NUMANode of a device whose NUMA node is unknown (sysfs -1).
@@ -45,8 +49,10 @@ type Device struct {
 	// DeviceNodes are the character devices a container needs for this
 	// device, as paths inside the container (host path = DevRoot + Path).
 	DeviceNodes []DeviceNode `json:"deviceNodes,omitempty"`
-	// Attributes are kind-specific facts: GPU uuid, memory, mig_mode; HCA
-	// node_guid, port states, link_layer, rate; FPGA interface_id, afu_id.
+	// Attributes are kind-specific facts: GPU uuid, memory_mib, mig_mode;
+	// MIG uuid, parent_uuid, profile, gi, ci, memory_mib; HCA node_guid,
+	// port states, link_layer, rate; FPGA interface_id, logic_uuid,
+	// afu_id, shell, serial.
 	Attributes map[string]string `json:"attributes,omitempty"`
 	// Ports are an HCA's ports, in port number order.
 	Ports []Port `json:"ports,omitempty"`
@@ -92,4 +98,16 @@ type Port struct {
 	Rate string `json:"rate,omitempty"`
 	// NetDev is the Ethernet interface of a RoCE port, if any.
 	NetDev string `json:"netdev,omitempty"`
+}
+
+// State is the node's devices as the node agent hands them to its front
+// ends (the device plugin, DRA) on every change: every discovered device,
+// with Healthy and HealthReason as the HealthLedger holds them now (not
+// only as discovery saw them), and the resource config in force.
+type State struct {
+	// Devices are in Discover's order.
+	Devices []Device
+	// Config is the resource config in force (DefaultConfig without a
+	// file).
+	Config ResourceConfig
 }

@@ -9,8 +9,9 @@ import (
 	"slices"
 )
 
-// Discover finds every GPU, InfiniBand/RoCE HCA and FPGA under cfg.Root,
-// sorted by kind (gpu, hca, fpga) then PCI address, with stable IDs.
+// Discover finds every GPU, MIG device (NVML only), InfiniBand/RoCE HCA and
+// FPGA under cfg.Root, sorted by kind (gpu, mig, hca, fpga) then PCI
+// address, with stable IDs.
 // A device with an unreadable attribute is reported without it; a device
 // that cannot be identified is skipped with a logged reason. It returns an
 // error only when the PCI device list cannot be read at all, or NVML is
@@ -86,12 +87,13 @@ func (n node) discover(ctx context.Context, lib NVML, nvmlErr error, includeHost
 	}
 	slices.SortFunc(xilinx, func(a, b *pciFunc) int { return cmp.Compare(a.addr, b.addr) })
 	fpgas = append(fpgas, n.discoverXilinx(xilinx)...)
+	var migs []Device
 	if lib != nil {
 		nv, err := lib.GPUs()
 		if err != nil {
 			nvmlErr = fmt.Errorf("list gpus: %w", err)
 		} else {
-			gpus = n.mergeNVML(gpus, nv)
+			gpus, migs = n.mergeNVML(gpus, nv)
 		}
 	}
 	if nvmlErr != nil {
@@ -101,13 +103,13 @@ func (n node) discover(ctx context.Context, lib NVML, nvmlErr error, includeHost
 		}
 	}
 	hcas := n.discoverHCAs(funcs, includeHost)
-	devs := slices.Concat(gpus, hcas, fpgas)
+	devs := slices.Concat(gpus, migs, hcas, fpgas)
 	slices.SortStableFunc(devs, compareDevices)
 	return devs, nil
 }
 
 // kindOrder is the order of kinds in Discover's result.
-var kindOrder = map[Kind]int{KindGPU: 0, KindHCA: 1, KindFPGA: 2}
+var kindOrder = map[Kind]int{KindGPU: 0, KindMIG: 1, KindHCA: 2, KindFPGA: 3}
 
 func compareDevices(a, b Device) int {
 	if c := cmp.Compare(kindOrder[a.Kind], kindOrder[b.Kind]); c != 0 {

@@ -96,21 +96,33 @@ func (n node) xilinxCard(mgmt, user *pciFunc) Device {
 				d.DeviceNodes = append(d.DeviceNodes, DeviceNode{Path: p, Permissions: "rw"})
 			}
 		}
-		if v := globFirst(filepath.Join(mgmt.dir, "rom.u.*", "VBNV")); v != "" {
-			if s, err := readAttr(v); err == nil {
-				d.Attributes["shell"] = s
+	}
+	// XRT: the management function has rom.m.<N> (shell name VBNV) and
+	// xmc.m.<N> (serial); the user function's own rom.u.<N> is the
+	// fallback when the management function is not bound.
+	if v := firstAttr(pfDirs(mgmt, user), []string{"rom.m.*", "rom.u.*"}, "VBNV"); v != "" {
+		d.Attributes["shell"] = v
+	}
+	if v := firstAttr(pfDirs(mgmt, user), []string{"xmc.m.*", "xmc.u.*"}, "serial_num"); v != "" {
+		d.Attributes["serial"] = v
+	}
+	// interface_uuids names the shell's interface, which bitstreams are
+	// built against (what shells are matched on); logic_uuids names the
+	// logic loaded now. Either PF has them; the management one is read
+	// first.
+	for _, f := range pfDirs(mgmt, user) {
+		if _, ok := d.Attributes["interface_id"]; !ok {
+			if s, err := readAttr(filepath.Join(f, "interface_uuids")); err == nil {
+				id := strings.ToLower(strings.Fields(s)[0])
+				d.Attributes["interface_id"] = id
+				if isAllF(id) {
+					problems = append(problems, "interface id "+id)
+				}
 			}
 		}
-		if v := globFirst(filepath.Join(mgmt.dir, "xmc.u.*", "serial_num")); v != "" {
-			if s, err := readAttr(v); err == nil {
-				d.Attributes["serial"] = s
-			}
-		}
-		if s, err := readAttr(filepath.Join(mgmt.dir, "logic_uuids")); err == nil {
-			id := strings.Fields(s)[0]
-			d.Attributes["interface_id"] = id
-			if isAllF(id) {
-				problems = append(problems, "interface id "+id)
+		if _, ok := d.Attributes["logic_uuid"]; !ok {
+			if s, err := readAttr(filepath.Join(f, "logic_uuids")); err == nil {
+				d.Attributes["logic_uuid"] = strings.ToLower(strings.Fields(s)[0])
 			}
 		}
 	}
@@ -119,6 +131,33 @@ func (n node) xilinxCard(mgmt, user *pciFunc) Device {
 	}
 	setHealth(&d, problems)
 	return d
+}
+
+// pfDirs are the directories of an Alveo card's functions, management
+// first; a missing function is left out.
+func pfDirs(mgmt, user *pciFunc) []string {
+	var out []string
+	for _, f := range []*pciFunc{mgmt, user} {
+		if f != nil {
+			out = append(out, f.dir)
+		}
+	}
+	return out
+}
+
+// firstAttr reads attr in the first directory matching one of patterns
+// under the first of dirs that has one, and returns "" when none does.
+func firstAttr(dirs, patterns []string, attr string) string {
+	for _, dir := range dirs {
+		for _, p := range patterns {
+			if f := globFirst(filepath.Join(dir, p, attr)); f != "" {
+				if s, err := readAttr(f); err == nil {
+					return s
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // globFirst returns the first match of pattern in sorted order, or "".

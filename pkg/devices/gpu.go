@@ -155,15 +155,20 @@ func baseDevice(k Kind, f *pciFunc) Device {
 	}
 }
 
-// mergeNVML replaces sysfs facts of the GPUs with NVML's. A sysfs GPU that
-// NVML does not list is kept, unhealthy; an NVML GPU that sysfs lacks is
-// skipped and logged, since its topology is unknown.
-func (n node) mergeNVML(gpus []Device, nv []NVMLGPU) []Device {
+// mergeNVML replaces sysfs facts of the GPUs with NVML's and returns the
+// MIG devices of GPUs in MIG mode besides. A sysfs GPU that NVML does not
+// list is kept, unhealthy; an NVML GPU that sysfs lacks is skipped and
+// logged, since its topology is unknown.
+func (n node) mergeNVML(gpus []Device, nv []NVMLGPU) ([]Device, []Device) {
 	byAddr := make(map[string]NVMLGPU, len(nv))
 	for _, g := range nv {
 		byAddr[g.PCIAddress] = g
 	}
 	out := gpus[:0]
+	var migs []Device
+	var minors map[string]int
+	var minorsErr error
+	minorsRead := false
 	for _, d := range gpus {
 		g, ok := byAddr[d.PCIAddress]
 		delete(byAddr, d.PCIAddress)
@@ -203,11 +208,18 @@ func (n node) mergeNVML(gpus []Device, nv []NVMLGPU) []Device {
 			d.HealthReason = joinReason(d.HealthReason, nvmlProblem(g.Err.Error()))
 		}
 		out = append(out, d)
+		if len(g.MIG) > 0 {
+			if !minorsRead {
+				minors, minorsErr = n.migMinors()
+				minorsRead = true
+			}
+			migs = append(migs, n.migDevices(d, g.MIG, minors, minorsErr)...)
+		}
 	}
 	for addr := range byAddr {
 		n.log.Warn("nvml gpu skipped: not in sysfs", "pci_addr", addr)
 	}
-	return out
+	return out, migs
 }
 
 func joinReason(a, b string) string {

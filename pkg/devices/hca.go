@@ -27,6 +27,11 @@ func (n node) rdmaCharDevs() map[string][]string {
 			continue
 		}
 		for _, e := range ents {
+			// Besides the device links the class holds files such as
+			// abi_version on every host: not devices, nothing to report.
+			if e.Type().IsRegular() {
+				continue
+			}
 			ib, err := readAttr(filepath.Join(dir, e.Name(), "ibdev"))
 			if err != nil {
 				n.log.Warn("rdma char device skipped", "path", filepath.Join(dir, e.Name()), "err", err)
@@ -113,7 +118,7 @@ func (n node) readHCA(ibdev string, funcs map[string]*pciFunc, env hcaEnv) (Devi
 	// Only an Ethernet (RoCE) device can be the host's own NIC: an
 	// InfiniBand HCA carrying the host's IPoIB address is still shared
 	// with pods through verbs.
-	ib := slices.ContainsFunc(ports, func(p Port) bool { return p.LinkLayer == "InfiniBand" })
+	ib := slices.ContainsFunc(ports, func(p Port) bool { return p.LinkLayer == LinkLayerInfiniBand })
 	if !ib && !env.includeHost {
 		if host, ifname := n.isHostNIC(f, env.defaultRoute); host {
 			n.log.Info("hca skipped: host network interface", "device_id", ibdev, "pci_addr", addr, "netdev", ifname)

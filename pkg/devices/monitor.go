@@ -37,6 +37,11 @@ type MonitorConfig struct {
 	// DefaultRecoveryPeriod (5m); negative means never recover (the
 	// reference NVIDIA plugin's behaviour).
 	RecoveryPeriod time.Duration
+	// Ledger is where health is recorded, by device ID. Give the same
+	// ledger to every Monitor of a node (one per discovery, one per config)
+	// so that health outlives each of them. Nil means a ledger of this
+	// Monitor's own.
+	Ledger *HealthLedger
 	// Log receives health changes and NVML errors. Nil discards.
 	Log *slog.Logger
 }
@@ -80,43 +85,14 @@ func NewMonitor(cfg MonitorConfig) (*Monitor, error) {
 	if cfg.NVML != NVMLOff && cfg.NVMLLib == nil {
 		cfg.NVMLLib = loadNVML()
 	}
+	if cfg.Ledger == nil {
+		cfg.Ledger = NewHealthLedger()
+	}
 	m := &Monitor{cfg: cfg, n: newNode(cfg.Root, cfg.Log), ignored: map[uint64]bool{}, now: time.Now}
 	for _, x := range cfg.IgnoredXIDs {
 		m.ignored[x] = true
 	}
 	return m, nil
-}
-
-// tracker is the health of one device over time.
-type tracker struct {
-	dev     Device
-	healthy bool
-	reason  string
-	lastBad time.Time // when a problem was last seen
-}
-
-// bad records a problem seen at now; it returns an event when the device
-// turns unhealthy.
-func (t *tracker) bad(now time.Time, reason string) (HealthEvent, bool) {
-	t.lastBad = now
-	t.reason = reason
-	if !t.healthy {
-		return HealthEvent{}, false
-	}
-	t.healthy = false
-	return HealthEvent{DeviceID: t.dev.ID, Healthy: false, Reason: reason, Time: now}, true
-}
-
-// clean records a check without problems at now; it returns an event when
-// the device has been clean for the recovery period (never when negative).
-func (t *tracker) clean(now time.Time, recovery time.Duration) (HealthEvent, bool) {
-	if t.healthy || recovery < 0 || now.Sub(t.lastBad) < recovery {
-		return HealthEvent{}, false
-	}
-	t.healthy = true
-	reason := fmt.Sprintf("recovered: clean for %s after %s", recovery, t.reason)
-	t.reason = ""
-	return HealthEvent{DeviceID: t.dev.ID, Healthy: true, Reason: reason, Time: now}, true
 }
 
 // nvmlState is what the monitor knows of NVML in one Run.
@@ -137,27 +113,37 @@ type nvmlMsg struct {
 }
 
 // Run watches devs until ctx is done and calls emit (from one goroutine, in
-// order) on every health change. Each device starts with the health
-// discovery gave it (Device.Healthy); a device that starts unhealthy must
-// stay clean for the recovery period, like one that fails later. Problems:
-// a critical XID not in IgnoredXIDs, NVML failing, an HCA port not ACTIVE
-// or not LinkUp, an FPGA AFU or interface ID of all f, a device or one of
-// its device nodes disappearing. It returns nil when ctx is done.
+// order) on every health change, which it records in the ledger. Each
+// device starts with the health the ledger holds for it, or with the health
+// discovery gave it (Device.Healthy) when the ledger has none; a device
+// found unhealthy must stay clean for the recovery period, like one that
+// fails later. Problems: a critical XID not in IgnoredXIDs, NVML failing,
+// an HCA port not ACTIVE or not LinkUp, an FPGA AFU or interface ID of all
+// f, a device or one of its device nodes disappearing. It returns nil when
+// ctx is done.
 func (m *Monitor) Run(ctx context.Context, devs []Device, emit func(HealthEvent)) error {
 	start := m.now()
-	trackers := make([]*tracker, len(devs))
-	byUUID := map[string][]*tracker{}
-	var gpus []*tracker
-	for i, d := range devs {
-		t := &tracker{dev: d, healthy: d.Healthy}
-		if !d.Healthy {
-			t.lastBad, t.reason = start, d.HealthReason
-		}
-		trackers[i] = t
-		if d.Kind == KindGPU {
-			gpus = append(gpus, t)
+	led := m.cfg.Ledger
+	for _, ev := range led.Observe(devs, start) {
+		m.logChange(ev)
+		emit(ev)
+	}
+	// An XID names a GPU; it takes out the GPU and its MIG devices, whose
+	// health is the parent's.
+	byUUID := map[string][]string{}
+	var gpus, all []Device
+	for _, d := range devs {
+		switch d.Kind {
+		case KindGPU:
+			gpus = append(gpus, d)
+			all = append(all, d)
 			if u := d.Attributes["uuid"]; u != "" {
-				byUUID[u] = append(byUUID[u], t)
+				byUUID[u] = append(byUUID[u], d.ID)
+			}
+		case KindMIG:
+			all = append(all, d)
+			if u := d.Attributes["parent_uuid"]; u != "" {
+				byUUID[u] = append(byUUID[u], d.ID)
 			}
 		}
 	}
@@ -172,7 +158,7 @@ func (m *Monitor) Run(ctx context.Context, devs []Device, emit func(HealthEvent)
 	if useNVML {
 		m.openNVML(ctx, nv, gpus, msgs)
 	}
-	m.evaluate(trackers, nv, useNVML, emit)
+	m.evaluate(devs, nv, useNVML, emit)
 
 	tick := time.NewTicker(m.cfg.PollInterval)
 	defer tick.Stop()
@@ -186,68 +172,80 @@ func (m *Monitor) Run(ctx context.Context, devs []Device, emit func(HealthEvent)
 				m.n.log.Warn("nvml event wait failed, gpus unhealthy until it recovers", "err", msg.err)
 				m.closeNVML(nv, false)
 				nv.global = msg.err.Error()
-				m.evaluate(trackers, nv, useNVML, emit)
+				m.evaluate(devs, nv, useNVML, emit)
 				continue
 			}
-			m.onXID(msg.xid, gpus, byUUID, emit)
+			m.onXID(msg.xid, all, byUUID, emit)
 		case <-tick.C:
 			polls++
 			if useNVML && nv.set == nil && !nv.absent && polls%nvmlRetryPolls == 0 {
 				m.openNVML(ctx, nv, gpus, msgs)
 			}
-			m.evaluate(trackers, nv, useNVML, emit)
+			m.evaluate(devs, nv, useNVML, emit)
 		}
 	}
 }
 
+// logChange logs a health change: a device going unhealthy is a warning
+// an operator acts on, a recovery is information.
+func (m *Monitor) logChange(ev HealthEvent) {
+	if ev.Healthy {
+		m.n.log.Info("device healthy", "device_id", ev.DeviceID, "reason", ev.Reason)
+	} else {
+		m.n.log.Warn("device unhealthy", "device_id", ev.DeviceID, "reason", ev.Reason)
+	}
+}
+
 // onXID marks the GPU of a critical, not ignored XID unhealthy.
-func (m *Monitor) onXID(ev XIDEvent, gpus []*tracker, byUUID map[string][]*tracker, emit func(HealthEvent)) {
+func (m *Monitor) onXID(ev XIDEvent, gpus []Device, byUUID map[string][]string, emit func(HealthEvent)) {
 	if m.ignored[ev.XID] {
 		m.n.log.Info("xid ignored", "device_id", ev.UUID, "xid", ev.XID)
 		return
 	}
 	targets := byUUID[ev.UUID]
 	if ev.UUID == "" {
-		targets = gpus
+		for _, g := range gpus {
+			targets = append(targets, g.ID)
+		}
 	}
 	if len(targets) == 0 {
 		m.n.log.Warn("xid for unknown gpu", "device_id", ev.UUID, "xid", ev.XID)
 		return
 	}
 	now := m.now()
-	for _, t := range targets {
-		if he, ok := t.bad(now, "xid "+strconv.FormatUint(ev.XID, 10)); ok {
-			m.n.log.Warn("device unhealthy", "device_id", he.DeviceID, "reason", he.Reason)
+	for _, id := range targets {
+		if he, ok := m.cfg.Ledger.Bad(id, now, "xid "+strconv.FormatUint(ev.XID, 10)); ok {
+			m.logChange(he)
 			emit(he)
 		}
 	}
 }
 
 // evaluate checks every device now and emits the changes.
-func (m *Monitor) evaluate(trackers []*tracker, nv *nvmlState, useNVML bool, emit func(HealthEvent)) {
+func (m *Monitor) evaluate(devs []Device, nv *nvmlState, useNVML bool, emit func(HealthEvent)) {
 	now := m.now()
-	for _, t := range trackers {
-		problems := m.check(t.dev)
-		if t.dev.Kind == KindGPU && useNVML && !nv.absent {
+	for _, d := range devs {
+		problems := m.check(d)
+		if (d.Kind == KindGPU || d.Kind == KindMIG) && useNVML && !nv.absent {
+			uuid := d.Attributes["uuid"]
+			if d.Kind == KindMIG {
+				uuid = d.Attributes["parent_uuid"]
+			}
 			if nv.global != "" {
 				problems = append(problems, nvmlProblem(nv.global))
-			} else if p := nv.perGPU[t.dev.Attributes["uuid"]]; p != "" {
+			} else if p := nv.perGPU[uuid]; p != "" {
 				problems = append(problems, nvmlProblem(p))
 			}
 		}
 		var he HealthEvent
 		var changed bool
 		if len(problems) > 0 {
-			he, changed = t.bad(now, strings.Join(problems, "; "))
+			he, changed = m.cfg.Ledger.Bad(d.ID, now, strings.Join(problems, "; "))
 		} else {
-			he, changed = t.clean(now, m.cfg.RecoveryPeriod)
+			he, changed = m.cfg.Ledger.Clean(d.ID, now, m.cfg.RecoveryPeriod)
 		}
 		if changed {
-			if he.Healthy {
-				m.n.log.Info("device healthy", "device_id", he.DeviceID, "reason", he.Reason)
-			} else {
-				m.n.log.Warn("device unhealthy", "device_id", he.DeviceID, "reason", he.Reason)
-			}
+			m.logChange(he)
 			emit(he)
 		}
 	}
@@ -293,7 +291,7 @@ func (m *Monitor) check(d Device) []string {
 	// What discovery found missing stays missing: the device lists never
 	// gain a node, so without these checks such a device would "recover".
 	switch d.Kind {
-	case KindGPU:
+	case KindGPU, KindMIG:
 		if d.Driver != "nvidia" {
 			problems = append(problems, fmt.Sprintf("driver %q bound, not nvidia", d.Driver))
 		}
@@ -353,7 +351,7 @@ func nowPorts(ibdir string, ports []Port) []Port {
 
 // openNVML initialises NVML, registers every GPU for XID events and starts
 // the wait goroutine; failures become GPU problems in nv.
-func (m *Monitor) openNVML(ctx context.Context, nv *nvmlState, gpus []*tracker, msgs chan<- nvmlMsg) {
+func (m *Monitor) openNVML(ctx context.Context, nv *nvmlState, gpus []Device, msgs chan<- nvmlMsg) {
 	if !nv.inited {
 		if err := nv.lib.Init(); err != nil {
 			if m.cfg.NVML == NVMLAuto && errors.Is(err, ErrNVMLNotFound) {
@@ -372,15 +370,15 @@ func (m *Monitor) openNVML(ctx context.Context, nv *nvmlState, gpus []*tracker, 
 		return
 	}
 	nv.perGPU = map[string]string{}
-	for _, t := range gpus {
-		u := t.dev.Attributes["uuid"]
+	for _, g := range gpus {
+		u := g.Attributes["uuid"]
 		if u == "" {
 			nv.perGPU[u] = "gpu uuid unknown"
 			continue
 		}
 		if err := set.Register(u); err != nil {
 			if errors.Is(err, errXIDNotSupported) {
-				m.n.log.Warn("gpu does not report xid events; health from sysfs only", "device_id", t.dev.ID)
+				m.n.log.Warn("gpu does not report xid events; health from sysfs only", "device_id", g.ID)
 				continue
 			}
 			nv.perGPU[u] = err.Error()

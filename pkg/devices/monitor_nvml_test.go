@@ -64,7 +64,7 @@ func TestMonitorNVMLFailsMidRun(t *testing.T) {
 	m := newMockNVML(t)
 	devs := discoverMock(t, m)
 	ev := runMonitor(t, MonitorConfig{Root: fixture("dgx-h100"), NVML: NVMLOn, NVMLLib: FromNVML(m.srv), RecoveryPeriod: 200 * time.Millisecond}, devs)
-	m.waitErr.Store(int32(nvml.ERROR_UNKNOWN))
+	m.WaitErr.Store(int32(nvml.ERROR_UNKNOWN))
 	allGPUs := func(healthy bool, reason string) func([]HealthEvent) bool {
 		return func(evs []HealthEvent) bool {
 			for _, g := range dgxGPUs {
@@ -81,10 +81,10 @@ func TestMonitorNVMLFailsMidRun(t *testing.T) {
 			t.Errorf("non-GPU event %+v after an NVML failure", e)
 		}
 	}
-	m.waitErr.Store(0)
+	m.WaitErr.Store(0)
 	ev.waitFor(t, "every GPU healthy once NVML works again", allGPUs(true, "recovered"))
-	if m.created.Load() < 2 {
-		t.Errorf("event sets created = %d, want the monitor to re-create it after the failure", m.created.Load())
+	if m.Created.Load() < 2 {
+		t.Errorf("event sets created = %d, want the monitor to re-create it after the failure", m.Created.Load())
 	}
 }
 

@@ -42,7 +42,7 @@ func TestTracker(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := &tracker{dev: Device{ID: "d"}, healthy: tc.healthy}
+			tr := &tracker{id: "d", healthy: tc.healthy}
 			if !tc.healthy {
 				tr.lastBad, tr.reason = t0, "at start"
 			}
@@ -68,9 +68,10 @@ func TestTracker(t *testing.T) {
 
 // events collects a monitor's health events.
 type events struct {
-	mu  sync.Mutex
-	evs []HealthEvent
-	ch  chan struct{}
+	mu   sync.Mutex
+	evs  []HealthEvent
+	ch   chan struct{}
+	stop func() // stops the monitor and waits for it
 }
 
 func newEvents() *events { return &events{ch: make(chan struct{}, 1)} }
@@ -121,6 +122,15 @@ func has(evs []HealthEvent, id string, healthy bool, reason string) bool {
 // checking that Run returns nil.
 func runMonitor(t *testing.T, cfg MonitorConfig, devs []Device) *events {
 	t.Helper()
+	ev := runMonitorStoppable(t, cfg, devs)
+	t.Cleanup(ev.stop)
+	return ev
+}
+
+// runMonitorStoppable starts a monitor on devs; its events' stop cancels
+// it and checks that Run returns nil.
+func runMonitorStoppable(t *testing.T, cfg MonitorConfig, devs []Device) *events {
+	t.Helper()
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 10 * time.Millisecond
 	}
@@ -135,17 +145,20 @@ func runMonitor(t *testing.T, cfg MonitorConfig, devs []Device) *events {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, devs, ev.emit) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Monitor.Run = %v, want nil after cancel", err)
+	var once sync.Once
+	ev.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Monitor.Run = %v, want nil after cancel", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("Monitor.Run did not return after cancel")
 			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Monitor.Run did not return after cancel")
-		}
-	})
+		})
+	}
 	return ev
 }
 
@@ -212,7 +225,7 @@ func TestMonitorFPGA(t *testing.T) {
 	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOff, RecoveryPeriod: 50 * time.Millisecond}, devs)
 	afu := filepath.Join(root, "sys", "class", "fpga_region", "region0", "dfl-port.0", "afu_id")
 	writeAtomic(t, afu, []byte("ffffffffffffffffffffffffffffffff\n"))
-	logic := filepath.Join(root, "sys", "bus", "pci", "devices", "0000:65:00.0", "logic_uuids")
+	logic := filepath.Join(root, "sys", "bus", "pci", "devices", "0000:65:00.0", "interface_uuids")
 	writeAtomic(t, logic, []byte("ffffffffffffffffffffffffffffffff\n"))
 	ev.waitFor(t, "both FPGAs unhealthy", func(evs []HealthEvent) bool {
 		return has(evs, "0000:b1:00.0", false, "afu_id all f") && has(evs, "0000:65:00.1", false, "interface id")

@@ -57,8 +57,26 @@ type NVMLGPU struct {
 	MIGMode string
 	// NVLinkPeers are the PCI addresses of the active NVLink peers.
 	NVLinkPeers []string
+	// MIG are the MIG devices of a GPU in MIG mode, by GPU instance then
+	// compute instance.
+	MIG []NVMLMIG
 	// Err is set when some of this GPU's facts could not be read.
 	Err error
+}
+
+// NVMLMIG is one MIG device (a compute instance of a GPU instance) as NVML
+// reports it.
+type NVMLMIG struct {
+	// UUID is the MIG device's UUID ("MIG-..."); "" when NVML did not give
+	// it.
+	UUID string
+	// GI and CI are the GPU instance and compute instance IDs.
+	GI, CI int
+	// Profile is the profile name as nvidia-smi writes it: "1g.10gb",
+	// "1c.3g.40gb", "1g.10gb+me".
+	Profile string
+	// MemoryBytes is the GPU instance's memory.
+	MemoryBytes uint64
 }
 
 // ErrNVMLNotFound is wrapped by NVML.Init when libnvidia-ml cannot be

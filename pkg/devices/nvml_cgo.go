@@ -3,8 +3,10 @@
 package devices
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,6 +103,10 @@ func readNVMLGPU(dev nvml.Device, index int) (NVMLGPU, bool) {
 		g.MIGMode = "disabled"
 		if cur == nvml.DEVICE_MIG_ENABLE {
 			g.MIGMode = "enabled"
+			var err error
+			if g.MIG, err = readMIG(dev, g.MemoryBytes); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	case nvml.ERROR_NOT_SUPPORTED:
 	default:
@@ -125,6 +131,98 @@ func readNVMLGPU(dev nvml.Device, index int) (NVMLGPU, bool) {
 		g.Err = fmt.Errorf("gpu %d (%s): %w", index, addr, errors.Join(errs...))
 	}
 	return g, true
+}
+
+// giSuffix names the GPU instance profiles whose names carry a suffix, as
+// nvidia-smi writes them (media extensions, graphics).
+var giSuffix = map[int]string{
+	nvml.GPU_INSTANCE_PROFILE_1_SLICE_REV1:   "+me",
+	nvml.GPU_INSTANCE_PROFILE_2_SLICE_REV1:   "+me",
+	nvml.GPU_INSTANCE_PROFILE_1_SLICE_GFX:    "+gfx",
+	nvml.GPU_INSTANCE_PROFILE_2_SLICE_GFX:    "+gfx",
+	nvml.GPU_INSTANCE_PROFILE_3_SLICE_GFX:    "+gfx",
+	nvml.GPU_INSTANCE_PROFILE_4_SLICE_GFX:    "+gfx",
+	nvml.GPU_INSTANCE_PROFILE_1_SLICE_NO_ME:  "-me",
+	nvml.GPU_INSTANCE_PROFILE_2_SLICE_NO_ME:  "-me",
+	nvml.GPU_INSTANCE_PROFILE_1_SLICE_ALL_ME: "+me.all",
+	nvml.GPU_INSTANCE_PROFILE_2_SLICE_ALL_ME: "+me.all",
+}
+
+// readMIG lists the MIG devices of a GPU in MIG mode: every compute
+// instance of every GPU instance, named by its profiles, with its UUID from
+// the MIG device handles where NVML gives them. total is the GPU's memory,
+// which the profile name's memory size is a fraction of.
+func readMIG(dev nvml.Device, total uint64) ([]NVMLMIG, error) {
+	var out []NVMLMIG
+	for p := range nvml.GPU_INSTANCE_PROFILE_COUNT {
+		gip, ret := dev.GetGpuInstanceProfileInfo(p)
+		if ret != nvml.SUCCESS {
+			continue // a profile this GPU does not have
+		}
+		gis, ret := dev.GetGpuInstances(&gip)
+		if ret != nvml.SUCCESS {
+			return nil, nvmlErr(fmt.Sprintf("get gpu instances of profile %d", p), ret)
+		}
+		for _, gi := range gis {
+			info, ret := gi.GetInfo()
+			if ret != nvml.SUCCESS {
+				return nil, nvmlErr("get gpu instance info", ret)
+			}
+			for c := range nvml.COMPUTE_INSTANCE_PROFILE_COUNT {
+				cip, ret := gi.GetComputeInstanceProfileInfo(c, nvml.COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED)
+				if ret != nvml.SUCCESS {
+					continue
+				}
+				cis, ret := gi.GetComputeInstances(&cip)
+				if ret != nvml.SUCCESS {
+					return nil, nvmlErr(fmt.Sprintf("get compute instances of gpu instance %d", info.Id), ret)
+				}
+				for _, ci := range cis {
+					cinfo, ret := ci.GetInfo()
+					if ret != nvml.SUCCESS {
+						return nil, nvmlErr("get compute instance info", ret)
+					}
+					out = append(out, NVMLMIG{
+						GI: int(info.Id), CI: int(cinfo.Id),
+						Profile:     migProfile(int(cip.SliceCount), int(gip.SliceCount), gip.MemorySizeMB, total, giSuffix[p]),
+						MemoryBytes: gip.MemorySizeMB << 20,
+					})
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil // MIG mode on, no instances created yet
+	}
+	slices.SortFunc(out, func(a, b NVMLMIG) int { return cmp.Or(cmp.Compare(a.GI, b.GI), cmp.Compare(a.CI, b.CI)) })
+	migUUIDs(dev, out)
+	return out, nil
+}
+
+// migUUIDs fills in the UUIDs of migs from the GPU's MIG device handles;
+// a MIG device NVML gives no handle or UUID for keeps an empty one.
+func migUUIDs(dev nvml.Device, migs []NVMLMIG) {
+	n, ret := dev.GetMaxMigDeviceCount()
+	if ret != nvml.SUCCESS {
+		return
+	}
+	for i := range n {
+		h, ret := dev.GetMigDeviceHandleByIndex(i)
+		if ret != nvml.SUCCESS {
+			continue // no MIG device at this index
+		}
+		gi, r1 := h.GetGpuInstanceId()
+		ci, r2 := h.GetComputeInstanceId()
+		uuid, r3 := h.GetUUID()
+		if r1 != nvml.SUCCESS || r2 != nvml.SUCCESS || r3 != nvml.SUCCESS {
+			continue
+		}
+		for k := range migs {
+			if migs[k].GI == gi && migs[k].CI == ci {
+				migs[k].UUID = uuid
+			}
+		}
+	}
 }
 
 // busIDString converts NVML's NUL-terminated C string.

@@ -7,89 +7,40 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/slipway-dev/slipway/pkg/devices/nvmlmock"
 )
 
 // dgxGPUs are the fixture's GPUs: bus and minor, in NVML index order.
-var dgxGPUs = []struct{ bus, minor int }{
-	{0x1b, 0}, {0x43, 1}, {0x52, 3}, {0x61, 2}, {0x9d, 4}, {0xc3, 5}, {0xd1, 6}, {0xdf, 7},
-}
+var dgxGPUs = func() []struct{ bus, minor int } {
+	var out []struct{ bus, minor int }
+	for _, g := range nvmlmock.GPUs {
+		out = append(out, struct{ bus, minor int }{g.Bus, g.Minor})
+	}
+	return out
+}()
 
-func dgxUUID(bus, minor int) string {
-	return fmt.Sprintf("GPU-%08x-1111-2222-3333-4444%08x", bus, minor)
-}
+func dgxUUID(bus, minor int) string { return nvmlmock.UUID(bus, minor) }
 
-// mockNVML is go-nvml's mock DGX H100 made to match the dgx-h100 fixture,
-// with XID events injected through its event set.
+// mockNVML is nvmlmock's DGX H100, which matches the dgx-h100 fixture.
 type mockNVML struct {
-	srv    *server.Server
-	events chan nvml.EventData
-	// waitErr, when set, is returned by the event set's Wait.
-	waitErr atomic.Int32
-	// created counts event sets created.
-	created atomic.Int32
+	*nvmlmock.DGX
+	srv *server.Server
 }
 
 func newMockNVML(t testing.TB) *mockNVML {
 	t.Helper()
-	m := &mockNVML{srv: dgxh100.New(), events: make(chan nvml.EventData, 16)}
-	for i, d := range m.srv.Devices {
-		dev := d.(*server.Device)
-		g := dgxGPUs[i]
-		dev.UUID = dgxUUID(g.bus, g.minor)
-		dev.Minor = g.minor
-		dev.PciBusID = fmt.Sprintf("00000000:%02X:00.0", g.bus)
-		busID := dev.PciBusID
-		dev.GetPciInfoFunc = func() (nvml.PciInfo, nvml.Return) {
-			var p nvml.PciInfo
-			for j, c := range busID {
-				p.BusId[j] = int8(c)
-			}
-			p.PciDeviceId = dev.Config.PciDeviceId
-			return p, nvml.SUCCESS
-		}
-		dev.GetNvLinkStateFunc = func(int) (nvml.EnableState, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-		dev.GetSupportedEventTypesFunc = func() (uint64, nvml.Return) {
-			return nvml.EventTypeXidCriticalError | nvml.EventTypeSingleBitEccError, nvml.SUCCESS
-		}
-		dev.RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS }
-	}
-	m.srv.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) {
-		m.created.Add(1)
-		return &mock.EventSet{
-			WaitFunc: func(ms uint32) (nvml.EventData, nvml.Return) {
-				if r := m.waitErr.Load(); r != 0 {
-					return nvml.EventData{}, nvml.Return(r)
-				}
-				select {
-				case ev := <-m.events:
-					return ev, nvml.SUCCESS
-				case <-time.After(time.Duration(ms) * time.Millisecond):
-					return nvml.EventData{}, nvml.ERROR_TIMEOUT
-				}
-			},
-			FreeFunc: func() nvml.Return { return nvml.SUCCESS },
-		}, nvml.SUCCESS
-	}
-	return m
+	d := nvmlmock.NewDGXH100()
+	return &mockNVML{DGX: d, srv: d.Server}
 }
 
 // xid injects an XID on GPU index i (-1: no device, all GPUs).
-func (m *mockNVML) xid(i int, code uint64) {
-	ev := nvml.EventData{EventType: nvml.EventTypeXidCriticalError, EventData: code}
-	if i >= 0 {
-		ev.Device = m.srv.Devices[i]
-	}
-	m.events <- ev
-}
+func (m *mockNVML) xid(i int, code uint64) { m.XID(i, code) }
 
 func TestDiscoverNVML(t *testing.T) {
 	m := newMockNVML(t)
@@ -272,6 +223,59 @@ func TestNormalizeBusID(t *testing.T) {
 		got, ok := normalizeBusID(in)
 		if got != want || ok != (want != "") {
 			t.Errorf("normalizeBusID(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}
+
+// TestRealNVML runs discovery with the real libnvidia-ml on this host
+// ("/"), where there is one: every GPU NVML sees is reported with its UUID,
+// memory, MIG mode and /dev/nvidiaN, matching the driver's information
+// file, and healthy. It skips where libnvidia-ml is not installed (the
+// mock covers the rest there).
+func TestRealNVML(t *testing.T) {
+	lib := loadNVML()
+	if err := lib.Init(); err != nil {
+		if errors.Is(err, ErrNVMLNotFound) {
+			t.Skip("libnvidia-ml is not installed here")
+		}
+		t.Fatalf("real NVML Init: %v", err)
+	}
+	nv, err := lib.GPUs()
+	lib.Shutdown()
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := Discover(context.Background(), Config{Root: "/", NVML: NVMLOn, Log: discardLog()})
+	if err != nil {
+		t.Fatalf("Discover(/, nvml on): %v", err)
+	}
+	gpus := map[string]Device{}
+	for _, d := range devs {
+		if d.Kind == KindGPU {
+			gpus[d.PCIAddress] = d
+		}
+		t.Logf("%s %s %s numa=%d root=%s healthy=%v %q nodes=%v attrs=%v", d.Kind, d.ID, d.PCIAddress, d.NUMANode, d.PCIeRoot, d.Healthy, d.HealthReason, d.DeviceNodes, d.Attributes)
+	}
+	if len(nv) == 0 || len(gpus) != len(nv) {
+		t.Fatalf("NVML sees %d GPUs, discovery reports %d", len(nv), len(gpus))
+	}
+	for _, g := range nv {
+		d, ok := gpus[g.PCIAddress]
+		switch {
+		case !ok:
+			t.Errorf("NVML GPU %s at %s not reported", g.UUID, g.PCIAddress)
+		case d.ID != g.UUID || !validGPUUUID(d.ID):
+			t.Errorf("GPU at %s: ID %q, NVML UUID %q", g.PCIAddress, d.ID, g.UUID)
+		case !d.Healthy:
+			t.Errorf("GPU %s unhealthy: %s", d.ID, d.HealthReason)
+		case d.Attributes["memory_mib"] == "" || d.Attributes["minor"] != fmt.Sprint(g.Minor):
+			t.Errorf("GPU %s attributes %v, want memory and minor %d", d.ID, d.Attributes, g.Minor)
+		case d.DeviceNodes[0].Path != fmt.Sprintf("/dev/nvidia%d", g.Minor):
+			t.Errorf("GPU %s first device node %s, want /dev/nvidia%d", d.ID, d.DeviceNodes[0].Path, g.Minor)
+		}
+		info, err := newNode("/", nil).readDriverInfo(g.PCIAddress)
+		if err != nil || info.uuid != g.UUID || info.minor != g.Minor {
+			t.Errorf("driver information of %s: %+v, %v; NVML says %s minor %d", g.PCIAddress, info, err, g.UUID, g.Minor)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"regexp"
@@ -37,6 +38,15 @@ const (
 	ResourceGPU  = "nvidia.com/gpu"
 	ResourceHCA  = "slipway.dev/hca"
 	ResourceFPGA = "slipway.dev/fpga"
+	// ResourceRoCE is the name suggested for RoCE (Ethernet link layer)
+	// HCA ports; not advertised by DefaultConfig.
+	ResourceRoCE = "slipway.dev/roce"
+)
+
+// HCA port link layers, as sysfs writes them.
+const (
+	LinkLayerInfiniBand = "InfiniBand"
+	LinkLayerEthernet   = "Ethernet"
 )
 
 // defaultIgnoredXIDs are the application-caused XIDs that do not mark a GPU
@@ -64,8 +74,87 @@ type ResourceConfig struct {
 	// Resources say (a storage NIC the host-NIC rule does not catch, a GPU
 	// kept for the host).
 	Exclude []Selector `yaml:"exclude,omitempty"`
+	// GPU says how GPUs in MIG mode are advertised.
+	GPU GPUConfig `yaml:"gpu,omitempty"`
+	// FPGA says how FPGA resources are named.
+	FPGA FPGAConfig `yaml:"fpga,omitempty"`
 	// Health configures the health monitor.
 	Health HealthConfig `yaml:"health"`
+}
+
+// MIG strategies, as NVIDIA's device plugin names them.
+const (
+	// MIGNone advertises GPUs whole, MIG mode or not; MIG devices are not
+	// advertised.
+	MIGNone = "none"
+	// MIGSingle advertises, under the resource a MIG-mode GPU's selector
+	// picks (nvidia.com/gpu), its MIG devices instead of the GPU. Every
+	// GPU that resource selects must be in MIG mode with MIG devices of
+	// one profile; otherwise the resource advertises nothing and
+	// CheckMIG says why.
+	MIGSingle = "single"
+	// MIGMixed advertises the MIG devices of MIG-mode GPUs as
+	// <domain>/mig-<profile> (nvidia.com/mig-1g.10gb, with the domain of
+	// the resource the GPU's selector picks) and GPUs not in MIG mode
+	// whole.
+	MIGMixed = "mixed"
+)
+
+// GPUConfig says how GPUs in MIG mode are advertised.
+type GPUConfig struct {
+	// MIGStrategy is none, single or mixed. Empty means none.
+	MIGStrategy string `yaml:"migStrategy,omitempty"`
+}
+
+// FPGAConfig says how FPGA resources are named.
+type FPGAConfig struct {
+	// Pool advertises every FPGA a resource selects under that resource's
+	// name. False (the default) splits it by bitstream-compatible
+	// identity, as the Xilinx and Intel FPGA plugins do: the FPGAs of
+	// resource slipway.dev/fpga become slipway.dev/fpga-<identity> (see
+	// FPGAIdentity), so that a pod asking for two FPGAs gets two that take
+	// the same bitstreams.
+	Pool bool `yaml:"pool,omitempty"`
+}
+
+// maxNameLen is the longest name part of an extended resource name (a
+// Kubernetes qualified name).
+const maxNameLen = 63
+
+// fpgaIDLen is the length of an FPGA interface ID in hex.
+const fpgaIDLen = 32
+
+// FPGAIdentity returns the bitstream-compatible identity of an FPGA: its
+// interface ID (the Alveo shell's interface UUID, the Intel FIM's interface
+// or compat ID) in lower-case hex without dashes; for a card that reports
+// none, its shell name in lower case with characters a resource name
+// cannot hold as "_"; "" when it has neither.
+func FPGAIdentity(d Device) string {
+	if id := strings.ReplaceAll(strings.ToLower(d.Attributes["interface_id"]), "-", ""); id != "" {
+		return strings.TrimPrefix(id, "0x")
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '_'
+	}, d.Attributes["shell"])
+}
+
+// fpgaResourceName is the resource of the FPGAs with identity id that
+// resource base selects: base-id, cut to the 63 characters a name may have.
+func fpgaResourceName(base, id string) string {
+	_, name, _ := strings.Cut(base, "/")
+	if room := maxNameLen - len(name) - 1; len(id) > room {
+		id = strings.TrimRight(id[:max(room, 0)], "._-")
+	}
+	if id == "" {
+		return base
+	}
+	return base + "-" + id
 }
 
 // Resource maps the devices a selector matches to one resource name.
@@ -74,6 +163,23 @@ type Resource struct {
 	Name string `yaml:"name"`
 	// Selector picks the devices.
 	Selector Selector `yaml:"selector"`
+	// Replicas shares each device by time-slicing: the resource
+	// advertises this many replicas of it, as NVIDIA's plugin does.
+	// Replicas give no memory or fault isolation: every pod on a device
+	// sees all of its memory, and one that faults it takes the others
+	// down. 0 or 1 means no sharing; at most MaxReplicas.
+	Replicas int `yaml:"replicas,omitempty"`
+}
+
+// MaxReplicas is the most replicas a shared device may have.
+const MaxReplicas = 1024
+
+// Assignment is one resource of a plan: its name, its devices, in the
+// order of discovery, and how many replicas of each it advertises.
+type Assignment struct {
+	Name     string
+	Devices  []Device
+	Replicas int
 }
 
 // Selector matches devices. Every non-empty field must match (AND); within
@@ -93,8 +199,10 @@ type Selector struct {
 	// Model is a shell pattern (path.Match) on the model name, such as
 	// "*H100*".
 	Model string `yaml:"model,omitempty"`
-	// LinkLayers are HCA link layers, "InfiniBand" or "Ethernet"; an HCA
-	// matches when any port has one of them.
+	// LinkLayers are HCA link layers, "InfiniBand" or "Ethernet" (RoCE); an
+	// HCA matches when every one of its ports has one of them, so that an
+	// InfiniBand resource never gets an Ethernet port. A device without
+	// ports does not match.
 	LinkLayers []string `yaml:"linkLayers,omitempty"`
 }
 
@@ -147,15 +255,18 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // DefaultConfig returns the config used with no file: every GPU as
-// nvidia.com/gpu, every HCA as slipway.dev/hca, every FPGA as
-// slipway.dev/fpga, default health settings.
+// nvidia.com/gpu, every InfiniBand HCA as slipway.dev/hca, every FPGA as
+// slipway.dev/fpga, default health settings. RoCE (Ethernet) ports are not
+// advertised by default: they are often the host's storage network; a
+// config that wants them names a resource of their own (ResourceRoCE with
+// linkLayers [Ethernet]), never mixed with InfiniBand.
 func DefaultConfig() ResourceConfig {
 	return ResourceConfig{
 		APIVersion: ConfigAPIVersion,
 		Kind:       ConfigKind,
 		Resources: []Resource{
 			{Name: ResourceGPU, Selector: Selector{Kinds: []Kind{KindGPU}}},
-			{Name: ResourceHCA, Selector: Selector{Kinds: []Kind{KindHCA}}},
+			{Name: ResourceHCA, Selector: Selector{Kinds: []Kind{KindHCA}, LinkLayers: []string{LinkLayerInfiniBand}}},
 			{Name: ResourceFPGA, Selector: Selector{Kinds: []Kind{KindFPGA}}},
 		},
 		Health: HealthConfig{
@@ -242,6 +353,24 @@ func (c ResourceConfig) Validate() error {
 		if err := r.Selector.validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: selector: %w", where, err))
 		}
+		if r.Replicas < 0 || r.Replicas > MaxReplicas {
+			errs = append(errs, fmt.Errorf("%s: replicas %d: want 0 (no sharing) to %d", where, r.Replicas, MaxReplicas))
+		}
+	}
+	switch c.GPU.MIGStrategy {
+	case "", MIGNone, MIGSingle, MIGMixed:
+	default:
+		errs = append(errs, fmt.Errorf("gpu.migStrategy %q: want none, single or mixed", c.GPU.MIGStrategy))
+	}
+	if !c.FPGA.Pool {
+		for i, r := range c.Resources {
+			_, name, _ := strings.Cut(r.Name, "/")
+			mayFPGA := len(r.Selector.Kinds) == 0 || slices.Contains(r.Selector.Kinds, KindFPGA)
+			if mayFPGA && len(name)+1+fpgaIDLen > maxNameLen {
+				errs = append(errs, fmt.Errorf("resources[%d] (%s): name %q is too long to split by FPGA identity (%s-<32 hex digits> must fit %d characters after the /); shorten it or set fpga.pool: true",
+					i, r.Name, r.Name, r.Name, maxNameLen))
+			}
+		}
 	}
 	for i, sel := range c.Exclude {
 		if err := sel.validate(); err != nil {
@@ -280,7 +409,7 @@ func (s Selector) validate() error {
 		}
 	}
 	for _, l := range s.LinkLayers {
-		if l != "InfiniBand" && l != "Ethernet" {
+		if l != LinkLayerInfiniBand && l != LinkLayerEthernet {
 			errs = append(errs, fmt.Errorf("link layer %q: want InfiniBand or Ethernet", l))
 		}
 	}
@@ -366,28 +495,152 @@ func (s Selector) Matches(d Device) bool {
 			return false
 		}
 	}
-	if len(s.LinkLayers) > 0 && !slices.ContainsFunc(d.Ports, func(p Port) bool { return slices.Contains(s.LinkLayers, p.LinkLayer) }) {
+	if len(s.LinkLayers) > 0 && (len(d.Ports) == 0 || slices.ContainsFunc(d.Ports, func(p Port) bool { return !slices.Contains(s.LinkLayers, p.LinkLayer) })) {
 		return false
 	}
 	return true
 }
 
-// Assign maps resource name to the devices it advertises, each device under
-// the first resource whose selector matches, in the order of devs; devices
-// an Exclude selector matches are left out. Resources that match no device
-// are absent.
+// Assign maps resource name to the devices it advertises (Plan, as a
+// map).
 func (c ResourceConfig) Assign(devs []Device) map[string][]Device {
 	out := map[string][]Device{}
+	for _, a := range c.Plan(devs) {
+		out[a.Name] = a.Devices
+	}
+	return out
+}
+
+// Plan returns the resources c advertises devs under, sorted by name: each
+// device goes to the first resource whose selector matches, in the order of
+// devs; devices an Exclude selector matches are left out. Unless
+// FPGA.Pool, an FPGA goes to the resource's name split by its identity (see
+// FPGAConfig). MIG devices follow GPU.MIGStrategy: a selector never sees
+// them; they go where their GPU's resource says. Resources that match no
+// device are absent.
+func (c ResourceConfig) Plan(devs []Device) []Assignment {
+	byName := map[string]*Assignment{}
+	var names []string
+	add := func(name string, replicas int, d Device) {
+		a := byName[name]
+		if a == nil {
+			a = &Assignment{Name: name, Replicas: replicas}
+			byName[name] = a
+			names = append(names, name)
+		}
+		a.Devices = append(a.Devices, d)
+	}
+	migs := map[string][]Device{} // parent GPU UUID -> its MIG devices
 	for _, d := range devs {
-		if slices.ContainsFunc(c.Exclude, func(s Selector) bool { return s.Matches(d) }) {
+		if d.Kind == KindMIG {
+			migs[d.Attributes["parent_uuid"]] = append(migs[d.Attributes["parent_uuid"]], d)
+		}
+	}
+	strategy := c.GPU.MIGStrategy
+	single := map[string]bool{} // resources that get MIG devices under single
+	for _, d := range devs {
+		if d.Kind == KindMIG || slices.ContainsFunc(c.Exclude, func(s Selector) bool { return s.Matches(d) }) {
+			continue
+		}
+		for _, r := range c.Resources {
+			if !r.Selector.Matches(d) {
+				continue
+			}
+			name := r.Name
+			switch {
+			case d.Kind == KindFPGA && !c.FPGA.Pool:
+				name = fpgaResourceName(name, FPGAIdentity(d))
+			case d.Kind == KindGPU && d.Attributes["mig_mode"] == "enabled" && strategy == MIGSingle:
+				single[name] = true
+				for _, m := range migs[d.Attributes["uuid"]] {
+					add(name, r.Replicas, m)
+				}
+				if len(migs[d.Attributes["uuid"]]) == 0 {
+					add(name, r.Replicas, d) // caught by CheckMIG below
+				}
+				name = ""
+			case d.Kind == KindGPU && d.Attributes["mig_mode"] == "enabled" && strategy == MIGMixed:
+				domain, _, _ := strings.Cut(name, "/")
+				for _, m := range migs[d.Attributes["uuid"]] {
+					add(domain+"/mig-"+strings.ReplaceAll(m.Attributes["profile"], "+", "."), r.Replicas, m)
+				}
+				name = ""
+			}
+			if name != "" {
+				add(name, r.Replicas, d)
+			}
+			break
+		}
+	}
+	slices.Sort(names)
+	out := make([]Assignment, 0, len(names))
+	for _, n := range names {
+		a := *byName[n]
+		if single[n] && migSingleProblem(a.Devices) != "" {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// migSingleProblem says why devs cannot be one single-strategy resource:
+// not all MIG devices, or MIG devices of several profiles; "" when they
+// can.
+func migSingleProblem(devs []Device) string {
+	profiles := map[string]bool{}
+	for _, d := range devs {
+		if d.Kind != KindMIG {
+			return "GPU " + d.ID + " is not in MIG mode or has no MIG devices"
+		}
+		profiles[d.Attributes["profile"]] = true
+	}
+	if len(profiles) > 1 {
+		ps := slices.Sorted(maps.Keys(profiles))
+		return "MIG devices of several profiles (" + strings.Join(ps, ", ") + ")"
+	}
+	return ""
+}
+
+// CheckMIG reports the resources that the single MIG strategy leaves empty
+// because their GPUs are not all in MIG mode with one profile, and what to
+// do; nil when there are none.
+func (c ResourceConfig) CheckMIG(devs []Device) error {
+	if c.GPU.MIGStrategy != MIGSingle {
+		return nil
+	}
+	var errs []error
+	byName := map[string][]Device{}
+	migs := map[string][]Device{}
+	for _, d := range devs {
+		if d.Kind == KindMIG {
+			migs[d.Attributes["parent_uuid"]] = append(migs[d.Attributes["parent_uuid"]], d)
+		}
+	}
+	hasMIG := false
+	for _, d := range devs {
+		if d.Kind != KindGPU || slices.ContainsFunc(c.Exclude, func(s Selector) bool { return s.Matches(d) }) {
 			continue
 		}
 		for _, r := range c.Resources {
 			if r.Selector.Matches(d) {
-				out[r.Name] = append(out[r.Name], d)
+				if d.Attributes["mig_mode"] == "enabled" && len(migs[d.Attributes["uuid"]]) > 0 {
+					hasMIG = true
+					byName[r.Name] = append(byName[r.Name], migs[d.Attributes["uuid"]]...)
+				} else {
+					byName[r.Name] = append(byName[r.Name], d)
+				}
 				break
 			}
 		}
 	}
-	return out
+	if !hasMIG {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		if p := migSingleProblem(byName[name]); p != "" {
+			errs = append(errs, fmt.Errorf("mig strategy single: %s not advertised: %s; put every GPU in MIG mode with one profile, or set gpu.migStrategy: mixed", name, p))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -27,9 +27,60 @@ func TestAssignDefault(t *testing.T) {
 	for name, ds := range DefaultConfig().Assign(devs) {
 		got[name] = len(ds)
 	}
-	want := map[string]int{ResourceGPU: 8, ResourceHCA: 8, ResourceFPGA: 3}
+	want := map[string]int{
+		ResourceGPU: 8, ResourceHCA: 8,
+		ResourceFPGA + "-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2": 2, // the two Alveo U250 with one shell
+		ResourceFPGA + "-3f54a1a5b3f0445b8f8cf0b0c7a02d8b": 1, // the N6001
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("DefaultConfig().Assign(dgx-h100 + fpga-node) counts (-want +got):\n%s", diff)
+	}
+}
+
+// TestAssignFPGA is issue 14's defect 4 on the resource side: FPGAs are
+// advertised per bitstream-compatible identity (an Alveo and an N6001 never
+// share a resource), or pooled under one name when the config says so; a
+// card without an interface ID is named by its shell.
+func TestAssignFPGA(t *testing.T) {
+	devs, _ := discoverOff(t, fixture("fpga-node"))
+	old := Device{ID: "0000:3b:00.1", Kind: KindFPGA, Attributes: map[string]string{"shell": "xilinx_u200_xdma_201830_2"}}
+	none := Device{ID: "0000:3c:00.1", Kind: KindFPGA, Attributes: map[string]string{}}
+	devs = append(devs, old, none)
+	byName := func(c ResourceConfig) map[string][]string {
+		out := map[string][]string{}
+		for name, ds := range c.Assign(devs) {
+			out[name] = ids(ds)
+		}
+		return out
+	}
+	want := map[string][]string{
+		"slipway.dev/fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2": {"0000:17:00.1", "0000:65:00.1"},
+		"slipway.dev/fpga-3f54a1a5b3f0445b8f8cf0b0c7a02d8b": {"0000:b1:00.0"},
+		"slipway.dev/fpga-xilinx_u200_xdma_201830_2":        {"0000:3b:00.1"},
+		"slipway.dev/fpga": {"0000:3c:00.1"},
+	}
+	if diff := cmp.Diff(want, byName(DefaultConfig())); diff != "" {
+		t.Errorf("Assign(fpga-node), per identity (-want +got):\n%s", diff)
+	}
+	pooled := DefaultConfig()
+	pooled.FPGA.Pool = true
+	want = map[string][]string{"slipway.dev/fpga": {"0000:17:00.1", "0000:65:00.1", "0000:b1:00.0", "0000:3b:00.1", "0000:3c:00.1"}}
+	if diff := cmp.Diff(want, byName(pooled)); diff != "" {
+		t.Errorf("Assign(fpga-node), pooled (-want +got):\n%s", diff)
+	}
+	for name := range byName(DefaultConfig()) {
+		if _, n, _ := strings.Cut(name, "/"); len(n) > 63 {
+			t.Errorf("resource name %s: %d characters after the /, more than 63", name, len(n))
+		}
+	}
+	long := DefaultConfig()
+	long.Resources[2].Name = "example.com/a-very-long-name-for-our-fpga-cards"
+	if err := long.Validate(); err == nil || !strings.Contains(err.Error(), "fpga.pool") {
+		t.Errorf("Validate(a long FPGA resource name, split by identity) = %v, want an error suggesting fpga.pool", err)
+	}
+	long.FPGA.Pool = true
+	if err := long.Validate(); err != nil {
+		t.Errorf("Validate(a long FPGA resource name, pooled) = %v, want nil", err)
 	}
 }
 
@@ -88,6 +139,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			`pci address "zz:00.0"`,
 			`link layer "Infiniband"`,
 			`model pattern "[H100"`,
+			`resources[2] (slipway.dev/x): replicas -2`,
 			`health.pollInterval -1s`,
 			`exclude[0]: empty`,
 		}},
@@ -168,5 +220,31 @@ func TestResourceConfigMonitorConfig(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("MonitorConfig(custom.yaml) (-want +got):\n%s", diff)
+	}
+}
+
+// TestAssignRoCE: RoCE ports are advertised only when a config asks, under
+// a resource of their own, never mixed with the InfiniBand HCAs; a port
+// whose link layer differs keeps an HCA out of a link-layer resource.
+func TestAssignRoCE(t *testing.T) {
+	devs, _ := discoverOff(t, fixture("dgx-h100"))
+	c := DefaultConfig()
+	c.Resources = append(c.Resources, Resource{Name: ResourceRoCE, Selector: Selector{Kinds: []Kind{KindHCA}, LinkLayers: []string{LinkLayerEthernet}}})
+	got := map[string][]string{}
+	for name, ds := range c.Assign(devs) {
+		got[name] = ids(ds)
+	}
+	want := []string{"mlx5_0", "mlx5_3", "mlx5_4", "mlx5_5", "mlx5_6", "mlx5_9", "mlx5_10", "mlx5_11"}
+	if diff := cmp.Diff(want, got[ResourceHCA]); diff != "" {
+		t.Errorf("Assign: %s (-want +got):\n%s", ResourceHCA, diff)
+	}
+	if diff := cmp.Diff([]string{"mlx5_1", "mlx5_2", "mlx5_7", "mlx5_8"}, got[ResourceRoCE]); diff != "" {
+		t.Errorf("Assign: %s (-want +got):\n%s", ResourceRoCE, diff)
+	}
+	vpi := Device{ID: "mlx5_12", Kind: KindHCA, Ports: []Port{{Number: 1, LinkLayer: LinkLayerInfiniBand}, {Number: 2, LinkLayer: LinkLayerEthernet}}}
+	for _, r := range c.Resources {
+		if r.Name != ResourceGPU && r.Name != ResourceFPGA && r.Selector.Matches(vpi) {
+			t.Errorf("%s matches an HCA with an InfiniBand and an Ethernet port; a link-layer selector needs every port", r.Name)
+		}
 	}
 }

@@ -14,9 +14,35 @@ import (
 // unknown field, a duplicate key or a wrong type is recorded as an error with
 // its position, and decoding goes on so every mistake is reported at once.
 type decoder struct {
-	file string
-	pos  map[string]Pos // field path -> position of its value
-	errs *errorList
+	file    string
+	pos     map[string]Pos // field path -> position of its value
+	errs    *errorList
+	structs map[reflect.Type]*structFields
+}
+
+// structFields are a struct type's YAML field names, computed once per
+// type rather than once per node.
+type structFields struct {
+	index map[string]int
+	names []string
+}
+
+func (d *decoder) fieldsOf(t reflect.Type) *structFields {
+	if f, ok := d.structs[t]; ok {
+		return f
+	}
+	f := &structFields{index: make(map[string]int, t.NumField())}
+	for i := range t.NumField() {
+		if name := yamlName(t.Field(i)); name != "" {
+			f.index[name] = i
+			f.names = append(f.names, name)
+		}
+	}
+	if d.structs == nil {
+		d.structs = map[reflect.Type]*structFields{}
+	}
+	d.structs[t] = f
+	return f
 }
 
 func (d *decoder) at(n *yaml.Node) Pos { return Pos{File: d.file, Line: n.Line, Col: n.Column} }
@@ -58,6 +84,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		n = n.Alias
 	}
 	d.pos[path] = d.at(n)
+	if v.Type() == orderedMapType {
+		v.Set(reflect.ValueOf(d.decodeOrdered(n, path)))
+		return
+	}
+	if sd, ok := addrOf(v).(selfDecoder); ok {
+		sd.decodeYAML(d, n, path)
+		return
+	}
 	isNull := n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 	switch v.Kind() {
 	case reflect.Pointer:
@@ -138,15 +172,8 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		d.errorf(n, path, "want a mapping of fields, got %s", kindName(n))
 		return
 	}
-	t := v.Type()
-	fields := make(map[string]int, t.NumField())
-	names := make([]string, 0, t.NumField())
-	for i := range t.NumField() {
-		if name := yamlName(t.Field(i)); name != "" {
-			fields[name] = i
-			names = append(names, name)
-		}
-	}
+	sf := d.fieldsOf(v.Type())
+	fields, names := sf.index, sf.names
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
@@ -237,3 +264,5 @@ func secretLike(name string) bool {
 }
 
 func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
+
+var orderedMapType = reflect.TypeFor[orderedMap]()

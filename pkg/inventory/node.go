@@ -177,7 +177,7 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 	label := rn.Name // how messages name this entry
 
 	// Start from the profile, then apply the node's own settings.
-	base := Node{Profile: rn.Profile, Rack: rn.Rack, Serial: rn.Serial, Source: d.at(path)}
+	base := Node{Profile: rn.Profile, Serial: rn.Serial, Source: d.at(path)}
 	base.Boot.Firmware = FirmwareUEFI
 	var prof Profile
 	profileOK := false // settings a profile supplies are only checked when it resolved
@@ -201,7 +201,7 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 	if prof.Boot.Firmware != "" {
 		base.Boot.Firmware = prof.Boot.Firmware
 	}
-	base.Boot.Kernel, base.Boot.Initrd, base.Boot.KernelArgs = prof.Boot.Kernel, prof.Boot.Initrd, prof.Boot.KernelArgs
+	base.Boot.Kernel, base.Boot.Initrd, base.Boot.KernelArgs, base.Boot.Method = prof.Boot.Kernel, prof.Boot.Initrd, prof.Boot.KernelArgs, prof.Boot.Method
 	base.Labels = maps.Clone(prof.Labels)
 	base.Taints = append([]Taint(nil), prof.Taints...)
 	base.BMC = prof.BMC
@@ -238,6 +238,46 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 		base.Slot = *rn.Slot
 	}
 
+	// Text that may carry {index}: checked for typos, and {index} only in
+	// a range.
+	for _, f := range []struct{ path, value string }{{path + ".serial", rn.Serial}, {path + ".rack", rn.Rack}} {
+		if err := checkPlaceholders(f.value); err != nil {
+			r.errorf(d, f.path, "%v", err)
+		}
+	}
+
+	// Topology: the profile's levels, the node's on top, then rack.
+	topo := mergeTopology(prof.Topology, r.topology(d, path+".topology", rn.Topology))
+	if rn.Rack != "" {
+		if _, both := rn.Topology.get("rack"); both {
+			r.errorf(d, path+".rack", "node %s gives its rack twice, as rack: and as topology.rack: keep one", label)
+		} else if checkPlaceholders(rn.Rack) != nil {
+			// reported above
+		} else if !labelValueRE.MatchString(strings.ReplaceAll(rn.Rack, indexPlaceholder, "0")) {
+			r.errorf(d, path+".rack", "rack %q is not a valid Kubernetes label value (at most 63 letters, digits, '-', '_', '.'): it becomes the node label %srack", rn.Rack, TopologyLabelPrefix)
+		} else {
+			topo = mergeTopology(topo, []TopologyLevel{{Level: "rack", Value: rn.Rack}})
+		}
+	}
+	if !isRange {
+		templated := []string{rn.Serial, rn.Rack}
+		if rn.BMC != nil {
+			templated = append(templated, rn.BMC.URL)
+		}
+		for _, v := range base.Labels {
+			templated = append(templated, v)
+		}
+		for _, l := range topo {
+			templated = append(templated, l.Value)
+		}
+		for _, v := range templated {
+			if strings.Contains(v, indexPlaceholder) {
+				r.errorf(d, path, "node %s is not a range, so {index} (in %q) has no value: write the value out, or make the entry a range such as %s[01-04]", label, v, label)
+				break
+			}
+		}
+	}
+
 	// Addresses: parsed once; a range counts up from them.
 	var mac net.HardwareAddr
 	var macs []net.HardwareAddr
@@ -272,6 +312,8 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 	} else if a := r.parseAddr(d, path+".ip", rn.IP); a.IsValid() {
 		ip = a
 	}
+	pnet, pnetOK := r.nodeNetwork(d, path, label, rn.Network, ip)
+	base.Network = pnet.Name
 	nicMACs := make([]net.HardwareAddr, len(rn.NICs))
 	nicIPs := make([]netip.Addr, len(rn.NICs))
 	for i, nic := range rn.NICs {
@@ -293,12 +335,15 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 	}
 	if bmcURL == "" {
 		r.errorf(d, path, "node %s has no bmc.url: write redfish://HOST, redfish+http://HOST:PORT or ipmi://HOST", label)
+	} else if err := checkPlaceholders(bmcURL); err != nil {
+		r.errorf(d, path+".bmc.url", "%v", err)
+		bmcURL = ""
 	}
 	var bmcHost netip.Addr
-	templated := strings.Contains(bmcURL, "{index}")
+	templated := strings.Contains(bmcURL, indexPlaceholder)
 	if bmcURL != "" {
 		probe := base.BMC
-		if err := parseBMCURL(strings.ReplaceAll(bmcURL, "{index}", indexes[0]), &probe); err != nil {
+		if err := parseBMCURL(strings.ReplaceAll(bmcURL, indexPlaceholder, indexes[0]), &probe); err != nil {
 			r.errorf(d, path+".bmc.url", "%v", err)
 			bmcURL = ""
 		} else if a, err := netip.ParseAddr(probe.Host); err == nil && !templated {
@@ -315,18 +360,47 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 		r.errorf(d, path+".boot", "node %s has no boot kernel and initrd: set boot.kernel and boot.initrd in profile %q or on the node", label, rn.Profile)
 	}
 
-	subnet := r.inv.Network.Subnet
-	ipReported := false // a range out of the subnet is reported once, not per node
+	ipReported := map[string]bool{} // a range out of its network is reported once, not per node
+	labelReported := false          // so is a label an index makes invalid
 	out := make([]Node, 0, len(names))
 	for k, name := range names {
 		n := base
 		n.Name = name
 		idx := indexes[k]
-		n.Rack = strings.ReplaceAll(rn.Rack, "{index}", idx)
-		n.Serial = strings.ReplaceAll(rn.Serial, "{index}", idx)
+		n.Serial = strings.ReplaceAll(rn.Serial, indexPlaceholder, idx)
 		n.Labels = maps.Clone(base.Labels)
 		for key, v := range n.Labels {
-			n.Labels[key] = strings.ReplaceAll(v, "{index}", idx)
+			if strings.Contains(v, indexPlaceholder) {
+				v = strings.ReplaceAll(v, indexPlaceholder, idx)
+				if !labelValueRE.MatchString(v) && !labelReported {
+					r.errorf(d, path+".labels["+key+"]", "node %s: label value %q is not a valid Kubernetes label value (at most 63 letters, digits, '-', '_', '.')", name, v)
+					labelReported = true
+				}
+				n.Labels[key] = v
+			}
+		}
+		n.Topology = make([]TopologyLevel, len(topo))
+		for i, l := range topo {
+			l.Value = strings.ReplaceAll(l.Value, indexPlaceholder, idx)
+			if !labelValueRE.MatchString(l.Value) && !labelReported {
+				r.errorf(d, path+".topology", "node %s: topology %s %q is not a valid Kubernetes label value (at most 63 letters, digits, '-', '_', '.')", name, l.Level, l.Value)
+				labelReported = true
+			}
+			n.Topology[i] = l
+			if l.Level == "rack" {
+				n.Rack = l.Value
+			}
+		}
+		if len(n.Topology) == 0 {
+			n.Topology = nil
+		}
+		if k == 0 {
+			for key, v := range n.TopologyLabels() {
+				if own, ok := n.Labels[key]; ok && own != v {
+					r.errorf(d, path+".labels["+key+"]", "node %s: label %s=%s contradicts its topology, which sets %s", name, key, own, v)
+				}
+			}
+			r.order.check(r, d, path, n)
 		}
 		if isRange && rn.Slot != nil {
 			n.Slot = base.Slot + k
@@ -351,14 +425,11 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 				return nil
 			}
 			n.IP = a
-			switch {
-			case ipReported:
-			case subnet.IsValid() && !subnet.Contains(a):
-				r.errorf(d, path+".ip", "node %s: ip %s is outside the provisioning subnet %s", name, a, subnet)
-				ipReported = true
-			case a == r.inv.Network.Address || a == r.inv.Network.Gateway:
-				r.errorf(d, path+".ip", "node %s: ip %s is the provisioner's or the gateway's address", name, a)
-				ipReported = true
+			if pnetOK {
+				if kind, problem := checkNodeIP(pnet, r.inv.Network, a); problem != "" && !ipReported[kind] {
+					r.errorf(d, path+".ip", "node %s: %s", name, problem)
+					ipReported[kind] = true
+				}
 			}
 		}
 		n.NICs = nil
@@ -374,13 +445,15 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 			n.NICs = append(n.NICs, out)
 		}
 		if bmcURL != "" {
-			u := strings.ReplaceAll(bmcURL, "{index}", idx)
+			u := strings.ReplaceAll(bmcURL, indexPlaceholder, idx)
 			if bmcHost.IsValid() && k > 0 {
 				h, _ := addAddr(bmcHost, k)
 				u = withBMCHost(u, h)
 			}
 			if err := parseBMCURL(u, &n.BMC); err != nil {
 				r.errorf(d, path+".bmc.url", "node %s: %v", name, err)
+			} else if n.Boot.Method == BootMethodVirtualMedia && n.BMC.Protocol != ProtocolRedfish {
+				r.errorf(d, path+".bmc.url", "node %s: boot.method virtual-media needs a Redfish BMC (redfish:// or redfish+http://); IPMI has no virtual media", name)
 			}
 			r.checkTLS(d, path, &n)
 		}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -33,9 +31,11 @@ func SupportedKubernetesVersions() string { return "v1.36.x or v1.37.x" }
 
 // resolver turns decoded documents into an Inventory, collecting errors.
 type resolver struct {
-	errs     *errorList
-	inv      *Inventory
-	profiles map[string]profileDef
+	errs       *errorList
+	inv        *Inventory
+	profiles   map[string]profileDef
+	networkDoc *doc
+	order      topologyOrder
 }
 
 type profileDef struct {
@@ -74,7 +74,11 @@ func (r *resolver) warnf(d *doc, path, format string, a ...any) {
 }
 
 func (r *resolver) resolve(docs []*doc) {
-	var clusterDoc, networkDoc *doc
+	if r.severalInventories(docs) {
+		return
+	}
+	var clusterDoc *doc
+	var routed []routedDef
 	for _, d := range docs {
 		if d.raw.APIVersion != APIVersion {
 			if d.raw.APIVersion == "" {
@@ -87,18 +91,17 @@ func (r *resolver) resolve(docs []*doc) {
 			r.errorf(d, "kind", "kind is %q, want kind: %s", d.raw.Kind, Kind)
 		}
 		if d.raw.Cluster != nil {
-			if clusterDoc != nil {
-				r.errorf(d, "cluster", "cluster is already defined at %s: define it in one file only", clusterDoc.at("cluster"))
-			} else {
-				clusterDoc = d
-			}
+			clusterDoc = d
 		}
 		if d.raw.Network != nil {
-			if networkDoc != nil {
-				r.errorf(d, "network", "network is already defined at %s: define it in one file only", networkDoc.at("network"))
+			if r.networkDoc != nil {
+				r.errorf(d, "network", "network is already defined at %s: define it in one file only (further provisioning networks go under networks:)", r.networkDoc.at("network"))
 			} else {
-				networkDoc = d
+				r.networkDoc = d
 			}
+		}
+		for i, rn := range d.raw.Networks {
+			routed = append(routed, routedDef{d: d, path: fmt.Sprintf("networks[%d]", i), raw: rn})
 		}
 		names := make([]string, 0, len(d.raw.Profiles))
 		for name := range d.raw.Profiles {
@@ -121,10 +124,11 @@ func (r *resolver) resolve(docs []*doc) {
 	if len(docs) == 0 {
 		return
 	}
-	if networkDoc == nil {
+	if r.networkDoc == nil {
 		r.errorf(docs[0], "", "no network section in any file: describe the provisioning network (network.provisioner.address, network.subnet)")
 	} else {
-		r.network(networkDoc, networkDoc.raw.Network)
+		r.network(r.networkDoc, r.networkDoc.raw.Network)
+		r.routedNetworks(routed)
 	}
 	r.inv.Profiles = map[string]Profile{}
 	for name, def := range r.profiles {
@@ -143,22 +147,8 @@ func (r *resolver) resolve(docs []*doc) {
 				origins = append(origins, origin{d, path})
 			}
 		}
-		for i, a := range d.raw.Addons {
-			path := fmt.Sprintf("addons[%d]", i)
-			p := a
-			if !filepath.IsAbs(p) {
-				p = filepath.Join(filepath.Dir(d.file), p)
-			}
-			if abs, err := filepath.Abs(p); err == nil {
-				p = abs
-			}
-			if fi, err := os.Stat(p); err != nil || fi.IsDir() {
-				r.errorf(d, path, "add-on manifest %s is not a readable file: paths are relative to this inventory file", a)
-				continue
-			}
-			r.inv.Addons = append(r.inv.Addons, p)
-		}
 	}
+	r.addons(docs)
 	if clusterDoc == nil {
 		r.errorf(docs[0], "", "no cluster section in any file: describe the cluster (cluster.name, cluster.kubernetesVersion)")
 	} else {
@@ -217,6 +207,36 @@ func (r *resolver) resolve(docs []*doc) {
 	}
 }
 
+// severalInventories reports, as one problem, documents that define more
+// than one cluster: they are separate inventories loaded together (a
+// directory holding two of them), and resolving them as one would bury
+// that in a cascade of duplicate names, addresses and profiles.
+func (r *resolver) severalInventories(docs []*doc) bool {
+	var clusters []*doc
+	for _, d := range docs {
+		if d.raw.Cluster != nil {
+			clusters = append(clusters, d)
+		}
+	}
+	if len(clusters) < 2 {
+		return false
+	}
+	var parts, files []string
+	for _, d := range clusters {
+		parts = append(parts, fmt.Sprintf("cluster %q (%s)", d.raw.Cluster.Name, d.at("cluster")))
+		if !slices.Contains(files, d.file) {
+			files = append(files, d.file)
+		}
+	}
+	hint := "keep one cluster section per inventory"
+	if len(files) > 1 {
+		hint = fmt.Sprintf("load one inventory at a time (for example -f %s), or keep each inventory in a directory of its own", files[0])
+	}
+	r.errorf(clusters[1], "cluster", "%d inventories were loaded as one: %s; -f merges every file it is given, and every *.yaml of a directory, into a single inventory: %s",
+		len(clusters), strings.Join(parts, ", "), hint)
+	return true
+}
+
 func (r *resolver) parseAddr(d *doc, path, s string) netip.Addr {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
@@ -236,81 +256,6 @@ func (r *resolver) parsePrefix(d *doc, path, s string) netip.Prefix {
 		r.errorf(d, path, "%s has host bits set: did you mean %s?", s, p.Masked())
 	}
 	return p.Masked()
-}
-
-func (r *resolver) network(d *doc, rn *rawNetwork) {
-	n := &r.inv.Network
-	if rn.Provisioner == nil {
-		r.errorf(d, "network", "network.provisioner is missing: give the provisioner's address and interface on the provisioning network")
-	} else {
-		if rn.Provisioner.Address == "" {
-			r.errorf(d, "network.provisioner", "network.provisioner.address is missing: the boot services listen on it")
-		} else {
-			n.Address = r.parseAddr(d, "network.provisioner.address", rn.Provisioner.Address)
-		}
-		n.Interface = rn.Provisioner.Interface
-		if n.Interface == "" {
-			r.errorf(d, "network.provisioner", "network.provisioner.interface is missing: name the interface on the provisioning network (for example eno1)")
-		}
-		n.HTTPPort = DefaultHTTPPort
-		if rn.Provisioner.HTTPPort != nil {
-			p := *rn.Provisioner.HTTPPort
-			if p < 1 || p > 65535 {
-				r.errorf(d, "network.provisioner.httpPort", "port %d is out of range 1-65535", p)
-			} else {
-				n.HTTPPort = uint16(p)
-			}
-		}
-	}
-	if rn.Subnet == "" {
-		r.errorf(d, "network", "network.subnet is missing: give the provisioning subnet (for example 10.10.0.0/24)")
-	} else {
-		n.Subnet = r.parsePrefix(d, "network.subnet", rn.Subnet)
-	}
-	if n.Subnet.IsValid() && n.Address.IsValid() && !n.Subnet.Contains(n.Address) {
-		r.errorf(d, "network.provisioner.address", "address %s is outside network.subnet %s", n.Address, n.Subnet)
-	}
-	if rn.Gateway != "" {
-		n.Gateway = r.parseAddr(d, "network.gateway", rn.Gateway)
-		if n.Gateway.IsValid() && n.Subnet.IsValid() && !n.Subnet.Contains(n.Gateway) {
-			r.errorf(d, "network.gateway", "gateway %s is outside network.subnet %s", n.Gateway, n.Subnet)
-		}
-	}
-	for i, s := range rn.DNSServers {
-		if a := r.parseAddr(d, fmt.Sprintf("network.dnsServers[%d]", i), s); a.IsValid() {
-			n.DNSServers = append(n.DNSServers, a)
-		}
-	}
-	if rn.DomainName != "" && !isDNSName(rn.DomainName) {
-		r.errorf(d, "network.domainName", "%q is not a DNS domain name", rn.DomainName)
-	}
-	n.DomainName = rn.DomainName
-	n.DHCPMode = DHCPAuthoritative
-	n.LeaseTime = DefaultLeaseTime
-	if rn.DHCP != nil {
-		switch m := DHCPMode(rn.DHCP.Mode); m {
-		case "":
-		case DHCPAuthoritative, DHCPProxy, DHCPOff:
-			n.DHCPMode = m
-		default:
-			r.errorf(d, "network.dhcp.mode", "unknown DHCP mode %q: want authoritative (hand out addresses), proxy (boot information only, beside a site DHCP server) or off", rn.DHCP.Mode)
-		}
-		if rn.DHCP.LeaseTime != "" {
-			lt, err := time.ParseDuration(rn.DHCP.LeaseTime)
-			switch {
-			case err != nil:
-				r.errorf(d, "network.dhcp.leaseTime", "%q is not a duration (want for example 1h or 30m)", rn.DHCP.LeaseTime)
-			case lt < time.Minute:
-				r.errorf(d, "network.dhcp.leaseTime", "lease time %s is shorter than 1m: nodes would renew constantly", lt)
-			default:
-				n.LeaseTime = lt
-			}
-		}
-	}
-	n.RouterAdvertisements = true
-	if rn.RouterAdvertisements != nil {
-		n.RouterAdvertisements = *rn.RouterAdvertisements
-	}
 }
 
 var k8sVersionRE = regexp.MustCompile(`^v?1\.(\d+)\.(\d+)$`)
@@ -342,16 +287,21 @@ func (r *resolver) cluster(d *doc, rc *rawCluster) {
 	}
 	c.PodSubnet = r.parsePrefix(d, "cluster.podSubnet", pod)
 	c.ServiceSubnet = r.parsePrefix(d, "cluster.serviceSubnet", svc)
-	prov := r.inv.Network.Subnet
-	switch {
-	case c.PodSubnet.IsValid() && c.ServiceSubnet.IsValid() && c.PodSubnet.Overlaps(c.ServiceSubnet):
+	if c.PodSubnet.IsValid() && c.ServiceSubnet.IsValid() && c.PodSubnet.Overlaps(c.ServiceSubnet) {
 		r.errorf(d, "cluster.serviceSubnet", "service subnet %s overlaps pod subnet %s: choose disjoint ranges", c.ServiceSubnet, c.PodSubnet)
 	}
-	if prov.IsValid() && c.PodSubnet.IsValid() && prov.Overlaps(c.PodSubnet) {
-		r.errorf(d, "cluster.podSubnet", "pod subnet %s overlaps the provisioning subnet %s: pods would shadow node addresses", c.PodSubnet, prov)
-	}
-	if prov.IsValid() && c.ServiceSubnet.IsValid() && prov.Overlaps(c.ServiceSubnet) {
-		r.errorf(d, "cluster.serviceSubnet", "service subnet %s overlaps the provisioning subnet %s", c.ServiceSubnet, prov)
+	for _, p := range r.provisioningNetworks() {
+		prov := p.Subnet
+		what := "the provisioning subnet " + prov.String()
+		if len(r.inv.Networks) > 0 {
+			what = fmt.Sprintf("provisioning network %s (%s)", p.Name, prov)
+		}
+		if prov.IsValid() && c.PodSubnet.IsValid() && prov.Overlaps(c.PodSubnet) {
+			r.errorf(d, "cluster.podSubnet", "pod subnet %s overlaps %s: pods would shadow node addresses", c.PodSubnet, what)
+		}
+		if prov.IsValid() && c.ServiceSubnet.IsValid() && prov.Overlaps(c.ServiceSubnet) {
+			r.errorf(d, "cluster.serviceSubnet", "service subnet %s overlaps %s", c.ServiceSubnet, what)
+		}
 	}
 	c.DNSDomain = rc.DNSDomain
 	if c.DNSDomain == "" {
@@ -407,6 +357,13 @@ func (r *resolver) boot(d *doc, path string, rb *rawBoot, b *Boot) {
 	if rb.KernelArgs != "" {
 		b.KernelArgs = rb.KernelArgs
 	}
+	switch m := BootMethod(rb.Method); m {
+	case "":
+	case BootMethodPXE, BootMethodVirtualMedia:
+		b.Method = m
+	default:
+		r.errorf(d, path+".method", "unknown boot method %q: want pxe or virtual-media", rb.Method)
+	}
 }
 
 var labelKeyRE = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
@@ -425,12 +382,47 @@ func (r *resolver) labels(d *doc, path string, in map[string]string, out map[str
 			r.errorf(d, kp, "%q is not a valid Kubernetes label key (optional DNS prefix/, then a name of letters, digits, '-', '_', '.')", k)
 			continue
 		}
-		if !labelValueRE.MatchString(v) {
+		if secretLabelKey(k) {
+			// The value is never echoed: it may be the secret.
+			r.errorf(d, kp, "label %q looks like it holds a secret: node labels are readable by anyone who may list nodes; keep secrets out of the inventory", k)
+			continue
+		}
+		if err := checkPlaceholders(v); err != nil {
+			r.errorf(d, kp, "%v", err)
+			continue
+		}
+		if !labelValueRE.MatchString(strings.ReplaceAll(v, indexPlaceholder, "0")) {
 			r.errorf(d, kp, "%q is not a valid Kubernetes label value (at most 63 letters, digits, '-', '_', '.')", v)
+			continue
+		}
+		if strings.HasPrefix(k, TopologyLabelPrefix) {
+			r.errorf(d, kp, "label %s is set from the node's topology: write topology: {%s: %s} (or rack:) instead", k, strings.TrimPrefix(k, TopologyLabelPrefix), v)
 			continue
 		}
 		out[k] = v
 	}
+}
+
+// secretLabelKey reports whether a label key's name looks like it holds a
+// secret. It looks at whole words (split at '-', '_', '.'), so that
+// gpu-passthrough or tokenizer-cache pass.
+func secretLabelKey(key string) bool {
+	_, name, ok := strings.Cut(key, "/")
+	if !ok {
+		name = key
+	}
+	words := strings.FieldsFunc(strings.ToLower(name), func(r rune) bool { return r == '-' || r == '_' || r == '.' })
+	for i, w := range words {
+		switch w {
+		case "password", "passwd", "passphrase", "pass", "pw", "pwd", "secret", "secrets", "token", "credential", "credentials",
+			"apikey", "privatekey", "passcode":
+			return true
+		}
+		if i+1 < len(words) && (w == "api" || w == "private" || w == "access" || w == "secret") && words[i+1] == "key" {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *resolver) taints(d *doc, path string, in []rawTaint) []Taint {
@@ -490,6 +482,7 @@ func (r *resolver) profile(d *doc, path string, rp *rawProfile) Profile {
 		p.Labels = map[string]string{}
 		r.labels(d, path+".labels", rp.Labels, p.Labels)
 	}
+	p.Topology = r.topology(d, path+".topology", rp.Topology)
 	p.Taints = r.taints(d, path+".taints", rp.Taints)
 	if rp.BMC != nil && rp.BMC.URL != "" {
 		r.errorf(d, path+".bmc.url", "a BMC URL belongs to one node: set bmc.url on the node, keep credentials and TLS settings in the profile")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -20,17 +22,28 @@ type SecretRef struct {
 
 // ParseSecretRef parses "env:NAME" or "file:/path". Anything else is refused
 // with an error that says how to write a reference, because an inline value
-// would put a secret into git.
+// would put a secret into git. NAME must be a valid environment variable
+// name and the path absolute (a relative one would depend on the directory
+// the provisioner happens to run in). No error repeats the value: what
+// follows env: or file: may be a mistyped password.
 func ParseSecretRef(s string) (SecretRef, error) {
 	src, name, ok := strings.Cut(s, ":")
 	switch {
 	case ok && src == "env" && name != "":
+		if !envNameRE.MatchString(name) {
+			return SecretRef{}, errors.New("env: needs an environment variable name (letters, digits and '_', not starting with a digit), such as env:RACK_BMC_PASSWORD")
+		}
 		return SecretRef{Source: "env", Name: name}, nil
 	case ok && src == "file" && name != "":
+		if !filepath.IsAbs(name) {
+			return SecretRef{}, errors.New("file: needs an absolute path, such as file:/etc/slipway/secrets/rack-bmc: a relative path would depend on the directory the provisioner runs in")
+		}
 		return SecretRef{Source: "file", Name: name}, nil
 	}
 	return SecretRef{}, errors.New("inline secrets are not allowed in the inventory: write a reference, env:VARIABLE or file:/path/to/secret")
 }
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // IsZero reports whether the reference is empty.
 func (r SecretRef) IsZero() bool { return r.Source == "" }

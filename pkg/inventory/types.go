@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"time"
 )
 
@@ -19,15 +20,19 @@ const Kind = "Inventory"
 type Inventory struct {
 	// Cluster describes the Kubernetes cluster the nodes form.
 	Cluster Cluster `json:"cluster"`
-	// Network is the provisioning network the boot services serve.
+	// Network is the provisioner's own provisioning network, the one its
+	// boot services listen on.
 	Network Network `json:"network"`
+	// Networks are the routed provisioning networks: subnets behind
+	// routers whose DHCP requests arrive through relays (none by default).
+	Networks []ProvisioningNetwork `json:"networks,omitempty"`
 	// Profiles are the named profiles as written, for display.
 	Profiles map[string]Profile `json:"profiles,omitempty"`
 	// Nodes are all nodes, disabled ones included, in file then entry order.
 	Nodes []Node `json:"nodes"`
-	// Addons are manifest files (absolute paths) applied in order once the
-	// first control-plane node's API answers.
-	Addons []string `json:"addons,omitempty"`
+	// Addons are manifest files and Helm charts (see Addon) applied in
+	// order once the first control-plane node's API answers.
+	Addons []Addon `json:"addons,omitempty"`
 	// Sources are the files the inventory was loaded from, in load order.
 	Sources []string `json:"sources"`
 	// Warnings are problems that do not stop the inventory from being used,
@@ -66,8 +71,16 @@ const (
 	DHCPOff DHCPMode = "off"
 )
 
-// Network is the provisioning network.
+// DefaultNetworkName names the provisioner's own network when
+// network.name is not given.
+const DefaultNetworkName = "local"
+
+// Network is the provisioner's own provisioning network: where the boot
+// services listen, and the subnet they answer directly.
 type Network struct {
+	// Name names the network for nodes' network: field (default
+	// DefaultNetworkName).
+	Name string `json:"name"`
 	// Interface is the provisioner's interface on the provisioning network.
 	Interface string `json:"interface"`
 	// Address is the provisioner's own address on that interface; boot
@@ -91,6 +104,37 @@ type Network struct {
 	// iPXE does not wait ~16 s for IPv6 autoconfiguration (default true).
 	RouterAdvertisements bool `json:"routerAdvertisements"`
 }
+
+// ProvisioningNetwork is one provisioning subnet as its nodes see it:
+// what DHCP hands them and the provisioner address they fetch from.
+type ProvisioningNetwork struct {
+	// Name is the network's name (network.name, or networks[].name).
+	Name string `json:"name"`
+	// Subnet is the network's subnet; its nodes' IPs lie in it.
+	Subnet netip.Prefix `json:"subnet"`
+	// Gateway is the default router handed to its nodes (optional on the
+	// provisioner's own network).
+	Gateway netip.Addr `json:"gateway,omitzero"`
+	// DNSServers are the resolvers handed to its nodes (a routed network
+	// inherits network.dnsServers when it names none).
+	DNSServers []netip.Addr `json:"dnsServers,omitempty"`
+	// DomainName is the search domain handed to its nodes (a routed network
+	// inherits network.domainName when it names none).
+	DomainName string `json:"domainName,omitempty"`
+	// Relays are the DHCP relays (their address on this subnet, the giaddr
+	// they write) whose requests are answered for this network; empty for
+	// the provisioner's own network, whose requests arrive directly. A
+	// routed network's relays default to its gateway.
+	Relays []netip.Addr `json:"relays,omitempty"`
+	// ProvisionerAddress is the provisioner's address as this network's
+	// nodes reach it: boot URLs, TFTP next-server and the DHCP server
+	// identifier use it (default network.provisioner.address).
+	ProvisionerAddress netip.Addr `json:"provisionerAddress"`
+}
+
+// Routed reports whether the network is reached through relays rather
+// than being the provisioner's own.
+func (p ProvisioningNetwork) Routed() bool { return len(p.Relays) > 0 }
 
 // Role is a node's role in the cluster.
 type Role string
@@ -120,7 +164,20 @@ type Boot struct {
 	Initrd string `json:"initrd"`
 	// KernelArgs are extra kernel command-line arguments.
 	KernelArgs string `json:"kernelArgs,omitempty"`
+	// Method is how the node reaches its boot script: pxe (default, the
+	// network's DHCP) or virtual-media (an iPXE CD the BMC inserts, for
+	// segments without PXE; Redfish BMCs, bios firmware).
+	Method BootMethod `json:"method,omitempty"`
 }
+
+// BootMethod is how a node reaches its boot script.
+type BootMethod string
+
+// Boot methods; the empty BootMethod means pxe.
+const (
+	BootMethodPXE          BootMethod = "pxe"
+	BootMethodVirtualMedia BootMethod = "virtual-media"
+)
 
 // Taint is a Kubernetes node taint.
 type Taint struct {
@@ -197,6 +254,11 @@ type Node struct {
 	Slot int    `json:"slot,omitempty"`
 	// Serial is the chassis serial number (optional).
 	Serial string `json:"serial,omitempty"`
+	// Topology says where the node sits, broadest level first (rack
+	// included when set); each level becomes a node label (TopologyLabels).
+	Topology []TopologyLevel `json:"topology,omitempty"`
+	// Network is the name of the node's provisioning network.
+	Network string `json:"network"`
 	// MAC is the boot NIC's hardware address; DHCP answers only known MACs.
 	MAC HardwareAddr `json:"mac"`
 	// IP is the node's address on the provisioning network.
@@ -232,7 +294,10 @@ type Profile struct {
 	Role   Role              `json:"role,omitempty"`
 	Boot   Boot              `json:"boot,omitzero"`
 	Labels map[string]string `json:"labels,omitempty"`
-	Taints []Taint           `json:"taints,omitempty"`
+	// Topology holds topology levels the profile's nodes share (node levels
+	// override them).
+	Topology []TopologyLevel `json:"topology,omitempty"`
+	Taints   []Taint         `json:"taints,omitempty"`
 	// BMC holds BMC defaults (credentials, TLS); the URL is per node.
 	BMC BMC `json:"bmc,omitzero"`
 }
@@ -258,6 +323,24 @@ func (inv *Inventory) Node(name string) (Node, bool) {
 	return Node{}, false
 }
 
+// Local returns the provisioner's own network as a ProvisioningNetwork.
+func (inv *Inventory) Local() ProvisioningNetwork {
+	n := inv.Network
+	return ProvisioningNetwork{Name: n.Name, Subnet: n.Subnet, Gateway: n.Gateway, DNSServers: n.DNSServers,
+		DomainName: n.DomainName, ProvisionerAddress: n.Address}
+}
+
+// NetworkOf returns the provisioning network of node n: a routed network
+// when n.Network names one, else the provisioner's own.
+func (inv *Inventory) NetworkOf(n Node) ProvisioningNetwork {
+	for _, p := range inv.Networks {
+		if p.Name == n.Network {
+			return p
+		}
+	}
+	return inv.Local()
+}
+
 // NodeByMAC returns the node whose boot NIC has the given MAC.
 func (inv *Inventory) NodeByMAC(mac net.HardwareAddr) (Node, bool) {
 	s := mac.String()
@@ -280,4 +363,35 @@ func (n Network) MarshalJSON() ([]byte, error) {
 		plain
 		LeaseTime string `json:"leaseTime"`
 	}{plain(n), n.LeaseTime.String()})
+}
+
+// BootURL returns base, the boot server's URL on the provisioner's own
+// network (such as http://10.40.0.2:8080), as this network's nodes reach
+// it: the host replaced by ProvisionerAddress, scheme, port and path kept.
+// base comes back unchanged when it does not parse or p has no address.
+func (p ProvisioningNetwork) BootURL(base string) string {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" || !p.ProvisionerAddress.IsValid() {
+		return base
+	}
+	if port := u.Port(); port != "" {
+		u.Host = net.JoinHostPort(p.ProvisionerAddress.String(), port)
+	} else if p.ProvisionerAddress.Is6() {
+		u.Host = "[" + p.ProvisionerAddress.String() + "]"
+	} else {
+		u.Host = p.ProvisionerAddress.String()
+	}
+	return u.String()
+}
+
+// NodeBootURL returns base (the boot server's URL on the provisioner's own
+// network) as node n reaches it: unchanged for a node of the provisioner's
+// own network, on its network's provisioner address for a routed one.
+func (inv *Inventory) NodeBootURL(n Node, base string) string {
+	for _, p := range inv.Networks {
+		if p.Name == n.Network {
+			return p.BootURL(base)
+		}
+	}
+	return base
 }

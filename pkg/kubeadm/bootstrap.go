@@ -33,8 +33,10 @@ type Config struct {
 	TokenTTL time.Duration
 	// Format is the node configuration format (default FormatCloudConfig).
 	Format Format
-	// PhoneHomeURL is the boot server's base URL as nodes reach it, such as
-	// http://10.77.0.1:8080 (empty: nodes do not report their steps).
+	// PhoneHomeURL is the boot server's base URL as nodes of the
+	// provisioner's own network reach it, such as http://10.77.0.1:8080
+	// (empty: nodes do not report their steps). A node of a routed network
+	// reports to its network's provisioner address instead.
 	PhoneHomeURL string
 	// Install is what each node installs before kubeadm runs, by profile
 	// name; a profile not listed installs nothing.
@@ -325,6 +327,9 @@ func (b *Bootstrapper) NodeConfig(n inventory.Node, kind Kind, tok Token, reveal
 		certKey = Redacted
 	}
 	nc := NodeConfig{Node: n, Kind: kind, Install: b.cfg.Install[n.Profile], PhoneHomeURL: b.cfg.PhoneHomeURL}
+	if nc.PhoneHomeURL != "" {
+		nc.PhoneHomeURL = b.cfg.Inventory.NodeBootURL(n, nc.PhoneHomeURL)
+	}
 	if len(b.cfg.Inventory.Addons) == 0 {
 		// No add-ons, so no pod network of the site's: the node image's own.
 		nc.PodNetwork = PodNetworkFlat

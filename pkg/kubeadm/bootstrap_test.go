@@ -595,8 +595,11 @@ func TestUploadCertsLosesTheCreateRace(t *testing.T) {
 func TestRenderExtendsAnAgingToken(t *testing.T) {
 	t.Parallel()
 	client := fake.NewClientset()
-	now := time.Now().Truncate(time.Second)
-	b, err := New(Config{Inventory: testInventory(), PKI: newTestPKI(t), Client: client,
+	pki := newTestPKI(t)
+	// After the CA exists: on a slow machine a clock read before it falls
+	// before the CA's NotBefore.
+	now := time.Now().Truncate(time.Second).Add(time.Second)
+	b, err := New(Config{Inventory: testInventory(), PKI: pki, Client: client,
 		PhoneHomeURL: "http://10.77.0.1:8080", Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)

@@ -299,9 +299,9 @@ func checkSubnets(c inventory.Cluster) error {
 	return nil
 }
 
-// registration builds the nodeRegistration: node name, labels through the
-// kubelet's --node-labels, the node IP, and the inventory's taints (none
-// listed keeps kubeadm's default).
+// registration builds the nodeRegistration: node name, labels (its own and
+// its topology's) through the kubelet's --node-labels, the node IP, and the
+// inventory's taints (none listed keeps kubeadm's default).
 func registration(n inventory.Node) (nodeRegistration, error) {
 	if n.Name == "" {
 		return nodeRegistration{}, errors.New("render kubeadm configuration: node has no name")
@@ -316,9 +316,12 @@ func registration(n inventory.Node) (nodeRegistration, error) {
 	for _, t := range n.Taints {
 		nr.Taints = append(nr.Taints, taint{Key: t.Key, Value: t.Value, Effect: t.Effect})
 	}
-	if len(n.Labels) > 0 {
-		keys := make([]string, 0, len(n.Labels))
-		for k := range n.Labels {
+	// Topology labels (topology.slipway.dev/rack, ...) go in with the
+	// node's own, so a scheduler sees them from the node's first moment.
+	labels := n.NodeLabels()
+	if len(labels) > 0 {
+		keys := make([]string, 0, len(labels))
+		for k := range labels {
 			if err := checkKubeletLabel(k); err != nil {
 				return nodeRegistration{}, fmt.Errorf("render kubeadm configuration for %s: %w", n.Name, err)
 			}
@@ -327,7 +330,7 @@ func registration(n inventory.Node) (nodeRegistration, error) {
 		sort.Strings(keys)
 		kv := make([]string, 0, len(keys))
 		for _, k := range keys {
-			kv = append(kv, k+"="+n.Labels[k])
+			kv = append(kv, k+"="+labels[k])
 		}
 		nr.KubeletExtraArgs = append(nr.KubeletExtraArgs, arg{"node-labels", strings.Join(kv, ",")})
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/slipway-dev/slipway/pkg/inventory"
 
 	goldenfile "github.com/slipway-dev/slipway/internal/golden"
@@ -144,6 +146,54 @@ func TestEndpointDefaultsPort(t *testing.T) {
 		c.ControlPlaneEndpoint = in
 		if got := endpoint(c); got != want {
 			t.Errorf("endpoint(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A node's topology reaches the kubelet's --node-labels in both the init
+// and the join configuration, beside its own labels, so the Node carries
+// its rack and block from the moment it registers.
+func TestTopologyLabelsRegistered(t *testing.T) {
+	t.Parallel()
+	cp1, cp2, w1 := testNodes()
+	w1.Labels = map[string]string{"slipway.dev/gpu": "h100"}
+	w1.Topology = []inventory.TopologyLevel{{Level: "zone", Value: "hall-a"}, {Level: "block", Value: "b1"}, {Level: "rack", Value: "r02"}}
+	cp1.Topology = []inventory.TopologyLevel{{Level: "rack", Value: "r01"}}
+	cp2.Topology = []inventory.TopologyLevel{{Level: "rack", Value: "r01"}}
+	c := testCluster()
+	render := map[string]func() ([]byte, error){
+		"init cp-01": func() ([]byte, error) { return InitConfig(c, cp1, testToken(cp1.Name), testCertKey) },
+		"join cp-02": func() ([]byte, error) {
+			return JoinConfig(c, cp2, testToken(cp2.Name), testCAHash, testCertKey, JoinOptions{})
+		},
+		"join gpu-01": func() ([]byte, error) { return JoinConfig(c, w1, testToken(w1.Name), testCAHash, "", JoinOptions{}) },
+	}
+	want := map[string]string{
+		"init cp-01":  "topology.slipway.dev/rack=r01",
+		"join cp-02":  "topology.slipway.dev/rack=r01",
+		"join gpu-01": "slipway.dev/gpu=h100,topology.kubernetes.io/zone=hall-a,topology.slipway.dev/block=b1,topology.slipway.dev/rack=r02,topology.slipway.dev/zone=hall-a",
+	}
+	for name, fn := range render {
+		b, err := fn()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := ""
+		for _, doc := range strings.Split(string(b), "\n---\n") {
+			var d struct {
+				NodeRegistration nodeRegistration `json:"nodeRegistration"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			for _, a := range d.NodeRegistration.KubeletExtraArgs {
+				if a.Name == "node-labels" {
+					got = a.Value
+				}
+			}
+		}
+		if got != want[name] {
+			t.Errorf("%s: node-labels = %q, want %q", name, got, want[name])
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/phonehome"
 )
 
 // Kind says how a node enters the cluster. The values are those of
@@ -209,7 +210,7 @@ func (nc NodeConfig) steps() []byte {
 	b.WriteString("#!/bin/sh\nset -eu\n# steps\n")
 	url := ""
 	if nc.PhoneHomeURL != "" {
-		url = strings.TrimRight(nc.PhoneHomeURL, "/") + "/phone-home/" + nc.Node.Name
+		url = phonehome.URL(nc.PhoneHomeURL, nc.Node.Name)
 	}
 	fmt.Fprintf(&b, "PHONE_HOME=%s\n", shQuote(url))
 	b.WriteString(`# report STEP STATUS tells the provisioner how a step went. It retries (the
@@ -224,16 +225,16 @@ report() {
   while [ "$tries" -lt 5 ]; do
     tries=$((tries + 1))
     if command -v curl >/dev/null 2>&1; then
-      curl -fsS -m 10 -X POST --data-binary "step=$1 status=$2" "$PHONE_HOME" >/dev/null && return 0
+      curl -fsS -m 10 -X POST --data-binary "` + phonehome.ShellBody + `" "$PHONE_HOME" >/dev/null && return 0
     elif command -v wget >/dev/null 2>&1; then
-      timeout 15 wget -q -O /dev/null --post-data "step=$1 status=$2" "$PHONE_HOME" && return 0
+      timeout 15 wget -q -O /dev/null --post-data "` + phonehome.ShellBody + `" "$PHONE_HOME" && return 0
     else
       echo "slipway: neither curl nor wget on this node" >&2
       break
     fi
     sleep "$tries"
   done
-  msg="slipway: REPORT LOST: step=$1 status=$2 could not be sent to $PHONE_HOME after $tries tries"
+  msg="slipway: REPORT LOST: step $1 status $2 could not be sent to $PHONE_HOME after $tries tries"
   echo "$msg" >&2
   { echo "$msg" >/dev/console; } 2>/dev/null || true
   command -v logger >/dev/null 2>&1 && logger -t slipway -p daemon.err "$msg"
@@ -284,14 +285,14 @@ step() {
 	}
 	switch nc.Kind {
 	case KindInit:
-		fmt.Fprintf(&b, "step kubeadm-init kubeadm init --config %s --upload-certs\n", NodeKubeadmConfig)
+		fmt.Fprintf(&b, "step %s kubeadm init --config %s --upload-certs\n", phonehome.StepKubeadmInit, NodeKubeadmConfig)
 	default:
-		fmt.Fprintf(&b, "step kubeadm-join kubeadm join --config %s\n", NodeKubeadmConfig)
+		fmt.Fprintf(&b, "step %s kubeadm join --config %s\n", phonehome.StepKubeadmJoin, NodeKubeadmConfig)
 	}
 	// The configuration holds the token (and on control planes the
 	// certificate key); it is of no use once kubeadm has run.
 	fmt.Fprintf(&b, "step remove-config rm -f %s\n", NodeKubeadmConfig)
-	b.WriteString("report done ok\n")
+	fmt.Fprintf(&b, "report %s %s\n", phonehome.StepDone, phonehome.OK)
 	return b.Bytes()
 }
 

@@ -14,6 +14,9 @@ import (
 	"github.com/slipway-dev/slipway/pkg/imagebundle"
 )
 
+// ArchiveTimeout bounds one download of an image archive.
+const ArchiveTimeout = 15 * time.Minute
+
 // ContainerdNamespace is where the kubelet's images live.
 const ContainerdNamespace = "k8s.io"
 
@@ -69,7 +72,13 @@ func (n Node) download(ctx context.Context, u, file string, e imagebundle.Entry)
 		if err != nil {
 			return permanentError{err}
 		}
-		resp, err := n.Fetch.defaults().Client.Do(req)
+		client := n.Fetch.Client
+		if client == nil {
+			// An archive of 100 MiB checked by a slow (emulated) machine can
+			// take minutes; the timeout is for a hung server, not a slow one.
+			client = &http.Client{Timeout: ArchiveTimeout}
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			return err
 		}

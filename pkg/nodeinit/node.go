@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/slipway-dev/slipway/pkg/phonehome"
 )
 
 // Runner runs a program with the node's output; it is the seam tests fake.
@@ -67,15 +69,18 @@ func (n Node) say(format string, a ...any) {
 // Report sends one step report to the boot server's phone-home endpoint
 // (PHONEHOME/phone-home/NODE), with retries; without phonehome= or
 // slipway.node= on the command line it does nothing.
-func (n Node) Report(ctx context.Context, step, status string) error {
+func (n Node) Report(ctx context.Context, r phonehome.Report) error {
 	base, node := n.Cmdline[ParamPhoneHome], n.Cmdline[ParamNode]
 	if base == "" || node == "" {
 		return nil
 	}
-	u := strings.TrimRight(base, "/") + "/phone-home/" + url.PathEscape(node)
-	_, err := n.Fetch.Post(ctx, u, []byte("step="+step+" status="+status))
+	_, err := n.Fetch.Post(ctx, phonehome.URL(base, node), []byte(phonehome.Format(r)))
 	return err
 }
+
+// StepFetchConfig is the step reported when the node configuration cannot
+// be fetched.
+const StepFetchConfig = "fetch-config"
 
 // ConfigHold is how long one request for the node configuration may wait
 // for an answer: the provisioner holds it until the node's turn.
@@ -110,7 +115,7 @@ func (n Node) RunConfig(ctx context.Context) (err error) {
 	body, err := f.Get(ctx, src)
 	if err != nil {
 		err = fmt.Errorf("fetch node configuration from %s: %w", where, redact(err, src, where))
-		if rerr := n.Report(ctx, "fetch-config", "failed"); rerr != nil {
+		if rerr := n.Report(ctx, phonehome.Report{Step: StepFetchConfig, Status: phonehome.Failed, RC: 1}); rerr != nil {
 			n.say("reporting the failure to the provisioner failed too: %v", rerr)
 		}
 		return err

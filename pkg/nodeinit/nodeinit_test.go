@@ -152,7 +152,7 @@ func TestRunConfigScript(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if d := cmp.Diff([]string{"step=fetch-config status=failed"}, reports); d != "" {
+	if d := cmp.Diff([]string{"step=fetch-config status=failed rc=1"}, reports); d != "" {
 		t.Errorf("reports (-want +got):\n%s", d)
 	}
 }

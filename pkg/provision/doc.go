@@ -10,7 +10,7 @@
 //
 // The package reaches BMCs, boot services, the node-config issuer and the
 // cluster only through the small interfaces declared in deps.go; package
-// wire (pkg/provision/wire) wires the real implementations (pkg/bmc,
-// pkg/pxe) for `provisioner up`, `demo` and the end-to-end tests, and unit
-// tests wire fakes.
+// assemble (pkg/provision/assemble) builds the real implementations
+// (pkg/bmc, pkg/pxe, pkg/kubeadm) into `provisioner up`, `demo` and the
+// end-to-end tests, and unit tests use fakes (provisionfake).
 package provision

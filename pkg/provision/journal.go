@@ -111,7 +111,7 @@ func ReadJournal(path string) (*JournalState, error) {
 				bad = append(bad, lineNo)
 			} else {
 				if len(bad) > 0 {
-					return nil, fmt.Errorf("read journal %s: line %d is corrupt but later records follow; move the file aside to start over (every node is then re-provisioned)", path, bad[0])
+					return nil, fmt.Errorf("read journal %s: line %d is corrupt but later records follow: run provisioner journal repair --state-dir %s (it drops the damaged lines and keeps every node's last good state, so no node that booted its OS is power-cycled)", path, bad[0], filepath.Dir(path))
 				}
 				st.Nodes[rec.Node] = rec
 				st.Records++
@@ -180,9 +180,6 @@ func OpenJournal(dir string, log *slog.Logger) (*Journal, *JournalState, error) 
 	j.f = f
 	return j, st, nil
 }
-
-// Path returns the journal's file path.
-func (j *Journal) Path() string { return j.path }
 
 // Append writes the records and fsyncs once for all of them (group commit).
 func (j *Journal) Append(recs ...Record) error {

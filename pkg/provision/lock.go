@@ -48,7 +48,14 @@ func LockStateDir(dir, command string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock state directory %s: %w", dir, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	// A status check (Held) takes a shared lock for an instant: try again
+	// briefly before calling the directory taken.
+	for i := 0; i < 10 && errors.Is(err, syscall.EWOULDBLOCK); i++ {
+		time.Sleep(20 * time.Millisecond)
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	}
+	if err != nil {
 		defer f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			b, _ := os.ReadFile(path)
@@ -68,6 +75,36 @@ func LockStateDir(dir, command string) (*Lock, error) {
 		f.WriteAt(append(b, '\n'), 0)
 	}
 	return &Lock{f: f}, nil
+}
+
+// Held reports whether a process holds dir's lock, and who, without taking
+// it for longer than a check: status uses it to tell a live run from a
+// journal left by a run that ended or crashed (the kernel drops a dead
+// process's lock). A state directory without a lock file is not held.
+func Held(dir string) (Holder, bool, error) {
+	path := filepath.Join(dir, LockFile)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Holder{}, false, nil
+	}
+	if err != nil {
+		return Holder{}, false, fmt.Errorf("check lock %s: %w", path, err)
+	}
+	defer f.Close()
+	// A shared lock is refused only while an exclusive one (a run) holds it.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return Holder{}, false, fmt.Errorf("check lock %s: %w", path, err)
+		}
+		var h Holder
+		b, _ := os.ReadFile(path)
+		if json.Unmarshal(b, &h) != nil || h.PID == 0 {
+			h = Holder{Command: "another process"}
+		}
+		return h, true, nil
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return Holder{}, false, nil
 }
 
 // Unlock releases the state directory.

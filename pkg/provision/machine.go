@@ -48,6 +48,28 @@ type nodeState struct {
 	issued   bool // the node's config and token are issued
 	held     bool // the node asked for its config before its turn; it waits
 	early    bool // it was started before its turn (early netboot)
+	// netboot holds a bit per netboot step (eventBit) seen in this boot.
+	netboot uint8
+	// blockedBy names the first control-plane node when this node failed
+	// only because that one did.
+	blockedBy string
+}
+
+// eventBit is a netboot step's bit in nodeState.netboot.
+func eventBit(k EventKind) uint8 {
+	switch k {
+	case EventDHCP:
+		return 1
+	case EventTFTP:
+		return 2
+	case EventScript:
+		return 4
+	case EventKernel:
+		return 8
+	case EventInitrd:
+		return 16
+	}
+	return 0
 }
 
 // inputKind is what drives a step.
@@ -98,6 +120,9 @@ func (p policy) step(s *nodeState, in input, now time.Time) op {
 }
 
 func (s *nodeState) enter(ph Phase, now time.Time) {
+	if ph != PhaseNetbooting {
+		s.netboot = 0
+	}
 	s.phase = ph
 	s.since = now
 	s.deadline = time.Time{}
@@ -212,12 +237,29 @@ func (p policy) event(s *nodeState, ev Event, now time.Time) op {
 		s.last = ev.Detail
 		return opNone
 	}
+	if ev.Kind == EventNodeFailed {
+		if s.phase != PhaseConfigFetched {
+			// After the join the node is in the cluster: a later step's
+			// failure is shown, readiness decides.
+			s.last = "node reported " + ev.Detail
+			return opNone
+		}
+		return s.fail("node reported "+ev.Detail, now)
+	}
 	if rank == 0 {
 		s.ignored = true
 		return opNone
 	}
 	s.last = desc
 	if rank <= cur {
+		// A netboot step reached for the first time in this boot is
+		// progress: the node gets the whole netboot timeout again.
+		if s.phase == PhaseNetbooting && s.netboot&eventBit(ev.Kind) == 0 {
+			s.netboot |= eventBit(ev.Kind)
+			if !s.held {
+				s.deadline = now.Add(p.timeouts.Netboot)
+			}
+		}
 		return opNone
 	}
 	if rank >= 2 && !s.issued {
@@ -231,6 +273,7 @@ func (p policy) event(s *nodeState, ev Event, now time.Time) op {
 	switch rank {
 	case 1:
 		s.enter(PhaseNetbooting, now)
+		s.netboot = eventBit(ev.Kind)
 		s.deadline = now.Add(p.timeouts.Netboot)
 	case 2:
 		s.enter(PhaseConfigFetched, now)

@@ -45,7 +45,7 @@ func TestStep(t *testing.T) {
 		{done(opSetBoot), 3, opPowerOn, PhasePoweringOn, 1, -1},
 		{done(opPowerOn), 4, opNone, PhaseWaitingDHCP, 1, 64},
 		{ev(EventDHCP), 10, opNone, PhaseNetbooting, 1, 130},
-		{ev(EventKernel), 20, opNone, PhaseNetbooting, 1, 130},
+		{ev(EventKernel), 20, opNone, PhaseNetbooting, 1, 140}, // progress: the netboot timeout restarts
 		{ev(EventConfig), 30, opNone, PhaseConfigFetched, 1, 210},
 		{ev(EventJoined), 40, opNone, PhaseJoining, 1, 280},
 		{ev(EventReady), 50, opRevoke, PhaseReady, 1, -1},
@@ -72,6 +72,20 @@ func TestStep(t *testing.T) {
 		{"netboot stall power-cycles", state(PhaseWaitingDHCP), []stepWant{
 			{ev(EventTFTP), 0, opNone, PhaseNetbooting, 1, 120},
 			{timeout(), 120, opPowerOff, PhasePoweringOff, 2, -1},
+		}},
+		{"netboot progress restarts the timeout, a repeated step does not", state(PhaseWaitingDHCP), []stepWant{
+			{ev(EventDHCP), 0, opNone, PhaseNetbooting, 1, 120},
+			{ev(EventTFTP), 100, opNone, PhaseNetbooting, 1, 220},
+			{ev(EventDHCP), 150, opNone, PhaseNetbooting, 1, 220}, // iPXE's DHCP: seen already
+			{ev(EventTFTP), 200, opNone, PhaseNetbooting, 1, 220}, // a retransmission
+			{ev(EventScript), 210, opNone, PhaseNetbooting, 1, 330},
+			{timeout(), 330, opPowerOff, PhasePoweringOff, 2, -1},
+		}},
+		{"a failed step before the join fails the node at once", state(PhaseConfigFetched), []stepWant{
+			{ev(EventNodeFailed), 5, opRevoke, PhaseFailed, 1, -1},
+		}},
+		{"a failed step after the join is only shown", state(PhaseJoining), []stepWant{
+			{ev(EventNodeFailed), 5, opNone, PhaseJoining, 1, -1},
 		}},
 		{"bmc error retries with backoff then succeeds", state(PhasePoweringOff), []stepWant{
 			{doneErr(opPowerOff), 0, opNone, PhasePoweringOff, 1, 1},

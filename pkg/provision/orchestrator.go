@@ -34,10 +34,11 @@ type Config struct {
 	// Parallel bounds how many nodes are in flight at once (default 64).
 	Parallel int
 	// EarlyNetboot lets nodes whose turn has not come (the control plane
-	// is not Ready yet) power-cycle and netboot at once; their config and
-	// join token are issued when their turn comes, and a config request
-	// made before then is held (Observe returns ErrHeld). Off: a node is
-	// not touched before its turn.
+	// is not Ready yet) power-cycle and netboot as soon as every node whose
+	// turn it is has been powered on; their config and join token are
+	// issued when their turn comes, and a config request made before then
+	// is held (Observe returns ErrHeld). Off: a node is not touched before
+	// its turn.
 	EarlyNetboot bool
 	// Timeouts bound each phase and each call.
 	Timeouts Timeouts
@@ -81,6 +82,9 @@ type Update struct {
 	Reason string `json:"reason,omitempty"`
 	// Resumed is true for the first update of a node taken over from the journal.
 	Resumed bool `json:"resumed,omitempty"`
+	// BlockedBy names the first control-plane node when this node failed
+	// only because that one did (its own Reason says so too).
+	BlockedBy string `json:"blocked_by,omitempty"`
 }
 
 // Orchestrator drives every node's state machine. Build it with New, then
@@ -322,7 +326,7 @@ func (r *runner) emit(s *slot, now time.Time, changed bool) {
 	}
 	r.o.cfg.Progress(Update{Time: now, Node: s.node.Name, Rack: s.node.Rack, Slot: s.node.Slot,
 		Phase: s.st.phase, Since: s.st.since, PhaseChanged: changed, Attempt: s.st.attempt,
-		Event: s.st.last, Reason: s.st.reason, Resumed: s.resumed && changed})
+		Event: s.st.last, Reason: s.st.reason, Resumed: s.resumed && changed, BlockedBy: s.st.blockedBy})
 }
 
 func (r *runner) allDone() bool {
@@ -477,11 +481,15 @@ func (r *runner) after(s *slot, before nodeState, nextOp op, now time.Time, recs
 			s.started = false
 			r.inflight--
 		}
-		switch s.st.phase {
-		case PhaseFailed:
+		switch {
+		case s.st.phase == PhaseFailed && s.st.blockedBy != "":
+			// Said once, by the first control plane's own failure and
+			// the report; not once per waiting node.
+			o.log.Debug("node stopped", "node", s.node.Name, "phase", before.phase, "blocked_by", s.st.blockedBy)
+		case s.st.phase == PhaseFailed:
 			o.log.Warn("node failed", "node", s.node.Name, "phase", before.phase, "err", s.st.reason)
-		case PhaseReady:
-			o.log.Info("node ready", "node", s.node.Name)
+		case s.st.phase == PhaseReady:
+			o.log.Debug("node ready", "node", s.node.Name) // the progress output says it
 		default:
 			o.log.Debug("node phase", "node", s.node.Name, "phase", s.st.phase, "attempt", s.st.attempt)
 		}
@@ -501,6 +509,10 @@ func (r *runner) after(s *slot, before nodeState, nextOp op, now time.Time, recs
 func (r *runner) admit(now time.Time, recs *[]Record, ops *[]func(context.Context), apply func(*slot, input, time.Time)) {
 	o := r.o
 	open, blockedBy := r.openStage()
+	// Early nodes wait until every node whose turn it is has been powered
+	// on: the first control plane is the critical path, and a thousand
+	// early power cycles must not queue in front of its BMC calls.
+	early := o.cfg.EarlyNetboot && blockedBy == "" && r.poweredOn(open)
 	for _, s := range r.slots {
 		if s.st.phase.Terminal() || s.busy {
 			continue
@@ -512,6 +524,7 @@ func (r *runner) admit(now time.Time, recs *[]Record, ops *[]func(context.Contex
 				why = "stopped"
 			}
 			next := s.st.fail(fmt.Sprintf("%s: first control-plane node %s failed, so there is no cluster to join", why, blockedBy), now)
+			s.st.blockedBy = blockedBy
 			r.after(s, before, next, now, recs, ops)
 			continue
 		}
@@ -522,13 +535,28 @@ func (r *runner) admit(now time.Time, recs *[]Record, ops *[]func(context.Contex
 			}
 			continue
 		}
-		if r.inflight >= o.cfg.Parallel || (s.stage > open && !o.cfg.EarlyNetboot) {
+		if r.inflight >= o.cfg.Parallel || (s.stage > open && !early) {
 			continue
 		}
 		s.started = true
 		r.inflight++
 		apply(s, input{kind: inStart, early: s.stage > open}, now)
 	}
+}
+
+// poweredOn reports whether every node of stages up to open is past its
+// power-on (or done).
+func (r *runner) poweredOn(open int) bool {
+	for _, s := range r.slots {
+		if s.stage > open || s.st.phase.Terminal() {
+			continue
+		}
+		switch s.st.phase {
+		case PhasePending, PhasePoweringOff, PhaseSettingBoot, PhasePoweringOn:
+			return false
+		}
+	}
+	return true
 }
 
 // openStage returns the highest stage whose nodes may start, or the name of

@@ -290,6 +290,8 @@ func TestRunEarlyNetboot(t *testing.T) {
 			order = append(order, u.Node+":config")
 		case u.PhaseChanged && u.Phase == provision.PhaseNetbooting:
 			order = append(order, u.Node+":netboot")
+		case u.PhaseChanged && (u.Phase == provision.PhasePoweringOff || u.Phase == provision.PhaseWaitingDHCP):
+			order = append(order, u.Node+":"+string(u.Phase))
 		}
 	}
 	rep := run(t, cfg, rack)
@@ -309,6 +311,13 @@ func TestRunEarlyNetboot(t *testing.T) {
 		return -1
 	}
 	cpReady := idx("cp-1:ready")
+	// The early nodes wait until the first control plane is powered on:
+	// their power cycles do not queue in front of its BMC calls.
+	for _, w := range []string{"w-01", "w-06"} {
+		if p := idx(w + ":powering-off"); p < idx("cp-1:waiting-dhcp") {
+			t.Errorf("order %v: %s started its power cycle before cp-1 was powered on", order, w)
+		}
+	}
 	if w := idx("w-01:netboot"); w < 0 || w > cpReady {
 		t.Errorf("order %v: w-01 should netboot before cp-1 is ready (early netboot)", order)
 	}

@@ -66,6 +66,10 @@ const (
 	EventJoined EventKind = "joined"
 	// EventReady: the Node object turned Ready.
 	EventReady EventKind = "ready"
+	// EventNodeFailed: the node reported that a step of its node config
+	// failed before it joined (Detail says which); it fails the node at
+	// once instead of at the join timeout.
+	EventNodeFailed EventKind = "node-failed"
 	// EventProgress: anything else worth showing (a phone-home step); it
 	// never changes the phase.
 	EventProgress EventKind = "progress"
@@ -90,7 +94,10 @@ type Event struct {
 type Timeouts struct {
 	// DHCP is how long to wait for a DHCP request after power on (default 5m).
 	DHCP time.Duration
-	// Netboot is how long script, kernel and initrd may take (default 10m).
+	// Netboot is how long a netbooting node may go without progress (the
+	// next of DHCP, TFTP, script, kernel, initrd, config) before it counts
+	// as stalled (default 10m). Each step a node reaches for the first time
+	// in a boot restarts it, so a slow but progressing boot is not cut.
 	Netboot time.Duration
 	// Join is how long from config fetched to the join phone-home (default 15m).
 	Join time.Duration

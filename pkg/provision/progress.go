@@ -13,9 +13,12 @@ import (
 )
 
 // LinePrinter writes one logfmt-style line per update, for logs and pipes.
+// Nodes that fail only because the first control plane did are said once,
+// with the first of them, not once each.
 type LinePrinter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu      sync.Mutex
+	w       io.Writer
+	blocked map[string]bool // first control planes already said
 }
 
 // NewLinePrinter returns a LinePrinter writing to w.
@@ -23,6 +26,20 @@ func NewLinePrinter(w io.Writer) *LinePrinter { return &LinePrinter{w: w} }
 
 // Update prints u.
 func (p *LinePrinter) Update(u Update) {
+	if u.BlockedBy != "" && u.Phase == PhaseFailed {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.blocked[u.BlockedBy] {
+			return
+		}
+		if p.blocked == nil {
+			p.blocked = map[string]bool{}
+		}
+		p.blocked[u.BlockedBy] = true
+		fmt.Fprintf(p.w, "time=%s phase=failed blocked_by=%s reason=%q\n", u.Time.UTC().Format("2006-01-02T15:04:05.000Z"), u.BlockedBy,
+			"every node not yet joined stops: the first control-plane node "+u.BlockedBy+" failed, so there is no cluster to join")
+		return
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "time=%s node=%s", u.Time.UTC().Format("2006-01-02T15:04:05.000Z"), u.Node)
 	if u.Rack != "" {

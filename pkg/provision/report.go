@@ -21,6 +21,9 @@ type NodeResult struct {
 	Attempts int `json:"attempts"`
 	// Resumed is true when the run took the node over from the journal.
 	Resumed bool `json:"resumed,omitempty"`
+	// BlockedBy names the first control-plane node when this node failed
+	// only because that one did.
+	BlockedBy string `json:"blocked_by,omitempty"`
 	// Durations is the time spent in each phase during this run.
 	Durations map[Phase]time.Duration `json:"durations_ns,omitempty"`
 }
@@ -55,7 +58,7 @@ func (r *runner) report(now time.Time) *Report {
 	byPhase := map[Phase][]time.Duration{}
 	for _, s := range r.slots {
 		nr := NodeResult{Node: s.node.Name, Rack: s.node.Rack, Slot: s.node.Slot, Phase: s.st.phase,
-			Reason: s.st.reason, Attempts: s.st.attempt, Resumed: s.resumed, Durations: s.durations}
+			Reason: s.st.reason, Attempts: s.st.attempt, Resumed: s.resumed, BlockedBy: s.st.blockedBy, Durations: s.durations}
 		rep.Nodes = append(rep.Nodes, nr)
 		switch s.st.phase {
 		case PhaseReady:
@@ -98,8 +101,17 @@ func (rep *Report) WriteSummary(w io.Writer) error {
 		}
 	}
 	bad := false
+	blocked := map[string]int{}
+	var blockers []string
 	for _, n := range rep.Nodes {
 		if n.Phase == PhaseReady {
+			continue
+		}
+		if n.BlockedBy != "" && n.Phase == PhaseFailed {
+			if blocked[n.BlockedBy] == 0 {
+				blockers = append(blockers, n.BlockedBy)
+			}
+			blocked[n.BlockedBy]++
 			continue
 		}
 		if !bad {
@@ -107,6 +119,9 @@ func (rep *Report) WriteSummary(w io.Writer) error {
 			bad = true
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", n.Node, n.Phase, n.Attempts, n.Reason)
+	}
+	for _, b := range blockers {
+		fmt.Fprintf(tw, "\n%d more nodes stopped: the first control-plane node %s failed (above), so there is no cluster to join; fix it and run again\n", blocked[b], b)
 	}
 	for _, wn := range rep.Warnings {
 		fmt.Fprintf(tw, "warning: %s\n", wn)

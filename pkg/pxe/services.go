@@ -39,14 +39,21 @@ type Config struct {
 	ScriptTemplate string
 	// NextAction answers a node's phone-home (default httpboot.DefaultNextAction).
 	NextAction func(node inventory.Node) string
-	// DHCPPort, DHCPClientPort, TFTPPort and HTTPPort override the ports
-	// (defaults 67, 68, 69 and the inventory's network.provisioner.httpPort). Tests use
-	// high ports.
-	DHCPPort, DHCPClientPort, TFTPPort, HTTPPort uint16
+	// DHCPPort, DHCPClientPort and TFTPPort override the ports (defaults
+	// 67, 68 and 69), for labs on high ports.
+	DHCPPort, DHCPClientPort, TFTPPort uint16
+	// HTTPPort overrides the boot HTTP port (default: the inventory's
+	// network.provisioner.httpPort); see ServedHTTPPort.
+	HTTPPort uint16
 	// DHCPListenAddr is the address the DHCP socket binds (default 0.0.0.0,
 	// which receiving broadcasts needs). Tests bind 127.0.0.1 so a relay on
 	// another loopback address can use the same port.
 	DHCPListenAddr netip.Addr
+	// Listeners are sockets the caller bound for the services (tests and
+	// the demo bind port 0 first and hand them over, so no port is probed
+	// and released). A nil field: the service binds its own from the ports
+	// above.
+	Listeners Listeners
 	// SkipInterfaceCheck skips checking that network.provisioner.interface exists and
 	// carries network.provisioner.address (tests on loopback).
 	SkipInterfaceCheck bool
@@ -58,8 +65,75 @@ type Config struct {
 	Log *slog.Logger
 }
 
+// Listeners are bound sockets handed to the boot services. Each one is
+// closed by the service that takes it when its Run ends.
+type Listeners struct {
+	// DHCP is the DHCP server socket (port 67 on a real network). It must
+	// be able to broadcast where clients are not relayed.
+	DHCP net.PacketConn
+	// DHCPProxy is the PXE boot server socket of proxy mode (port 4011);
+	// with DHCP given and DHCPProxy nil, proxy mode serves DHCP only.
+	DHCPProxy net.PacketConn
+	// TFTP is the TFTP socket (port 69).
+	TFTP net.PacketConn
+	// HTTP is the boot HTTP listener. Its port is the one written into the
+	// URLs handed to nodes.
+	HTTP net.Listener
+}
+
+// ServedHTTPPort returns the boot HTTP port the services listen on and write
+// into every URL handed to nodes: the port of Listeners.HTTP, else
+// HTTPPort, else the inventory's network.provisioner.httpPort, else
+// httpboot.DefaultPort. A listener whose port differs from a non-zero
+// HTTPPort is an error.
+func (c Config) ServedHTTPPort() (uint16, error) {
+	port := c.HTTPPort
+	if c.Listeners.HTTP != nil {
+		lp := listenerPort(c.Listeners.HTTP.Addr())
+		if port != 0 && port != lp {
+			return 0, fmt.Errorf("boot services: the HTTP listener is on port %d but the HTTP port is set to %d", lp, port)
+		}
+		return lp, nil
+	}
+	if port == 0 && c.Inventory != nil {
+		port = c.Inventory.Network.HTTPPort
+	}
+	if port == 0 {
+		port = httpboot.DefaultPort
+	}
+	return port, nil
+}
+
+// BaseURL returns the boot HTTP server's URL as nodes reach it, such as
+// http://10.40.0.2:8080: the provisioner's address on the provisioning
+// network and ServedHTTPPort. A node config that phones home uses it.
+func (c Config) BaseURL() (string, error) {
+	if c.Inventory == nil {
+		return "", errors.New("boot services: no inventory")
+	}
+	port, err := c.ServedHTTPPort()
+	if err != nil {
+		return "", err
+	}
+	return "http://" + net.JoinHostPort(c.Inventory.Network.Address.String(), strconv.Itoa(int(port))), nil
+}
+
+func listenerPort(a net.Addr) uint16 {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return uint16(a.Port)
+	case *net.UDPAddr:
+		return uint16(a.Port)
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Port()
+	}
+	return 0
+}
+
 // Services are the boot services of one inventory.
 type Services struct {
+	inv  *inventory.Inventory
 	bus  *bootevent.Bus
 	dhcp *dhcp.Server
 	tftp *tftp.Server
@@ -85,6 +159,9 @@ func New(cfg Config) (*Services, error) {
 		if err := CheckInterface(nw.Interface, nw.Address); err != nil {
 			return nil, err
 		}
+		if err := checkProvisionerAddresses(cfg.Inventory, net.InterfaceAddrs, log); err != nil {
+			return nil, err
+		}
 	}
 	bus := cfg.Bus
 	if bus == nil {
@@ -105,25 +182,26 @@ func New(cfg Config) (*Services, error) {
 	// logged and counted.
 	sink := bootevent.Multi{logSink{log}, countSink{evCount}, bus}
 
-	httpPort := cfg.HTTPPort
-	if httpPort == 0 {
-		httpPort = nw.HTTPPort
+	httpPort, err := cfg.ServedHTTPPort()
+	if err != nil {
+		return nil, err
 	}
-	if httpPort == 0 {
-		httpPort = httpboot.DefaultPort
+	base, err := cfg.BaseURL()
+	if err != nil {
+		return nil, err
 	}
 	tftpRoot := cfg.TFTPRoot
 	if tftpRoot == "" {
 		tftpRoot = tftp.DefaultRoot
 	}
 	nodes := cfg.Inventory.Enabled()
-	base := "http://" + net.JoinHostPort(nw.Address.String(), strconv.Itoa(int(httpPort)))
 
-	s := &Services{bus: bus, log: log}
-	var err error
+	s := &Services{inv: cfg.Inventory, bus: bus, log: log}
 	s.http, err = httpboot.New(httpboot.Config{
 		Addr:           netip.AddrPortFrom(nw.Address, httpPort),
+		Listener:       cfg.Listeners.HTTP,
 		BaseURL:        base,
+		Networks:       cfg.Inventory.Networks,
 		AssetDir:       cfg.AssetDir,
 		FirmwareDir:    tftpRoot,
 		Nodes:          nodes,
@@ -156,6 +234,7 @@ func New(cfg Config) (*Services, error) {
 	s.tftp, err = tftp.New(tftp.Config{
 		Root:     tftpRoot,
 		Addr:     netip.AddrPortFrom(nw.Address, tftpPort),
+		Conn:     cfg.Listeners.TFTP,
 		NodeByIP: func(ip netip.Addr) (inventory.Node, bool) { n, ok := byIP[ip]; return n, ok },
 		Events:   sink,
 		Log:      log.With("service", "tftp"),
@@ -169,10 +248,13 @@ func New(cfg Config) (*Services, error) {
 			ListenAddr:  cfg.DHCPListenAddr,
 			Port:        cfg.DHCPPort,
 			ClientPort:  cfg.DHCPClientPort,
+			Conn:        cfg.Listeners.DHCP,
+			ProxyConn:   cfg.Listeners.DHCPProxy,
 			ServerIP:    nw.Address,
 			Mode:        nw.DHCPMode,
 			Nodes:       nodes,
 			Subnet:      nw.Subnet,
+			Routed:      cfg.Inventory.Networks,
 			Router:      nw.Gateway,
 			DNS:         nw.DNSServers,
 			DomainName:  nw.DomainName,
@@ -239,6 +321,7 @@ func (s *Services) Run(ctx context.Context) error {
 	if s.ra != nil {
 		g.Go(func() error { return s.ra.Run(gctx) })
 	}
+	go s.logReady(gctx, s.inv)
 	return g.Wait()
 }
 

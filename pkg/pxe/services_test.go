@@ -26,26 +26,6 @@ import (
 	"github.com/slipway-dev/slipway/internal/servetest"
 )
 
-func freeUDPPort(t *testing.T) uint16 {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
-}
-
-func freeTCPPort(t *testing.T) uint16 {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return uint16(l.Addr().(*net.TCPAddr).Port)
-}
-
 // loopbackInventory is a one-node inventory served on lo: the node's address
 // is 127.0.0.1 so the HTTP and TFTP servers can tell it is the node asking.
 func loopbackInventory(t *testing.T) *inventory.Inventory {
@@ -75,12 +55,16 @@ func TestServicesBootSequence(t *testing.T) {
 	os.WriteFile(filepath.Join(assets, "vmlinuz"), []byte("kernel"), 0o644)
 	os.WriteFile(filepath.Join(assets, "initrd.gz"), []byte("initrd"), 0o644)
 
-	dhcpPort, tftpPort, httpPort := freeUDPPort(t), freeUDPPort(t), freeTCPPort(t)
+	// Bind first and hand the sockets over: the DHCP server and the relay
+	// on 127.0.0.2 share one port (the server answers a relay on its own port).
+	dhcpConns := servetest.SameUDPPort(t, "127.0.0.1", "127.0.0.2")
+	tftpConn, httpLn := servetest.ListenUDP(t, "127.0.0.1:0"), servetest.Listen(t, "127.0.0.1:0")
+	dhcpPort, tftpPort, httpPort := servetest.Port(dhcpConns[0].LocalAddr()), servetest.Port(tftpConn.LocalAddr()), servetest.Port(httpLn.Addr())
+	relay := dhcpConns[1]
 	inv := loopbackInventory(t)
 	svc, err := New(Config{
 		Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets,
-		DHCPPort: dhcpPort, TFTPPort: tftpPort, HTTPPort: httpPort,
-		DHCPListenAddr: netip.MustParseAddr("127.0.0.1"),
+		Listeners: Listeners{DHCP: dhcpConns[0], TFTP: tftpConn, HTTP: httpLn},
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -109,11 +93,6 @@ func TestServicesBootSequence(t *testing.T) {
 	servetest.Start(t, svc)
 
 	// 1. Firmware PXE through a relay on 127.0.0.2.
-	relay, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(dhcpPort)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay.Close()
 	exchange := func(mt dhcpv4.MessageType, ipxe bool) *dhcpv4.DHCPv4 {
 		t.Helper()
 		mac := net.HardwareAddr(inv.Nodes[0].MAC)
@@ -231,7 +210,8 @@ func TestServicesPortTaken(t *testing.T) {
 	defer l.Close()
 	svc, err := New(Config{
 		Inventory: loopbackInventory(t), TFTPRoot: t.TempDir(),
-		DHCPPort: freeUDPPort(t), TFTPPort: freeUDPPort(t), HTTPPort: uint16(l.Addr().(*net.TCPAddr).Port),
+		Listeners: Listeners{DHCP: servetest.ListenUDP(t, "127.0.0.1:0"), TFTP: servetest.ListenUDP(t, "127.0.0.1:0")},
+		HTTPPort:  uint16(l.Addr().(*net.TCPAddr).Port),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -248,3 +228,40 @@ func TestServicesPortTaken(t *testing.T) {
 }
 
 var _ bootevent.Sink = (*bootevent.Bus)(nil)
+
+// TestServedHTTPPort checks that the boot HTTP port, and with it every URL
+// handed to nodes, is decided in one place.
+func TestServedHTTPPort(t *testing.T) {
+	inv := loopbackInventory(t)
+	inv.Network.HTTPPort = 8081
+	ln := servetest.Listen(t, "127.0.0.1:0")
+	lnPort := servetest.Port(ln.Addr())
+	tests := []struct {
+		name    string
+		cfg     Config
+		want    uint16
+		wantErr string
+	}{
+		{"inventory", Config{Inventory: inv}, 8081, ""},
+		{"flag over inventory", Config{Inventory: inv, HTTPPort: 9000}, 9000, ""},
+		{"listener", Config{Inventory: inv, Listeners: Listeners{HTTP: ln}}, lnPort, ""},
+		{"listener and the same port", Config{Inventory: inv, HTTPPort: lnPort, Listeners: Listeners{HTTP: ln}}, lnPort, ""},
+		{"listener and another port", Config{Inventory: inv, HTTPPort: 1, Listeners: Listeners{HTTP: ln}}, 0, "but the HTTP port is set to 1"},
+		{"default", Config{Inventory: loopbackInventory(t)}, 8080, ""},
+	}
+	for _, tt := range tests {
+		got, err := tt.cfg.ServedHTTPPort()
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ServedHTTPPort(%s) error = %v, want %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ServedHTTPPort(%s) = %d, %v; want %d", tt.name, got, err, tt.want)
+		}
+		if base, _ := tt.cfg.BaseURL(); base != "http://127.0.0.1:"+itoa(tt.want) {
+			t.Errorf("BaseURL(%s) = %q, want port %d", tt.name, base, tt.want)
+		}
+	}
+}

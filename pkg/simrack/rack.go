@@ -23,6 +23,7 @@ import (
 
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/phonehome"
 )
 
 // Fault is a failure injected into one machine.
@@ -58,9 +59,13 @@ type Config struct {
 	Nodes []inventory.Node
 	// DHCPServer is the provisioner's DHCP server (such as 127.0.0.1:10067).
 	DHCPServer netip.AddrPort
-	// RelayAddr is the relay agent's loopback address (default 127.0.0.2);
-	// the relay listens on RelayAddr:DHCPServer.Port, where the server
-	// sends its replies.
+	// Relay is the relay agent's socket, bound by the caller on the DHCP
+	// server's port (where the server sends relayed replies) on another
+	// loopback address, such as 127.0.0.2 (see listen.SameUDPPort). The
+	// rack closes it. Nil: New binds RelayAddr:DHCPServer.Port itself.
+	Relay *net.UDPConn
+	// RelayAddr is the relay agent's loopback address when Relay is nil
+	// (default 127.0.0.2).
 	RelayAddr netip.Addr
 	// TFTPServer is the provisioner's TFTP server.
 	TFTPServer netip.AddrPort
@@ -184,6 +189,11 @@ func New(cfg Config) (*Rack, error) {
 		r.machines[n.Name] = m
 		r.order = append(r.order, m)
 	}
+	if cfg.Relay != nil {
+		r.relay = cfg.Relay
+		r.cfg.RelayAddr = cfg.Relay.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		return r, nil
+	}
 	relay, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.RelayAddr, cfg.DHCPServer.Port())))
 	if err != nil {
 		r.Close()
@@ -206,8 +216,12 @@ func (r *Rack) BMC(node string) (inventory.BMC, bool) {
 	}, true
 }
 
+// Ready is closed once Run has started (the rack's sockets are bound by
+// New): machines boot from then on.
+func (r *Rack) Ready() <-chan struct{} { return r.started }
+
 // Run serves the relay until ctx is done, then stops every BMC. Machines
-// boot only while Run runs.
+// boot only while Run runs. Run once.
 func (r *Rack) Run(ctx context.Context) error {
 	close(r.started)
 	go func() {
@@ -248,25 +262,16 @@ func (r *Rack) Close() error {
 	return r.sim.Close()
 }
 
-// Ready reports whether node has joined: the simulation's stand-in for the
-// Node object's Ready condition.
-func (r *Rack) Ready(_ context.Context, node string) (bool, error) {
-	m, ok := r.machines[node]
-	if !ok {
-		return false, fmt.Errorf("simulated rack: no node %s", node)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.joined, nil
-}
-
 // MachineStats is what one simulated machine went through.
 type MachineStats struct {
 	Node string
 	// Boot is the machine's simulated firmware plus OS time.
 	Boot time.Duration
-	// Took is its last boot from power on to join (0 if it never joined).
-	Took   time.Duration
+	// Took is its last boot from power on to its join report (0 if it
+	// never joined).
+	Took time.Duration
+	// Joined: the provisioner answered the machine's report that kubeadm
+	// init or join succeeded.
 	Joined bool
 	// Stage is the last boot step it reached.
 	Stage string
@@ -426,7 +431,8 @@ func (r *Rack) boot(m *machine, gen int, legacy bool) {
 		return
 	}
 	m.setStage("config")
-	if _, err := m.get(ctx, urls["config"]); err != nil {
+	cfg, err := m.get(ctx, urls["config"])
+	if err != nil {
 		fail("config", err)
 		return
 	}
@@ -437,25 +443,47 @@ func (r *Rack) boot(m *machine, gen int, legacy bool) {
 		m.setStage("hung in the OS (fault)")
 		return
 	}
-	m.setStage("kubeadm")
-	if !sleep(m.os - m.os/3) {
+	nc, err := parseNodeConfig(cfg)
+	if err != nil {
+		fail("run node config", err)
 		return
 	}
-	step := "kubeadm-join" // what the node config reports after kubeadm init or join
-	// The node reports until the provisioner answers (it may be restarting).
-	for m.alive(gen) {
-		// phonehome= is the boot server's base URL, as the node config uses it.
-		err := m.post(ctx, strings.TrimRight(urls["phonehome"], "/")+"/phone-home/"+m.node.Name, "step="+step+" status=ok")
-		if err == nil {
+	r.runNodeConfig(ctx, m, gen, nc, sleep)
+}
+
+// runNodeConfig sends the reports of the node config in order. The rest of
+// the OS time (kubeadm's work) passes before the first report that is not
+// "started"; a report on an until-loop is repeated until the provisioner
+// answers (it may be restarting), the others are sent once.
+func (r *Rack) runNodeConfig(ctx context.Context, m *machine, gen int, nc nodeConfig, sleep func(time.Duration) bool) {
+	worked := false
+	for _, cr := range nc.reports {
+		if cr.report.Status != phonehome.Started && !worked {
+			m.setStage("kubeadm")
+			if !sleep(m.os - m.os/3) {
+				return
+			}
+			worked = true
+		}
+		body := phonehome.Format(cr.report)
+		for {
+			err := m.post(ctx, nc.phoneHome, body)
+			if err == nil {
+				break
+			}
+			if !cr.retry || !sleep(100*time.Millisecond) {
+				if !m.alive(gen) {
+					return
+				}
+				break
+			}
+		}
+		if cr.report.Joined() {
 			m.mu.Lock()
 			m.joined = true
 			m.took = time.Since(m.booted)
 			m.stage = "joined"
 			m.mu.Unlock()
-			return
-		}
-		if !sleep(100 * time.Millisecond) {
-			return
 		}
 	}
 }
@@ -507,8 +535,16 @@ func (m *machine) post(ctx context.Context, url, body string) error {
 	return nil
 }
 
+// Retransmission timeouts of the DHCP clients the machines stand for: PXE
+// firmware waits 4, 8, 16 and 32 s for an answer (PXE 2.1, then PXE-E51
+// and on to the next boot device), iPXE 1, 2, 4 and 8 s.
+var (
+	pxeDHCPTimeouts  = []time.Duration{4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second}
+	ipxeDHCPTimeouts = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+)
+
 // dhcp does DISCOVER/OFFER then REQUEST/ACK through the relay, retrying
-// like firmware does, and returns the ACK.
+// as the firmware (or iPXE) does, and returns the ACK.
 func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4.DHCPv4, error) {
 	mods := []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.IP(r.cfg.RelayAddr.AsSlice()))}
 	if legacy {
@@ -522,13 +558,17 @@ func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
 	}
 	mac := net.HardwareAddr(m.node.MAC)
+	timeouts := pxeDHCPTimeouts
+	if ipxe {
+		timeouts = ipxeDHCPTimeouts
+	}
 	var lastErr error
-	for try := 0; try < 4; try++ {
+	for _, wait := range timeouts {
 		disc, err := dhcpv4.NewDiscovery(mac, mods...)
 		if err != nil {
 			return nil, err
 		}
-		offer, err := r.exchange(ctx, disc, dhcpv4.MessageTypeOffer)
+		offer, err := r.exchange(ctx, disc, dhcpv4.MessageTypeOffer, wait)
 		if err != nil {
 			lastErr = err
 			continue
@@ -537,17 +577,17 @@ func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4
 		if err != nil {
 			return nil, err
 		}
-		ack, err := r.exchange(ctx, req, dhcpv4.MessageTypeAck)
+		ack, err := r.exchange(ctx, req, dhcpv4.MessageTypeAck, wait)
 		if err != nil {
 			lastErr = err
 			continue
 		}
 		return ack, nil
 	}
-	return nil, fmt.Errorf("no dhcp answer for %s after 4 tries: %w", mac, lastErr)
+	return nil, fmt.Errorf("no dhcp answer for %s after %d tries: %w", mac, len(timeouts), lastErr)
 }
 
-func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.MessageType, wait time.Duration) (*dhcpv4.DHCPv4, error) {
 	ch := make(chan *dhcpv4.DHCPv4, 4)
 	key := binary.BigEndian.Uint32(msg.TransactionID[:])
 	r.mu.Lock()
@@ -561,7 +601,7 @@ func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.Mes
 	if _, err := r.relay.WriteToUDP(msg.ToBytes(), net.UDPAddrFromAddrPort(r.cfg.DHCPServer)); err != nil {
 		return nil, err
 	}
-	timeout := time.NewTimer(2 * time.Second)
+	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
 	for {
 		select {
@@ -573,7 +613,7 @@ func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.Mes
 				return nil, errors.New("dhcp nak")
 			}
 		case <-timeout.C:
-			return nil, fmt.Errorf("no dhcp %s within 2s", want)
+			return nil, fmt.Errorf("no dhcp %s within %s", want, wait)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

@@ -1,99 +1,61 @@
 package simrack_test
 
 import (
-	"bytes"
 	"context"
-	"net"
-	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/pkg/bmc"
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/phonehome"
 	"github.com/slipway-dev/slipway/pkg/pxe"
+	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
+	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
 	"github.com/slipway-dev/slipway/pkg/simrack"
 )
 
-func freePort(t *testing.T, network string) uint16 {
-	t.Helper()
-	if network == "tcp4" {
-		l, err := net.Listen(network, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return uint16(l.Addr().(*net.TCPAddr).Port)
-	}
-	for range 20 {
-		c, err := net.ListenPacket(network, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := uint16(c.LocalAddr().(*net.UDPAddr).Port)
-		c.Close()
-		// The relay listens on the same port on 127.0.0.2.
-		if r, err := net.ListenPacket(network, net.JoinHostPort("127.0.0.2", strconv.Itoa(int(p)))); err == nil {
-			r.Close()
-			return p
-		}
-	}
-	t.Fatal("no udp port free on 127.0.0.1 and 127.0.0.2")
-	return 0
+// reportConfig is a node config in the shape the simulated OS runs: it
+// reports the join step to the boot server.
+func reportConfig(base string) httpboot.Renderer {
+	return httpboot.RendererFunc(func(_ context.Context, n inventory.Node) ([]byte, error) {
+		return fmt.Appendf(nil, "#!/bin/sh\nPHONE_HOME=%s\nreport %s started || true\nuntil report %s ok; do sleep 1; done\n",
+			phonehome.URL(base, n.Name), phonehome.StepKubeadmJoin, phonehome.StepKubeadmJoin), nil
+	})
 }
 
-// TestMachinesBootFromTheBootServices powers two simulated machines on
-// through their Redfish simulators with pkg/bmc, exactly as up does: the
-// healthy one goes through real DHCP, TFTP and HTTP to its join, the one
-// with FaultNoPXE never asks for DHCP.
+// TestMachinesBootFromTheBootServices powers the simulated machines on
+// through their Redfish simulators with pkg/bmc, as up does: the healthy
+// ones (UEFI and BIOS) go through real DHCP via the relay, TFTP and HTTP,
+// fetch their node config and report their join, which the boot services
+// see as phone-homes; the one with FaultNoPXE never asks for DHCP.
 func TestMachinesBootFromTheBootServices(t *testing.T) {
-	dir := t.TempDir()
-	tftpRoot, assets := filepath.Join(dir, "ipxe"), filepath.Join(dir, "assets")
-	for p, n := range map[string]int{filepath.Join(tftpRoot, "snponly.efi"): 40000, filepath.Join(tftpRoot, "undionly.kpxe"): 30000,
-		filepath.Join(assets, "vmlinuz"): 1000, filepath.Join(assets, "initrd.img"): 2000} {
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, bytes.Repeat([]byte{1}, n), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pw := filepath.Join(dir, "pw")
-	os.WriteFile(pw, []byte("secret\n"), 0o600)
-	dhcpPort, tftpPort, httpPort := freePort(t, "udp4"), freePort(t, "udp4"), freePort(t, "tcp4")
-	lo := netip.MustParseAddr("127.0.0.1")
-	node := func(name string, i byte, fw inventory.Firmware) inventory.Node {
-		return inventory.Node{Name: name, Role: inventory.RoleWorker,
-			MAC: inventory.HardwareAddr(net.HardwareAddr{2, 0, 0, 0, 0, i}), IP: netip.AddrFrom4([4]byte{127, 20, 0, i}),
-			Boot: inventory.Boot{Firmware: fw, Kernel: "vmlinuz", Initrd: "initrd.img"}}
-	}
-	inv := &inventory.Inventory{
-		Network: inventory.Network{Interface: "lo", Address: lo, HTTPPort: httpPort, Subnet: netip.MustParsePrefix("127.0.0.0/8"),
-			DHCPMode: inventory.DHCPAuthoritative, LeaseTime: time.Hour},
-		Nodes: []inventory.Node{node("good", 1, inventory.FirmwareUEFI), node("legacy", 2, inventory.FirmwareBIOS), node("nopxe", 3, inventory.FirmwareUEFI)},
-	}
-	rack, err := simrack.New(simrack.Config{Nodes: inv.Nodes, DHCPServer: netip.AddrPortFrom(lo, dhcpPort), TFTPServer: netip.AddrPortFrom(lo, tftpPort),
-		Firmware: 20 * time.Millisecond, OS: 30 * time.Millisecond, Faults: map[string]simrack.Fault{"nopxe": simrack.FaultNoPXE},
-		Password: "secret", PasswordRef: inventory.SecretRef{Source: "file", Name: pw}})
+	w, err := simrack.NewWorld(simrack.WorldConfig{Dir: t.TempDir(), Nodes: 4, Firmware: 20 * time.Millisecond, OS: 30 * time.Millisecond,
+		Faults: map[string]simrack.Fault{"node-0003": simrack.FaultNoPXE}, Seed: 1})
 	if err != nil {
-		t.Fatalf("simrack.New: %v", err)
+		t.Fatalf("NewWorld: %v", err)
 	}
-	defer rack.Close()
-	for i := range inv.Nodes {
-		inv.Nodes[i].BMC, _ = rack.BMC(inv.Nodes[i].Name)
+	t.Cleanup(func() { w.Close() })
+	pcfg := pxe.Config{Inventory: w.Inventory, TFTPRoot: w.TFTPRoot, AssetDir: w.AssetDir, SkipInterfaceCheck: true, Listeners: w.Listeners}
+	base, err := pcfg.BaseURL()
+	if err != nil {
+		t.Fatal(err)
 	}
-	svc, err := pxe.New(pxe.Config{Inventory: inv, TFTPRoot: tftpRoot, AssetDir: assets, HTTPPort: httpPort, DHCPPort: dhcpPort,
-		TFTPPort: tftpPort, DHCPListenAddr: lo, SkipInterfaceCheck: true})
+	pcfg.Renderer = reportConfig(base)
+	svc, err := pxe.New(pcfg)
 	if err != nil {
 		t.Fatalf("pxe.New: %v", err)
 	}
+	events, unsubscribe := svc.Bus().Subscribe(4096)
+	defer unsubscribe()
+	servetest.Start(t, svc)
+	servetest.Start(t, w.Rack)
+
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	go svc.Run(ctx)
-	go rack.Run(ctx)
-	<-svc.HTTP().Ready()
-	for _, n := range inv.Nodes {
-		c, err := bmc.New(n.Name, n.BMC, bmc.Config{})
+	for _, n := range w.Inventory.Nodes {
+		c, err := bmc.New(n.Name, n.BMC, bmc.Config{Backoff: []time.Duration{20 * time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,33 +67,93 @@ func TestMachinesBootFromTheBootServices(t *testing.T) {
 		}
 		c.Close(ctx)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		good, _ := rack.Ready(ctx, "good")
-		legacy, _ := rack.Ready(ctx, "legacy")
-		if good && legacy {
+	// What the boot services saw: a join report from each healthy node.
+	joined := map[string]bool{}
+	for len(joined) < 3 {
+		select {
+		case e := <-events:
+			if e.Kind != bootevent.PhoneHome {
+				continue
+			}
+			if r, err := phonehome.Parse(e.Detail); err == nil && r.Joined() {
+				joined[e.Node] = true
+			}
+		case <-ctx.Done():
+			t.Fatalf("join reports from %v only; machines: %+v", joined, w.Rack.Stats())
+		}
+	}
+	// The machines mark themselves joined once the answer arrives, just
+	// after the boot services published the report.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		n := 0
+		for _, s := range w.Rack.Stats() {
+			if s.Joined {
+				n++
+			}
+		}
+		if n == 3 {
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("machines not joined within 20s: %+v", rack.Stats())
+	}
+	for _, s := range w.Rack.Stats() {
+		if s.Node != "node-0003" && (s.Stage != "joined" || !s.Joined || s.Took <= 0) {
+			t.Errorf("machine %s: stage %q joined %v took %s, want joined", s.Node, s.Stage, s.Joined, s.Took)
+		}
+		if s.Node == "node-0003" && (s.Stage != "no network boot (fault)" || joined[s.Node]) {
+			t.Errorf("machine node-0003: stage %q, joined %v; want the fault and no join", s.Stage, joined[s.Node])
+		}
+	}
+	if got := w.Rack.Boots(); got != 4 {
+		t.Errorf("Boots() = %d, want 4 network boots started", got)
+	}
+}
+
+// TestMachineWithoutReportsInItsConfig checks the simulated OS does what a
+// real node would with a config that reports nothing: it never joins.
+func TestMachineWithoutReportsInItsConfig(t *testing.T) {
+	w, err := simrack.NewWorld(simrack.WorldConfig{Dir: t.TempDir(), Nodes: 1, Firmware: 10 * time.Millisecond, OS: 10 * time.Millisecond, Seed: 1})
+	if err != nil {
+		t.Fatalf("NewWorld: %v", err)
+	}
+	t.Cleanup(func() { w.Close() })
+	svc, err := pxe.New(pxe.Config{Inventory: w.Inventory, TFTPRoot: w.TFTPRoot, AssetDir: w.AssetDir, SkipInterfaceCheck: true, Listeners: w.Listeners})
+	if err != nil {
+		t.Fatalf("pxe.New: %v", err)
+	}
+	servetest.Start(t, svc)
+	servetest.Start(t, w.Rack)
+	n := w.Inventory.Nodes[0]
+	c, err := bmc.New(n.Name, n.BMC, bmc.Config{Backoff: []time.Duration{20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := c.SetBootDevice(ctx, bmc.BootPXE, bmc.BootOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetPower(ctx, bmc.ActionOn); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s := w.Rack.Stats()[0]
+		if s.Stage == "stopped at run node config" {
+			break
+		}
+		if s.Joined || time.Now().After(deadline) {
+			t.Fatalf("machine %+v, want it stopped at its node config (the boot server's placeholder reports no step)", s)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if ok, _ := rack.Ready(ctx, "nopxe"); ok {
-		t.Errorf("Ready(nopxe) = true, want false: the machine never PXE-boots")
-	}
-	for _, s := range rack.Stats() {
-		if s.Node != "nopxe" && (s.Stage != "joined" || s.Took <= 0) {
-			t.Errorf("machine %s: stage %q took %s, want joined", s.Node, s.Stage, s.Took)
-		}
-		if s.Node == "nopxe" && s.Stage != "no network boot (fault)" {
-			t.Errorf("machine nopxe: stage %q, want the fault", s.Stage)
-		}
-	}
-	if got := rack.Boots(); got != 3 {
-		t.Errorf("Boots() = %d, want 3 network boots started", got)
-	}
+}
+
+func TestParseFault(t *testing.T) {
+	t.Parallel()
 	if _, err := simrack.ParseFault("explode"); err == nil {
 		t.Error(`ParseFault("explode") = nil error, want one naming the faults`)
+	}
+	if f, err := simrack.ParseFault("hang-os"); err != nil || f != simrack.FaultHangOS {
+		t.Errorf(`ParseFault("hang-os") = %q, %v; want FaultHangOS`, f, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -59,11 +60,11 @@ func requireTools(t testing.TB, names ...string) map[string]string {
 	return out
 }
 
-// controlPlane is a throwaway control plane on 127.0.0.1.
+// controlPlane is a throwaway control plane on a loopback address of its own.
 type controlPlane struct {
 	dir string
 	pki *kubeadm.PKI
-	// endpoint is 127.0.0.1:PORT of the API server.
+	// endpoint is 127.X.Y.1:PORT of the API server.
 	endpoint string
 	// admin is a client with our admin kubeconfig (group kubeadm:cluster-admins).
 	admin     kubernetes.Interface
@@ -86,19 +87,20 @@ func (cp *controlPlane) cluster() inventory.Cluster {
 	}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+// serverAddr returns a loopback address of this control plane's own,
+// 127.X.Y.1 at random, and a random high port base. etcd and
+// kube-apiserver bind their own sockets (a process cannot be handed one),
+// so instead of probing a free port and releasing it for them (another
+// process may take it meanwhile), each control plane gets an address
+// nothing else on the machine uses; a server that cannot bind anyway exits
+// at once, and waitHealthy reports that with its log.
+func serverAddr() (net.IP, int) {
+	return net.IPv4(127, byte(16+rand.IntN(224)), byte(rand.IntN(256)), 1), 20000 + 10*rand.IntN(4000)
 }
 
 // startProcess runs bin with args, logging to dir/name.log, and stops it
 // when the test ends.
-func startProcess(t testing.TB, dir, name, bin string, args ...string) {
+func startProcess(t testing.TB, dir, name, bin string, args ...string) <-chan struct{} {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
@@ -128,6 +130,7 @@ func startProcess(t testing.TB, dir, name, bin string, args ...string) {
 			t.Logf("%s log tail:\n%s", name, b)
 		}
 	})
+	return done
 }
 
 func writeFile(t testing.TB, path string, data []byte) string {
@@ -154,16 +157,17 @@ func startControlPlane(t testing.TB) *controlPlane {
 
 	// etcd serves TLS with a certificate from our etcd CA and requires
 	// client certificates from it; peers talk plain HTTP on loopback (one member).
-	clientPort, peerPort := freePort(t), freePort(t)
-	etcdURL := fmt.Sprintf("https://127.0.0.1:%d", clientPort)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	loopback := certutil.AltNames{IPs: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
+	ip, base := serverAddr()
+	clientPort, peerPort, port := base, base+1, base+2
+	etcdURL := fmt.Sprintf("https://%s:%d", ip, clientPort)
+	peerURL := fmt.Sprintf("http://%s:%d", ip, peerPort)
+	loopback := certutil.AltNames{IPs: []net.IP{ip, net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
 	etcdCert, etcdKey, err := pki.Issue(kubeadm.EtcdCA, kubeadm.CertRequest{CommonName: "etcd-server", Hosts: loopback, Server: true, Client: true}, now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	etcdCA := filepath.Join(pki.Dir(), kubeadm.EtcdCACertFile)
-	startProcess(t, dir, "etcd", bins["etcd"], "--name=test", "--data-dir="+filepath.Join(dir, "etcd"),
+	etcdDone := startProcess(t, dir, "etcd", bins["etcd"], "--name=test", "--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--cert-file="+writeFile(t, filepath.Join(dir, "etcd-server.crt"), etcdCert),
 		"--key-file="+writeFile(t, filepath.Join(dir, "etcd-server.key"), etcdKey),
@@ -181,14 +185,13 @@ func startControlPlane(t testing.TB) *controlPlane {
 
 	// kube-apiserver with a serving certificate from our cluster CA.
 	srvCert, srvKey, err := pki.ServingCert("kube-apiserver", certutil.AltNames{
-		IPs: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost", "kubernetes", "kubernetes.default"},
+		IPs: []net.IP{ip, net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost", "kubernetes", "kubernetes.default"},
 	}, now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	endpoint := "127.0.0.1:" + strconv.Itoa(port)
-	startProcess(t, dir, "kube-apiserver", bins["kube-apiserver"],
+	endpoint := net.JoinHostPort(ip.String(), strconv.Itoa(port))
+	apiDone := startProcess(t, dir, "kube-apiserver", bins["kube-apiserver"],
 		"--etcd-servers="+etcdURL, "--etcd-cafile="+etcdCA,
 		"--etcd-certfile="+writeFile(t, filepath.Join(dir, "apiserver-etcd-client.crt"), apiEtcdCert),
 		"--etcd-keyfile="+writeFile(t, filepath.Join(dir, "apiserver-etcd-client.key"), apiEtcdKey),
@@ -198,7 +201,7 @@ func startControlPlane(t testing.TB) *controlPlane {
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--proxy-client-cert-file="+writeFile(t, filepath.Join(dir, "front-proxy-client.crt"), proxyCert),
 		"--proxy-client-key-file="+writeFile(t, filepath.Join(dir, "front-proxy-client.key"), proxyKey),
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
+		"--bind-address="+ip.String(), "--advertise-address="+ip.String(), "--secure-port="+strconv.Itoa(port),
 		"--tls-cert-file="+writeFile(t, filepath.Join(dir, "apiserver.crt"), srvCert),
 		"--tls-private-key-file="+writeFile(t, filepath.Join(dir, "apiserver.key"), srvKey),
 		"--client-ca-file="+filepath.Join(pki.Dir(), kubeadm.CACertFile),
@@ -228,7 +231,7 @@ func startControlPlane(t testing.TB) *controlPlane {
 		t.Fatal(err)
 	}
 	su := kubernetes.NewForConfigOrDie(suREST)
-	waitHealthy(t, su, dir)
+	waitHealthy(t, su, map[string]<-chan struct{}{"etcd": etcdDone, "kube-apiserver": apiDone})
 
 	startProcess(t, dir, "kube-controller-manager", bins["kube-controller-manager"],
 		"--kubeconfig="+writeFile(t, filepath.Join(dir, "controller-manager.conf"), suKC),
@@ -250,11 +253,21 @@ func startControlPlane(t testing.TB) *controlPlane {
 		adminREST: adminREST, adminKC: adminKC, bins: bins, proxyCert: proxyCert, proxyKey: proxyKey}
 }
 
-func waitHealthy(t testing.TB, c kubernetes.Interface, dir string) {
+// waitHealthy waits until the API server answers /readyz, failing at once
+// when one of the processes exits (a port taken, a bad flag: its log tail
+// follows).
+func waitHealthy(t testing.TB, c kubernetes.Interface, procs map[string]<-chan struct{}) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
+		for name, done := range procs {
+			select {
+			case <-done:
+				t.Fatalf("%s exited while the control plane started (its log follows)", name)
+			default:
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, last = c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		cancel()

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -22,11 +21,10 @@ import (
 	"github.com/slipway-dev/slipway/pkg/bmc/ipmisim"
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 	"github.com/slipway-dev/slipway/pkg/inventory"
+	"github.com/slipway-dev/slipway/pkg/phonehome"
 	"github.com/slipway-dev/slipway/pkg/provision"
-	"github.com/slipway-dev/slipway/pkg/provision/wire"
-	"github.com/slipway-dev/slipway/pkg/pxe"
+	"github.com/slipway-dev/slipway/pkg/provision/assemble"
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
-	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
 	"github.com/slipway-dev/slipway/test/e2e/lab"
 )
 
@@ -36,7 +34,7 @@ import (
 // polls, with room for a loaded 2-core machine.
 const upTimeout = 4 * time.Minute
 
-// TestUp runs `provisioner up`'s code path (package wire, as
+// TestUp runs `provisioner up`'s code path (package assemble, as
 // cmd/provisioner/up.go calls it) against two lab VMs: bios-1, the control
 // plane, behind OpenIPMI's ipmi_sim (bmclib's ipmitool provider), found
 // running from its disk (where the diskless VM finds nothing), and par-1, a
@@ -46,12 +44,12 @@ const upTimeout = 4 * time.Minute
 // the node-config fetch and the join phone-home, serving the network boot
 // itself.
 //
-// The lab has no Kubernetes API and no kubeadm: the node config is a
-// script that phones home the steps pkg/kubeadm's join script reports
-// ("step=kubeadm-init status=ok" on the first control plane,
-// "step=kubeadm-join status=ok" on the others), and readiness is answered
-// from that join phone-home. So this proves everything up to the join
-// phone-home, not a real kubeadm join or a Node turning Ready.
+// The lab has no Kubernetes API and no kubeadm: up runs in report-only
+// mode, whose node config phones home the kubeadm step pkg/kubeadm's join
+// script reports ("step=kubeadm-init status=ok" on the first control
+// plane, "step=kubeadm-join status=ok" on the others) without running it,
+// and a reported join counts as Ready. So this proves everything up to the
+// join phone-home, not a real kubeadm join or a Node turning Ready.
 //
 // The first run is interrupted while the worker's OS runs its join; a
 // second run on the same state directory resumes from the journal and
@@ -235,12 +233,12 @@ func endPhases(rep *provision.Report) map[string]provision.Phase {
 	return m
 }
 
-// runUpInLab builds the boot services and a wire.Provisioner the way
-// cmd/provisioner/up.go does (the journaled renderer in front of the node
-// config, the inventory's enabled nodes, up's default attempts and BMC
-// settings) and runs it until every node is Ready or failed, or until stop
-// (when not nil) returns true for a progress update: then the run is
-// interrupted as ^C interrupts up. It returns Run's report and error.
+// runUpInLab runs up's assembly (package assemble, as cmd/provisioner/up.go
+// calls it, in report-only mode: the lab has no Kubernetes API) with up's
+// default attempts and BMC settings, until every node is Ready or failed,
+// or until stop (when not nil) returns true for a progress update: then the
+// run is interrupted as ^C interrupts up. It returns Run's report and
+// error.
 func runUpInLab(t *testing.T, inv *inventory.Inventory, img lab.NodeImage, state string, rec *upRecorder, stop func(provision.Update) bool) (*provision.Report, error) {
 	t.Helper()
 	bus := bootevent.NewBus()
@@ -253,15 +251,6 @@ func runUpInLab(t *testing.T, inv *inventory.Inventory, img lab.NodeImage, state
 		}
 	}()
 	defer func() { unsubscribe(); <-recDone }()
-	base := fmt.Sprintf("http://%s:%d", inv.Network.Address, inv.Network.HTTPPort)
-	render := wire.NewJournaledRenderer(joinScript{phoneHome: base})
-	svc, err := pxe.New(pxe.Config{
-		Inventory: inv, TFTPRoot: ipxeDir, AssetDir: img.Dir, Renderer: render, Bus: bus,
-		Log: testLogger(t),
-	})
-	if err != nil {
-		t.Fatalf("pxe.New: %v", err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), upTimeout)
 	defer cancel()
 	rec.newRun()
@@ -274,60 +263,26 @@ func runUpInLab(t *testing.T, inv *inventory.Inventory, img lab.NodeImage, state
 			}
 		}
 	}
-	p, err := wire.New(wire.Config{
-		Nodes: inv.Enabled(), StateDir: state, Command: "provisioner up (e2e)",
-		Services: svc, Renderer: render, Readiness: rec, ReadyPoll: 500 * time.Millisecond,
+	p, err := assemble.New(assemble.Options{
+		Inventory: inv, StateDir: state, Command: "provisioner up (e2e)",
+		Boot: assemble.Boot{TFTPRoot: ipxeDir, AssetDir: img.Dir},
+		// The lab has no cluster: the node config reports the kubeadm step
+		// (after 2 s, as kubeadm takes a while) and the report counts as Ready.
+		Join: assemble.JoinReportOnly, ReportDelay: 2 * time.Second,
 		MaxAttempts: 3,
 		Timeouts: provision.Timeouts{DHCP: time.Minute, Netboot: 2 * time.Minute, Join: 2 * time.Minute,
 			Ready: time.Minute, BMC: 30 * time.Second},
-		Progress: progress, Log: testLogger(t),
+		Bus: bus, Progress: progress, Log: testLogger(t),
 	})
 	if err != nil {
-		t.Fatalf("wire.New: %v", err)
+		t.Fatalf("assemble.New: %v", err)
 	}
-	rep, err := p.Run(ctx)
-	if rep == nil {
+	res, err := p.Run(ctx)
+	if res.Report == nil {
 		t.Fatalf("up in the lab: no report: %v", err)
 	}
-	return rep, err
+	return res.Report, err
 }
-
-// joinScript is the lab's node config: a script that reports the steps
-// pkg/kubeadm's join script reports, without running kubeadm (the lab has
-// no cluster). The node image runs it after fetching it.
-type joinScript struct {
-	// phoneHome is the boot server's base URL, as nodes reach it.
-	phoneHome string
-}
-
-// Render returns node's script: kubeadm-init on a control-plane node (the
-// lab has one), kubeadm-join otherwise. Between "started" and "ok" it
-// waits 2 s (kubeadm takes a while), and it repeats the "ok" report each
-// second, up to a minute, until the provisioner answers (as pkg/simrack's
-// machines do): a provisioner that is restarted meanwhile still hears it.
-func (j joinScript) Render(_ context.Context, n inventory.Node) ([]byte, error) {
-	step := "kubeadm-join"
-	if n.Role == inventory.RoleControlPlane {
-		step = "kubeadm-init"
-	}
-	// busybox wget: no -T (busybox 1.35 static crashes with it).
-	return fmt.Appendf(nil, `#!/bin/sh
-# Lab stand-in for the kubeadm node config of %[1]s: report the steps, run nothing.
-URL=%[2]s/phone-home/%[1]s
-wget -q -O /dev/null --post-data "step=%[3]s status=started" "$URL" || true
-sleep 2
-i=0
-until wget -q -O /dev/null --post-data "step=%[3]s status=ok" "$URL"; do
-  i=$((i+1)); [ $i -ge 60 ] && break; sleep 1
-done
-`, n.Name, j.phoneHome, step), nil
-}
-
-var _ httpboot.Renderer = joinScript{}
-
-// joinedBody is what a node config phones home after kubeadm init or join
-// succeeded (the same step names wire.ToEvent turns into EventJoined).
-var joinedBody = regexp.MustCompile(`step=kubeadm-(init|join) status=ok`)
 
 // upRecorder records up's progress updates and the boot services' events
 // across runs, and answers readiness from the join phone-home.
@@ -344,8 +299,6 @@ type upRecorder struct {
 	fromUpdate, fromEvent int
 	runStarts             []int
 }
-
-var _ provision.Readiness = (*upRecorder)(nil)
 
 func newUpRecorder() *upRecorder {
 	r := &upRecorder{start: time.Now()}
@@ -364,12 +317,6 @@ func (r *upRecorder) event(e bootevent.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, e)
-}
-
-// Ready reports whether node phoned home a successful kubeadm init or join
-// (the lab's stand-in for Node Ready).
-func (r *upRecorder) Ready(_ context.Context, node string) (bool, error) {
-	return r.joins(node) > 0, nil
 }
 
 // resetCounts starts counting afresh (for the resumed run); Ready still
@@ -459,7 +406,10 @@ func (r *upRecorder) joins(node string) int {
 	defer r.mu.Unlock()
 	n := 0
 	for _, e := range r.events {
-		if e.Kind == bootevent.PhoneHome && e.Node == node && joinedBody.MatchString(e.Detail) {
+		if e.Kind != bootevent.PhoneHome || e.Node != node {
+			continue
+		}
+		if rep, err := phonehome.Parse(e.Detail); err == nil && rep.Joined() {
 			n++
 		}
 	}

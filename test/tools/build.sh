@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build.sh builds the upstream components the control-plane tests run against
-# (kubeadm, kube-apiserver, kube-controller-manager at the pinned Kubernetes
-# version, and the etcd server kubeadm of that version expects) from the Go
+# (kubeadm, kube-apiserver, kube-controller-manager and kube-scheduler at the
+# pinned Kubernetes version, and the etcd server kubeadm of that version expects) from the Go
 # module proxy into test/tools/bin. It is idempotent: a binary whose stamp
 # matches the pinned version is not rebuilt. The first build takes a long
 # time (tens of minutes on two cores); the Go build cache keeps later ones fast.
@@ -37,7 +37,7 @@ ldflags="-s -w \
 stamp="$bin/.versions"
 want="kubernetes=${k8s_version} etcd=${etcd_version} go=$(go env GOVERSION)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
-	[[ -x "$bin/kubeadm" && -x "$bin/kube-apiserver" && -x "$bin/kube-controller-manager" && -x "$bin/etcd" ]]; then
+	[[ -x "$bin/kubeadm" && -x "$bin/kube-apiserver" && -x "$bin/kube-controller-manager" && -x "$bin/kube-scheduler" && -x "$bin/etcd" ]]; then
 	echo "test/tools/bin is up to date ($want)"
 	exit 0
 fi
@@ -46,7 +46,7 @@ rm -f "$stamp"
 # go.mod and go.sum pin every module; -mod=readonly refuses to change them.
 export CGO_ENABLED=0 GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
 start=$SECONDS
-for cmd in kubeadm kube-apiserver kube-controller-manager; do
+for cmd in kubeadm kube-apiserver kube-controller-manager kube-scheduler; do
 	echo "building $cmd ${k8s_version}"
 	run go build -ldflags "$ldflags" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd"
 done

@@ -1,7 +1,7 @@
 // Module tools builds the upstream Kubernetes components the control-plane
-// tests run against (kubeadm, kube-apiserver, kube-controller-manager, etcd)
-// at the version Slipway pins. It is separate from the product module so
-// that module stays lean. Build with ./build.sh; binaries land in ./bin.
+// tests run against (kubeadm, kube-apiserver, kube-controller-manager,
+// kube-scheduler, etcd) at the version Slipway pins. It is separate from the
+// product module so that module stays lean. Build with ./build.sh; binaries land in ./bin.
 module github.com/slipway-dev/slipway/test/tools
 
 go 1.26.0

@@ -5,10 +5,12 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,7 +30,8 @@ type Config struct {
 	// Dir is where the configuration, ipmi_sim's state and log, and the
 	// built-in chassis files go; it must exist. Required.
 	Dir string
-	// Port is the UDP port on 127.0.0.1 (default: a free one).
+	// Port is the UDP port on 127.0.0.1 (default: a free one; if another
+	// process takes it before ipmi_sim binds it, Start tries another).
 	Port int
 	// Username is the admin user's name (default admin).
 	Username string
@@ -81,25 +84,49 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 	if strings.ContainsAny(dir+cfg.Username+cfg.Password, "\"\n") {
 		return nil, errors.New("start ipmi_sim: the directory, user name and password must not contain quotes or newlines")
 	}
-	port := cfg.Port
-	if port == 0 {
-		if port, err = freeUDPPort(); err != nil {
-			return nil, fmt.Errorf("start ipmi_sim: %w", err)
-		}
-	}
-	s := &Sim{port: port, user: cfg.Username, exited: make(chan struct{})}
 	chassis := cfg.ChassisControl
+	chassisDir := ""
 	if chassis == "" {
-		s.chassis = filepath.Join(dir, "chassis")
-		if err := os.MkdirAll(s.chassis, 0o700); err != nil {
+		chassisDir = filepath.Join(dir, "chassis")
+		if err := os.MkdirAll(chassisDir, 0o700); err != nil {
 			return nil, fmt.Errorf("start ipmi_sim: %w", err)
 		}
 		chassis = filepath.Join(dir, "chassis.sh")
-		script := strings.ReplaceAll(chassisScript, "@STATE@", s.chassis)
+		script := strings.ReplaceAll(chassisScript, "@STATE@", chassisDir)
 		if err := os.WriteFile(chassis, []byte(script), 0o700); err != nil {
 			return nil, fmt.Errorf("start ipmi_sim: %w", err)
 		}
 	}
+	// ipmi_sim binds its UDP port itself, so a free port can only be
+	// proposed, not handed over: another process may take it first. That
+	// race is detected, never silent: ipmi_sim exits saying it cannot bind
+	// (then another port is tried), and it counts as started only once the
+	// port's socket is ipmi_sim's own.
+	const tries = 5
+	for attempt := 1; ; attempt++ {
+		port := cfg.Port
+		if port == 0 {
+			var err error
+			if port, err = proposeUDPPort(); err != nil {
+				return nil, fmt.Errorf("start ipmi_sim: %w", err)
+			}
+		}
+		s, err := start(ctx, cfg, bin, dir, port, chassis)
+		if err == nil {
+			s.chassis = chassisDir
+			return s, nil
+		}
+		if !errors.Is(err, errBind) || cfg.Port != 0 || attempt == tries {
+			return nil, err
+		}
+	}
+}
+
+// errBind is ipmi_sim failing to bind its port.
+var errBind = errors.New("port taken")
+
+func start(ctx context.Context, cfg Config, bin, dir string, port int, chassis string) (*Sim, error) {
+	s := &Sim{port: port, user: cfg.Username, exited: make(chan struct{})}
 	conf := strings.NewReplacer("@PORT@", strconv.Itoa(port), "@USER@", cfg.Username,
 		"@PASSWORD@", cfg.Password, "@CHASSIS@", chassis).Replace(lanConf)
 	files := map[string]string{"lan.conf": conf, "lab.emu": labEmu}
@@ -112,11 +139,13 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, fmt.Errorf("start ipmi_sim: %w", err)
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "ipmi_sim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logPath := filepath.Join(dir, "ipmi_sim.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("start ipmi_sim: %w", err)
 	}
 	defer logf.Close()
+	logStart, _ := logf.Seek(0, io.SeekEnd)
 	s.cmd = exec.Command(bin, "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "lab.emu"), "-s", state, "-n")
 	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
@@ -128,17 +157,21 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 		close(s.exited)
 	}()
 
-	// ipmi_sim is ready once its UDP port is taken.
 	deadline := time.Now().Add(cfg.StartTimeout)
 	for {
-		c, err := net.ListenPacket("udp4", s.Addr())
-		if err != nil {
+		if ownsUDPPort(s.cmd.Process.Pid, port) {
 			return s, nil
 		}
-		c.Close()
 		select {
 		case <-s.exited:
-			return nil, fmt.Errorf("start ipmi_sim: it exited (%v); see %s", s.waitErr, filepath.Join(dir, "ipmi_sim.log"))
+			out, _ := os.ReadFile(logPath)
+			if int64(len(out)) > logStart {
+				out = out[logStart:]
+			}
+			if strings.Contains(string(out), "Unable to bind") {
+				return nil, fmt.Errorf("start ipmi_sim on 127.0.0.1:%d: %w (%s)", port, errBind, strings.TrimSpace(firstLine(string(out))))
+			}
+			return nil, fmt.Errorf("start ipmi_sim: it exited (%v); see %s", s.waitErr, logPath)
 		case <-ctx.Done():
 			s.Close()
 			return nil, fmt.Errorf("start ipmi_sim: %w", ctx.Err())
@@ -146,18 +179,59 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 		}
 		if time.Now().After(deadline) {
 			s.Close()
-			return nil, fmt.Errorf("start ipmi_sim: not listening on %s after %s; see %s", s.Addr(), cfg.StartTimeout, filepath.Join(dir, "ipmi_sim.log"))
+			return nil, fmt.Errorf("start ipmi_sim: not listening on 127.0.0.1:%d after %s; see %s", port, cfg.StartTimeout, logPath)
 		}
 	}
 }
 
-func freeUDPPort() (int, error) {
+func firstLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "Unable to bind") {
+			return l
+		}
+	}
+	return s
+}
+
+// proposeUDPPort returns a UDP port of 127.0.0.1 that was free a moment
+// ago. Start detects when ipmi_sim then cannot have it.
+func proposeUDPPort() (int, error) {
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+// ownsUDPPort reports whether process pid holds the IPv4 UDP socket bound
+// to port: the socket's inode in /proc/net/udp is one of pid's open files.
+func ownsUDPPort(pid, port int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/udp", pid))
+	if err != nil {
+		return false
+	}
+	want := fmt.Sprintf(":%04X", port)
+	var inodes []string
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && strings.HasSuffix(f[1], want) {
+			inodes = append(inodes, "socket:["+f[9]+"]")
+		}
+	}
+	if len(inodes) == 0 {
+		return false
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && slices.Contains(inodes, l) {
+			return true
+		}
+	}
+	return false
 }
 
 // Port returns the UDP port ipmi_sim listens on.

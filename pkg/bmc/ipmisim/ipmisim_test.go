@@ -2,6 +2,7 @@ package ipmisim_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 
@@ -36,5 +37,26 @@ func TestStartClose(t *testing.T) {
 		t.Errorf("%s still taken after Close: %v", sim.Addr(), err)
 	} else {
 		c.Close()
+	}
+}
+
+// TestPortTaken: when another process holds the port ipmi_sim is told to
+// use, Start fails and says so; it never mistakes the other socket for
+// ipmi_sim's (the old readiness check, "the port is taken", did).
+func TestPortTaken(t *testing.T) {
+	testenv.RequireCommands(t, "ipmi_sim")
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	sim, err := ipmisim.Start(context.Background(), ipmisim.Config{Dir: t.TempDir(), Password: "pw", Port: port})
+	if err == nil {
+		sim.Close()
+		t.Fatalf("Start on a port another process holds = nil error, want one")
+	}
+	if want := fmt.Sprintf("start ipmi_sim on 127.0.0.1:%d: port taken (Unable to bind to LAN port: Address already in use)", port); err.Error() != want {
+		t.Errorf("Start on a taken port: %v, want %q", err, want)
 	}
 }

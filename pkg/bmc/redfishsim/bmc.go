@@ -7,9 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -28,7 +31,29 @@ func DefaultResetTypes() []string {
 	return []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "ForceOn", "PowerCycle", "Nmi"}
 }
 
-// BMCConfig describes one simulated BMC.
+// What a restart request does on a powered-off system (BMCConfig.ResetWhenOff).
+const (
+	// ResetWhenOffRefuse answers 409 and changes nothing (the default).
+	ResetWhenOffRefuse = "refuse"
+	// ResetWhenOffPowerOn powers the system on.
+	ResetWhenOffPowerOn = "power-on"
+	// ResetWhenOffIgnore answers 204 and changes nothing.
+	ResetWhenOffIgnore = "ignore"
+)
+
+// Where the virtual CD lives (BMCConfig.VirtualMedia).
+const (
+	// VirtualMediaOnManager: /redfish/v1/Managers/BMC/VirtualMedia/CD1 (the default).
+	VirtualMediaOnManager = "manager"
+	// VirtualMediaOnSystem: /redfish/v1/Systems/NAME/VirtualMedia/CD1, as
+	// iDRAC since firmware 6.00.02 (dell/iDRAC-Redfish-Scripting#265).
+	VirtualMediaOnSystem = "system"
+	// VirtualMediaNone: no virtual media at all.
+	VirtualMediaNone = "none"
+)
+
+// BMCConfig describes one simulated BMC. The behaviour fields model what
+// real BMCs do; Profiles returns named combinations of them.
 type BMCConfig struct {
 	// Name is the ComputerSystem Id and the name the OnPower hook receives
 	// (default "System.Embedded.1").
@@ -52,12 +77,52 @@ type BMCConfig struct {
 	// (default DefaultResetTypes()). Leaving PowerCycle out models iDRAC and
 	// iLO 5; anything not listed is refused with 400.
 	ResetTypes []string
-	// RejectBootMode answers 400 to a PATCH that carries
-	// BootSourceOverrideMode, without applying it (a vendor quirk).
-	RejectBootMode bool
 	// TransitionDelay is how long a power change takes: the state reads
 	// PoweringOn or PoweringOff until it has passed (default 0, instant).
 	TransitionDelay time.Duration
+
+	// BootApplyDelay makes a Boot PATCH asynchronous: it answers 200 at
+	// once, the system keeps reading the old override until the delay has
+	// passed, and a boot that starts before then uses the old one (iLO 5).
+	BootApplyDelay time.Duration
+	// RejectBootMode answers 400 to a Boot PATCH that carries
+	// BootSourceOverrideMode (older iDRAC and others); the mode then always
+	// reads back as FirmwareMode.
+	RejectBootMode bool
+	// ApplyDespiteReject applies the target and enabled flag of a PATCH
+	// refused by RejectBootMode, while still answering 400 (iDRAC 8).
+	ApplyDespiteReject bool
+	// FirmwareMode is the boot mode the BIOS is set to, UEFI (default) or
+	// Legacy: the mode the override reads back before anyone sets it, and
+	// always on a BMC with RejectBootMode.
+	FirmwareMode string
+	// SettingsObject makes boot settings apply only through the
+	// @Redfish.Settings object (.../SD): a Boot PATCH of the system answers
+	// 405, the settings object takes it (with If-Match of its ETag) and the
+	// system applies it at its next power-on or reset (AMI MegaRAC).
+	SettingsObject bool
+	// GenericMessages puts "A general error has occurred. See ExtendedInfo
+	// for more information." in every error's message and the useful text
+	// only in @Message.ExtendedInfo.
+	GenericMessages bool
+	// IgnoreResets answers 204 to ForceRestart, GracefulRestart and
+	// PowerCycle and does nothing (a lying or lazy BMC).
+	IgnoreResets bool
+	// ResetWhenOff is what ForceRestart or GracefulRestart does on a system
+	// that is off: ResetWhenOffRefuse (default), ResetWhenOffPowerOn or
+	// ResetWhenOffIgnore.
+	ResetWhenOff string
+	// LastResetTime and BootProgress make the system report the time it
+	// last came out of reset and its boot progress (reboot evidence).
+	LastResetTime bool
+	BootProgress  bool
+	// VirtualMedia is where the virtual CD lives: VirtualMediaOnManager
+	// (default), VirtualMediaOnSystem or VirtualMediaNone.
+	VirtualMedia string
+	// MediaClient fetches an inserted image's URL, as a BMC does when it
+	// connects to the image server (default: a client with a 10 s timeout).
+	MediaClient *http.Client
+
 	// Faults are the faults injected from the start; see SetFaults.
 	Faults Faults
 	// OnPower is called, with the request's context, whenever the simulated
@@ -74,16 +139,39 @@ type PowerEvent struct {
 	// Boot is the boot override in effect for the boot this event starts
 	// (on and reset); a one-time override is cleared after this event.
 	Boot Boot
+	// Media is the image URL in the virtual CD at this boot ("" when none).
+	Media string
 }
 
 // Boot is a ComputerSystem's boot override.
 type Boot struct {
-	// Target is BootSourceOverrideTarget: None, Pxe, Hdd, ...
+	// Target is BootSourceOverrideTarget: None, Pxe, Hdd, Cd, ...
 	Target string
 	// Enabled is BootSourceOverrideEnabled: Disabled, Once or Continuous.
 	Enabled string
 	// Mode is BootSourceOverrideMode: UEFI or Legacy.
 	Mode string
+}
+
+// Booted is one boot of the simulated host: what it really started from.
+type Booted struct {
+	// Device is Pxe, Cd, Usb, BiosSetup, or Hdd (the default boot order).
+	Device string
+	// Mode is the firmware mode the host booted in: UEFI or Legacy.
+	Mode string
+	// Media is the virtual CD's image URL when Device is Cd ("" when the
+	// drive was empty, and the boot found nothing).
+	Media string
+}
+
+// Media is the virtual CD's state.
+type Media struct {
+	// Image is the inserted image's URL ("" when empty).
+	Image string
+	// Inserted is true while an image is inserted.
+	Inserted bool
+	// Size is how many bytes the BMC read from the image URL at insert.
+	Size int64
 }
 
 // Faults are injected misbehaviours of one BMC.
@@ -101,7 +189,8 @@ type Faults struct {
 	// MaxSessions refuses a new session with 503 once that many are open
 	// (iDRAC allows 8); 0 means no limit.
 	MaxSessions int
-	// IgnorePower acknowledges Reset requests (204) without changing power.
+	// IgnorePower acknowledges every Reset request (204) without changing
+	// power.
 	IgnorePower bool
 	// MalformedJSON answers the ComputerSystem GET with truncated JSON.
 	MalformedJSON bool
@@ -111,66 +200,110 @@ type Faults struct {
 type Stats struct {
 	// Requests is every HTTP request received.
 	Requests int
-	// Logins and Logouts count session creations and deletions.
-	Logins  int
-	Logouts int
+	// Logins and Logouts count session creations and deletions;
+	// RefusedLogins counts logins refused for the session limit.
+	Logins        int
+	Logouts       int
+	RefusedLogins int
 	// Resets are the ResetType values of accepted Reset actions, in order.
 	Resets []string
-	// BootPatches counts accepted PATCHes of Boot; RejectedBootPatches those
-	// refused because of RejectBootMode.
+	// BootPatches counts accepted Boot PATCHes of the system or its
+	// settings object; RejectedBootPatches those refused (400 for the mode,
+	// 405 on a system that takes settings only through .../SD).
 	BootPatches         int
 	RejectedBootPatches int
+	// SettingsPatches counts accepted PATCHes of the settings object.
+	SettingsPatches int
+	// Inserts and Ejects count accepted InsertMedia and EjectMedia actions.
+	Inserts int
+	Ejects  int
 }
 
 // BMC is one running simulated BMC.
 type BMC struct {
-	name, user, pass            string
-	manufacturer, model, serial string
-	resetTypes                  []string
-	rejectBootMode              bool
-	transition                  time.Duration
-	onPower                     func(ctx context.Context, ev PowerEvent) error
-	tls                         bool
-	log                         *slog.Logger
-	addr                        netip.AddrPort
-	srv                         *http.Server
-	done                        chan struct{}
-	closing                     chan struct{}
-	closeOnce                   sync.Once
-	mu                          sync.Mutex
-	faults                      Faults
-	on                          bool
-	changedAt                   time.Time
-	boot                        Boot
-	sessions                    map[string]string // token -> session id
-	nextSession                 int
-	stats                       Stats
+	cfg       BMCConfig
+	name      string
+	user      string
+	pass      string
+	log       *slog.Logger
+	addr      netip.AddrPort
+	srv       *http.Server
+	done      chan struct{}
+	closing   chan struct{}
+	closeOnce sync.Once
+
+	mu          sync.Mutex
+	faults      Faults
+	on          bool
+	changedAt   time.Time
+	boot        Boot              // the override the system holds (and reads back)
+	pending     *pendingBoot      // an accepted PATCH not applied yet (BootApplyDelay)
+	settings    *Boot             // the settings object's pending Boot (SettingsObject)
+	etag        int               // the settings object's ETag generation
+	lastReset   time.Time         // when the system last came out of reset
+	progress    string            // BootProgress.LastState
+	progressAt  time.Time         // BootProgress.LastStateTime
+	media       Media             // the virtual CD
+	booted      []Booted          // every boot of the host, in order
+	sessions    map[string]string // token -> session id
+	nextSession int
+	stats       Stats
+}
+
+type pendingBoot struct {
+	boot Boot
+	at   time.Time
 }
 
 func newBMC(cfg BMCConfig, log *slog.Logger) (*BMC, error) {
 	b := &BMC{
-		name:           def(cfg.Name, "System.Embedded.1"),
-		user:           def(cfg.Username, "admin"),
-		pass:           def(cfg.Password, "password"),
-		manufacturer:   def(cfg.Manufacturer, "Slipway"),
-		model:          def(cfg.Model, "Simulated Server"),
-		serial:         def(cfg.SerialNumber, "SIM0001"),
-		resetTypes:     cfg.ResetTypes,
-		rejectBootMode: cfg.RejectBootMode,
-		transition:     cfg.TransitionDelay,
-		onPower:        cfg.OnPower,
-		tls:            cfg.TLS,
-		faults:         cfg.Faults,
-		on:             cfg.PoweredOn,
-		boot:           Boot{Target: "None", Enabled: "Disabled", Mode: "UEFI"},
-		sessions:       map[string]string{},
-		closing:        make(chan struct{}),
+		cfg:      cfg,
+		name:     def(cfg.Name, "System.Embedded.1"),
+		user:     def(cfg.Username, "admin"),
+		pass:     def(cfg.Password, "password"),
+		faults:   cfg.Faults,
+		on:       cfg.PoweredOn,
+		sessions: map[string]string{},
+		closing:  make(chan struct{}),
+		progress: "None",
 	}
-	if len(b.resetTypes) == 0 {
-		b.resetTypes = DefaultResetTypes()
+	b.cfg.Manufacturer = def(cfg.Manufacturer, "Slipway")
+	b.cfg.Model = def(cfg.Model, "Simulated Server")
+	b.cfg.SerialNumber = def(cfg.SerialNumber, "SIM0001")
+	b.cfg.FirmwareMode = def(cfg.FirmwareMode, "UEFI")
+	b.cfg.ResetWhenOff = def(cfg.ResetWhenOff, ResetWhenOffRefuse)
+	b.cfg.VirtualMedia = def(cfg.VirtualMedia, VirtualMediaOnManager)
+	if len(b.cfg.ResetTypes) == 0 {
+		b.cfg.ResetTypes = DefaultResetTypes()
+	}
+	if b.cfg.MediaClient == nil {
+		b.cfg.MediaClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	if strings.ContainsAny(b.name, "/?#") {
 		return nil, fmt.Errorf("start simulated bmc %q: name must not contain / ? or #", b.name)
+	}
+	switch b.cfg.FirmwareMode {
+	case "UEFI", "Legacy":
+	default:
+		return nil, fmt.Errorf("start simulated bmc %s: FirmwareMode %q: want UEFI or Legacy", b.name, b.cfg.FirmwareMode)
+	}
+	switch b.cfg.ResetWhenOff {
+	case ResetWhenOffRefuse, ResetWhenOffPowerOn, ResetWhenOffIgnore:
+	default:
+		return nil, fmt.Errorf("start simulated bmc %s: ResetWhenOff %q: want refuse, power-on or ignore", b.name, b.cfg.ResetWhenOff)
+	}
+	switch b.cfg.VirtualMedia {
+	case VirtualMediaOnManager, VirtualMediaOnSystem, VirtualMediaNone:
+	default:
+		return nil, fmt.Errorf("start simulated bmc %s: VirtualMedia %q: want manager, system or none", b.name, b.cfg.VirtualMedia)
+	}
+	b.boot = Boot{Target: "None", Enabled: "Disabled", Mode: b.cfg.FirmwareMode}
+	// The host ran before the simulation began: an hour ago it last came
+	// out of reset, and it is running or was switched off since.
+	b.lastReset = time.Now().Add(-time.Hour)
+	b.progress, b.progressAt = "OSRunning", b.lastReset
+	if !b.on {
+		b.progress, b.progressAt = "None", b.lastReset.Add(time.Minute)
 	}
 	b.log = log.With("bmc", b.name)
 	return b, nil
@@ -192,7 +325,7 @@ func (b *BMC) Addr() netip.AddrPort { return b.addr }
 // URL returns the BMC's URL in inventory form: redfish://127.0.0.1:PORT for
 // HTTPS, redfish+http://127.0.0.1:PORT for plain HTTP.
 func (b *BMC) URL() string {
-	if b.tls {
+	if b.cfg.TLS {
 		return "redfish://" + b.addr.String()
 	}
 	return "redfish+http://" + b.addr.String()
@@ -217,19 +350,58 @@ func (b *BMC) PowerState() string {
 }
 
 // SetPowerState sets the power state directly, without calling OnPower, as if
-// someone had pressed the power button.
+// someone had pressed the power button (the reboot evidence moves as it
+// would).
 func (b *BMC) SetPowerState(on bool) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if on == b.on {
+		return
+	}
+	now := time.Now()
 	b.on = on
 	b.changedAt = time.Time{}
-	b.mu.Unlock()
+	b.progress, b.progressAt = "None", now
+	if on {
+		b.lastReset = now
+		b.progress = "OSRunning"
+	}
 }
 
-// Boot returns the current boot override.
+// Boot returns the boot override the system holds now: an asynchronous
+// PATCH shows once its delay has passed, and settings pending in the
+// settings object do not show until the next reset (see PendingSettings).
 func (b *BMC) Boot() Boot {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.settleLocked(time.Now())
 	return b.boot
+}
+
+// PendingSettings returns the Boot waiting in the settings object for the
+// next reset, and false when nothing is pending.
+func (b *BMC) PendingSettings() (Boot, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.settings == nil {
+		return Boot{}, false
+	}
+	return *b.settings, true
+}
+
+// Booted returns every boot of the simulated host so far, in order: what it
+// really started from.
+func (b *BMC) Booted() []Booted {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.booted)
+}
+
+// Media returns the virtual CD's state.
+func (b *BMC) Media() Media {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.media
 }
 
 // Sessions returns how many sessions are open.
@@ -271,6 +443,19 @@ func (b *BMC) Close() error {
 		return fmt.Errorf("stop simulated bmc %s: %w", b.name, err)
 	}
 	return nil
+}
+
+// Resource paths of a BMC.
+func (b *BMC) sysPath() string      { return "/redfish/v1/Systems/" + b.name }
+func (b *BMC) settingsPath() string { return b.sysPath() + "/SD" }
+func (b *BMC) mediaPath() string {
+	switch b.cfg.VirtualMedia {
+	case VirtualMediaOnSystem:
+		return b.sysPath() + "/VirtualMedia"
+	case VirtualMediaOnManager:
+		return "/redfish/v1/Managers/BMC/VirtualMedia"
+	}
+	return ""
 }
 
 // ServeHTTP implements http.Handler.
@@ -316,14 +501,15 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !b.authorized(r, f) {
-		writeError(w, http.StatusUnauthorized, "Base.1.8.NoValidSession", "There is no valid session established with the implementation.")
+		b.writeError(w, http.StatusUnauthorized, "Base.1.8.NoValidSession", "There is no valid session established with the implementation.", "")
 		return
 	}
-	sys := "/redfish/v1/Systems/" + b.name
+	sys := b.sysPath()
 	if f.ErrorStatus != 0 && strings.HasPrefix(path, "/redfish/v1/Systems") {
-		writeError(w, f.ErrorStatus, "Base.1.8.InternalError", "The request failed due to an internal service error.")
+		b.writeError(w, f.ErrorStatus, "Base.1.8.InternalError", "The request failed due to an internal service error.", "")
 		return
 	}
+	media := b.mediaPath()
 	switch {
 	case path == "/redfish/v1/SessionService" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, map[string]any{
@@ -353,32 +539,48 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.system(sys))
 	case path == sys && r.Method == http.MethodPatch:
 		b.patchSystem(w, r)
+	case b.cfg.SettingsObject && path == b.settingsPath() && r.Method == http.MethodGet:
+		b.getSettings(w)
+	case b.cfg.SettingsObject && path == b.settingsPath() && r.Method == http.MethodPatch:
+		b.patchSettings(w, r)
 	case path == sys+"/Actions/ComputerSystem.Reset" && r.Method == http.MethodPost:
 		b.reset(w, r, f)
+	case media != "" && path == media && r.Method == http.MethodGet:
+		writeCollection(w, media, "#VirtualMediaCollection.VirtualMediaCollection", []any{link(media + "/CD1")})
+	case media != "" && path == media+"/CD1" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, b.mediaResource(media+"/CD1"))
+	case media != "" && path == media+"/CD1/Actions/VirtualMedia.InsertMedia" && r.Method == http.MethodPost:
+		b.insertMedia(w, r)
+	case media != "" && path == media+"/CD1/Actions/VirtualMedia.EjectMedia" && r.Method == http.MethodPost:
+		b.ejectMedia(w)
 	case path == "/redfish/v1/Managers" && r.Method == http.MethodGet:
 		writeCollection(w, "/redfish/v1/Managers", "#ManagerCollection.ManagerCollection", []any{link("/redfish/v1/Managers/BMC")})
 	case path == "/redfish/v1/Managers/BMC" && r.Method == http.MethodGet:
-		writeJSON(w, http.StatusOK, map[string]any{
+		m := map[string]any{
 			"@odata.id": "/redfish/v1/Managers/BMC", "@odata.type": "#Manager.v1_10_0.Manager", "Id": "BMC", "Name": "Manager",
-			"ManagerType": "BMC", "Manufacturer": b.manufacturer, "Model": b.model + " BMC", "SerialNumber": b.serial,
+			"ManagerType": "BMC", "Manufacturer": b.cfg.Manufacturer, "Model": b.cfg.Model + " BMC", "SerialNumber": b.cfg.SerialNumber,
 			"FirmwareVersion": "1.0.0-sim", "Status": map[string]any{"State": "Enabled", "Health": "OK"},
 			"Links": map[string]any{"ManagerForServers": []any{link(sys)}},
-		})
+		}
+		if b.cfg.VirtualMedia == VirtualMediaOnManager {
+			m["VirtualMedia"] = link(media)
+		}
+		writeJSON(w, http.StatusOK, m)
 	case path == "/redfish/v1/Chassis" && r.Method == http.MethodGet:
 		writeCollection(w, "/redfish/v1/Chassis", "#ChassisCollection.ChassisCollection", []any{link("/redfish/v1/Chassis/1U")})
 	case path == "/redfish/v1/Chassis/1U" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, map[string]any{
 			"@odata.id": "/redfish/v1/Chassis/1U", "@odata.type": "#Chassis.v1_14_0.Chassis", "Id": "1U", "Name": "Chassis",
-			"ChassisType": "RackMount", "Manufacturer": b.manufacturer, "Model": b.model, "SerialNumber": b.serial,
+			"ChassisType": "RackMount", "Manufacturer": b.cfg.Manufacturer, "Model": b.cfg.Model, "SerialNumber": b.cfg.SerialNumber,
 			"PowerState": b.powerState(), "Status": map[string]any{"State": "Enabled", "Health": "OK"},
 			"Links": map[string]any{"ComputerSystems": []any{link(sys)}, "ManagedBy": []any{link("/redfish/v1/Managers/BMC")}},
 		})
 	default:
 		if r.Method == http.MethodGet {
-			writeError(w, http.StatusNotFound, "Base.1.8.ResourceMissingAtURI", "The resource at the URI "+r.URL.Path+" was not found.")
+			b.writeError(w, http.StatusNotFound, "Base.1.8.ResourceMissingAtURI", "The resource at the URI "+r.URL.Path+" was not found.", "")
 			return
 		}
-		writeError(w, http.StatusMethodNotAllowed, "Base.1.8.OperationNotAllowed", "The operation is not allowed on "+r.URL.Path+".")
+		b.writeError(w, http.StatusMethodNotAllowed, "Base.1.8.OperationNotAllowed", "The operation is not allowed on "+r.URL.Path+".", "")
 	}
 }
 
@@ -387,8 +589,8 @@ func (b *BMC) serviceRoot(w http.ResponseWriter, _ *http.Request) {
 		"@odata.id": "/redfish/v1/", "@odata.type": "#ServiceRoot.v1_11_0.ServiceRoot",
 		"Id": "RootService", "Name": "Root Service", "RedfishVersion": "1.11.0",
 		"UUID":           "92384634-2938-2342-8820-489239905423",
-		"Product":        b.model,
-		"Vendor":         b.manufacturer,
+		"Product":        b.cfg.Model,
+		"Vendor":         b.cfg.Manufacturer,
 		"Systems":        link("/redfish/v1/Systems"),
 		"Managers":       link("/redfish/v1/Managers"),
 		"Chassis":        link("/redfish/v1/Chassis"),
@@ -400,17 +602,22 @@ func (b *BMC) serviceRoot(w http.ResponseWriter, _ *http.Request) {
 func (b *BMC) login(w http.ResponseWriter, r *http.Request, f Faults) {
 	var req struct{ UserName, Password string }
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "Base.1.8.MalformedJSON", "The request body submitted was malformed JSON.")
+		b.writeError(w, http.StatusBadRequest, "Base.1.8.MalformedJSON", "The request body submitted was malformed JSON.", "")
 		return
 	}
 	if f.RejectCredentials || !b.credentialsMatch(req.UserName, req.Password) {
-		writeError(w, http.StatusUnauthorized, "Base.1.8.InsufficientPrivilege", "Invalid username or password.")
+		b.writeError(w, http.StatusUnauthorized, "Base.1.8.InsufficientPrivilege", "Invalid username or password.", "")
 		return
 	}
 	b.mu.Lock()
 	if f.MaxSessions > 0 && len(b.sessions) >= f.MaxSessions {
+		b.stats.RefusedLogins++
 		b.mu.Unlock()
-		writeError(w, http.StatusServiceUnavailable, "Base.1.8.SessionLimitExceeded", "The maximum number of user sessions is reached.")
+		id := "Base.1.8.SessionLimitExceeded"
+		if b.cfg.GenericMessages {
+			id = "IDRAC.2.8.RAC0218"
+		}
+		b.writeError(w, http.StatusServiceUnavailable, id, "The maximum number of user sessions is reached.", "Close one or more sessions and retry the operation.")
 		return
 	}
 	b.nextSession++
@@ -441,7 +648,7 @@ func (b *BMC) logout(w http.ResponseWriter, id string) {
 	}
 	b.mu.Unlock()
 	if !found {
-		writeError(w, http.StatusNotFound, "Base.1.8.ResourceMissingAtURI", "The session "+id+" was not found.")
+		b.writeError(w, http.StatusNotFound, "Base.1.8.ResourceMissingAtURI", "The session "+id+" was not found.", "")
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -474,7 +681,7 @@ func (b *BMC) powerState() string {
 }
 
 func (b *BMC) powerStateLocked() string {
-	inTransition := b.transition > 0 && !b.changedAt.IsZero() && time.Since(b.changedAt) < b.transition
+	inTransition := b.cfg.TransitionDelay > 0 && !b.changedAt.IsZero() && time.Since(b.changedAt) < b.cfg.TransitionDelay
 	switch {
 	case b.on && inTransition:
 		return "PoweringOn"
@@ -486,27 +693,46 @@ func (b *BMC) powerStateLocked() string {
 	return PowerOff
 }
 
+// settleLocked applies an asynchronous PATCH whose delay has passed.
+func (b *BMC) settleLocked(now time.Time) {
+	if b.pending != nil && !now.Before(b.pending.at) {
+		b.boot = b.pending.boot
+		b.pending = nil
+	}
+}
+
+func bootJSON(bt Boot) map[string]any {
+	return map[string]any{
+		"BootSourceOverrideTarget":                          bt.Target,
+		"BootSourceOverrideEnabled":                         bt.Enabled,
+		"BootSourceOverrideMode":                            bt.Mode,
+		"BootSourceOverrideTarget@Redfish.AllowableValues":  bootTargets,
+		"BootSourceOverrideEnabled@Redfish.AllowableValues": []string{"Disabled", "Once", "Continuous"},
+		"BootSourceOverrideMode@Redfish.AllowableValues":    []string{"UEFI", "Legacy"},
+	}
+}
+
+var bootTargets = []string{"None", "Pxe", "Hdd", "Cd", "Usb", "BiosSetup"}
+
+// timeJSON formats a Redfish date-time with milliseconds, so that two
+// resets within one second still differ.
+func timeJSON(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
 func (b *BMC) system(sys string) map[string]any {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return map[string]any{
+	b.settleLocked(time.Now())
+	m := map[string]any{
 		"@odata.id": sys, "@odata.type": "#ComputerSystem.v1_20_0.ComputerSystem",
 		"Id": b.name, "Name": "System", "SystemType": "Physical",
-		"Manufacturer": b.manufacturer, "Model": b.model, "SerialNumber": b.serial,
+		"Manufacturer": b.cfg.Manufacturer, "Model": b.cfg.Model, "SerialNumber": b.cfg.SerialNumber,
 		"PowerState": b.powerStateLocked(),
 		"Status":     map[string]any{"State": "Enabled", "Health": "OK"},
-		"Boot": map[string]any{
-			"BootSourceOverrideTarget":                          b.boot.Target,
-			"BootSourceOverrideEnabled":                         b.boot.Enabled,
-			"BootSourceOverrideMode":                            b.boot.Mode,
-			"BootSourceOverrideTarget@Redfish.AllowableValues":  []string{"None", "Pxe", "Hdd", "Cd", "Usb", "BiosSetup"},
-			"BootSourceOverrideEnabled@Redfish.AllowableValues": []string{"Disabled", "Once", "Continuous"},
-			"BootSourceOverrideMode@Redfish.AllowableValues":    []string{"UEFI", "Legacy"},
-		},
+		"Boot":       bootJSON(b.boot),
 		"Actions": map[string]any{
 			"#ComputerSystem.Reset": map[string]any{
 				"target":                            sys + "/Actions/ComputerSystem.Reset",
-				"ResetType@Redfish.AllowableValues": b.resetTypes,
+				"ResetType@Redfish.AllowableValues": b.cfg.ResetTypes,
 			},
 		},
 		"Links": map[string]any{
@@ -514,74 +740,290 @@ func (b *BMC) system(sys string) map[string]any {
 			"ManagedBy": []any{link("/redfish/v1/Managers/BMC")},
 		},
 	}
+	if b.cfg.LastResetTime && !b.lastReset.IsZero() {
+		m["LastResetTime"] = timeJSON(b.lastReset)
+	}
+	if b.cfg.BootProgress {
+		bp := map[string]any{"LastState": b.progress}
+		if !b.progressAt.IsZero() {
+			bp["LastStateTime"] = timeJSON(b.progressAt)
+		}
+		m["BootProgress"] = bp
+	}
+	if b.cfg.SettingsObject {
+		m["@Redfish.Settings"] = map[string]any{
+			"@odata.type":         "#Settings.v1_3_5.Settings",
+			"SettingsObject":      link(b.settingsPath()),
+			"SupportedApplyTimes": []string{"OnReset"},
+		}
+	}
+	if b.cfg.VirtualMedia == VirtualMediaOnSystem {
+		m["VirtualMedia"] = link(b.mediaPath())
+	}
+	return m
+}
+
+// bootRequest is the Boot part of a PATCH body.
+type bootRequest struct {
+	Boot *struct {
+		BootSourceOverrideTarget  string
+		BootSourceOverrideEnabled string
+		BootSourceOverrideMode    string
+	}
+	ApplyTime *struct{ ApplyTime string } `json:"@Redfish.SettingsApplyTime"`
+}
+
+// checkBoot validates a Boot request against the allowable values and the
+// BMC's behaviour. It returns the Boot that results from applying it to
+// cur, whether the target may still be applied although the answer is an
+// error (ApplyDespiteReject), and the error to answer with (status 0: none).
+func (b *BMC) checkBoot(req bootRequest, cur Boot) (next Boot, applyAnyway bool, status int, id, msg string) {
+	nb := req.Boot
+	for _, c := range []struct {
+		name, v string
+		valid   []string
+	}{
+		{"BootSourceOverrideTarget", nb.BootSourceOverrideTarget, bootTargets},
+		{"BootSourceOverrideEnabled", nb.BootSourceOverrideEnabled, []string{"Disabled", "Once", "Continuous"}},
+		{"BootSourceOverrideMode", nb.BootSourceOverrideMode, []string{"UEFI", "Legacy"}},
+	} {
+		if c.v != "" && !slices.Contains(c.valid, c.v) {
+			return cur, false, http.StatusBadRequest, "Base.1.8.PropertyValueNotInList",
+				fmt.Sprintf("The value %s for the property %s is not in the list of acceptable values.", c.v, c.name)
+		}
+	}
+	next = cur
+	if nb.BootSourceOverrideTarget != "" {
+		next.Target = nb.BootSourceOverrideTarget
+	}
+	if nb.BootSourceOverrideEnabled != "" {
+		next.Enabled = nb.BootSourceOverrideEnabled
+	}
+	if b.cfg.RejectBootMode && nb.BootSourceOverrideMode != "" {
+		return next, b.cfg.ApplyDespiteReject, http.StatusBadRequest, "Base.1.8.PropertyNotWritable",
+			"The property BootSourceOverrideMode is a read only property and cannot be assigned a value."
+	}
+	if nb.BootSourceOverrideMode != "" {
+		next.Mode = nb.BootSourceOverrideMode
+	}
+	return next, false, 0, "", ""
 }
 
 func (b *BMC) patchSystem(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Boot *struct {
-			BootSourceOverrideTarget  string
-			BootSourceOverrideEnabled string
-			BootSourceOverrideMode    string
-		}
-	}
+	var req bootRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "Base.1.8.MalformedJSON", "The request body submitted was malformed JSON.")
+		b.writeError(w, http.StatusBadRequest, "Base.1.8.MalformedJSON", "The request body submitted was malformed JSON.", "")
 		return
 	}
 	if req.Boot == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	nb := req.Boot
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.rejectBootMode && nb.BootSourceOverrideMode != "" {
+	if b.cfg.SettingsObject {
 		b.stats.RejectedBootPatches++
-		writeError(w, http.StatusBadRequest, "Base.1.8.PropertyNotWritable", "The property BootSourceOverrideMode is a read only property and cannot be assigned a value.")
+		b.writeError(w, http.StatusMethodNotAllowed, "Base.1.8.ActionNotSupported",
+			"The Boot properties of this system can only be changed through its settings resource "+b.settingsPath()+".",
+			"Send the PATCH to the URI in @Redfish.Settings.SettingsObject; it is applied at the next reset.")
 		return
 	}
-	for _, c := range []struct {
-		name, v string
-		valid   []string
-	}{
-		{"BootSourceOverrideTarget", nb.BootSourceOverrideTarget, []string{"None", "Pxe", "Hdd", "Cd", "Usb", "BiosSetup"}},
-		{"BootSourceOverrideEnabled", nb.BootSourceOverrideEnabled, []string{"Disabled", "Once", "Continuous"}},
-		{"BootSourceOverrideMode", nb.BootSourceOverrideMode, []string{"UEFI", "Legacy"}},
-	} {
-		if c.v != "" && !slices.Contains(c.valid, c.v) {
-			writeError(w, http.StatusBadRequest, "Base.1.8.PropertyValueNotInList", fmt.Sprintf("The value %s for the property %s is not in the list of acceptable values.", c.v, c.name))
-			return
+	now := time.Now()
+	b.settleLocked(now)
+	cur := b.boot
+	if b.pending != nil {
+		cur = b.pending.boot
+	}
+	next, applyAnyway, status, id, msg := b.checkBoot(req, cur)
+	if status != 0 {
+		b.stats.RejectedBootPatches++
+		if applyAnyway {
+			b.applyBootLocked(next, now)
 		}
+		b.writeError(w, status, id, msg, "Remove the property from the request body and resubmit the request.")
+		return
 	}
-	if nb.BootSourceOverrideTarget != "" {
-		b.boot.Target = nb.BootSourceOverrideTarget
-	}
-	if nb.BootSourceOverrideEnabled != "" {
-		b.boot.Enabled = nb.BootSourceOverrideEnabled
-	}
-	if nb.BootSourceOverrideMode != "" {
-		b.boot.Mode = nb.BootSourceOverrideMode
-	}
+	b.applyBootLocked(next, now)
 	b.stats.BootPatches++
+	if b.cfg.BootApplyDelay > 0 {
+		// iLO answers 200 with a message body while the change is queued.
+		writeJSON(w, http.StatusOK, map[string]any{"error": map[string]any{
+			"code": "iLO.0.10.ExtendedInfo", "message": "See @Message.ExtendedInfo for more information.",
+			"@Message.ExtendedInfo": []any{map[string]any{"MessageId": "Base.1.8.Success"}},
+		}})
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// applyBootLocked applies next now, or after BootApplyDelay.
+func (b *BMC) applyBootLocked(next Boot, now time.Time) {
+	if b.cfg.BootApplyDelay > 0 {
+		b.pending = &pendingBoot{boot: next, at: now.Add(b.cfg.BootApplyDelay)}
+		return
+	}
+	b.boot = next
+}
+
+func (b *BMC) settingsETag() string { return fmt.Sprintf(`W/"sd-%d"`, b.etag) }
+
+func (b *BMC) getSettings(w http.ResponseWriter) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bt := b.boot
+	if b.settings != nil {
+		bt = *b.settings
+	}
+	w.Header().Set("ETag", b.settingsETag())
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.id": b.settingsPath(), "@odata.type": "#ComputerSystem.v1_20_0.ComputerSystem",
+		"Id": "SD", "Name": "System settings (pending)", "Boot": bootJSON(bt),
+	})
+}
+
+func (b *BMC) patchSettings(w http.ResponseWriter, r *http.Request) {
+	var req bootRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		b.writeError(w, http.StatusBadRequest, "Base.1.8.MalformedJSON", "The request body submitted was malformed JSON.", "")
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m := r.Header.Get("If-Match"); m != b.settingsETag() {
+		b.writeError(w, http.StatusPreconditionFailed, "Base.1.8.PreconditionFailed",
+			"The ETag supplied did not match the ETag required to change this resource.", "Read the resource again and resubmit with its ETag in If-Match.")
+		return
+	}
+	if req.ApplyTime != nil && req.ApplyTime.ApplyTime != "OnReset" {
+		b.writeError(w, http.StatusBadRequest, "Base.1.8.PropertyValueNotInList",
+			fmt.Sprintf("The value %s for the property ApplyTime is not in the list of acceptable values.", req.ApplyTime.ApplyTime), "")
+		return
+	}
+	if req.Boot == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	cur := b.boot
+	if b.settings != nil {
+		cur = *b.settings
+	}
+	next, applyAnyway, status, id, msg := b.checkBoot(req, cur)
+	if status != 0 {
+		b.stats.RejectedBootPatches++
+		if applyAnyway {
+			b.settings = &next
+			b.etag++
+		}
+		b.writeError(w, status, id, msg, "Remove the property from the request body and resubmit the request.")
+		return
+	}
+	b.settings = &next
+	b.etag++
+	b.stats.BootPatches++
+	b.stats.SettingsPatches++
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (b *BMC) mediaResource(id string) map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var image any
+	connected := "NotConnected"
+	if b.media.Inserted {
+		image, connected = b.media.Image, "URI"
+	}
+	return map[string]any{
+		"@odata.id": id, "@odata.type": "#VirtualMedia.v1_3_0.VirtualMedia", "Id": "CD1", "Name": "Virtual CD",
+		"MediaTypes": []string{"CD", "DVD"}, "Image": image, "ImageName": path.Base(b.media.Image),
+		"Inserted": b.media.Inserted, "WriteProtected": true, "ConnectedVia": connected,
+		"TransferProtocolType": "HTTP",
+		"Actions": map[string]any{
+			"#VirtualMedia.InsertMedia": map[string]any{"target": id + "/Actions/VirtualMedia.InsertMedia"},
+			"#VirtualMedia.EjectMedia":  map[string]any{"target": id + "/Actions/VirtualMedia.EjectMedia"},
+		},
+	}
+}
+
+// insertMedia connects the virtual CD to an image URL. Like a real BMC it
+// refuses while another image is connected and reads the image from its
+// server, failing when that server cannot be reached.
+func (b *BMC) insertMedia(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Image          string
+		Inserted       *bool
+		WriteProtected *bool
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		b.writeError(w, http.StatusBadRequest, "Base.1.8.MalformedJSON", "The request body submitted was malformed JSON.", "")
+		return
+	}
+	u, err := url.Parse(req.Image)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		b.writeError(w, http.StatusBadRequest, "Base.1.8.PropertyValueFormatError",
+			fmt.Sprintf("The value %q for the property Image is of a different format than the property can accept.", req.Image), "Give an http:// or https:// URL of the image.")
+		return
+	}
+	b.mu.Lock()
+	busy := b.media.Inserted
+	b.mu.Unlock()
+	if busy {
+		b.writeError(w, http.StatusConflict, "Base.1.8.ResourceInUse",
+			"Virtual Media image server is already connected.", "Eject the inserted image first.")
+		return
+	}
+	size, err := b.fetchImage(r.Context(), req.Image)
+	if err != nil {
+		b.writeError(w, http.StatusBadRequest, "Base.1.8.ResourceAtUriUnauthorized",
+			fmt.Sprintf("Unable to connect to the image server for %s: %v", req.Image, err), "Check that the image URL is reachable from the BMC.")
+		return
+	}
+	b.mu.Lock()
+	b.media = Media{Image: req.Image, Inserted: true, Size: size}
+	b.stats.Inserts++
+	b.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (b *BMC) fetchImage(ctx context.Context, u string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := b.cfg.MediaClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return io.Copy(io.Discard, io.LimitReader(resp.Body, 8<<30))
+}
+
+func (b *BMC) ejectMedia(w http.ResponseWriter) {
+	b.mu.Lock()
+	b.media = Media{}
+	b.stats.Ejects++
+	b.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (b *BMC) reset(w http.ResponseWriter, r *http.Request, f Faults) {
 	var req struct{ ResetType string }
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "Base.1.8.MalformedJSON", "The request body submitted was malformed JSON.")
+		b.writeError(w, http.StatusBadRequest, "Base.1.8.MalformedJSON", "The request body submitted was malformed JSON.", "")
 		return
 	}
-	if !slices.Contains(b.resetTypes, req.ResetType) {
-		writeError(w, http.StatusBadRequest, "Base.1.8.ActionParameterNotSupported", fmt.Sprintf("The parameter ResetType value %q is not supported by the action ComputerSystem.Reset.", req.ResetType))
+	if !slices.Contains(b.cfg.ResetTypes, req.ResetType) {
+		b.writeError(w, http.StatusBadRequest, "Base.1.8.ActionParameterNotSupported", fmt.Sprintf("The parameter ResetType value %q is not supported by the action ComputerSystem.Reset.", req.ResetType), "")
 		return
 	}
 	b.mu.Lock()
 	b.stats.Resets = append(b.stats.Resets, req.ResetType)
 	was := b.on
-	boot := b.boot
 	b.mu.Unlock()
-	if f.IgnorePower {
+	restart := req.ResetType == "ForceRestart" || req.ResetType == "GracefulRestart" || req.ResetType == "PowerCycle"
+	if f.IgnorePower || (b.cfg.IgnoreResets && restart) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -603,10 +1045,14 @@ func (b *BMC) reset(w http.ResponseWriter, r *http.Request, f Faults) {
 			actions = []string{"on"}
 		}
 	case "ForceRestart", "GracefulRestart":
-		if was {
+		switch {
+		case was:
 			actions = []string{"reset"}
-		} else {
-			writeError(w, http.StatusConflict, "Base.1.8.ActionNotSupported", "The system is powered off; a restart needs a running system.")
+		case b.cfg.ResetWhenOff == ResetWhenOffPowerOn:
+			actions = []string{"on"}
+		case b.cfg.ResetWhenOff == ResetWhenOffIgnore:
+		default:
+			b.writeError(w, http.StatusConflict, "Base.1.8.ActionNotSupported", "Unable to perform the operation because the server is powered off.", "Power the server on first.")
 			return
 		}
 	case "PowerCycle":
@@ -617,26 +1063,68 @@ func (b *BMC) reset(w http.ResponseWriter, r *http.Request, f Faults) {
 		}
 	}
 	for _, a := range actions {
-		if b.onPower != nil {
-			ev := PowerEvent{BMC: b.name, Action: a}
-			if a != "off" {
-				ev.Boot = boot
-			}
-			if err := b.onPower(r.Context(), ev); err != nil {
-				writeError(w, http.StatusInternalServerError, "Base.1.8.InternalError", "The power hook failed: "+err.Error())
-				return
-			}
+		if err := b.power(r.Context(), a); err != nil {
+			b.writeError(w, http.StatusInternalServerError, "Base.1.8.InternalError", "The power hook failed: "+err.Error(), "")
+			return
 		}
-		b.mu.Lock()
-		b.on = a != "off"
-		b.changedAt = time.Now()
-		if a != "off" && b.boot.Enabled == "Once" {
-			b.boot.Enabled = "Disabled"
-			b.boot.Target = "None"
-		}
-		b.mu.Unlock()
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// power changes the simulated server's power: "off", "on" or "reset". A
+// boot (on, reset) applies pending settings, records what the host booted,
+// tells OnPower and consumes a one-time override.
+func (b *BMC) power(ctx context.Context, a string) error {
+	now := time.Now()
+	b.mu.Lock()
+	ev := PowerEvent{BMC: b.name, Action: a}
+	if a != "off" {
+		// A pending asynchronous PATCH that has not landed yet is not
+		// what this boot uses.
+		b.settleLocked(now)
+		if b.settings != nil {
+			b.boot = *b.settings
+			b.settings = nil
+			b.etag++
+		}
+		ev.Boot = b.boot
+		dev := "Hdd"
+		if b.boot.Enabled == "Once" || b.boot.Enabled == "Continuous" {
+			if b.boot.Target != "None" && b.boot.Target != "" {
+				dev = b.boot.Target
+			}
+		}
+		rec := Booted{Device: dev, Mode: b.boot.Mode}
+		if b.cfg.RejectBootMode {
+			rec.Mode = b.cfg.FirmwareMode
+		}
+		if dev == "Cd" && b.media.Inserted {
+			rec.Media = b.media.Image
+			ev.Media = b.media.Image
+		}
+		b.booted = append(b.booted, rec)
+	}
+	b.mu.Unlock()
+	if b.cfg.OnPower != nil {
+		if err := b.cfg.OnPower(ctx, ev); err != nil {
+			return err
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.on = a != "off"
+	b.changedAt = now
+	if a == "off" {
+		b.progress, b.progressAt = "None", now
+		return nil
+	}
+	b.lastReset = now
+	b.progress, b.progressAt = "SystemHardwareInitializationComplete", now
+	if b.boot.Enabled == "Once" {
+		b.boot.Enabled = "Disabled"
+		b.boot.Target = "None"
+	}
+	return nil
 }
 
 func link(id string) map[string]any { return map[string]any{"@odata.id": id} }
@@ -658,12 +1146,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, status int, id, msg string) {
+// generalError is the Message of BMCs that keep the useful text in
+// @Message.ExtendedInfo.
+const generalError = "A general error has occurred. See ExtendedInfo for more information."
+
+// writeError answers with a Redfish error body. With GenericMessages the
+// message is the generic one and only ExtendedInfo says what happened.
+func (b *BMC) writeError(w http.ResponseWriter, status int, id, msg, resolution string) {
+	code, top := id, msg
+	if b.cfg.GenericMessages {
+		code, top = "Base.1.8.GeneralError", generalError
+	}
+	info := map[string]any{"MessageId": id, "Message": msg, "Severity": "Critical"}
+	if resolution != "" {
+		info["Resolution"] = resolution
+	}
 	writeJSON(w, status, map[string]any{
-		"error": map[string]any{
-			"code": id, "message": msg,
-			"@Message.ExtendedInfo": []any{map[string]any{"MessageId": id, "Message": msg, "Severity": "Critical"}},
-		},
+		"error": map[string]any{"code": code, "message": top, "@Message.ExtendedInfo": []any{info}},
 	})
 }
 

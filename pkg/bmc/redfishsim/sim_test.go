@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -198,5 +200,100 @@ func TestThousandBMCs(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + last.Addr().String() + "/redfish/v1/"); err == nil {
 		t.Errorf("the 1000th BMC still answers after Close")
+	}
+}
+
+// login opens a session and keeps its token in c.
+func (c *client) login() {
+	c.t.Helper()
+	code, h, _ := c.do("POST", "/redfish/v1/SessionService/Sessions", map[string]string{"UserName": "admin", "Password": "password"})
+	if code != 201 {
+		c.t.Fatalf("login = %d, want 201", code)
+	}
+	c.token = h.Get("X-Auth-Token")
+}
+
+// TestSettingsObject: a MegaRAC-like BMC refuses the Boot PATCH on the
+// system with 405, takes it on .../SD only with the current ETag, shows it
+// there, and applies it at the next power-on.
+func TestSettingsObject(t *testing.T) {
+	b, c := start(t, redfishsim.BMCConfig{Name: "s", SettingsObject: true})
+	c.login()
+	boot := map[string]any{"Boot": map[string]string{"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}}
+	if code, _, _ := c.do("PATCH", "/redfish/v1/Systems/s", boot); code != 405 {
+		t.Errorf("PATCH Boot on the system = %d, want 405", code)
+	}
+	_, _, sys := c.do("GET", "/redfish/v1/Systems/s", nil)
+	if got := fmt.Sprint(sys["@Redfish.Settings"]); !strings.Contains(got, "/redfish/v1/Systems/s/SD") {
+		t.Errorf("system @Redfish.Settings = %s, want the SD object", got)
+	}
+	if code, _, _ := c.do("PATCH", "/redfish/v1/Systems/s/SD", boot); code != 412 {
+		t.Errorf("PATCH .../SD without If-Match = %d, want 412", code)
+	}
+	_, h, _ := c.do("GET", "/redfish/v1/Systems/s/SD", nil)
+	req, _ := http.NewRequest("PATCH", c.base+"/redfish/v1/Systems/s/SD", strings.NewReader(`{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Once"}}`))
+	req.Header.Set("X-Auth-Token", c.token)
+	req.Header.Set("If-Match", h.Get("ETag"))
+	resp, err := c.hc.Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("PATCH .../SD with If-Match = %v, %v; want 204", resp, err)
+	}
+	resp.Body.Close()
+	if got := b.Boot(); got.Target != "None" {
+		t.Errorf("system boot before the reset = %+v, want unchanged", got)
+	}
+	if got, ok := b.PendingSettings(); !ok || got.Target != "Pxe" {
+		t.Errorf("pending settings = %+v, %v; want Pxe", got, ok)
+	}
+	if code, _, _ := c.do("POST", "/redfish/v1/Systems/s/Actions/ComputerSystem.Reset", map[string]string{"ResetType": "On"}); code != 204 {
+		t.Fatalf("power on = %d", code)
+	}
+	if diff := cmp.Diff([]redfishsim.Booted{{Device: "Pxe", Mode: "UEFI"}}, b.Booted()); diff != "" {
+		t.Errorf("booted (-want +got):\n%s", diff)
+	}
+	if _, ok := b.PendingSettings(); ok {
+		t.Errorf("settings still pending after the power-on")
+	}
+}
+
+// TestAsyncBootOverride: an iLO-like BMC answers the PATCH at once but
+// shows the override only after BootApplyDelay; a boot before then uses the
+// old one.
+func TestAsyncBootOverride(t *testing.T) {
+	b, c := start(t, redfishsim.BMCConfig{Name: "s", BootApplyDelay: 300 * time.Millisecond})
+	c.login()
+	if code, _, _ := c.do("PATCH", "/redfish/v1/Systems/s", map[string]any{"Boot": map[string]string{"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}}); code != 200 {
+		t.Fatalf("PATCH = %d, want 200", code)
+	}
+	_, _, sys := c.do("GET", "/redfish/v1/Systems/s", nil)
+	if got := sys["Boot"].(map[string]any)["BootSourceOverrideTarget"]; got != "None" {
+		t.Errorf("override right after the PATCH = %v, want None (not applied yet)", got)
+	}
+	c.do("POST", "/redfish/v1/Systems/s/Actions/ComputerSystem.Reset", map[string]string{"ResetType": "On"})
+	if got := b.Booted(); len(got) != 1 || got[0].Device != "Hdd" {
+		t.Errorf("a boot before the override landed = %+v, want Hdd", got)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if got := b.Boot(); got.Target != "Pxe" {
+		t.Errorf("override after the delay = %+v, want Pxe", got)
+	}
+}
+
+// TestInsertMediaConflict: a second InsertMedia while an image is connected
+// is refused, as real BMCs do.
+func TestInsertMediaConflict(t *testing.T) {
+	img := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("iso")) }))
+	defer img.Close()
+	b, c := start(t, redfishsim.BMCConfig{Name: "s"})
+	c.login()
+	insert := "/redfish/v1/Managers/BMC/VirtualMedia/CD1/Actions/VirtualMedia.InsertMedia"
+	if code, _, _ := c.do("POST", insert, map[string]any{"Image": img.URL + "/a.iso", "Inserted": true}); code != 204 {
+		t.Fatalf("InsertMedia = %d, want 204", code)
+	}
+	if code, _, m := c.do("POST", insert, map[string]any{"Image": img.URL + "/b.iso", "Inserted": true}); code != 409 || !strings.Contains(fmt.Sprint(m), "already connected") {
+		t.Errorf("second InsertMedia = %d %v, want 409 already connected", code, m)
+	}
+	if got := b.Media(); got.Image != img.URL+"/a.iso" || got.Size != 3 {
+		t.Errorf("media = %+v, want a.iso (3 bytes fetched)", got)
 	}
 }

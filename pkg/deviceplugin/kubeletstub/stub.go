@@ -7,6 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,13 +18,17 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
 
+// dialTimeout is how long the kubelet waits for a registering plugin's
+// socket to accept (plugin/v1beta1/client.go dial: 10s, blocking).
+const dialTimeout = 10 * time.Second
+
 // Config configures a Stub.
 type Config struct {
-	// Dir is the device plugin directory; kubelet.sock is created in it.
+	// Dir is the device plugin directory. Like the kubelet's device
+	// manager at start, the stub creates it if needed, deletes every
+	// socket in it (the plugins' too; other files such as a checkpoint
+	// stay), and then creates kubelet.sock.
 	Dir string
-	// CleanDir removes every other file in Dir at start, as the kubelet
-	// does when it (re)starts.
-	CleanDir bool
 }
 
 // Update is one ListAndWatch message as the stub received it.
@@ -32,7 +39,7 @@ type Update struct {
 	At time.Time
 }
 
-// Plugin is a registered plugin as the stub sees it.
+// Plugin is a connected plugin endpoint as the stub sees it.
 type Plugin struct {
 	// Request is the plugin's RegisterRequest.
 	Request *pluginapi.RegisterRequest
@@ -43,11 +50,16 @@ type Plugin struct {
 	// Client calls the plugin.
 	Client pluginapi.DevicePluginClient
 
+	socket string // absolute path of the plugin's socket
 	conn   *grpc.ClientConn
 	cancel context.CancelFunc
+	// orphaned is set when a refused duplicate Register dropped this
+	// endpoint's client from the kubelet's books (see Register): when its
+	// stream ends, nothing disconnects it.
+	orphaned bool
 }
 
-// Stub is a running kubelet registration stub.
+// Stub is a running kubelet device manager stand-in.
 type Stub struct {
 	pluginapi.UnimplementedRegistrationServer
 
@@ -55,37 +67,39 @@ type Stub struct {
 	socket string
 	gs     *grpc.Server
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed on every registration or update
-	plugins  map[string]*Plugin
-	updates  map[string][]Update
-	regCount map[string]int
-	stopped  bool
+	mu        sync.Mutex
+	changed   chan struct{}                 // closed on every registration, update or disconnection
+	endpoints map[string]map[string]*Plugin // resource → socket path → endpoint (the kubelet's endpointStore)
+	primary   map[string]*Plugin            // resource → the endpoint used for it (the kubelet's endpoints)
+	updates   map[string][]Update
+	health    map[string]map[string]string // resource → device ID → health as the kubelet holds it
+	attempts  map[string]int               // Register calls
+	regCount  map[string]int               // Register calls that succeeded
+	refused   map[string][]string          // the errors Register returned
+	stopped   bool
 }
 
-// Start listens on Dir/kubelet.sock and serves Registration.
+// Start does what the kubelet's device manager does when it starts: it
+// creates Dir, deletes every socket in it, listens on Dir/kubelet.sock and
+// serves Registration.
 func Start(cfg Config) (*Stub, error) {
-	if cfg.CleanDir {
-		ents, err := os.ReadDir(cfg.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("clean device plugin dir %s: %w", cfg.Dir, err)
-		}
-		for _, e := range ents {
-			if err := os.RemoveAll(filepath.Join(cfg.Dir, e.Name())); err != nil {
-				return nil, fmt.Errorf("clean device plugin dir %s: %w", cfg.Dir, err)
-			}
-		}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create device plugin dir %s: %w", cfg.Dir, err)
+	}
+	if err := cleanSockets(cfg.Dir); err != nil {
+		return nil, err
 	}
 	s := &Stub{
-		dir:      cfg.Dir,
-		socket:   filepath.Join(cfg.Dir, "kubelet.sock"),
-		changed:  make(chan struct{}),
-		plugins:  map[string]*Plugin{},
-		updates:  map[string][]Update{},
-		regCount: map[string]int{},
-	}
-	if err := os.Remove(s.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale %s: %w", s.socket, err)
+		dir:       cfg.Dir,
+		socket:    filepath.Join(cfg.Dir, "kubelet.sock"),
+		changed:   make(chan struct{}),
+		endpoints: map[string]map[string]*Plugin{},
+		primary:   map[string]*Plugin{},
+		updates:   map[string][]Update{},
+		health:    map[string]map[string]string{},
+		attempts:  map[string]int{},
+		regCount:  map[string]int{},
+		refused:   map[string][]string{},
 	}
 	lis, err := net.Listen("unix", s.socket)
 	if err != nil {
@@ -97,6 +111,30 @@ func Start(cfg Config) (*Stub, error) {
 	return s, nil
 }
 
+// cleanSockets removes every socket in dir, as the kubelet's
+// CleanupPluginDirectory does; directories and other files stay.
+func cleanSockets(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("clean device plugin dir %s: %w", dir, err)
+	}
+	var errs []error
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Stat(p)
+		if err != nil || fi.IsDir() || fi.Mode()&os.ModeSocket == 0 {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean device plugin dir %s: %w", dir, err)
+	}
+	return nil
+}
+
 // Socket is the path of kubelet.sock.
 func (s *Stub) Socket() string { return s.socket }
 
@@ -105,11 +143,18 @@ func (s *Stub) Socket() string { return s.socket }
 func (s *Stub) Stop() {
 	s.mu.Lock()
 	s.stopped = true
-	plugins := s.plugins
-	s.plugins = map[string]*Plugin{}
+	var all []*Plugin
+	for _, eps := range s.endpoints {
+		for _, p := range eps {
+			all = append(all, p)
+		}
+	}
+	s.endpoints = map[string]map[string]*Plugin{}
+	s.primary = map[string]*Plugin{}
+	s.notifyLocked()
 	s.mu.Unlock()
 	s.gs.Stop()
-	for _, p := range plugins {
+	for _, p := range all {
 		p.cancel()
 		_ = p.conn.Close()
 	}
@@ -121,74 +166,173 @@ func (s *Stub) notifyLocked() {
 	s.changed = make(chan struct{})
 }
 
-// Register handles a plugin's registration like the kubelet: check the
-// version, dial the plugin's endpoint, read its options, follow
-// ListAndWatch.
+// extendedName is what the kubelet accepts as a device plugin resource
+// name: a domain-prefixed name outside kubernetes.io and requests.
+var extendedName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+
+// Register handles a registration as the kubelet v1.37 device manager
+// does: check the version and the resource name, dial the plugin's socket
+// (blocking, up to 10s), read its options, and connect it, which fails with
+// "device plugin already connected: <socket>" when an endpoint for the same
+// resource and socket is connected. As in the kubelet, that refusal also
+// drops the connected endpoint's client from the books, so that when its
+// stream ends it is never disconnected: every later Register from that
+// socket is refused until the kubelet restarts. A plugin must therefore
+// register once per kubelet start. On success the stub follows the
+// plugin's ListAndWatch, and when the stream ends it marks all of the
+// resource's devices unhealthy (allocatable drops to 0), as the kubelet
+// does.
 func (s *Stub) Register(ctx context.Context, req *pluginapi.RegisterRequest) (*pluginapi.Empty, error) {
 	at := time.Now()
-	if req.GetVersion() != pluginapi.Version {
-		return nil, fmt.Errorf("register %s: version %q is not supported, want %q", req.GetResourceName(), req.GetVersion(), pluginapi.Version)
+	name := req.GetResourceName()
+	s.mu.Lock()
+	s.attempts[name]++
+	s.mu.Unlock()
+	if !slices.Contains(pluginapi.SupportedVersions[:], req.GetVersion()) {
+		return s.refuse(name, fmt.Errorf("requested device plugin version %s is not supported; supported versions are %v", req.GetVersion(), pluginapi.SupportedVersions))
 	}
-	endpoint := filepath.Join(s.dir, req.GetEndpoint())
-	conn, err := grpc.NewClient("unix://"+endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if !extendedName.MatchString(name) || strings.HasPrefix(name, "kubernetes.io/") || strings.HasPrefix(name, "requests.") {
+		return s.refuse(name, fmt.Errorf("the ResourceName %q is invalid", name))
+	}
+	socket := filepath.Join(s.dir, req.GetEndpoint())
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	conn, err := dial(dctx, socket)
 	if err != nil {
-		return nil, fmt.Errorf("register %s: dial %s: %w", req.GetResourceName(), endpoint, err)
+		return s.refuse(name, fmt.Errorf("failed to dial device plugin: %w", err))
 	}
 	client := pluginapi.NewDevicePluginClient(conn)
-	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	opts, err := client.GetDevicePluginOptions(octx, &pluginapi.Empty{})
-	cancel()
+	opts, err := client.GetDevicePluginOptions(dctx, &pluginapi.Empty{})
 	if err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("register %s: get options from %s: %w", req.GetResourceName(), endpoint, err)
+		return s.refuse(name, fmt.Errorf("failed to get device plugin options: %w", err))
 	}
-	sctx, scancel := context.WithCancel(context.Background())
-	stream, err := client.ListAndWatch(sctx, &pluginapi.Empty{})
-	if err != nil {
-		scancel()
-		_ = conn.Close()
-		return nil, fmt.Errorf("register %s: list and watch %s: %w", req.GetResourceName(), endpoint, err)
-	}
-	p := &Plugin{Request: req, RegisteredAt: at, Options: opts, Client: client, conn: conn, cancel: scancel}
+	p := &Plugin{Request: req, RegisteredAt: at, Options: opts, Client: client, socket: socket, conn: conn}
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
-		scancel()
 		_ = conn.Close()
 		return nil, errors.New("kubelet stub is stopped")
 	}
-	if old := s.plugins[req.GetResourceName()]; old != nil {
-		old.cancel()
-		_ = old.conn.Close()
+	if old, ok := s.endpoints[name][socket]; ok {
+		old.orphaned = true
+		s.refused[name] = append(s.refused[name], "device plugin already connected: "+socket)
+		s.notifyLocked()
+		s.mu.Unlock()
+		_ = conn.Close()
+		return &pluginapi.Empty{}, fmt.Errorf("device plugin already connected: %s", socket)
 	}
-	s.plugins[req.GetResourceName()] = p
-	s.regCount[req.GetResourceName()]++
+	if s.endpoints[name] == nil {
+		s.endpoints[name] = map[string]*Plugin{}
+	}
+	s.endpoints[name][socket] = p
+	s.primary[name] = p
+	s.regCount[name]++
 	s.notifyLocked()
 	s.mu.Unlock()
-	go s.follow(req.GetResourceName(), p, stream)
+	// As client.Run: the stream is opened after Register has returned,
+	// with a context of its own.
+	sctx, scancel := context.WithCancel(context.Background())
+	p.cancel = scancel
+	go s.follow(sctx, name, p)
 	return &pluginapi.Empty{}, nil
 }
 
-func (s *Stub) follow(name string, p *Plugin, stream pluginapi.DevicePlugin_ListAndWatchClient) {
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		if s.plugins[name] == p {
-			s.updates[name] = append(s.updates[name], Update{Devices: resp.GetDevices(), At: time.Now()})
-			s.notifyLocked()
-		}
-		s.mu.Unlock()
-	}
+// refuse records a refused registration and returns its error.
+func (s *Stub) refuse(name string, err error) (*pluginapi.Empty, error) {
+	s.mu.Lock()
+	s.refused[name] = append(s.refused[name], err.Error())
+	s.notifyLocked()
+	s.mu.Unlock()
+	return &pluginapi.Empty{}, err
 }
 
-// Registrations returns how many times resource has registered.
+// dial connects to a plugin's socket, blocking until it accepts or ctx ends.
+func dial(ctx context.Context, socket string) (*grpc.ClientConn, error) {
+	// A socket that does not exist or refuses is retried until ctx ends,
+	// as grpc.WithBlock does in the kubelet.
+	for {
+		c, err := (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dial %s: %w", socket, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("localhost"))
+}
+
+// follow reads the endpoint's ListAndWatch stream; when it ends, the
+// endpoint is disconnected (unless a refused duplicate orphaned it).
+func (s *Stub) follow(ctx context.Context, name string, p *Plugin) {
+	stream, err := p.Client.ListAndWatch(ctx, &pluginapi.Empty{})
+	if err == nil {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				break
+			}
+			s.mu.Lock()
+			if s.endpoints[name][p.socket] == p {
+				s.updates[name] = append(s.updates[name], Update{Devices: resp.GetDevices(), At: time.Now()})
+				h := map[string]string{}
+				for _, d := range resp.GetDevices() {
+					h[d.GetID()] = d.GetHealth()
+				}
+				s.health[name] = h
+				s.notifyLocked()
+			}
+			s.mu.Unlock()
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.orphaned || s.endpoints[name][p.socket] != p {
+		return
+	}
+	delete(s.endpoints[name], p.socket)
+	_ = p.conn.Close()
+	if len(s.endpoints[name]) > 0 {
+		for _, other := range s.endpoints[name] {
+			s.primary[name] = other
+			break
+		}
+	} else {
+		delete(s.endpoints, name)
+		delete(s.primary, name)
+		// markResourceUnhealthy: every device of the resource.
+		for id := range s.health[name] {
+			s.health[name][id] = pluginapi.Unhealthy
+		}
+	}
+	s.notifyLocked()
+}
+
+// Registrations returns how many times resource has registered
+// successfully.
 func (s *Stub) Registrations(resource string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.regCount[resource]
+}
+
+// Attempts returns how many Register calls resource made, refused ones
+// included.
+func (s *Stub) Attempts(resource string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[resource]
+}
+
+// Refused returns the errors Register returned to resource, in order.
+func (s *Stub) Refused(resource string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.refused[resource])
 }
 
 // Updates returns every ListAndWatch message received for resource.
@@ -196,6 +340,21 @@ func (s *Stub) Updates(resource string) []Update {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Update(nil), s.updates[resource]...)
+}
+
+// Allocatable returns the resource as the kubelet would put it in the node
+// status: devices it holds as Healthy (allocatable) and all devices
+// (capacity). Both are 0 for a resource never listed.
+func (s *Stub) Allocatable(resource string) (healthy, total int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.health[resource] {
+		if h == pluginapi.Healthy {
+			healthy++
+		}
+		total++
+	}
+	return healthy, total
 }
 
 // WaitRegistrations waits until resource has registered at least n times.
@@ -217,11 +376,12 @@ func (s *Stub) WaitRegistrations(ctx context.Context, resource string, n int) er
 }
 
 // Wait blocks until cond holds (checked under the stub's lock at every
-// registration and update, so cond must not call the Stub) or ctx is done.
+// registration, update and disconnection, so cond must not call the Stub)
+// or ctx is done. plugins maps each resource to its connected endpoint.
 func (s *Stub) Wait(ctx context.Context, cond func(plugins map[string]*Plugin, updates map[string][]Update) bool) error {
 	for {
 		s.mu.Lock()
-		ok := cond(s.plugins, s.updates)
+		ok := cond(s.primary, s.updates)
 		ch := s.changed
 		s.mu.Unlock()
 		if ok {
@@ -235,8 +395,8 @@ func (s *Stub) Wait(ctx context.Context, cond func(plugins map[string]*Plugin, u
 	}
 }
 
-// WaitPlugin waits until resource is registered and has sent at least one
-// device list, and returns it with its latest list.
+// WaitPlugin waits until resource is connected and has sent at least one
+// device list since, and returns it with its latest list.
 func (s *Stub) WaitPlugin(ctx context.Context, resource string) (*Plugin, []*pluginapi.Device, error) {
 	var p *Plugin
 	var devs []*pluginapi.Device

@@ -103,6 +103,27 @@ class Tree:
         for n in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"):
             self.write("/dev/" + n, "")
 
+    def nvidia_caps(self, gpus):
+        """The MIG capability minors the driver lists for every possible GPU
+        instance (0-14) and compute instance (0-7) of each GPU, in its
+        order (config 1, monitor 2, gpu0/gi0/access 3, gpu0/gi0/ci0/access
+        4, ...), and the config and monitor nodes, which exist on every
+        host with the driver loaded. Nodes of GPU and compute instances are
+        created on demand (nvidia-modprobe); tests that make MIG devices
+        create them."""
+        lines = ["config 1", "monitor 2"]
+        m = 3
+        for g in range(gpus):
+            for gi in range(15):
+                lines.append("gpu%d/gi%d/access %d" % (g, gi, m))
+                m += 1
+                for ci in range(8):
+                    lines.append("gpu%d/gi%d/ci%d/access %d" % (g, gi, ci, m))
+                    m += 1
+        self.write("/proc/driver/nvidia-caps/mig-minors", "\n".join(lines) + "\n")
+        self.write("/dev/nvidia-caps/nvidia-cap1", "")
+        self.write("/dev/nvidia-caps/nvidia-cap2", "")
+
     def hca(self, pcidir, ibdev, guid, ports, uverbs, umad_base, fw="28.39.1002", board="MT_0000000838"):
         """ports: list of (state, phys_state, link_layer, rate, netdev or None)."""
         ib = pcidir + "/infiniband/" + ibdev
@@ -136,6 +157,12 @@ class Tree:
                 self.write(m + "/dev", "231:%d\n" % minor)
                 self.link("/sys/class/infiniband_mad/" + name, m)
                 self.write("/dev/infiniband/" + name, "")
+
+    def rdma_abi_files(self):
+        """The class directories' abi_version files, regular files beside
+        the device links on every host with the RDMA modules loaded."""
+        self.write("/sys/class/infiniband_verbs/abi_version", "6\n")
+        self.write("/sys/class/infiniband_mad/abi_version", "5\n")
 
     def netdev(self, pcidir, name, master=None):
         nd = pcidir + "/net/" + name
@@ -206,8 +233,11 @@ def dgx_h100():
         t.netdev(hd, "ibp%ds0" % hbus)
         t.nvidia_gpu(dn_g + "/0000:%02x:00.0" % gbus, "0x2330", numa, minor,
                      "GPU-%08x-1111-2222-3333-4444%08x" % (gbus, minor), "NVIDIA H100 80GB HBM3", cpus)
-    # Storage NICs: dual-port ConnectX-7 in Ethernet mode, both ports in bond0
-    # (the host's own network), with RDMA devices of their own.
+    # Storage NICs: two dual-port ConnectX-7 in Ethernet mode (RoCE), as on a
+    # real DGX H100: not bonded, no default route, each port its own PCI
+    # function and RDMA device. Both ports of a card sit under one root
+    # port, so a naive distance makes them closer than any two compute
+    # rails: they must never land in slipway.dev/hca.
     for root, bus, names in ((0x28, 0x29, ("mlx5_1", "mlx5_2")), (0xa9, 0xaa, ("mlx5_7", "mlx5_8"))):
         numa = 0 if root < 0x80 else 1
         rp = "pci0000:%02x/0000:%02x:01.0" % (root, root)
@@ -218,7 +248,13 @@ def dgx_h100():
             nd = "enp%ds0f%dnp%d" % (bus, fn, fn)
             t.hca(d, ibdev, "a088:c203:00%02x:%04x" % (bus, fn), [
                 ("4: ACTIVE", "5: LinkUp", "Ethernet", "200 Gb/sec (4X HDR)", nd)], uverbs[ibdev], uverbs[ibdev])
-            t.netdev(d, nd, master="bond0")
+            t.netdev(d, nd)
+    # The host's own network: an onboard Intel X550 (8086:1563, ixgbe) whose
+    # eno1 carries the default route. Not an RDMA device.
+    t.bridge("pci0000:00/0000:00:1b.0", 0)
+    d = t.pci("pci0000:00/0000:00:1b.0/0000:03:00.0", "0x8086", "0x1563", "0x020000", numa=0, driver="ixgbe",
+              subvendor="0x8086", subdevice="0x0001")
+    t.netdev(d, "eno1")
     # NVSwitch bridges (10de:22a3, class 0x0680) and the BMC's ASPEED VGA.
     t.bridge("pci0000:00/0000:00:1c.0", 0)
     t.pci("pci0000:00/0000:00:1c.0/0000:02:00.0", "0x1a03", "0x2000", "0x030000", numa=0, driver="ast")
@@ -227,12 +263,15 @@ def dgx_h100():
               numa=0, driver="nvidia-nvswitch")
         t.bridge("pci0000:00/0000:00:1d.%d" % i, 0)
     t.nvidia_shared_nodes()
+    t.nvidia_caps(8)
     t.write("/dev/infiniband/rdma_cm", "")
     # A pci.ids for the devices above, where a host keeps it, so that ghw
     # (the benchmark's peer) names them from this root and not the host.
     t.write("/usr/share/hwdata/pci.ids", PCI_IDS)
     t.write("/proc/net/route", "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
-            "bond0\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n")
+            "eno1\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+            "eno1\t0000000A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n")
+    t.rdma_abi_files()
 
 
 def fpga_node():
@@ -243,17 +282,23 @@ def fpga_node():
     for card, (root, bus, numa, inst, render) in enumerate(((0x16, 0x17, 0, 256, 128), (0x64, 0x65, 1, 257, 129))):
         rp = "pci0000:%02x/0000:%02x:00.0" % (root, root)
         t.bridge(rp, numa)
+        # XRT's management function: rom.m.N (shell name) and xmc.m.N
+        # (serial); interface_uuids (the shell interface bitstreams are
+        # built against) differs from logic_uuids (the logic loaded).
         mg = t.pci(rp + "/0000:%02x:00.0" % bus, "0x10ee", "0x5004", "0x058000", numa=numa,
                    driver="xclmgmt", subvendor="0x10ee", subdevice="0x000e", files={
                        "mgmt_pf": "", "instance": "%d\n" % inst,
+                       "interface_uuids": "15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2\n",
                        "logic_uuids": "a2b2c4b5e8d1f7e4a9c0b1d2e3f40516\n",
-                       "rom.u.%d/VBNV" % inst: "xilinx_u250_gen3x16_xdma_shell_4_1\n",
-                       "xmc.u.%d/serial_num" % inst: "21330621T0%02d\n" % card,
+                       "rom.m.%d/VBNV" % inst: "xilinx_u250_gen3x16_xdma_shell_4_1\n",
+                       "rom.m.%d/timestamp" % inst: "0\n",
+                       "xmc.m.%d/serial_num" % inst: "21330621T0%02d\n" % card,
                    })
         t.write("/dev/xclmgmt%d" % inst, "")
         us = t.pci(rp + "/0000:%02x:00.1" % bus, "0x10ee", "0x5005", "0x058000", numa=numa,
                    driver="xocl", subvendor="0x10ee", subdevice="0x000e", files={
                        "user_pf": "", "instance": "%d\n" % (inst + 256),
+                       "rom.u.%d/VBNV" % (inst + 256): "xilinx_u250_gen3x16_xdma_shell_4_1\n",
                        "drm/renderD%d/dev" % render: "226:%d\n" % render,
                    })
         t.write("/dev/dri/renderD%d" % render, "")
@@ -317,6 +362,7 @@ def broken_node():
     hd = t.pci(rp + "/0000:07:00.0", "0x15b3", "0x101b", "0x020700", numa=0, driver="mlx5_core")
     t.hca(hd, "mlx5_1", "1c34:da03:0077:0000", [
         ("1: DOWN", "2: Polling", "InfiniBand", "10 Gb/sec (4X SDR)", None)], 1, 2)
+    t.rdma_abi_files()
     # Legacy OPAE PAC Arria10 (8086:09c4) with an AFU ID of all f: unhealthy.
     rp = "pci0000:00/0000:00:06.0"
     t.bridge(rp, 0)

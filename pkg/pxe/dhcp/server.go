@@ -66,11 +66,26 @@ type Config struct {
 	ClientPort uint16
 	// ProxyPort is the PXE boot server port answered in proxy mode (default 4011).
 	ProxyPort uint16
-	// Conn, if set, is used instead of opening a socket on Port (tests).
+	// Conn, if set, is a socket bound by the caller, used instead of
+	// opening one on Port (bind first: tests and the demo); its port
+	// replaces Port. Run closes it.
 	Conn net.PacketConn
+	// ProxyConn, if set, is used instead of opening the ProxyPort socket in
+	// proxy mode. With Conn set and ProxyConn nil, proxy mode serves only
+	// Conn. Run closes it.
+	ProxyConn net.PacketConn
 	// ServerIP is the provisioner's address on the provisioning network: the
 	// server identifier and the TFTP next-server. Required.
 	ServerIP netip.Addr
+	// Routed are the routed provisioning networks (inventory networks:). A
+	// node whose Network names one is answered only when its request comes
+	// through one of that network's Relays (giaddr), with that network's
+	// subnet, gateway, DNS and ProvisionerAddress (the server identifier and
+	// next-server). Every other node is on the provisioner's own network
+	// (Subnet, Router, DNS, DomainName, ServerIP below), answered directly
+	// or through a relay whose address lies in Subnet. A relayed request
+	// from any other relay gets no answer.
+	Routed []inventory.ProvisioningNetwork
 	// Mode is inventory.DHCPAuthoritative (default) or inventory.DHCPProxy.
 	Mode inventory.DHCPMode
 	// Nodes are the nodes to answer. Disabled nodes are ignored; every other
@@ -92,9 +107,10 @@ type Config struct {
 	// ScriptURL returns the HTTP URL of a node's iPXE script, handed to iPXE
 	// clients. Required.
 	ScriptURL func(n inventory.Node) string
-	// FirmwareURL returns the HTTP URL of the iPXE binary named file, handed
-	// to UEFI HTTP boot clients. Nil means HTTP boot clients get no answer.
-	FirmwareURL func(file string) string
+	// FirmwareURL returns the HTTP URL of the iPXE binary named file as node
+	// n reaches it, handed to UEFI HTTP boot clients. Nil means HTTP boot
+	// clients get no answer.
+	FirmwareURL func(n inventory.Node, file string) string
 	// Events receives one event per request and reply (nil: none).
 	Events bootevent.Sink
 	// Log receives diagnostics (nil: discard).
@@ -107,7 +123,9 @@ type Server struct {
 	log    *slog.Logger
 	events bootevent.Sink
 	nodes  map[string]inventory.Node // by MAC string
-	mask   net.IPMask
+	local  network
+	routed map[string]*network     // by name
+	relays map[netip.Addr]*network // by relay address (giaddr)
 
 	unknown unknownLimiter
 
@@ -118,6 +136,17 @@ type Server struct {
 
 // New checks cfg and returns a server; Run starts it.
 func New(cfg Config) (*Server, error) {
+	// A socket handed over decides the port: replies to relays go to it.
+	if cfg.Conn != nil {
+		if ua, ok := cfg.Conn.LocalAddr().(*net.UDPAddr); ok {
+			cfg.Port = uint16(ua.Port)
+		}
+	}
+	if cfg.ProxyConn != nil {
+		if ua, ok := cfg.ProxyConn.LocalAddr().(*net.UDPAddr); ok {
+			cfg.ProxyPort = uint16(ua.Port)
+		}
+	}
 	if cfg.Mode == "" {
 		cfg.Mode = inventory.DHCPAuthoritative
 	}
@@ -176,9 +205,11 @@ func New(cfg Config) (*Server, error) {
 	if s.events == nil {
 		s.events = bootevent.Discard{}
 	}
+	s.local = network{serverIP: cfg.ServerIP, subnet: cfg.Subnet, router: cfg.Router, dns: cfg.DNS, domain: cfg.DomainName}
 	if cfg.Subnet.IsValid() && cfg.Subnet.Addr().Is4() {
-		s.mask = net.CIDRMask(cfg.Subnet.Bits(), 32)
+		s.local.mask = net.CIDRMask(cfg.Subnet.Bits(), 32)
 	}
+	errs = append(errs, s.addRouted(cfg.Routed)...)
 	for _, n := range cfg.Nodes {
 		if n.Disabled {
 			continue
@@ -192,8 +223,8 @@ func New(cfg Config) (*Server, error) {
 				errs = append(errs, fmt.Errorf("dhcp node %s: ip %v: authoritative mode needs an IPv4 address", n.Name, n.IP))
 				continue
 			}
-			if cfg.Subnet.IsValid() && !cfg.Subnet.Contains(n.IP) {
-				errs = append(errs, fmt.Errorf("dhcp node %s: ip %v is outside subnet %v", n.Name, n.IP, cfg.Subnet))
+			if nw := s.networkOf(n); nw.subnet.IsValid() && !nw.subnet.Contains(n.IP) {
+				errs = append(errs, fmt.Errorf("dhcp node %s: ip %v is outside subnet %v", n.Name, n.IP, nw.subnet))
 				continue
 			}
 		}
@@ -208,6 +239,97 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// network is what the server hands the nodes of one provisioning network.
+type network struct {
+	name     string // empty for the provisioner's own network
+	serverIP netip.Addr
+	subnet   netip.Prefix
+	mask     net.IPMask
+	router   netip.Addr
+	dns      []netip.Addr
+	domain   string
+}
+
+// addRouted indexes the routed networks by name and by relay address.
+func (s *Server) addRouted(nets []inventory.ProvisioningNetwork) []error {
+	var errs []error
+	s.routed = make(map[string]*network, len(nets))
+	s.relays = make(map[netip.Addr]*network)
+	for _, p := range nets {
+		nw := &network{name: p.Name, serverIP: p.ProvisionerAddress, subnet: p.Subnet, router: p.Gateway, dns: p.DNSServers, domain: p.DomainName}
+		if !nw.serverIP.IsValid() {
+			nw.serverIP = s.cfg.ServerIP
+		}
+		switch {
+		case p.Name == "":
+			errs = append(errs, errors.New("dhcp routed network: no name"))
+			continue
+		case s.routed[p.Name] != nil:
+			errs = append(errs, fmt.Errorf("dhcp routed network %s: defined twice", p.Name))
+			continue
+		case !nw.serverIP.Is4():
+			errs = append(errs, fmt.Errorf("dhcp routed network %s: provisioner address %v: want an IPv4 address", p.Name, nw.serverIP))
+		case s.cfg.Mode == inventory.DHCPAuthoritative && (!p.Subnet.IsValid() || !p.Subnet.Addr().Is4()):
+			errs = append(errs, fmt.Errorf("dhcp routed network %s: subnet %v: authoritative mode needs its IPv4 subnet", p.Name, p.Subnet))
+		case len(p.Relays) == 0:
+			errs = append(errs, fmt.Errorf("dhcp routed network %s: no relays: its requests could never be answered", p.Name))
+		}
+		if p.Subnet.IsValid() && p.Subnet.Addr().Is4() {
+			nw.mask = net.CIDRMask(p.Subnet.Bits(), 32)
+		}
+		for _, r := range p.Relays {
+			if other := s.relays[r]; other != nil {
+				errs = append(errs, fmt.Errorf("dhcp routed network %s: relay %s is also a relay of network %s", p.Name, r, other.name))
+				continue
+			}
+			s.relays[r] = nw
+		}
+		s.routed[p.Name] = nw
+	}
+	return errs
+}
+
+// networkOf returns node n's network: its routed network, or the
+// provisioner's own.
+func (s *Server) networkOf(n inventory.Node) *network {
+	if nw := s.routed[n.Network]; nw != nil {
+		return nw
+	}
+	return &s.local
+}
+
+// viaRelay decides whether a request of node n that arrived through relay
+// gi (or directly, gi invalid) may be answered, and with which network.
+// The refusal says why, for the log and the events.
+func (s *Server) viaRelay(n inventory.Node, gi netip.Addr, proxyPort bool) (*network, string) {
+	nw := s.networkOf(n)
+	if !gi.IsValid() {
+		if nw != &s.local && !proxyPort {
+			return nil, fmt.Sprintf("node %s is on routed network %s: its requests must come through one of its relays, this one came directly", n.Name, nw.name)
+		}
+		return nw, ""
+	}
+	via := s.relays[gi]
+	if via == nil {
+		if s.local.subnet.IsValid() && s.local.subnet.Contains(gi) {
+			via = &s.local // a relay on the provisioner's own subnet
+		} else {
+			return nil, fmt.Sprintf("relay %s is not listed in any network's relays", gi)
+		}
+	}
+	if via != nw {
+		return nil, fmt.Sprintf("node %s is on network %s, but its request came through relay %s of network %s", n.Name, networkName(nw), gi, networkName(via))
+	}
+	return nw, ""
+}
+
+func networkName(nw *network) string {
+	if nw.name == "" {
+		return "(the provisioner's own)"
+	}
+	return nw.name
 }
 
 // Ready is closed once the server's sockets are bound.
@@ -235,11 +357,18 @@ func (s *Server) Run(ctx context.Context) error {
 	} else {
 		c, err := listen(ctx, s.cfg.Interface, s.cfg.ListenAddr, s.cfg.Port)
 		if err != nil {
+			if s.cfg.ProxyConn != nil {
+				s.cfg.ProxyConn.Close()
+			}
 			return err
 		}
 		conns = append(conns, c)
 	}
-	if s.cfg.Mode == inventory.DHCPProxy && s.cfg.Conn == nil {
+	switch {
+	case s.cfg.Mode != inventory.DHCPProxy:
+	case s.cfg.ProxyConn != nil:
+		conns = append(conns, s.cfg.ProxyConn)
+	case s.cfg.Conn == nil:
 		c, err := listen(ctx, s.cfg.Interface, s.cfg.ListenAddr, s.cfg.ProxyPort)
 		if err != nil {
 			closeAll()
@@ -303,6 +432,9 @@ func (s *Server) serve(c net.PacketConn, proxyPort bool) error {
 	}
 }
 
+// receiveBuffer is the DHCP socket's receive buffer: about 4000 requests.
+const receiveBuffer = 4 << 20
+
 // listen opens a UDP socket on addr:port that may broadcast, bound to iface
 // when one is named.
 func listen(ctx context.Context, iface string, addr netip.Addr, port uint16) (net.PacketConn, error) {
@@ -316,6 +448,13 @@ func listen(ctx context.Context, iface string, addr netip.Addr, port uint16) (ne
 		err := rc.Control(func(fd uintptr) {
 			if serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1); serr != nil {
 				return
+			}
+			// A rack powered on at once sends its DISCOVERs in one burst:
+			// a receive buffer of a few hundred packets drops most of a
+			// thousand. Above net.core.rmem_max only root may ask (FORCE);
+			// otherwise the kernel's cap applies and clients retransmit.
+			if syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, receiveBuffer) != nil {
+				syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, receiveBuffer)
 			}
 			if iface != "" {
 				serr = syscall.BindToDevice(int(fd), iface)
@@ -367,8 +506,20 @@ func (s *Server) handle(pkt []byte, peer netip.AddrPort, proxyPort bool) (reply 
 		s.events.Publish(bootevent.Event{Kind: bootevent.DHCPIgnored, MAC: cloneMAC(mac), Detail: mt.String()})
 		return nil, netip.AddrPort{}, false
 	}
+	gi, _ := netip.AddrFromSlice(req.GatewayIPAddr.To4())
+	if gi.IsUnspecified() {
+		gi = netip.Addr{}
+	}
+	nw, refused := s.viaRelay(node, gi, proxyPort)
+	if nw == nil {
+		if s.unknown.allow("refused "+mac.String()+" "+gi.String(), time.Now()) {
+			s.log.Warn("dhcp request refused", "node", node.Name, "mac", mac.String(), "relay", gi.String(), "reason", refused)
+		}
+		s.events.Publish(bootevent.Event{Kind: bootevent.DHCPIgnored, Node: node.Name, MAC: cloneMAC(mac), Detail: refused})
+		return nil, netip.AddrPort{}, false
+	}
 	client := classify(req)
-	resp, kinds := s.reply(req, mt, node, client, proxyPort)
+	resp, kinds := s.reply(req, mt, node, nw, client, proxyPort)
 	if resp == nil {
 		return nil, netip.AddrPort{}, false
 	}
@@ -387,7 +538,8 @@ func cloneMAC(m net.HardwareAddr) net.HardwareAddr { return append(net.HardwareA
 
 // reply builds the answer to req from node, and the events it stands for
 // (request kind, then reply kind). A nil reply means no answer.
-func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory.Node, client Client, proxyPort bool) (*dhcpv4.DHCPv4, []bootevent.Kind) {
+func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory.Node, nw *network, client Client, proxyPort bool) (*dhcpv4.DHCPv4, []bootevent.Kind) {
+	serverIP := net.IP(nw.serverIP.AsSlice())
 	proxy := s.cfg.Mode == inventory.DHCPProxy
 	var in, out bootevent.Kind
 	var respType dhcpv4.MessageType
@@ -399,7 +551,7 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory
 		in, out, respType = bootevent.DHCPDiscover, bootevent.DHCPOffer, dhcpv4.MessageTypeOffer
 	case dhcpv4.MessageTypeRequest:
 		in, out, respType = bootevent.DHCPRequest, bootevent.DHCPAck, dhcpv4.MessageTypeAck
-		if sid := req.ServerIdentifier(); sid != nil && !sid.IsUnspecified() && !sid.Equal(net.IP(s.cfg.ServerIP.AsSlice())) {
+		if sid := req.ServerIdentifier(); sid != nil && !sid.IsUnspecified() && !sid.Equal(serverIP) {
 			// The client took another server's offer (in proxy mode: the
 			// site server's lease). Nothing to say.
 			return nil, nil
@@ -421,8 +573,8 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory
 
 	mods := []dhcpv4.Modifier{
 		dhcpv4.WithMessageType(respType),
-		dhcpv4.WithServerIP(net.IP(s.cfg.ServerIP.AsSlice())),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IP(s.cfg.ServerIP.AsSlice()))),
+		dhcpv4.WithServerIP(serverIP),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP)),
 	}
 	if !proxy {
 		if respType == dhcpv4.MessageTypeAck && mt == dhcpv4.MessageTypeRequest {
@@ -431,7 +583,7 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory
 				want = req.ClientIPAddr
 			}
 			if want != nil && !want.IsUnspecified() && !want.Equal(net.IP(node.IP.AsSlice())) {
-				return s.nak(req), []bootevent.Kind{bootevent.DHCPRequest, bootevent.DHCPNak}
+				return s.nak(req, serverIP), []bootevent.Kind{bootevent.DHCPRequest, bootevent.DHCPNak}
 			}
 		}
 		if mt != dhcpv4.MessageTypeInform {
@@ -443,15 +595,15 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory
 			)
 		}
 		mods = append(mods,
-			dhcpv4.WithOption(dhcpv4.OptSubnetMask(s.mask)),
+			dhcpv4.WithOption(dhcpv4.OptSubnetMask(nw.mask)),
 			dhcpv4.WithOption(dhcpv4.OptHostName(node.Name)),
 		)
-		if s.cfg.Router.Is4() {
-			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptRouter(net.IP(s.cfg.Router.AsSlice()))))
+		if nw.router.Is4() {
+			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptRouter(net.IP(nw.router.AsSlice()))))
 		}
-		if len(s.cfg.DNS) > 0 {
-			ips := make([]net.IP, 0, len(s.cfg.DNS))
-			for _, a := range s.cfg.DNS {
+		if len(nw.dns) > 0 {
+			ips := make([]net.IP, 0, len(nw.dns))
+			for _, a := range nw.dns {
 				if a.Is4() {
 					ips = append(ips, net.IP(a.AsSlice()))
 				}
@@ -460,8 +612,8 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory
 				mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDNS(ips...)))
 			}
 		}
-		if s.cfg.DomainName != "" {
-			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDomainName(s.cfg.DomainName)))
+		if nw.domain != "" {
+			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDomainName(nw.domain)))
 		}
 	}
 	resp, err := dhcpv4.NewReplyFromRequest(req, mods...)
@@ -473,7 +625,7 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory
 		// RFC 2131 table 3: an ACK carries the client's ciaddr back.
 		resp.ClientIPAddr = req.ClientIPAddr
 	}
-	if !s.bootInfo(req, resp, node, client) && proxy {
+	if !s.bootInfo(req, resp, node, nw, client) && proxy {
 		return nil, nil
 	}
 	return resp, []bootevent.Kind{in, out}
@@ -481,7 +633,7 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, node inventory
 
 // bootInfo adds what the client boots next. It reports false when the
 // client gets no boot information (not a boot client, or no binary for it).
-func (s *Server) bootInfo(req, resp *dhcpv4.DHCPv4, node inventory.Node, client Client) bool {
+func (s *Server) bootInfo(req, resp *dhcpv4.DHCPv4, node inventory.Node, nw *network, client Client) bool {
 	setFile := func(name string) {
 		if len(name) <= 127 {
 			resp.BootFileName = name
@@ -508,7 +660,7 @@ func (s *Server) bootInfo(req, resp *dhcpv4.DHCPv4, node inventory.Node, client 
 			file = s.cfg.Files.UEFIArm64
 		}
 		setFile(file)
-		resp.UpdateOption(dhcpv4.OptTFTPServerName(s.cfg.ServerIP.String()))
+		resp.UpdateOption(dhcpv4.OptTFTPServerName(nw.serverIP.String()))
 		if s.cfg.Mode == inventory.DHCPProxy {
 			resp.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
 			// PXE discovery control (option 43.6) = 8: boot the file named
@@ -523,7 +675,7 @@ func (s *Server) bootInfo(req, resp *dhcpv4.DHCPv4, node inventory.Node, client 
 		if client == ClientHTTPArm64 {
 			file = s.cfg.Files.UEFIArm64
 		}
-		setFile(s.cfg.FirmwareURL(file))
+		setFile(s.cfg.FirmwareURL(node, file))
 		resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
 	default:
 		return false
@@ -534,10 +686,10 @@ func (s *Server) bootInfo(req, resp *dhcpv4.DHCPv4, node inventory.Node, client 
 	return true
 }
 
-func (s *Server) nak(req *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
+func (s *Server) nak(req *dhcpv4.DHCPv4, serverIP net.IP) *dhcpv4.DHCPv4 {
 	resp, err := dhcpv4.NewReplyFromRequest(req,
 		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IP(s.cfg.ServerIP.AsSlice()))),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP)),
 	)
 	if err != nil {
 		return nil

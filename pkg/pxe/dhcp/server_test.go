@@ -49,7 +49,7 @@ func testConfig(mode inventory.DHCPMode) Config {
 		DomainName:  "lab.example",
 		LeaseTime:   time.Hour,
 		ScriptURL:   func(n inventory.Node) string { return "http://10.77.0.1:8080/boot/" + n.Name + ".ipxe" },
-		FirmwareURL: func(f string) string { return "http://10.77.0.1:8080/ipxe/" + f },
+		FirmwareURL: func(_ inventory.Node, f string) string { return "http://10.77.0.1:8080/ipxe/" + f },
 	}
 }
 
@@ -125,7 +125,8 @@ func TestHandleGolden(t *testing.T) {
 		{name: "auth-linux-request", req: request(t, macBIOS, "10.77.0.10")},
 		{name: "auth-wrong-ip-nak", req: request(t, macBIOS, "10.77.0.99", bios...)},
 		{name: "auth-other-server", req: request(t, macBIOS, "10.77.0.10", dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.77.0.254"))))},
-		{name: "auth-relay-discover", req: discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.5.1")))...)},
+		{name: "auth-relay-discover", req: discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.0.254")))...)},
+		{name: "auth-relay-unlisted", req: discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.5.1")))...)},
 		{name: "auth-renew-unicast", req: request(t, macBIOS, "", dhcpv4.WithClientIP(net.ParseIP("10.77.0.10")), dhcpv4.WithBroadcast(false)), peer: netip.MustParseAddrPort("10.77.0.10:68")},
 		{name: "auth-unknown-mac", req: discover(t, macUnknown, bios...)},
 		{name: "auth-disabled-node", req: discover(t, macOff, bios...)},
@@ -177,7 +178,8 @@ func TestHandleDecisions(t *testing.T) {
 		{"uefi gets snponly", "", discover(t, macUEFI, uefi...), &result{Type: "OFFER", To: bcast, YourIP: "10.77.0.11", File: "snponly.efi"}},
 		{"ipxe gets its script", "", request(t, macBIOS, "10.77.0.10", append(bios, withIPXE())...), &result{Type: "ACK", To: bcast, YourIP: "10.77.0.10", File: "http://10.77.0.1:8080/boot/node-bios.ipxe", NoPXE: true}},
 		{"http boot gets an url", "", discover(t, macUEFI, withVendor("HTTPClient:Arch:00016:UNDI:003001"), withArch(iana.EFI_X86_64_HTTP)), &result{Type: "OFFER", To: bcast, YourIP: "10.77.0.11", File: "http://10.77.0.1:8080/ipxe/snponly.efi"}},
-		{"relay gets unicast", "", discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.5.1")))...), &result{Type: "OFFER", To: "10.77.5.1:67", YourIP: "10.77.0.11", File: "snponly.efi"}},
+		{"relay on own subnet gets unicast", "", discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.0.254")))...), &result{Type: "OFFER", To: "10.77.0.254:67", YourIP: "10.77.0.11", File: "snponly.efi"}},
+		{"unlisted relay gets nothing", "", discover(t, macUEFI, append(uefi, dhcpv4.WithGatewayIP(net.ParseIP("10.77.5.1")))...), nil},
 		{"wrong address is refused", "", request(t, macBIOS, "10.77.0.99", bios...), &result{Type: "NAK", To: bcast, YourIP: "0.0.0.0"}},
 		{"unknown mac gets nothing", "", discover(t, macUnknown, bios...), nil},
 		{"disabled node gets nothing", "", discover(t, macOff, bios...), nil},
@@ -323,14 +325,11 @@ type relayClient struct {
 	srv  *net.UDPAddr
 }
 
-func newRelayClient(t *testing.T, gi netip.AddrPort, srv netip.AddrPort) *relayClient {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(gi))
-	if err != nil {
-		t.Fatalf("relay listen %s: %v", gi, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &relayClient{conn: c, gi: gi.Addr(), srv: net.UDPAddrFromAddrPort(srv)}
+// newRelayClient is a relay agent on c (bound by the caller on the server's
+// port, where the server sends relayed replies) in front of srv.
+func newRelayClient(c *net.UDPConn, srv net.Addr) *relayClient {
+	gi := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	return &relayClient{conn: c, gi: gi, srv: srv.(*net.UDPAddr)}
 }
 
 // exchange sends req through the relay and returns the reply, or nil when
@@ -363,15 +362,27 @@ func (r *relayClient) exchange(t *testing.T, req *dhcpv4.DHCPv4, wait time.Durat
 	}
 }
 
-// freePort finds a UDP port free on both loopback addresses the test uses.
-func freePort(t *testing.T) uint16 {
+// serverAndRelay binds the server's socket on 127.0.0.1 and a relay's on
+// 127.0.0.2, on one port, and sets cfg to serve the first.
+func serverAndRelay(t *testing.T, cfg *Config) *net.UDPConn {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+	conns := servetest.SameUDPPort(t, "127.0.0.1", "127.0.0.2")
+	cfg.ListenAddr = netip.MustParseAddr("127.0.0.1")
+	cfg.Conn = conns[0]
+	cfg.Port = servetest.Port(conns[0].LocalAddr())
+	return conns[1]
+}
+
+// behindLoopbackRelay puts the test nodes on a routed network whose relay
+// is 127.0.0.2, as the loopback tests' relay client is.
+func behindLoopbackRelay(cfg Config) Config {
+	for i := range cfg.Nodes {
+		cfg.Nodes[i].Network = "lab"
 	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	cfg.Routed = []inventory.ProvisioningNetwork{{Name: "lab", Subnet: cfg.Subnet, Gateway: cfg.Router, DNSServers: cfg.DNS,
+		DomainName: cfg.DomainName, Relays: []netip.Addr{netip.MustParseAddr("127.0.0.2")}, ProvisionerAddress: cfg.ServerIP}}
+	cfg.Subnet = netip.MustParsePrefix("10.76.0.0/24")
+	return cfg
 }
 
 func startServer(t *testing.T, cfg Config) *Server {
@@ -382,16 +393,14 @@ func startServer(t *testing.T, cfg Config) *Server {
 }
 
 func TestRelayOnLoopback(t *testing.T) {
-	port := freePort(t)
 	bus := bootevent.NewBus()
 	events, cancel := bus.Subscribe(0)
 	defer cancel()
-	cfg := testConfig(inventory.DHCPAuthoritative)
-	cfg.ListenAddr = netip.MustParseAddr("127.0.0.1")
-	cfg.Port = port
+	cfg := behindLoopbackRelay(testConfig(inventory.DHCPAuthoritative))
+	relayConn := serverAndRelay(t, &cfg)
 	cfg.Events = bus
 	startServer(t, cfg)
-	relay := newRelayClient(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), port), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+	relay := newRelayClient(relayConn, cfg.Conn.LocalAddr())
 
 	bios := []dhcpv4.Modifier{withVendor("PXEClient:Arch:00000:UNDI:002001"), withArch(iana.INTEL_X86PC)}
 	offer := relay.exchange(t, discover(t, macBIOS, bios...), 5*time.Second)
@@ -445,7 +454,7 @@ func TestRunRefusesTakenPort(t *testing.T) {
 func TestRunRefusesMissingInterface(t *testing.T) {
 	cfg := testConfig(inventory.DHCPAuthoritative)
 	cfg.Interface = "slipway-nope0"
-	cfg.Port = freePort(t)
+	cfg.Port = 6767 // never bound: the interface check comes first
 	err := newTestServer(t, cfg).Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "slipway-nope0") {
 		t.Errorf("Run on a missing interface = %v, want an error naming it", err)
@@ -457,17 +466,17 @@ func TestRunRefusesMissingInterface(t *testing.T) {
 // that already has an address asks port 4011 (here a free port) and gets
 // the boot file answered to its own address and port.
 func TestProxyModeOnLoopback(t *testing.T) {
-	cfg := testConfig(inventory.DHCPProxy)
-	cfg.ListenAddr = netip.MustParseAddr("127.0.0.1")
-	cfg.Port = freePort(t)
-	cfg.ProxyPort = freePort(t)
+	cfg := behindLoopbackRelay(testConfig(inventory.DHCPProxy))
+	relayConn := serverAndRelay(t, &cfg)
+	cfg.ProxyConn = servetest.ListenUDP(t, "127.0.0.1:0")
+	cfg.ProxyPort = servetest.Port(cfg.ProxyConn.LocalAddr())
 	s := startServer(t, cfg)
 	if got := len(s.Addrs()); got != 2 {
 		t.Fatalf("proxy mode listens on %d sockets, want 2 (server port and %d)", got, cfg.ProxyPort)
 	}
 	uefi := []dhcpv4.Modifier{withVendor("PXEClient:Arch:00007:UNDI:003010"), withArch(iana.EFI_X86_64)}
 
-	relay := newRelayClient(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), cfg.Port), netip.AddrPortFrom(cfg.ListenAddr, cfg.Port))
+	relay := newRelayClient(relayConn, cfg.Conn.LocalAddr())
 	offer := relay.exchange(t, discover(t, macUEFI, uefi...), 5*time.Second)
 	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer || !offer.YourIPAddr.IsUnspecified() || offer.ClassIdentifier() != "PXEClient" {
 		t.Fatalf("proxy DISCOVER: got %v, want an OFFER with no address and vendor class PXEClient", offer)

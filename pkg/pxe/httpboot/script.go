@@ -64,11 +64,11 @@ func parseScriptTemplate(text string) (*template.Template, error) {
 
 // assetURL resolves a Boot.Kernel or Boot.Initrd value: an http(s) URL is
 // used as is, anything else is a path in the asset directory.
-func (s *Server) assetURL(p string) string {
+func (s *Server) assetURL(node inventory.Node, p string) string {
 	if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") {
 		return p
 	}
-	return s.base + "/assets/" + escapePath(strings.TrimPrefix(p, "/"))
+	return s.BaseURL(node) + "/assets/" + escapePath(strings.TrimPrefix(p, "/"))
 }
 
 func escapePath(p string) string {
@@ -96,12 +96,12 @@ func (s *Server) renderScript(node inventory.Node, token string) ([]byte, error)
 		Node:              node.Name,
 		MAC:               node.MAC.String(),
 		Firmware:          fw,
-		KernelURL:         s.assetURL(node.Boot.Kernel),
-		InitrdURL:         s.assetURL(node.Boot.Initrd),
+		KernelURL:         s.assetURL(node, node.Boot.Kernel),
+		InitrdURL:         s.assetURL(node, node.Boot.Initrd),
 		InitrdName:        initrdName,
 		Args:              strings.TrimSpace(node.Boot.KernelArgs),
 		ConfigURL:         s.ConfigURL(node, token),
-		PhoneHomeURL:      s.base,
+		PhoneHomeURL:      s.BaseURL(node),
 		Retries:           s.cfg.ScriptRetries,
 		RetryDelaySeconds: 3,
 	}

@@ -45,12 +45,19 @@ const (
 type Config struct {
 	// Addr is the listen address (default 0.0.0.0:8080).
 	Addr netip.AddrPort
-	// Listener, if set, is used instead of listening on Addr (tests).
+	// Listener, if set, is a listener bound by the caller, used instead of
+	// listening on Addr (bind first: tests and the demo). Run closes it.
 	Listener net.Listener
 	// BaseURL is this server's URL as nodes reach it, such as
 	// http://10.77.0.1:8080; it goes into scripts and kernel command lines.
 	// Required.
 	BaseURL string
+	// Networks are the routed provisioning networks (inventory networks:).
+	// A node whose Network names one gets every URL (script, kernel,
+	// initrd, config, phone-home) on that network's ProvisionerAddress,
+	// with BaseURL's scheme and port: the address its subnet routes to the
+	// provisioner.
+	Networks []inventory.ProvisioningNetwork
 	// AssetDir holds kernels, initrds and images, served under /assets/.
 	// Empty: no assets.
 	AssetDir string
@@ -103,6 +110,7 @@ type Server struct {
 	byName  map[string]inventory.Node
 	byMAC   map[string]inventory.Node
 	byIP    map[netip.Addr]inventory.Node
+	bases   map[string]string // routed network name -> base URL
 	assets  *os.Root
 	fw      *os.Root
 	handler http.Handler
@@ -150,8 +158,14 @@ func New(cfg Config) (*Server, error) {
 	if s.tokens == nil {
 		s.tokens = NewTokens(0, nil)
 	}
+	s.bases = make(map[string]string, len(cfg.Networks))
+	for _, p := range cfg.Networks {
+		s.bases[p.Name] = strings.TrimRight(p.BootURL(s.base), "/")
+	}
 	if s.render == nil {
-		s.render = PhoneHomeRenderer{BaseURL: s.base}
+		s.render = RendererFunc(func(ctx context.Context, n inventory.Node) ([]byte, error) {
+			return PhoneHomeRenderer{BaseURL: s.BaseURL(n)}.Render(ctx, n)
+		})
 	}
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
@@ -233,19 +247,29 @@ func (s *Server) closeRoots() {
 	}
 }
 
-// ScriptURL returns the URL of node's iPXE script (what DHCP hands iPXE).
-func (s *Server) ScriptURL(node inventory.Node) string {
-	return s.base + "/boot/" + url.PathEscape(node.Name) + ".ipxe"
+// BaseURL returns this server's URL as node reaches it: Config.BaseURL, on
+// its network's provisioner address for a node of a routed network.
+func (s *Server) BaseURL(node inventory.Node) string {
+	if b, ok := s.bases[node.Network]; ok {
+		return b
+	}
+	return s.base
 }
 
-// FirmwareURL returns the URL of the iPXE binary file (for UEFI HTTP boot).
-func (s *Server) FirmwareURL(file string) string {
-	return s.base + "/ipxe/" + escapePath(file)
+// ScriptURL returns the URL of node's iPXE script (what DHCP hands iPXE).
+func (s *Server) ScriptURL(node inventory.Node) string {
+	return s.BaseURL(node) + "/boot/" + url.PathEscape(node.Name) + ".ipxe"
+}
+
+// FirmwareURL returns the URL of the iPXE binary file as node reaches it
+// (for UEFI HTTP boot).
+func (s *Server) FirmwareURL(node inventory.Node, file string) string {
+	return s.BaseURL(node) + "/ipxe/" + escapePath(file)
 }
 
 // ConfigURL returns the one-time URL of node's configuration.
 func (s *Server) ConfigURL(node inventory.Node, token string) string {
-	return s.base + "/config/" + url.PathEscape(node.Name) + "?token=" + url.QueryEscape(token)
+	return s.BaseURL(node) + "/config/" + url.PathEscape(node.Name) + "?token=" + url.QueryEscape(token)
 }
 
 // Handler returns the server's HTTP handler (for tests and embedding).
@@ -529,6 +553,15 @@ func (s *Server) phoneHome(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg := r.URL.RawQuery
+	if r.Method == http.MethodPost && r.ContentLength > s.cfg.MaxPhoneHomeBytes {
+		// Refused on the declared length, before the body is read: a
+		// client that sent "Expect: 100-continue" then gets 413 instead of
+		// 100 (which reading would send) and never uploads the body.
+		s.log.Info("phone-home body too large", "node", node.Name, "ip", ip.String(), "limit", s.cfg.MaxPhoneHomeBytes, "declared", r.ContentLength)
+		w.Header().Set("Connection", "close")
+		http.Error(w, fmt.Sprintf("body larger than %d bytes", s.cfg.MaxPhoneHomeBytes), http.StatusRequestEntityTooLarge)
+		return
+	}
 	if r.Method == http.MethodPost {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxPhoneHomeBytes))
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
 
 	goldenfile "github.com/slipway-dev/slipway/internal/golden"
+	"github.com/slipway-dev/slipway/internal/servetest"
 )
 
 type recorder struct {
@@ -511,7 +512,7 @@ func TestRunListensAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	<-s.Ready()
+	servetest.Wait(t, s.Ready(), done)
 	resp, err := http.Get("http://" + s.Addr().String() + "/healthz")
 	if err != nil {
 		t.Fatal(err)

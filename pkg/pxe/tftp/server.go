@@ -44,7 +44,8 @@ type Config struct {
 	Root string
 	// Addr is the listen address (default 0.0.0.0:69).
 	Addr netip.AddrPort
-	// Conn, if set, is used instead of opening a socket on Addr (tests).
+	// Conn, if set, is a socket bound by the caller, used instead of
+	// opening one on Addr (bind first: tests and the demo). Run closes it.
 	Conn net.PacketConn
 	// MaxBlockSize caps the negotiated blksize (default: the interface MTU
 	// less IP and UDP headers).

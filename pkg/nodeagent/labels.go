@@ -1,0 +1,330 @@
+package nodeagent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slipway-dev/slipway/pkg/devices"
+)
+
+// LabelPrefix starts every node label the agent writes.
+const LabelPrefix = "slipway.dev/"
+
+// LabelsFieldManager is the server-side apply field manager of the node
+// labels: the API server removes a label this manager applied before and
+// no longer applies, and leaves every other label alone.
+const LabelsFieldManager = "slipway-device-plugin"
+
+// Defaults of LabelsConfig.
+const (
+	DefaultTokenFile     = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	DefaultCAFile        = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+	DefaultLabelsTimeout = 10 * time.Second
+	labelsMinBackoff     = time.Second
+	labelsMaxBackoff     = time.Minute
+)
+
+// LabelsConfig configures a Labeller.
+type LabelsConfig struct {
+	// NodeName is the Node the agent runs on (the downward API's
+	// spec.nodeName). Required.
+	NodeName string
+	// APIServer is the API server's URL, such as https://10.96.0.1:443
+	// (in a pod: from KUBERNETES_SERVICE_HOST and _PORT). Required.
+	APIServer string
+	// TokenFile is the service account token, read before every request
+	// (the kubelet rotates it). Empty means DefaultTokenFile.
+	TokenFile string
+	// CAFile is the CA bundle of the API server. Empty means
+	// DefaultCAFile.
+	CAFile string
+	// Timeout bounds one request. Zero means DefaultLabelsTimeout.
+	Timeout time.Duration
+	// Log receives the labels applied and failures. Nil discards.
+	Log *slog.Logger
+}
+
+// Labeller is the front end that writes what the node has (GPU product,
+// count, memory and MIG capability, HCA link layer and rate, FPGA shell) as
+// labels on the node's own Node object, with server-side apply, so that
+// pods can be placed by them as with NVIDIA's GPU feature discovery.
+type Labeller struct {
+	cfg    LabelsConfig
+	log    *slog.Logger
+	client *http.Client
+	wake   chan struct{}
+
+	mu      sync.Mutex
+	want    map[string]string // labels from the last Apply
+	applied map[string]string // labels the API server last accepted; nil before
+	lastErr string
+}
+
+// NewLabeller checks cfg and reads the CA bundle.
+func NewLabeller(cfg LabelsConfig) (*Labeller, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("node labels: node name is empty (set it from the downward API's spec.nodeName)")
+	}
+	u, err := url.Parse(cfg.APIServer)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, fmt.Errorf("node labels: api server %q: want a URL such as https://10.96.0.1:443", cfg.APIServer)
+	}
+	if cfg.TokenFile == "" {
+		cfg.TokenFile = DefaultTokenFile
+	}
+	if cfg.CAFile == "" {
+		cfg.CAFile = DefaultCAFile
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultLabelsTimeout
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if u.Scheme == "https" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("node labels: read api server ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("node labels: %s holds no PEM certificate", cfg.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &Labeller{
+		cfg:    cfg,
+		log:    log.With("node", cfg.NodeName),
+		client: &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		wake:   make(chan struct{}, 1),
+	}, nil
+}
+
+// Apply computes the node's labels from st and, when they changed, asks
+// Run to write them.
+func (l *Labeller) Apply(st devices.State) error {
+	want := NodeLabels(st.Devices)
+	l.mu.Lock()
+	changed := !maps.Equal(want, l.want)
+	l.want = want
+	l.mu.Unlock()
+	if changed {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Ready is always nil: labels help scheduling but the devices are served
+// without them; failures are logged.
+func (l *Labeller) Ready() error { return nil }
+
+// Run writes the labels whenever they change, retrying a failed write with
+// backoff (1s to 1m), until ctx is done.
+func (l *Labeller) Run(ctx context.Context) error {
+	backoff := labelsMinBackoff
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.wake:
+		case <-retry:
+		}
+		l.mu.Lock()
+		want, applied := l.want, l.applied
+		l.mu.Unlock()
+		if applied != nil && maps.Equal(want, applied) {
+			retry = nil
+			continue
+		}
+		if err := l.write(ctx, want); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			l.mu.Lock()
+			repeated := err.Error() == l.lastErr
+			l.lastErr = err.Error()
+			l.mu.Unlock()
+			if !repeated {
+				l.log.Error("node labels not written, retrying", "retry_in", backoff, "err", err)
+			}
+			retry = time.After(backoff)
+			backoff = min(2*backoff, labelsMaxBackoff)
+			continue
+		}
+		l.mu.Lock()
+		l.applied, l.lastErr = want, ""
+		l.mu.Unlock()
+		backoff, retry = labelsMinBackoff, nil
+		l.log.Info("node labels written", "labels", len(want))
+	}
+}
+
+// write applies labels to the Node with server-side apply.
+func (l *Labeller) write(ctx context.Context, labels map[string]string) error {
+	token, err := os.ReadFile(l.cfg.TokenFile)
+	if err != nil {
+		return fmt.Errorf("read service account token: %w", err)
+	}
+	body, err := json.Marshal(map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Node",
+		"metadata":   map[string]any{"name": l.cfg.NodeName, "labels": labels},
+	})
+	if err != nil {
+		return fmt.Errorf("encode node labels: %w", err)
+	}
+	u := strings.TrimSuffix(l.cfg.APIServer, "/") + "/api/v1/nodes/" + url.PathEscape(l.cfg.NodeName) +
+		"?fieldManager=" + LabelsFieldManager + "&force=true"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("patch node %s: %w", l.cfg.NodeName, err)
+	}
+	req.Header.Set("Content-Type", "application/apply-patch+yaml")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("patch node %s: %w", l.cfg.NodeName, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("patch node %s: %s: %s (the service account needs get and patch on nodes: images/device-plugin/rbac.yaml)",
+			l.cfg.NodeName, resp.Status, statusMessage(msg))
+	default:
+		return fmt.Errorf("patch node %s: %s: %s", l.cfg.NodeName, resp.Status, statusMessage(msg))
+	}
+}
+
+// statusMessage returns the message of a Kubernetes Status body, or the
+// body.
+func statusMessage(b []byte) string {
+	var st struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(b, &st) == nil && st.Message != "" {
+		return st.Message
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// NodeLabels returns the labels that describe devs, all under LabelPrefix:
+//
+//	gpu.count, gpu.product, gpu.memory (MiB), gpu.mig.capable,
+//	gpu.mig.enabled   the GPUs (product and memory of the first)
+//	hca.count, hca.link-layer, hca.rate (Gb/s)
+//	                  the HCAs of the link layer most of them have
+//	                  (InfiniBand on a tie), rate the fastest active port
+//	fpga.count, fpga.shell
+//	                  the FPGAs, shell when they all share one
+//
+// A kind the node lacks has no labels, so they disappear when its devices
+// do. Values are cut to what a label value may hold.
+func NodeLabels(devs []devices.Device) map[string]string {
+	out := map[string]string{}
+	set := func(k, v string) {
+		if v = labelValue(v); v != "" {
+			out[LabelPrefix+k] = v
+		}
+	}
+	var gpus, hcas, fpgas []devices.Device
+	for _, d := range devs {
+		switch d.Kind {
+		case devices.KindGPU:
+			gpus = append(gpus, d)
+		case devices.KindHCA:
+			hcas = append(hcas, d)
+		case devices.KindFPGA:
+			fpgas = append(fpgas, d)
+		}
+	}
+	if len(gpus) > 0 {
+		set("gpu.count", strconv.Itoa(len(gpus)))
+		set("gpu.product", gpus[0].Model)
+		set("gpu.memory", gpus[0].Attributes["memory_mib"])
+		capable, enabled := false, false
+		for _, g := range gpus {
+			capable = capable || g.Attributes["mig_mode"] != ""
+			enabled = enabled || g.Attributes["mig_mode"] == "enabled"
+		}
+		set("gpu.mig.capable", strconv.FormatBool(capable))
+		set("gpu.mig.enabled", strconv.FormatBool(enabled))
+	}
+	if len(hcas) > 0 {
+		byLayer := map[string][]devices.Device{}
+		for _, h := range hcas {
+			if len(h.Ports) > 0 {
+				byLayer[h.Ports[0].LinkLayer] = append(byLayer[h.Ports[0].LinkLayer], h)
+			}
+		}
+		layer := devices.LinkLayerInfiniBand
+		if len(byLayer[devices.LinkLayerEthernet]) > len(byLayer[layer]) {
+			layer = devices.LinkLayerEthernet
+		}
+		if hs := byLayer[layer]; len(hs) > 0 {
+			set("hca.count", strconv.Itoa(len(hs)))
+			set("hca.link-layer", layer)
+			rate := 0
+			for _, h := range hs {
+				for _, p := range h.Ports {
+					if r, err := strconv.Atoi(strings.Fields(p.Rate + " 0")[0]); err == nil && p.State == "ACTIVE" {
+						rate = max(rate, r)
+					}
+				}
+			}
+			if rate > 0 {
+				set("hca.rate", strconv.Itoa(rate))
+			}
+		}
+	}
+	if len(fpgas) > 0 {
+		set("fpga.count", strconv.Itoa(len(fpgas)))
+		shells := map[string]bool{}
+		for _, f := range fpgas {
+			shells[f.Attributes["shell"]] = true
+		}
+		if len(shells) == 1 {
+			set("fpga.shell", slices.Collect(maps.Keys(shells))[0])
+		}
+	}
+	return out
+}
+
+// labelValue makes s a valid label value: at most 63 characters of
+// [A-Za-z0-9._-], beginning and ending with an alphanumeric; spaces and
+// other characters become "-".
+func labelValue(s string) string {
+	v := strings.Trim(strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '-'
+	}, s), "._-")
+	return strings.TrimRight(v[:min(len(v), 63)], "._-")
+}
