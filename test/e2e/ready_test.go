@@ -35,6 +35,9 @@ import (
 // `make node-image image-bundle`).
 const EnvNodeImageDir = "SLIPWAY_NODE_IMAGE_DIR"
 
+// EnvReady opts in to the tests that boot the real node image.
+const EnvReady = "SLIPWAY_E2E_READY"
+
 // Lab VM sizes for the real node image, measured (see the README's
 // benchmark table): kubeadm's preflight wants 2 CPUs and 1700 MB on a
 // control plane.
@@ -177,6 +180,12 @@ func (n nodeTimes) phases(ev *eventLog, kubeadmStep string) string {
 // It drives the kubeadm Bootstrapper directly (power through the lab, not
 // a BMC); TestUpToReady does the same through up's own code path.
 func TestNodeImageToReady(t *testing.T) {
+	if os.Getenv(EnvReady) != "1" {
+		// Opt-in until it has passed on this machine and its cold cost is
+		// in .ci/run: it needs make node-image image-bundle (root, ~20 min of
+		// builds cold) and 10-40 min of TCG.
+		t.Skipf("set %s=1 after make node-image image-bundle to run the real node image to Ready", EnvReady)
+	}
 	l := requireLab(t)
 	assets := requireNodeImage(t)
 	_, inv := writeReadyInventory(t, l, readyInventory{Interface: l.Bridge(), IPMIPort: 9623, RedfishPort: 8443})
