@@ -41,6 +41,13 @@ func (n Node) ImportImages(ctx context.Context, dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("import images: %w", err)
 	}
+	// containerd may still be starting (slowly, on an emulated machine).
+	wait := Fetcher{Attempts: 120, Backoff: 2 * time.Second, Progress: n.Out}
+	if err := wait.Do(ctx, "wait for containerd", func(ctx context.Context) error {
+		return n.Run.Run(ctx, "ctr", "--namespace", ContainerdNamespace, "version")
+	}); err != nil {
+		return fmt.Errorf("import images: %w", err)
+	}
 	n.say("importing %d images (Kubernetes %s) from %s", len(ix.Images), ix.KubernetesVersion, indexURL)
 	start := time.Now()
 	for _, e := range ix.Images {
