@@ -135,6 +135,8 @@ type joinControlPlane struct {
 type timeouts struct {
 	ControlPlaneComponentHealthCheck string `json:"controlPlaneComponentHealthCheck,omitempty"`
 	KubeletHealthCheck               string `json:"kubeletHealthCheck,omitempty"`
+	KubernetesAPICall                string `json:"kubernetesAPICall,omitempty"`
+	EtcdAPICall                      string `json:"etcdAPICall,omitempty"`
 	Discovery                        string `json:"discovery,omitempty"`
 	TLSBootstrap                     string `json:"tlsBootstrap,omitempty"`
 }
@@ -145,6 +147,10 @@ type timeouts struct {
 // --join-timeout (15m) still bounds the whole join.
 const SlowStepTimeout = 10 * time.Minute
 
+// SlowAPICallTimeout bounds each of kubeadm's calls to the API server and
+// etcd (kubeadm's defaults: 1 and 2 minutes).
+const SlowAPICallTimeout = 5 * time.Minute
+
 func slowTimeouts(discovery time.Duration) *timeouts {
 	if discovery <= 0 {
 		discovery = SlowStepTimeout
@@ -152,8 +158,14 @@ func slowTimeouts(discovery time.Duration) *timeouts {
 	return &timeouts{
 		ControlPlaneComponentHealthCheck: SlowStepTimeout.String(),
 		KubeletHealthCheck:               SlowStepTimeout.String(),
-		Discovery:                        discovery.String(),
-		TLSBootstrap:                     SlowStepTimeout.String(),
+		// kubeadm's 1m (2m for etcd) per API call ran out in the lab while
+		// a young API server answered slowly ("client rate limiter Wait
+		// returned an error ... would exceed context deadline" creating the
+		// admin ClusterRoleBinding).
+		KubernetesAPICall: SlowAPICallTimeout.String(),
+		EtcdAPICall:       SlowAPICallTimeout.String(),
+		Discovery:         discovery.String(),
+		TLSBootstrap:      SlowStepTimeout.String(),
 	}
 }
 
