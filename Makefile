@@ -16,7 +16,7 @@ export GOFLAGS := $(strip $(GOFLAGS) -tags=$(TAGS))
 # A -tags flag on the command line replaces the one in GOFLAGS: e2e builds name both.
 E2E_TAGS    := -tags=$(TAGS),e2e
 
-.PHONY: help build test unit e2e lint bench fuzz tools kernel clean
+.PHONY: help build test unit e2e lint bench fuzz tools kernel node-image image-bundle clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,6 +58,16 @@ tools: ## build kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler
 
 kernel: ## fetch Debian's kernel for the e2e node image (needs apt-get update)
 	test/e2e/fetch-kernel.sh
+
+NODE_CACHE := $(CURDIR)/images/node/.cache
+node-image: ## build the node image as root: images/node/.cache/out/{vmlinuz,initrd.img} (images/node/README.md)
+	images/node/build.sh
+
+image-bundle: ## the offline image bundle from local builds (needs node-image and tools): images/node/.cache/out/bundle
+	$(GO) run ./cmd/provisioner images build --from binaries --kubeadm $(NODE_CACHE)/bin/kubeadm \
+		--kubernetes-version $$($(NODE_CACHE)/bin/kubeadm version -o short) --root $(NODE_CACHE)/root \
+		--bin-dir $(NODE_CACHE)/bin --bin-dir $(CURDIR)/test/tools/bin --out $(NODE_CACHE)/out/bundle \
+		--add localhost/slipway/busybox:1.35=/bin/busybox --epoch $$(git log -1 --format=%ct -- images/node 2>/dev/null || echo 0)
 
 clean: ## remove built binaries
 	rm -rf $(BIN)
