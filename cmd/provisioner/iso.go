@@ -13,8 +13,9 @@ import (
 
 func newISOCmd(g *globals) *cobra.Command {
 	var (
-		dir    string
-		source string
+		dir      string
+		source   string
+		httpPort uint16
 	)
 	cmd := &cobra.Command{
 		Use:   "iso NODE...",
@@ -23,7 +24,8 @@ func newISOCmd(g *globals) *cobra.Command {
 virtual media (provisioner bootdev cd --media URL) for a node whose segment has no
 PXE. It boots Debian's iPXE, which sets the node's address from the inventory
 statically and chains to the node's script on the boot HTTP server
-(http://ADDRESS:PORT/boot/NODE.ipxe), so "up" or "serve" must be running. Serve
+(http://ADDRESS:PORT/boot/NODE.ipxe), so "up" or "serve" must be running; give
+--http-port when they run with one. Serve
 the files from any web server the BMCs can reach. Legacy (BIOS) boot only: the
 iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 		Example: `  provisioner iso gpu-01 gpu-02 --dir /srv/iso -f site.yaml
@@ -42,7 +44,7 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 				if !ok {
 					return usageError("unknown node %q: it is not in the inventory", name)
 				}
-				bn, err := bootiso.FromInventory(inv, n)
+				bn, err := bootiso.FromInventory(inv, n, httpPort)
 				if err != nil {
 					return err
 				}
@@ -60,6 +62,7 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to write NODE.iso into (required)")
+	cmd.Flags().Uint16Var(&httpPort, "http-port", 0, "the boot HTTP port serve or up listen on, which the CD chains to (default: network.provisioner.httpPort of the inventory, 8080)")
 	cmd.Flags().StringVar(&source, "ipxe-iso", bootiso.DefaultSource, "the iPXE CD image whose ISOLINUX and iPXE are reused (Debian's ipxe package)")
 	return cmd
 }

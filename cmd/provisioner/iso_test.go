@@ -44,6 +44,14 @@ nodes:
 	if err != nil || !bytes.Contains(iso, []byte("set net${i}/ip 10.0.0.11\n")) || string(iso[16*2048+1:16*2048+6]) != "CD001" {
 		t.Errorf("cp-1.iso is not the node's CD (err %v)", err)
 	}
+	// serve/up --http-port 9090: the CD must chain to that port.
+	code, stdout, stderr = runCLI(t, "iso", "cp-1", "--dir", out, "--http-port", "9090", "-f", inv)
+	if code != exitOK || !strings.Contains(stdout, "chains to http://10.0.0.1:9090/boot/cp-1.ipxe") {
+		t.Errorf("iso cp-1 --http-port 9090 = %d\n%s%s", code, stdout, stderr)
+	}
+	if iso, err := os.ReadFile(filepath.Join(out, "cp-1.iso")); err != nil || !bytes.Contains(iso, []byte("chain http://10.0.0.1:9090/boot/cp-1.ipxe")) {
+		t.Errorf("cp-1.iso built with --http-port 9090 does not chain to port 9090 (err %v)", err)
+	}
 	code, _, stderr = runCLI(t, "iso", "gpu-1", "--dir", out, "-f", inv)
 	if code != exitFailure || !strings.Contains(stderr, "cannot run the node's script under UEFI") {
 		t.Errorf("iso gpu-1 (UEFI) = %d, stderr %q; want 1 and the UEFI refusal", code, stderr)
