@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,6 +40,13 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 			if dir == "" {
 				return usageError("--dir is required: where to write NODE.iso")
 			}
+			// Every CD is built before any is written: a bad node leaves
+			// the directory as it was.
+			type cd struct {
+				name, url string
+				img       []byte
+			}
+			var cds []cd
 			for _, name := range args {
 				n, ok := inv.Node(name)
 				if !ok {
@@ -52,11 +60,14 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 				if err := bootiso.Build(&buf, bootiso.Config{Source: source}, bn); err != nil {
 					return err
 				}
-				path := filepath.Join(dir, name+".iso")
-				if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-					return fmt.Errorf("write %s: %w", path, err)
+				cds = append(cds, cd{name: name, url: bn.ScriptURL, img: buf.Bytes()})
+			}
+			for _, c := range cds {
+				path := filepath.Join(dir, c.name+".iso")
+				if err := writeFileAtomic(path, c.img, 0o644); err != nil {
+					return err
 				}
-				fmt.Fprintf(g.stdout, "%s  %s  %d bytes  chains to %s\n", name, path, buf.Len(), bn.ScriptURL)
+				fmt.Fprintf(g.stdout, "%s  %s  %d bytes  chains to %s\n", c.name, path, len(c.img), c.url)
 			}
 			return nil
 		},
@@ -65,4 +76,25 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 	cmd.Flags().Uint16Var(&httpPort, "http-port", 0, "the boot HTTP port serve or up listen on, which the CD chains to (default: network.provisioner.httpPort of the inventory, 8080)")
 	cmd.Flags().StringVar(&source, "ipxe-iso", bootiso.DefaultSource, "the iPXE CD image whose ISOLINUX and iPXE are reused (Debian's ipxe package)")
 	return cmd
+}
+
+// writeFileAtomic writes data to path through a temporary file renamed
+// over it, so a web server handing path to a BMC never serves half an
+// image.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	err = errors.Join(err, f.Chmod(perm), f.Close())
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }

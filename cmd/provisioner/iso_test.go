@@ -56,6 +56,12 @@ nodes:
 	if code != exitFailure || !strings.Contains(stderr, "cannot run the node's script under UEFI") {
 		t.Errorf("iso gpu-1 (UEFI) = %d, stderr %q; want 1 and the UEFI refusal", code, stderr)
 	}
+	// One bad node among several: nothing is written.
+	empty := t.TempDir()
+	code, _, stderr = runCLI(t, "iso", "cp-1", "gpu-1", "--dir", empty, "-f", inv)
+	if files, _ := os.ReadDir(empty); code != exitFailure || len(files) != 0 {
+		t.Errorf("iso cp-1 gpu-1 (gpu-1 UEFI) = %d, stderr %q, wrote %d file(s); want 1 and nothing written", code, stderr, len(files))
+	}
 	code, _, stderr = runCLI(t, "iso", "cp-1", "-f", inv)
 	if code != exitUsage || !strings.Contains(stderr, "--dir is required") {
 		t.Errorf("iso without --dir = %d, stderr %q", code, stderr)
