@@ -29,8 +29,8 @@ statically and chains to the node's script on the boot HTTP server
 --http-port when they run with one. Serve
 the files from any web server the BMCs can reach. Legacy (BIOS) boot only: the
 iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
-		Example: `  provisioner iso gpu-01 gpu-02 --dir /srv/iso -f site.yaml
-  provisioner bootdev cd --media http://10.0.0.1/iso/gpu-01.iso --legacy gpu-01 -f site.yaml`,
+		Example: `  provisioner iso r13-cpu01 r13-cpu02 --dir /tmp -f inventory/examples/routed/
+  provisioner bootdev cd --media http://10.60.0.2/iso/r13-cpu01.iso --legacy r13-cpu01 -f inventory/examples/routed/`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			inv, err := g.loadInventory()
