@@ -584,8 +584,15 @@ func TestPowerSIGINT(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for !ready() && time.Now().Before(deadline) {
+			// The interrupt must land where this case says it does: a run
+			// that never got there (or already ended) proves nothing.
+			deadline := time.Now().Add(time.Minute)
+			for !ready() {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("the provisioner was not %s within a minute; output:\n%s%s", phase, out.String(), errb.String())
+				}
 				time.Sleep(5 * time.Millisecond)
 			}
 			if err := cmd.Process.Signal(os.Interrupt); err != nil {
