@@ -160,7 +160,14 @@ func runBMC(cmd *cobra.Command, g *globals, f *bmcFlags, args []string, cols col
 		fmt.Fprintf(g.stdout, "%d node(s) in %.2fs: %d ok,%s %d failed\n", len(res), took.Seconds(), n["ok"], unverified, n["failed"])
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted: %d of %d node(s) not done", n["failed"], len(res))
+		// Nodes that failed for their own reason before Ctrl-C were done.
+		notDone := 0
+		for _, r := range res {
+			if errors.Is(r.Err, context.Canceled) {
+				notDone++
+			}
+		}
+		return fmt.Errorf("interrupted: %d of %d node(s) not done", notDone, len(res))
 	}
 	if n["failed"] > 0 {
 		return fmt.Errorf("%d of %d node(s) failed (see the RESULT column)", n["failed"], len(res))
