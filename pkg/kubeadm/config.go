@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -334,7 +333,9 @@ func registration(n inventory.Node) (nodeRegistration, error) {
 	if len(labels) > 0 {
 		keys := make([]string, 0, len(labels))
 		for k := range labels {
-			if err := checkKubeletLabel(k); err != nil {
+			// The inventory refuses these at load; an inventory built
+			// by hand is checked here, before any node is touched.
+			if err := inventory.KubeletMaySet(k); err != nil {
 				return nodeRegistration{}, fmt.Errorf("render kubeadm configuration for %s: %w", n.Name, err)
 			}
 			keys = append(keys, k)
@@ -348,28 +349,6 @@ func registration(n inventory.Node) (nodeRegistration, error) {
 	}
 	nr.KubeletExtraArgs = append(nr.KubeletExtraArgs, arg{"node-ip", n.IP.String()})
 	return nr, nil
-}
-
-// checkKubeletLabel refuses labels the kubelet may not set on its own Node
-// (it would refuse to start): kubernetes.io and k8s.io labels outside the
-// allowed set, such as node-role.kubernetes.io/worker.
-func checkKubeletLabel(key string) error {
-	prefix, _, ok := strings.Cut(key, "/")
-	if !ok {
-		return nil
-	}
-	if !(prefix == "kubernetes.io" || prefix == "k8s.io" || strings.HasSuffix(prefix, ".kubernetes.io") || strings.HasSuffix(prefix, ".k8s.io")) {
-		return nil
-	}
-	allowed := []string{"kubernetes.io/hostname", "kubernetes.io/instance-type", "kubernetes.io/os", "kubernetes.io/arch",
-		"beta.kubernetes.io/instance-type", "beta.kubernetes.io/os", "beta.kubernetes.io/arch",
-		"failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
-		"topology.kubernetes.io/zone", "topology.kubernetes.io/region", "node.kubernetes.io/instance-type"}
-	if slices.Contains(allowed, key) || prefix == "kubelet.kubernetes.io" || prefix == "node.kubernetes.io" ||
-		strings.HasSuffix(prefix, ".kubelet.kubernetes.io") || strings.HasSuffix(prefix, ".node.kubernetes.io") {
-		return nil
-	}
-	return fmt.Errorf("label %q: the kubelet may not set labels in the %s namespace on its own node; use a site prefix (such as example.com/role) or apply it after the node joined", key, prefix)
 }
 
 func documents(docs ...any) ([]byte, error) {
