@@ -180,7 +180,7 @@ systemctl_root() { chroot "$root" /usr/bin/systemctl "$@" >/dev/null 2>&1; }
 # (dbus.socket, udev's sockets) are already linked.
 chroot "$root" /usr/bin/systemctl enable systemd-networkd.service systemd-networkd-wait-online.service \
 	systemd-resolved.service systemd-timesyncd.service containerd.service kubelet.service \
-	slipway-images.service slipway-config.service
+	slipway-images.service slipway-config.service slipway-debug.service
 # No login prompt by default on a stateless node; the console shows the boot.
 systemctl_root mask getty@tty1.service || true
 chroot "$root" /usr/bin/systemctl set-default multi-user.target

@@ -5,17 +5,20 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"text/template"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +27,9 @@ import (
 	"github.com/slipway-dev/slipway/internal/testenv"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 	"github.com/slipway-dev/slipway/pkg/kubeadm"
+	"github.com/slipway-dev/slipway/pkg/phonehome"
+	"github.com/slipway-dev/slipway/pkg/provision"
+	"github.com/slipway-dev/slipway/pkg/provision/assemble"
 	"github.com/slipway-dev/slipway/pkg/pxe"
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
 	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
@@ -68,9 +74,23 @@ func requireNodeImage(t testing.TB) string {
 	return dir
 }
 
+// EnvNodeDebug adds slipway.debug to the node image's kernel command line:
+// every minute each node writes its containers, their restarts and last log
+// lines and the kubelet's journal to its serial console.
+const EnvNodeDebug = "SLIPWAY_E2E_NODE_DEBUG"
+
 type readyInventory struct {
 	Interface             string
 	IPMIPort, RedfishPort int
+	// NodeArgs is appended to both profiles' kernel arguments.
+	NodeArgs string
+}
+
+func nodeArgs() string {
+	if os.Getenv(EnvNodeDebug) == "1" {
+		return " slipway.debug"
+	}
+	return ""
 }
 
 func writeReadyInventory(t testing.TB, l *lab.Lab, ri readyInventory) (string, *inventory.Inventory) {
@@ -188,7 +208,7 @@ func TestNodeImageToReady(t *testing.T) {
 	}
 	l := requireLab(t)
 	assets := requireNodeImage(t)
-	_, inv := writeReadyInventory(t, l, readyInventory{Interface: l.Bridge(), IPMIPort: 9623, RedfishPort: 8443})
+	_, inv := writeReadyInventory(t, l, readyInventory{Interface: l.Bridge(), IPMIPort: 9623, RedfishPort: 8443, NodeArgs: nodeArgs()})
 	cp, _ := inv.Node("cp-1")
 	worker, _ := inv.Node("worker-1")
 
@@ -418,6 +438,225 @@ func podStatus(p *corev1.Pod) string {
 		if c.State.Waiting != nil {
 			fmt.Fprintf(&b, " waiting=%s(%s)", c.State.Waiting.Reason, c.State.Waiting.Message)
 		}
+	}
+	return b.String()
+}
+
+// TestUpToReady runs `provisioner up`'s code path (package assemble, as
+// cmd/provisioner/up.go calls it, in its default kubeadm mode) on one
+// control-plane node and one worker booting the real node image: cp-1
+// behind OpenIPMI's ipmi_sim, worker-1 behind Slipway's Redfish simulator.
+// up serves DHCP, TFTP and HTTP itself, gives cp-1 its kubeadm init
+// configuration and worker-1 (which netboots early and is held) its join
+// configuration with its own bootstrap token, both as cloud-config; the
+// nodes import their images from the offline bundle and bring up the flat
+// pod network, and up follows each Node object until it is Ready.
+//
+// The first run is interrupted (like ^C) once the worker reported that its
+// kubeadm join started; a second run on the same state directory resumes
+// from the journal and follows the worker to Ready without power-cycling
+// it. Then a pod of the bundle's busybox runs on the worker, and checks
+// from inside that the worker's disk holds no cluster CA key; the worker's
+// bootstrap token must be gone from the cluster.
+func TestUpToReady(t *testing.T) {
+	testenv.RequireCommands(t, "ipmi_sim", "ipmitool")
+	const password = "lab-password"
+	t.Setenv("SLIPWAY_E2E_BMC_PASSWORD", password)
+	l := requireLab(t)
+	assets := requireNodeImage(t)
+	_, inv := writeReadyInventory(t, l, readyInventory{Interface: l.Bridge(), IPMIPort: 9623, RedfishPort: 8443, NodeArgs: nodeArgs()})
+	cpNode, _ := inv.Node("cp-1")
+	workerNode, _ := inv.Node("worker-1")
+	cp := newReadyVM(t, l, cpNode, controlPlaneCPUs, controlPlaneMiB)
+	worker := newReadyVM(t, l, workerNode, workerCPUs, workerMiB)
+	ipmiBMC := startIPMIBMC(t, l, cp, password)
+	redfishBMC, redfishOn := startRedfishBMC(t, worker, password)
+	for i := range inv.Nodes {
+		n := &inv.Nodes[i]
+		switch n.Name {
+		case cp.Name():
+			n.BMC = withBMC(n.BMC, ipmiBMC)
+		case worker.Name():
+			n.BMC = withBMC(n.BMC, redfishBMC)
+		}
+	}
+	// A server's default boot is its disk (these VMs have none): only up's
+	// one-time override makes them network-boot.
+	cp.SetBootDevice(lab.BootDisk)
+	worker.SetBootDevice(lab.BootDisk)
+
+	ctx, cancel := context.WithTimeout(t.Context(), readyTimeout)
+	defer cancel()
+	state := filepath.Join(t.TempDir(), "state")
+	rec := newUpRecorder()
+	t.Cleanup(func() {
+		t.Logf("up's progress:\n%s", rec.progressText())
+		if t.Failed() {
+			t.Logf("boot events (seconds after the first run started):\n%s", rec.formatEvents(rec.start))
+		}
+	})
+
+	joinStarted := func(u provision.Update) bool {
+		return u.Node == worker.Name() && strings.Contains(u.Event, "kubeadm-join status=started")
+	}
+	rep, err := runUpToReady(ctx, t, inv, assets, state, rec, joinStarted)
+	t.Logf("first run (interrupted):\n%s", summary(rep))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run = %v, want it interrupted (context.Canceled) once %s started its join", err, worker.Name())
+	}
+	wantEnd := map[string]provision.Phase{cp.Name(): provision.PhaseReady, worker.Name(): provision.PhaseConfigFetched}
+	if diff := cmp.Diff(wantEnd, endPhases(rep)); diff != "" {
+		t.Fatalf("phases at the interruption (-want +got):\n%s", diff)
+	}
+
+	rec.resetCounts()
+	rep, err = runUpToReady(ctx, t, inv, assets, state, rec, nil)
+	t.Logf("resumed run:\n%s", summary(rep))
+	if err != nil {
+		t.Fatalf("resumed run: %v", err)
+	}
+	wantEnd[worker.Name()] = provision.PhaseReady
+	if diff := cmp.Diff(wantEnd, endPhases(rep)); diff != "" {
+		t.Fatalf("phases after the resumed run (-want +got):\n%s", diff)
+	}
+	if got := rec.scripts(worker.Name()); got != 0 {
+		t.Errorf("iPXE scripts served to %s in the resumed run = %d, want 0 (no second netboot)", worker.Name(), got)
+	}
+	rec.countAll()
+	for _, vm := range []*lab.VM{cp, worker} {
+		if got := rec.count(vm.Name(), provision.PhasePoweringOn); got != 1 {
+			t.Errorf("%s entered %s %d times over both runs, want 1", vm.Name(), provision.PhasePoweringOn, got)
+		}
+	}
+	if got := redfishOn(); got != 1 {
+		t.Errorf("power-on requests the Redfish BMC of %s received = %d, want 1", worker.Name(), got)
+	}
+	for _, name := range []string{cp.Name(), worker.Name()} {
+		on, ready := rec.entered(name, provision.PhasePoweringOn), rec.entered(name, provision.PhaseReady)
+		t.Logf("%s: power-on to Ready %.0f s; %s", name, ready.Sub(on).Seconds(), rec.phaseTimes(name))
+	}
+
+	// The cluster the first node created: the worker's token is gone, and a
+	// pod runs on the worker.
+	pki, err := kubeadm.EnsurePKI(kubeadm.PKIConfig{Dir: filepath.Join(state, "pki")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(pki.AdminRESTConfig("https://"+inv.Cluster.ControlPlaneEndpoint, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets, err := client.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: kubeadm.NodeLabel + "=" + worker.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		t.Errorf("bootstrap token secret %s of %s still exists after it joined", s.Name, worker.Name())
+	}
+	runPodOn(ctx, t, client, worker.Name(), worker)
+}
+
+// runUpToReady runs up's assembly in its default kubeadm mode with up's
+// default timeouts and attempts, early netboot on, until every node is
+// Ready or failed, or until stop (when not nil) returns true for a progress
+// update: then the run is interrupted as ^C interrupts up.
+func runUpToReady(ctx context.Context, t *testing.T, inv *inventory.Inventory, assets, state string, rec *upRecorder, stop func(provision.Update) bool) (*provision.Report, error) {
+	t.Helper()
+	bus := bootevent.NewBus()
+	events, unsubscribe := bus.Subscribe(4096)
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		for e := range events {
+			rec.event(e)
+		}
+	}()
+	defer func() { unsubscribe(); <-recDone }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rec.newRun()
+	progress := rec.update
+	if stop != nil {
+		progress = func(u provision.Update) {
+			rec.update(u)
+			if stop(u) {
+				cancel()
+			}
+		}
+	}
+	p, err := assemble.New(assemble.Options{
+		Inventory: inv, StateDir: state, Command: "provisioner up (e2e)",
+		Boot:         assemble.Boot{TFTPRoot: ipxeDir, AssetDir: assets},
+		EarlyNetboot: true,
+		Bus:          bus, Progress: progress, Log: testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("assemble.New: %v", err)
+	}
+	res, err := p.Run(ctx)
+	if res.Report == nil {
+		t.Fatalf("up in the lab: no report: %v", err)
+	}
+	return res.Report, err
+}
+
+// entered returns when node first entered phase p over all runs, or the
+// zero time.
+func (r *upRecorder) entered(node string, p provision.Phase) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, u := range r.updates {
+		if u.Node == node && u.PhaseChanged && u.Phase == p {
+			return u.Time
+		}
+	}
+	return time.Time{}
+}
+
+// phaseTimes lists, for node, when it first entered each phase and when its
+// boot reached each milestone (initrd served, config fetched, kubeadm
+// reports), in seconds after it was powered on.
+func (r *upRecorder) phaseTimes(node string) string {
+	on := r.entered(node, provision.PhasePoweringOn)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	type mark struct {
+		at   time.Time
+		what string
+	}
+	var ms []mark
+	seen := map[string]bool{}
+	for _, u := range r.updates {
+		if u.Node == node && u.PhaseChanged && !seen[string(u.Phase)] {
+			seen[string(u.Phase)] = true
+			ms = append(ms, mark{u.Time, string(u.Phase)})
+		}
+	}
+	for _, e := range r.events {
+		if e.Node != node {
+			continue
+		}
+		what := ""
+		switch e.Kind {
+		case bootevent.InitrdServed, bootevent.ConfigFetched:
+			what = string(e.Kind)
+		case bootevent.PhoneHome:
+			if rep, err := phonehome.Parse(e.Detail); err == nil && strings.HasPrefix(rep.Step, "kubeadm") {
+				what = rep.Step + " " + string(rep.Status)
+			}
+		}
+		if what != "" && !seen[what] {
+			seen[what] = true
+			ms = append(ms, mark{e.Time, what})
+		}
+	}
+	slices.SortStableFunc(ms, func(a, b mark) int { return a.at.Compare(b.at) })
+	var b strings.Builder
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %+.0fs", m.what, m.at.Sub(on).Seconds())
 	}
 	return b.String()
 }

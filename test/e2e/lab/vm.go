@@ -70,6 +70,11 @@ type VMConfig struct {
 	OVMFCode, OVMFVars string
 	// QEMU is the emulator (default qemu-system-x86_64).
 	QEMU string
+	// CPUModel is QEMU's -cpu model (default max: under TCG that offers
+	// AES-NI, PCLMULQDQ, AVX2 and BMI2 as a real server CPU does, so Go's
+	// TLS, hashing and compression run their fast paths instead of
+	// generic code; qemu64 lacks them all).
+	CPUModel string
 }
 
 // VM is a QEMU virtual machine on a tap of the lab's bridge, run under TCG.
@@ -117,6 +122,9 @@ func (l *Lab) NewVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	}
 	if cfg.QEMU == "" {
 		cfg.QEMU = "qemu-system-x86_64"
+	}
+	if cfg.CPUModel == "" {
+		cfg.CPUModel = "max"
 	}
 	vm := &VM{lab: l, cfg: cfg, boot: BootNetwork, console: filepath.Join(l.cfg.Dir, "console-"+cfg.Name+".log")}
 	if cfg.Firmware != FirmwareBIOS {
@@ -178,7 +186,8 @@ func (v *VM) args(dev BootDevice) []string {
 		machine = "q35,accel=tcg"
 	}
 	a := []string{
-		"-machine", machine, "-m", fmt.Sprint(v.cfg.MemoryMiB), "-smp", fmt.Sprint(v.cfg.CPUs),
+		"-machine", machine, "-cpu", v.cfg.CPUModel,
+		"-m", fmt.Sprint(v.cfg.MemoryMiB), "-smp", fmt.Sprint(v.cfg.CPUs),
 		// -nographic points SeaBIOS's and iPXE's output at the serial port;
 		// with -display none only the kernel's output would reach the file.
 		"-nographic", "-monitor", "none", "-serial", "file:" + v.console,
