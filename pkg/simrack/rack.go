@@ -23,7 +23,6 @@ import (
 
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 	"github.com/slipway-dev/slipway/pkg/inventory"
-	"github.com/slipway-dev/slipway/pkg/phonehome"
 )
 
 // Fault is a failure injected into one machine.
@@ -458,16 +457,15 @@ func (r *Rack) boot(m *machine, gen int, legacy bool) {
 func (r *Rack) runNodeConfig(ctx context.Context, m *machine, gen int, nc nodeConfig, sleep func(time.Duration) bool) {
 	worked := false
 	for _, cr := range nc.reports {
-		if cr.report.Status != phonehome.Started && !worked {
+		if !cr.started && !worked {
 			m.setStage("kubeadm")
 			if !sleep(m.os - m.os/3) {
 				return
 			}
 			worked = true
 		}
-		body := phonehome.Format(cr.report)
 		for {
-			err := m.post(ctx, nc.phoneHome, body)
+			err := m.post(ctx, nc.phoneHome, cr.body)
 			if err == nil {
 				break
 			}
@@ -478,7 +476,7 @@ func (r *Rack) runNodeConfig(ctx context.Context, m *machine, gen int, nc nodeCo
 				break
 			}
 		}
-		if cr.report.Joined() {
+		if cr.ok && cr.report.Joined() {
 			m.mu.Lock()
 			m.joined = true
 			m.took = time.Since(m.booted)
