@@ -11,21 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/listen"
 	"github.com/slipway-dev/slipway/pkg/bmc"
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 )
 
-// deadAddr returns a loopback address nothing listens on.
+// deadAddr returns a loopback address nothing listens on: one of its own
+// (a port of 127.0.0.1 probed free and closed may be taken meanwhile by
+// any outgoing connection's ephemeral port).
 func deadAddr(t *testing.T) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap := netip.MustParseAddrPort(ln.Addr().String())
-	ln.Close()
-	return ap
+	return netip.AddrPortFrom(listen.PeerLoopback(), 443)
 }
 
 // blackhole returns a loopback address that accepts TCP connections and
