@@ -37,6 +37,9 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 			if dir == "" {
 				return usageError("--dir is required: where to write NODE.iso")
 			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("create --dir: %w", err)
+			}
 			for _, name := range args {
 				n, ok := inv.Node(name)
 				if !ok {
@@ -59,7 +62,7 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "directory to write NODE.iso into (required)")
+	cmd.Flags().StringVar(&dir, "dir", "", "directory to write NODE.iso into, created if missing (required)")
 	cmd.Flags().StringVar(&source, "ipxe-iso", bootiso.DefaultSource, "the iPXE CD image whose ISOLINUX and iPXE are reused (Debian's ipxe package)")
 	return cmd
 }
