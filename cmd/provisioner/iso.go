@@ -26,8 +26,8 @@ statically and chains to the node's script on the boot HTTP server
 (http://ADDRESS:PORT/boot/NODE.ipxe), so "up" or "serve" must be running. Serve
 the files from any web server the BMCs can reach. Legacy (BIOS) boot only: the
 iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
-		Example: `  provisioner iso gpu-01 gpu-02 --dir /srv/iso -f site.yaml
-  provisioner bootdev cd --media http://10.0.0.1/iso/gpu-01.iso --legacy gpu-01 -f site.yaml`,
+		Example: `  provisioner iso fpga01 fpga02 --dir /srv/slipway/iso -f inventory/rack-gpu.yaml
+  provisioner bootdev cd --media http://10.40.0.2/iso/fpga01.iso --legacy fpga01 -f inventory/rack-gpu.yaml`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			inv, err := g.loadInventory()

@@ -398,8 +398,8 @@ error says what to change. Where the BMC takes boot settings only through its
 @Redfish.Settings object, the row says the override is pending until the next
 power-on or reset. bootdev does not power the nodes: follow with
 "provisioner power cycle" (or on).`,
-		Example: `  provisioner bootdev pxe gpu-01 gpu-02 -f site.yaml
-  provisioner bootdev cd --media http://10.0.0.1:8080/iso/gpu-01.iso gpu-01 -f site.yaml`,
+		Example: `  provisioner bootdev pxe gpu01 gpu02 -f inventory/rack-gpu.yaml
+  provisioner bootdev cd --media http://10.40.0.2/iso/fpga01.iso --legacy fpga01 -f inventory/rack-gpu.yaml`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dev, err := bmc.ParseBootDevice(args[0])
