@@ -40,6 +40,19 @@ type AddonsResult struct {
 	Objects []addons.Result
 	// Err says why they were not (all) applied.
 	Err error
+	// Addons is every add-on of the inventory, in order, with what
+	// applying it did.
+	Addons []AddonOutcome
+}
+
+// AddonOutcome is what applying one add-on did.
+type AddonOutcome struct {
+	// Name is the add-on's name (inventory.Addon.Name).
+	Name string
+	// Objects are its objects (or its chart release) applied.
+	Objects []addons.Result
+	// Err says why it is not (all) applied; nil when it is.
+	Err error
 }
 
 // New builds the provisioner from opts, in the order the package doc
