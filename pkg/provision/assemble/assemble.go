@@ -136,7 +136,8 @@ func (p *Provisioner) Endpoints() Endpoints {
 // functions and the orchestrator until every node is Ready or failed (or
 // ctx is done), then stops the services, logs out of every BMC session
 // still open and returns the result. The error is the orchestrator's, else
-// a service's ("boot services: ..."); when ctx ended the run it is
+// that of the part that failed ("boot services: ...", "virtual-media cd
+// server: ...", or a Beside function's own); when ctx ended the run it is
 // ctx.Err().
 func (p *Provisioner) Run(ctx context.Context) (*Result, error) {
 	svcCtx, stopSvc := context.WithCancel(ctx)
@@ -144,7 +145,12 @@ func (p *Provisioner) Run(ctx context.Context) (*Result, error) {
 	g, gctx := errgroup.WithContext(svcCtx)
 	events, unsubscribe := p.opts.Bus.Subscribe(0)
 	defer unsubscribe()
-	g.Go(func() error { return p.svc.Run(gctx) })
+	g.Go(func() error {
+		if err := p.svc.Run(gctx); err != nil {
+			return fmt.Errorf("boot services: %w", err)
+		}
+		return nil
+	})
 	g.Go(func() error { bridge(gctx, p.o, events, p.joins); return nil })
 	if m := p.opener.media; m != nil {
 		g.Go(func() error { return m.run(gctx) })
@@ -171,7 +177,7 @@ func (p *Provisioner) Run(ctx context.Context) (*Result, error) {
 	case runErr != nil && !errors.Is(runErr, context.Canceled):
 		return res, runErr
 	case svcErr != nil && !errors.Is(svcErr, context.Canceled):
-		return res, fmt.Errorf("boot services: %w", svcErr)
+		return res, svcErr
 	}
 	return res, ctx.Err()
 }
