@@ -1,6 +1,8 @@
 package dra
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -147,7 +149,8 @@ func specFile(uid string) string {
 
 // write validates and writes a claim's spec atomically (the CDI library's
 // temporary file and rename). It is not synced: the checkpoint, which is,
-// holds the spec too, and a start writes a missing spec again from it.
+// holds the spec too, and a start (or the kubelet's repeated prepare)
+// writes a spec again from it when the file is not current.
 // Mode 0644: runtimes and tools read it; it holds no secrets.
 func (s *cdiStore) write(uid string, spec *cdispec.Spec) error {
 	name := specFile(uid)
@@ -160,10 +163,22 @@ func (s *cdiStore) write(uid string, spec *cdispec.Spec) error {
 	return nil
 }
 
-// exists reports whether a claim's spec file is there.
-func (s *cdiStore) exists(uid string) bool {
-	_, err := os.Stat(filepath.Join(s.dir, specFile(uid)))
-	return err == nil
+// current reports whether a claim's spec file holds spec. A file that is
+// missing (a tmpfs CDI directory after a reboot), cannot be read or parsed,
+// or holds something else is not current: specs are not synced, so after
+// a power loss the file can be there but empty or cut short.
+func (s *cdiStore) current(uid string, spec *cdispec.Spec) bool {
+	data, err := os.ReadFile(filepath.Join(s.dir, specFile(uid)))
+	if err != nil {
+		return false
+	}
+	var onDisk cdispec.Spec
+	if err := json.Unmarshal(data, &onDisk); err != nil {
+		return false
+	}
+	a, errA := json.Marshal(&onDisk)
+	b, errB := json.Marshal(spec)
+	return errA == nil && errB == nil && bytes.Equal(a, b)
 }
 
 // remove deletes a claim's spec; a missing one is fine. Not synced either:
