@@ -254,7 +254,7 @@ func TestPublishesAfterDiscovery(t *testing.T) {
 // (the agent's first discovery has not succeeded): it answers the kubelet
 // (unprepare from the checkpoint; prepare says devices are not known yet)
 // and publishes nothing, not even an empty slice. A node agent whose first
-// discovery fails stops without publishing either.
+// discovery fails publishes nothing either, whether it stops or retries.
 func TestNoSliceBeforeDiscovery(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "dgx-h100")
@@ -311,9 +311,13 @@ func TestNoSliceBeforeDiscovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a2.Run(context.Background()); err == nil {
-		t.Errorf("agent Run with an unreadable PCI list = nil, want the discovery error")
-	}
+	// Today the agent stops when its first discovery fails; it may instead
+	// keep retrying (nodeagent was asked to). Either way nothing may be
+	// published: bound the run so that a retrying agent ends too.
+	actx, acancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer acancel()
+	err = a2.Run(actx)
+	t.Logf("agent Run with an unreadable PCI list = %v", err)
 	if got := e2.slices(); len(got) != 0 {
 		t.Errorf("slices published after a failed discovery: %d", len(got))
 	}
