@@ -107,18 +107,36 @@ func TestDRA(t *testing.T) {
 	t.Run("templates", func(t *testing.T) {
 		for _, tc := range []struct {
 			template, node string
-			check          func(t *testing.T, results []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device)
+			// setup runs before the pod is created; it makes sure that
+			// the scheduler's first fit would break the template's
+			// constraint, so the check below can tell it was honoured.
+			setup func(t *testing.T)
+			check func(t *testing.T, results []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device)
 		}{
-			{"one-gpu", "dgx-1", func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
+			{"one-gpu", "dgx-1", nil, func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
 				wantKinds(t, rs, devs, "gpu")
 			}},
-			{"two-gpus-one-numa", "dgx-1", func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
+			{"two-gpus-one-numa", "dgx-1", func(t *testing.T) {
+				// Hold two more GPUs (first fit: both on NUMA node 0) so
+				// that node 0 has one free GPU left: the first two free
+				// GPUs then span both nodes.
+				scheduleClaim(t, cp.admin, gpuCountPod("numa-blocker", "dgx-1", 2), "dgx-1")
+				g := firstFree(t, cp.admin, "dgx-1", "gpu", 2)
+				if a, b := intAttr(g[0], "resource.kubernetes.io/numaNode"), intAttr(g[1], "resource.kubernetes.io/numaNode"); a == b {
+					t.Fatalf("setup: the first free GPUs %s and %s are both on NUMA node %d; first fit would pass without the constraint", g[0].Name, g[1].Name, a)
+				}
+			}, func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
 				wantKinds(t, rs, devs, "gpu", "gpu")
 				if a, b := intAttr(devs[rs[0].Device], "resource.kubernetes.io/numaNode"), intAttr(devs[rs[1].Device], "resource.kubernetes.io/numaNode"); a != b {
 					t.Errorf("two GPUs on NUMA nodes %d and %d, want one", a, b)
 				}
 			}},
-			{"gpu-hca-pair", "dgx-1", func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
+			{"gpu-hca-pair", "dgx-1", func(t *testing.T) {
+				g, h := firstFree(t, cp.admin, "dgx-1", "gpu", 1)[0], firstFree(t, cp.admin, "dgx-1", "hca", 1)[0]
+				if a, b := strAttr(g, "resource.kubernetes.io/pcieRoot"), strAttr(h, "resource.kubernetes.io/pcieRoot"); a == b {
+					t.Fatalf("setup: the first free GPU %s and HCA %s share root %s; first fit would pass without the constraint", g.Name, h.Name, a)
+				}
+			}, func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
 				wantKinds(t, rs, devs, "gpu", "hca")
 				a, b := strAttr(devs[rs[0].Device], "resource.kubernetes.io/pcieRoot"), strAttr(devs[rs[1].Device], "resource.kubernetes.io/pcieRoot")
 				if a == "" || a != b {
@@ -128,7 +146,7 @@ func TestDRA(t *testing.T) {
 					t.Errorf("GPU under switch %q and HCA under %q, want one (the DGX pairs share a switch)", sa, sb)
 				}
 			}},
-			{"fpga-u250-shell", "fpga-1", func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
+			{"fpga-u250-shell", "fpga-1", nil, func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
 				wantKinds(t, rs, devs, "fpga")
 				if s := strAttr(devs[rs[0].Device], "shell"); s != "xilinx_u250_gen3x16_xdma_shell_4_1" {
 					t.Errorf("FPGA shell %q, want the template's", s)
@@ -136,6 +154,9 @@ func TestDRA(t *testing.T) {
 			}},
 		} {
 			t.Run(tc.template, func(t *testing.T) {
+				if tc.setup != nil {
+					tc.setup(t)
+				}
 				pod := templatePod(tc.template, tc.node)
 				claim := scheduleClaim(t, cp.admin, pod, tc.node)
 				ss, err := nodeSlices(ctx, cp.admin, tc.node)
@@ -365,6 +386,32 @@ func allocatedOn(t *testing.T, c kubernetes.Interface, node string) map[string]b
 				out[r.Device] = true
 			}
 		}
+	}
+	return out
+}
+
+// firstFree returns the first n devices of kind on node, in slice order,
+// that no allocated claim holds: what the scheduler's allocator, which
+// tries devices in that order, would pick for n devices of that class
+// without constraints.
+func firstFree(t *testing.T, c kubernetes.Interface, node, kind string, n int) []resourceapi.Device {
+	t.Helper()
+	ss, err := nodeSlices(context.Background(), c, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(ss, func(a, b resourceapi.ResourceSlice) int { return strings.Compare(a.Name, b.Name) })
+	used := allocatedOn(t, c, node)
+	var out []resourceapi.Device
+	for _, s := range ss {
+		for _, d := range s.Spec.Devices {
+			if strAttr(d, "kind") == kind && !used[d.Name] && len(d.Taints) == 0 && len(out) < n {
+				out = append(out, d)
+			}
+		}
+	}
+	if len(out) < n {
+		t.Fatalf("%d free %s devices on %s, want %d", len(out), kind, node, n)
 	}
 	return out
 }
