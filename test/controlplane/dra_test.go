@@ -56,9 +56,9 @@ func TestDRA(t *testing.T) {
 	for _, n := range []string{"dgx-1", "dgx-2", "fpga-1"} {
 		addNode(t, cp.admin, n)
 	}
-	dgx1 := startDriver(t, "dgx-1", "dgx-h100", tokenKubeconfig(cp, driverToken(t, cp, "dgx-1", "slipway-dra-dgx-1")))
-	dgx2 := startDriver(t, "dgx-2", "dgx-h100", tokenKubeconfig(cp, driverToken(t, cp, "dgx-2", "slipway-dra-dgx-2")))
-	fpga := startDriver(t, "fpga-1", "fpga-node", tokenKubeconfig(cp, driverToken(t, cp, "fpga-1", "slipway-dra-fpga-1")))
+	dgx1 := startDriver(t, "dgx-1", "dgx-h100", tokenKubeconfig(cp.controlPlane, driverToken(t, cp.controlPlane, "dgx-1", "slipway-dra-dgx-1")))
+	dgx2 := startDriver(t, "dgx-2", "dgx-h100", tokenKubeconfig(cp.controlPlane, driverToken(t, cp.controlPlane, "dgx-2", "slipway-dra-dgx-2")))
+	fpga := startDriver(t, "fpga-1", "fpga-node", tokenKubeconfig(cp.controlPlane, driverToken(t, cp.controlPlane, "fpga-1", "slipway-dra-fpga-1")))
 	devs := dgx1.waitPublished(t, cp.admin, 16)
 	dgx2.waitPublished(t, cp.admin, 16)
 	fpga.waitPublished(t, cp.admin, 3)
@@ -80,7 +80,7 @@ func TestDRA(t *testing.T) {
 
 	t.Run("rbac", func(t *testing.T) {
 		// The driver's identity on dgx-1 may not publish for dgx-2.
-		c := tokenClient(cp, driverToken(t, cp, "dgx-1", "slipway-dra-dgx-1-again"))
+		c := tokenClient(cp.controlPlane, driverToken(t, cp.controlPlane, "dgx-1", "slipway-dra-dgx-1-again"))
 		foreign := &resourceapi.ResourceSlice{
 			ObjectMeta: metav1.ObjectMeta{Name: "foreign"},
 			Spec: resourceapi.ResourceSliceSpec{
@@ -120,7 +120,7 @@ func TestDRA(t *testing.T) {
 				// Hold two more GPUs (first fit: both on NUMA node 0) so
 				// that node 0 has one free GPU left: the first two free
 				// GPUs then span both nodes.
-				scheduleClaim(t, cp.admin, gpuCountPod("numa-blocker", "dgx-1", 2), "dgx-1")
+				scheduleClaim(t, cp, gpuCountPod("numa-blocker", "dgx-1", 2), "dgx-1")
 				g := firstFree(t, cp.admin, "dgx-1", "gpu", 2)
 				if a, b := intAttr(g[0], "resource.kubernetes.io/numaNode"), intAttr(g[1], "resource.kubernetes.io/numaNode"); a == b {
 					t.Fatalf("setup: the first free GPUs %s and %s are both on NUMA node %d; first fit would pass without the constraint", g[0].Name, g[1].Name, a)
@@ -158,7 +158,7 @@ func TestDRA(t *testing.T) {
 					tc.setup(t)
 				}
 				pod := templatePod(tc.template, tc.node)
-				claim := scheduleClaim(t, cp.admin, pod, tc.node)
+				claim := scheduleClaim(t, cp, pod, tc.node)
 				ss, err := nodeSlices(ctx, cp.admin, tc.node)
 				if err != nil {
 					t.Fatal(err)
@@ -203,7 +203,7 @@ func TestDRA(t *testing.T) {
 					Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("2")}}}},
 			},
 		}
-		claim := scheduleClaim(t, cp.admin, pod, "dgx-2")
+		claim := scheduleClaim(t, cp, pod, "dgx-2")
 		ss, err := nodeSlices(ctx, cp.admin, "dgx-2")
 		if err != nil {
 			t.Fatal(err)
@@ -244,10 +244,10 @@ func TestDRA(t *testing.T) {
 		if _, err := cp.admin.CoreV1().Pods("default").Create(ctx, six, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitUnschedulable(t, cp.admin, six.Name)
+		waitUnschedulable(t, cp, six.Name)
 		// Five: scheduled, and the tainted GPU is not among them.
 		five := gpuCountPod("five-gpus", "dgx-2", 5)
-		claim := scheduleClaim(t, cp.admin, five, "dgx-2")
+		claim := scheduleClaim(t, cp, five, "dgx-2")
 		for _, r := range claim.Status.Allocation.Devices.Results {
 			if r.Device == bad {
 				t.Errorf("tainted device %s allocated to %s", bad, claim.Name)
@@ -296,9 +296,10 @@ func gpuCountPod(name, node string, count int) *corev1.Pod {
 
 // scheduleClaim creates pod, waits until the scheduler has bound it to
 // node, and returns its (one) allocated claim.
-func scheduleClaim(t *testing.T, c kubernetes.Interface, pod *corev1.Pod, node string) *resourceapi.ResourceClaim {
+func scheduleClaim(t *testing.T, cp *draControlPlane, pod *corev1.Pod, node string) *resourceapi.ResourceClaim {
 	t.Helper()
 	ctx := context.Background()
+	c := cp.admin
 	if _, err := c.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s: %v", pod.Name, err)
 	}
@@ -310,6 +311,7 @@ func scheduleClaim(t *testing.T, c kubernetes.Interface, pod *corev1.Pod, node s
 		if err == nil && p.Spec.NodeName != "" {
 			break
 		}
+		cp.alive(t)
 		time.Sleep(100 * time.Millisecond)
 	}
 	if p == nil || p.Spec.NodeName == "" {
@@ -349,11 +351,12 @@ func podConditions(p *corev1.Pod) []string {
 }
 
 // waitUnschedulable waits for the scheduler to mark a pod unschedulable.
-func waitUnschedulable(t *testing.T, c kubernetes.Interface, name string) {
+func waitUnschedulable(t *testing.T, cp *draControlPlane, name string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		p, err := c.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+		cp.alive(t)
+		p, err := cp.admin.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
 		if err == nil {
 			if p.Spec.NodeName != "" {
 				t.Fatalf("pod %s scheduled to %s, want unschedulable", name, p.Spec.NodeName)
