@@ -39,14 +39,20 @@ func TestDRA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The DaemonSet is privileged and this API server runs without
-	// --allow-privileged (kubeadm sets it); TestDRADaemonSet checks it.
+	// Everything the kustomization applies, the privileged DaemonSet too
+	// (the API server runs with --allow-privileged, as kubeadm sets it):
+	// its pods never run here (no DaemonSet controller, no kubelet), but
+	// the API server validates and admits what a cluster would get.
 	files := []string{
 		filepath.Join(draManifests, "deviceclasses.yaml"),
 		filepath.Join(draManifests, "rbac.yaml"),
+		filepath.Join(draManifests, "daemonset.yaml"),
 	}
 	if _, err := a.ApplyFiles(ctx, files); err != nil {
 		t.Fatalf("apply DRA manifests: %v", err)
+	}
+	if diff := cmp.Diff(kustomizationResources(t), []string{"deviceclasses.yaml", "rbac.yaml", "daemonset.yaml"}); diff != "" {
+		t.Errorf("kustomization.yaml resources differ from what this test applies (-kustomization +applied):\n%s", diff)
 	}
 	// No service account controller runs here: the pods' namespace
 	// needs its default account made by hand.
@@ -443,6 +449,22 @@ func intAttr(d resourceapi.Device, name resourceapi.QualifiedName) int64 {
 		return *v
 	}
 	return -1
+}
+
+// kustomizationResources lists the resources of the DRA kustomization.
+func kustomizationResources(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(draManifests, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	return k.Resources
 }
 
 // TestDRADaemonSet decodes the DRA DaemonSet strictly and checks what the
