@@ -189,3 +189,28 @@ func TestLabelValue(t *testing.T) {
 		}
 	}
 }
+
+// TestResourcesByConfigName: --dra-resources names the config's resources.
+// FPGAs are planned as one resource per identity (slipway.dev/fpga-<id>),
+// so naming the config's slipway.dev/fpga must take all of them, not none.
+func TestResourcesByConfigName(t *testing.T) {
+	devs := discoverFixture(t, fixture("fpga-node"))
+	cfg := devices.DefaultConfig()
+	for _, tc := range []struct {
+		only []string
+		want int
+	}{
+		{[]string{"slipway.dev/fpga"}, 3},
+		{[]string{"slipway.dev/fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2"}, 2},
+		{[]string{"slipway.dev/fpg"}, 0},
+		{[]string{"nvidia.com/gpu"}, 0},
+	} {
+		if got := len(newInventory(cfg, devs, tc.only).entries); got != tc.want {
+			t.Errorf("newInventory(fpga-node, only %v) has %d devices, want %d", tc.only, got, tc.want)
+		}
+	}
+	gpuNamedLikeFPGA := devices.Assignment{Name: "nvidia.com/gpu-big", Devices: []devices.Device{{Kind: devices.KindGPU}}}
+	if Serves([]string{"nvidia.com/gpu"}, gpuNamedLikeFPGA) {
+		t.Errorf("Serves(nvidia.com/gpu, %s) = true; only FPGA resources are named per identity", gpuNamedLikeFPGA.Name)
+	}
+}
