@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -770,5 +771,34 @@ func TestClaimGC(t *testing.T) {
 	}
 	if uresp, err := k.Unprepare(ctx, gone); err != nil || uresp.Claims[gone.UID].GetError() != "" {
 		t.Errorf("late Unprepare of a released claim = %v, %v; want success", uresp, err)
+	}
+}
+
+// TestUnknownResourcesWarned: a --dra-resources name the config does not
+// know (a typo) is said once, not silently left to the device plugin.
+func TestUnknownResourcesWarned(t *testing.T) {
+	e := newEnv(t, "dgx-h100")
+	var buf strings.Builder
+	cfg := e.config().driver
+	cfg.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	cfg.Resources = []string{"nvidia.com/gpu", "nvidia.com/gpus"}
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs := discoverFixture(t, e.root)
+	for range 2 {
+		if err := d.Apply(devices.State{Devices: devs, Config: devices.DefaultConfig()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(buf.String(), "resource=nvidia.com/gpus"); n != 1 {
+		t.Errorf("warnings naming nvidia.com/gpus: %d, want 1; log:\n%s", n, buf.String())
+	}
+	if strings.Contains(buf.String(), "resource=nvidia.com/gpu ") {
+		t.Errorf("warned about the configured nvidia.com/gpu; log:\n%s", buf.String())
+	}
+	if p, _ := d.Pool(); len(p.Slices[0].Devices) != 8 {
+		t.Errorf("published %d devices, want the 8 GPUs", len(p.Slices[0].Devices))
 	}
 }
