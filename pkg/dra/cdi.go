@@ -27,8 +27,8 @@ const (
 // Environment variables a container gets for each request, the same as the
 // device plugin's Allocate sets.
 const (
-	// EnvNVIDIAVisibleDevices lists the request's GPU UUIDs ("none" when one
-	// is unknown) for NVIDIA's container toolkit.
+	// EnvNVIDIAVisibleDevices lists the request's GPU and MIG UUIDs ("none"
+	// when one is unknown) for NVIDIA's container toolkit.
 	EnvNVIDIAVisibleDevices = "NVIDIA_VISIBLE_DEVICES"
 	// EnvPrefix starts SLIPWAY_<KIND>_DEVICES (device IDs: GPU UUIDs,
 	// mlx5_N, FPGA addresses) and SLIPWAY_<KIND>_PCI_ADDRESSES.
@@ -101,8 +101,8 @@ func requestEnv(devs []devices.Device) []string {
 		}
 		l.ids = append(l.ids, d.ID)
 		l.pci = append(l.pci, d.PCIAddress)
-		if d.Kind == devices.KindGPU {
-			if u := d.Attributes["uuid"]; u != "" {
+		if d.Kind == devices.KindGPU || d.Kind == devices.KindMIG {
+			if u := nvidiaVisibleName(d); u != "" {
 				uuids = append(uuids, u)
 			} else {
 				uuidMissing = true
@@ -114,7 +114,7 @@ func requestEnv(devs []devices.Device) []string {
 		up := strings.ToUpper(string(k))
 		env = append(env, EnvPrefix+up+"_DEVICES="+strings.Join(l.ids, ","), EnvPrefix+up+"_PCI_ADDRESSES="+strings.Join(l.pci, ","))
 	}
-	if byKind[devices.KindGPU] != nil {
+	if byKind[devices.KindGPU] != nil || byKind[devices.KindMIG] != nil {
 		v := strings.Join(uuids, ",")
 		if uuidMissing {
 			v = "none"
@@ -123,6 +123,20 @@ func requestEnv(devs []devices.Device) []string {
 	}
 	slices.Sort(env)
 	return env
+}
+
+// nvidiaVisibleName is what NVIDIA_VISIBLE_DEVICES names a GPU or MIG
+// device by, the same rule as the device plugin's Allocate: its UUID, the
+// MIG-<GPU UUID>/<gi>/<ci> ID of a MIG device NVML gave no UUID for, or ""
+// when discovery did not learn it.
+func nvidiaVisibleName(d devices.Device) string {
+	if u := d.Attributes["uuid"]; u != "" {
+		return u
+	}
+	if strings.HasPrefix(d.ID, "GPU-") || strings.HasPrefix(d.ID, "MIG-") {
+		return d.ID
+	}
+	return ""
 }
 
 // cdiStore writes and removes claim specs in one CDI directory.
