@@ -573,10 +573,11 @@ func TestHealth(t *testing.T) {
 	cfg := e.config()
 	cfg.agent.ConfigFile = cfgFile
 	cfg.agent.RescanInterval = 0 // health from the monitor alone
-	// A 2s timeout (whole seconds on the wire) against a 200ms resend: a
-	// stall of 1.8s on a loaded machine would be needed to make a device
-	// stale while the driver resends.
-	cfg.driver.HealthTimeout = 2 * time.Second
+	// A 5s timeout (whole seconds on the wire) against a 200ms resend: a
+	// stall of 4.8s would be needed to make a device stale while the
+	// driver resends (with 2s, -race on a loaded 2-core machine did stall
+	// that long).
+	cfg.driver.HealthTimeout = 5 * time.Second
 	r := e.start(cfg)
 	k := e.register(r)
 	e.waitFor(r, "slices", func() bool { return len(e.published()) == 16 })
@@ -628,12 +629,12 @@ func TestHealth(t *testing.T) {
 	// Nothing changes for longer than the timeout: without the resend
 	// every device would go Unknown in the kubelet's cache.
 	reports := hc.Reports()
-	time.Sleep(3 * time.Second)
+	time.Sleep(6 * time.Second)
 	if s := hc.Stale(); len(s) > 0 {
 		t.Errorf("devices went Unknown in the kubelet's cache: %v", s)
 	}
 	if hc.Reports() == reports {
-		t.Errorf("no report in 3s of quiet at a 200ms resend")
+		t.Errorf("no report in 6s of quiet at a 200ms resend")
 	}
 }
 
