@@ -680,11 +680,33 @@ func TestHotPlugKeepsPreparedClaims(t *testing.T) {
 		t.Fatalf("Prepare() = %v, %v", resp, err)
 	}
 	spec, _ := os.ReadFile(e.specPath(c))
+	// A claim on the GPU that is about to vanish: it stays prepared, and
+	// the kubelet hears that its device is unhealthy.
+	lost := e.claim("lost", gpu2)
+	if resp, err := k.Prepare(ctx, lost); err != nil || resp.Claims[lost.UID].GetError() != "" {
+		t.Fatalf("Prepare(lost) = %v, %v", resp, err)
+	}
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	hc, err := k.WatchHealth(hctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	if err := os.Remove(filepath.Join(e.root, "sys", "bus", "pci", "devices", "0000:52:00.0")); err != nil {
 		t.Fatal(err)
 	}
 	e.waitFor(r, "gpu removed from the slice", func() bool { return len(e.published()) == 15 && !slices.Contains(e.published(), gpu2) })
+	e.waitFor(r, "vanished prepared gpu unhealthy in the health stream", func() bool {
+		h, _ := hc.Get(testNode, gpu2)
+		return h.Status == drahealthv1.HealthStatus_UNHEALTHY && strings.Contains(h.Message, "no longer on the node")
+	})
+	if _, err := os.Stat(e.specPath(lost)); err != nil {
+		t.Errorf("spec of the claim on the vanished gpu: %v, want it kept until unprepare", err)
+	}
+	if uresp, err := k.Unprepare(ctx, lost); err != nil || uresp.Claims[lost.UID].GetError() != "" {
+		t.Fatalf("Unprepare(lost) = %v, %v", uresp, err)
+	}
 
 	body := "apiVersion: slipway.dev/v1alpha1\nkind: DevicePluginConfig\nexclude:\n  - pciAddresses: [\"0000:43:00.0\"]\nhealth:\n  pollInterval: 50ms\n"
 	if err := os.WriteFile(cfgFile, []byte(body), 0o644); err != nil {
