@@ -250,8 +250,11 @@ func (b sliceBuilder) device(e entry, h healthState, nvlinkDomain string) resour
 	}
 	// The nearest switch: pcieRoot alone is too coarse on boards with two
 	// switches under one root, and wrong where a NIC hangs off a GPU's
-	// switch through a "data direct" path.
-	if n := len(d.Bridges); n >= 2 {
+	// switch through a "data direct" path. Bridges start at the root port;
+	// a switch is an upstream and a downstream port below it, so with
+	// fewer than three bridges there is none (a root port and a plain
+	// bridge are not a switch).
+	if n := len(d.Bridges); n >= 3 {
 		str(AttrPCIeSwitch, d.Bridges[n-2])
 	}
 	caps := map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{}

@@ -160,6 +160,28 @@ func TestDeviceAttributes(t *testing.T) {
 	}
 }
 
+// TestPCIeSwitchNeedsASwitch: Bridges start at the root port; a switch is
+// an upstream and a downstream port below it. A device under a root port
+// and a plain bridge has no switch, and its root port is not one.
+func TestPCIeSwitchNeedsASwitch(t *testing.T) {
+	b := sliceBuilder{sysRoot: t.TempDir(), log: testLog(t)}
+	for _, tc := range []struct {
+		bridges []string
+		want    *string
+	}{
+		{[]string{"0000:15:01.0"}, nil},
+		{[]string{"0000:15:01.0", "0000:16:00.0"}, nil},
+		{[]string{"0000:15:01.0", "0000:16:00.0", "0000:17:03.0"}, ptr.To("0000:16:00.0")},
+		{[]string{"0000:15:01.0", "0000:16:00.0", "0000:17:03.0", "0000:18:00.0", "0000:19:01.0"}, ptr.To("0000:18:00.0")},
+	} {
+		d := devices.Device{ID: "GPU-1", Kind: devices.KindGPU, PCIAddress: "0000:1b:00.0", Bridges: tc.bridges, Healthy: true}
+		got := b.device(entry{name: "gpu", dev: d}, healthState{healthy: true}, "").Attributes[AttrPCIeSwitch].StringValue
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("pcieSwitch with bridges %v (-want +got):\n%s", tc.bridges, diff)
+		}
+	}
+}
+
 func TestSliceSplitsAtLimit(t *testing.T) {
 	var devs []devices.Device
 	for i := range 130 {
