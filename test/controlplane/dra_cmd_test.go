@@ -119,6 +119,9 @@ func TestDRACommand(t *testing.T) {
 		devs := sliceDevices(ss)
 		return len(devs) == 16 && ss[0].UID != before[0].UID, fmt.Errorf("%d devices", len(devs))
 	})
+	if resp, err := k.Unprepare(ctx, c); err != nil || resp.Claims[c.UID].GetError() != "" {
+		t.Errorf("Unprepare(unknown) through the new registration = %v, %v", resp, err)
+	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
