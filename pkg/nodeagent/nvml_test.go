@@ -243,6 +243,13 @@ func (r *recorder) Run(ctx context.Context) error {
 
 func (r *recorder) Ready() error { return nil }
 
+// first returns the first state applied.
+func (r *recorder) first() devices.State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied[0]
+}
+
 func (r *recorder) snapshot() (bool, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -301,7 +308,19 @@ func TestFirstDiscoveryRetried(t *testing.T) {
 	if _, devs, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil || len(devs) != 8 {
 		t.Fatalf("after NVML came back: %d GPUs, %v; want 8", len(devs), err)
 	}
-	if _, applied := rec.snapshot(); applied == 0 {
-		t.Error("no state applied to the front end after discovery succeeded")
+	// The front ends are handed the state one after the other: the device
+	// plugin (first) may have served it before the recorder has it.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if _, applied := rec.snapshot(); applied > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no state applied to the other front end 10s after discovery succeeded")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if devs := rec.first().Devices; len(devs) != 20 {
+		t.Errorf("first state applied holds %d devices, want the fixture's 20 (8 GPUs, 12 HCAs)", len(devs))
 	}
 }
