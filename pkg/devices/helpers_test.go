@@ -88,6 +88,21 @@ func checkGolden(t *testing.T, name string, devs []Device) {
 	goldenfile.Check(t, filepath.Join("testdata", "golden", name+".json"), got)
 }
 
+// goldenCount is how many devices the golden file of fixture name holds:
+// what discovery of that tree is known to report.
+func goldenCount(tb testing.TB, name string) int {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "golden", name+".json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var devs []Device
+	if err := json.Unmarshal(b, &devs); err != nil {
+		tb.Fatalf("golden %s: %v", name, err)
+	}
+	return len(devs)
+}
+
 // byID indexes devices by ID.
 func byID(devs []Device) map[string]Device {
 	m := make(map[string]Device, len(devs))
