@@ -199,9 +199,10 @@ func TestPluginServesDGX(t *testing.T) {
 	}
 	waitHealthz("at start")
 
-	// The kubelet restarts (its start deletes our sockets): each resource
+	// The kubelet restarts as systemd restarts it (killed, kubelet.sock
+	// left behind; its start deletes our sockets): each resource
 	// registers once with the new kubelet and /healthz is 200 again.
-	stub.Stop()
+	stub.Kill()
 	if stub, err = kubeletstub.Start(kubeletstub.Config{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
@@ -243,13 +244,13 @@ func TestPluginServesDGX(t *testing.T) {
 	if _, devs, err := stub.WaitPlugin(wctx, "nvidia.com/h100"); err != nil || len(devs) != 8 {
 		t.Fatalf("after config reload: nvidia.com/h100 has %d devices, %v; want 8", len(devs), err)
 	}
-	oldSock := filepath.Join(dir, deviceplugin.SocketName("nvidia.com/gpu"))
+	oldSocks := filepath.Join(dir, deviceplugin.SocketGlob("nvidia.com/gpu"))
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, err := os.Stat(oldSock); err != nil {
+		if m, _ := filepath.Glob(oldSocks); len(m) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s still exists after the resource was renamed", oldSock)
+			t.Fatalf("%s still exists after the resource was renamed", oldSocks)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -3,9 +3,12 @@ package deviceplugin
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,19 +64,63 @@ type harness struct {
 	p    *Plugin
 	stub *kubeletstub.Stub
 	done chan error
+	log  *logBuffer
+}
+
+// logBuffer collects a plugin's log for a test to read.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the log lines that contain s.
+func (l *logBuffer) lines(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(l.b.String()) {
+		if strings.Contains(line, s) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startHarness starts a stub kubelet and a Plugin serving rs; cleanup
 // stops both and checks that Run returned nil.
 func startHarness(t testing.TB, cfg Config, rs []Resource) *harness {
 	t.Helper()
-	h := &harness{dir: shortDir(t), done: make(chan error, 1)}
-	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir})
+	return startHarnessStub(t, kubeletstub.Config{}, cfg, rs)
+}
+
+// startHarnessStub is startHarness with a kubelet stub configured by sc
+// (its Dir is the harness's). The plugin logs into h.log unless cfg has a
+// logger; the log is shown when the test fails.
+func startHarnessStub(t testing.TB, sc kubeletstub.Config, cfg Config, rs []Resource) *harness {
+	t.Helper()
+	h := &harness{dir: shortDir(t), done: make(chan error, 1), log: &logBuffer{}}
+	sc.Dir = h.dir
+	stub, err := kubeletstub.Start(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.stub = stub
 	cfg.KubeletDir = h.dir
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if cfg.CDIDir == "" {
 		cfg.CDIDir = filepath.Join(h.dir, "cdi")
 	}
@@ -98,8 +145,22 @@ func startHarness(t testing.TB, cfg Config, rs []Resource) *harness {
 			t.Errorf("Run did not return 20s after its context was cancelled")
 		}
 		h.stub.Stop()
+		if t.Failed() || os.Getenv("DP_LOG") != "" {
+			t.Logf("plugin log:\n%s", h.log.String())
+		}
 	})
 	return h
+}
+
+// socketOf returns the path of the socket resource is served on now,
+// failing unless there is exactly one.
+func socketOf(t testing.TB, dir, resource string) string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "slipway-"+strings.ReplaceAll(resource, "/", "_")+"*.sock"))
+	if err != nil || len(m) != 1 {
+		t.Fatalf("sockets of %s in %s: %q, %v; want one", resource, dir, m, err)
+	}
+	return m[0]
 }
 
 // waitCtx is a generous bound for waits on events that take milliseconds.

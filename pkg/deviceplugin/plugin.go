@@ -159,7 +159,7 @@ func (p *Plugin) Update(rs []Resource) error {
 			err = fmt.Errorf("resource %s: listed twice", r.Name)
 		}
 		if err == nil {
-			if n := len(filepath.Join(p.cfg.KubeletDir, SocketName(r.Name))); n > maxSocketPath {
+			if n := len(filepath.Join(p.cfg.KubeletDir, SocketGlob(r.Name))); n > maxSocketPath {
 				err = fmt.Errorf("resource %s: socket path is %d bytes, longer than the %d a unix socket allows", r.Name, n, maxSocketPath)
 			}
 		}
@@ -312,7 +312,9 @@ func (p *Plugin) dispatch(ev fsnotify.Event) {
 	}
 	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 		for _, s := range p.servers {
-			if filepath.Base(s.socket) == base {
+			// An event about an earlier socket of the server (removed
+			// by the server itself when it served again) is no news.
+			if filepath.Base(s.socketPath()) == base {
 				signal(s.gone)
 			}
 		}

@@ -51,7 +51,7 @@ func TestRegistration(t *testing.T) {
 		}
 		wantReq := &pluginapi.RegisterRequest{
 			Version:      pluginapi.Version,
-			Endpoint:     SocketName(tc.resource),
+			Endpoint:     filepath.Base(socketOf(t, h.dir, tc.resource)),
 			ResourceName: tc.resource,
 			Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
 		}
@@ -81,7 +81,11 @@ func TestRegistration(t *testing.T) {
 // removed and created, in quick succession. It must register each
 // resource exactly once per kubelet start (the kubelet refuses a second
 // Register of a connected socket, and a plugin that retried after that
-// refusal stayed "not registered" for ever) and be ready again.
+// refusal stayed "not registered" for ever) and be ready again, whether
+// the kubelet stopped cleanly (kubelet.sock removed) or was killed, as
+// systemd restarts it (kubelet.sock left behind, refusing connections,
+// until the new kubelet's start removes it after the plugins' sockets),
+// and without a warning: a kubelet restart is routine.
 func TestReregisterAfterKubeletRestart(t *testing.T) {
 	t.Parallel()
 	rs := dgxResources(t, BuildOptions{})
@@ -97,9 +101,12 @@ func TestReregisterAfterKubeletRestart(t *testing.T) {
 	}
 	const restarts = 5
 	for i := range restarts {
-		// The kubelet exits (its connections close; kubelet.sock stays
-		// on disk, as the real kubelet leaves it) and starts again.
-		h.stub.Stop()
+		// The kubelet exits (its connections close) and starts again.
+		if i%2 == 0 {
+			h.stub.Kill()
+		} else {
+			h.stub.Stop()
+		}
 		stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir})
 		if err != nil {
 			t.Fatal(err)
@@ -127,6 +134,69 @@ func TestReregisterAfterKubeletRestart(t *testing.T) {
 			t.Errorf("restart %d: Ready() = %v 300ms after registration, want nil", i, err)
 		}
 	}
+	if w := h.log.lines("level=WARN"); len(w) > 0 {
+		t.Errorf("warnings over %d kubelet restarts:\n%s", restarts, strings.Join(w, "\n"))
+	}
+}
+
+// TestKilledKubeletSocketLeftBehind: a killed kubelet leaves kubelet.sock
+// on disk, refusing connections, and the next kubelet's start may remove
+// the plugins' sockets before it removes that one. The plugin, serving
+// again meanwhile, finds the dead kubelet.sock: it waits for the kubelet
+// quietly (a kubelet restart is routine, not a warning), is not ready, and
+// registers once when the new kubelet's socket appears.
+func TestKilledKubeletSocketLeftBehind(t *testing.T) {
+	t.Parallel()
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs)
+	ctx := waitCtx(t)
+	for _, r := range rs {
+		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.stub.Kill()
+	if _, err := os.Stat(h.stub.Socket()); err != nil {
+		t.Fatalf("kubelet.sock after Kill: %v, want it left behind", err)
+	}
+	// The first half of the next kubelet's start: the plugins' sockets go.
+	for _, r := range rs {
+		if err := os.Remove(socketOf(t, h.dir, r.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.log.lines("kubelet not answering")) < len(rs) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no resource found the dead kubelet.sock in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := h.p.Ready(); err == nil || !strings.Contains(err.Error(), "not registered") {
+		t.Errorf("Ready() = %v while no kubelet answers, want not registered", err)
+	}
+	time.Sleep(200 * time.Millisecond) // a few retries
+	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.stub = stub
+	for _, r := range rs {
+		if _, devs, err := stub.WaitPlugin(ctx, r.Name); err != nil || len(devs) != len(r.Devices) {
+			t.Fatalf("%s lists %d devices, %v; want %d", r.Name, len(devs), err, len(r.Devices))
+		}
+	}
+	if err := waitReady(t, h.p); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if n, refused := stub.Attempts(r.Name), stub.Refused(r.Name); n != 1 || len(refused) != 0 {
+			t.Errorf("%s made %d Register calls (refused: %q), want exactly 1", r.Name, n, refused)
+		}
+	}
+	if w := h.log.lines("level=WARN"); len(w) > 0 {
+		t.Errorf("warnings while the kubelet restarted:\n%s", strings.Join(w, "\n"))
+	}
 }
 
 // TestAlreadyConnectedIsRegistered: when the kubelet answers Register with
@@ -147,7 +217,7 @@ func TestAlreadyConnectedIsRegistered(t *testing.T) {
 	// A second Register of the same socket, as a plugin racing its own
 	// events would send.
 	s := h.p.servers[name]
-	if err := s.register(ctx); err == nil || !strings.Contains(err.Error(), "device plugin already connected") {
+	if err := s.register(ctx, s.socketPath()); err == nil || !strings.Contains(err.Error(), "device plugin already connected") {
 		t.Fatalf("second Register = %v, want the kubelet's refusal", err)
 	}
 	// The kubelet still follows the first stream: a health change reaches
@@ -168,25 +238,31 @@ func TestAlreadyConnectedIsRegistered(t *testing.T) {
 }
 
 // TestReregisterWhenOwnSocketRemoved: someone removes the plugin's socket
-// while the kubelet runs. The plugin serves again and registers once the
-// kubelet has dropped the old endpoint (a Register before that is refused
-// and leaves the kubelet with a dead endpoint that never gets health
-// updates); the kubelet then follows the new stream.
+// while the kubelet runs. The plugin serves again and registers, and the
+// kubelet follows the new stream, however late the kubelet notices that
+// the old stream ended (here a second): the kubelet keeps endpoints by
+// resource and socket, refuses a second Register of a socket it still has
+// connected, and then never disconnects that endpoint, so a plugin that
+// served again on the same socket name and registered before the kubelet
+// had dropped the old endpoint was left with a kubelet that took no more
+// health updates from it until the kubelet restarted.
 func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
 	t.Parallel()
+	const late = time.Second
 	rs := dgxResources(t, BuildOptions{})
-	h := startHarness(t, Config{}, rs)
+	h := startHarnessStub(t, kubeletstub.Config{DisconnectDelay: late}, Config{}, rs)
 	ctx := waitCtx(t)
 	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
 		if _, _, err := h.stub.WaitPlugin(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Remove(filepath.Join(h.dir, SocketName(devices.ResourceGPU))); err != nil {
+	old := socketOf(t, h.dir, devices.ResourceGPU)
+	if err := os.Remove(old); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.stub.WaitRegistrations(ctx, devices.ResourceGPU, 2); err != nil {
-		t.Fatalf("after its socket was removed, %s did not register again: %v", devices.ResourceGPU, err)
+		t.Fatalf("after its socket was removed, %s did not register again: %v (refused: %q)", devices.ResourceGPU, err, h.stub.Refused(devices.ResourceGPU))
 	}
 	if _, devs, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil || len(devs) != 8 {
 		t.Fatalf("after re-registration: %d devices, %v; want 8", len(devs), err)
@@ -210,6 +286,17 @@ func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
 		return healthOfList(ds)[gpu] == pluginapi.Unhealthy
 	}); err != nil {
 		t.Fatalf("health change after re-registration did not reach the kubelet: %v", err)
+	}
+	// Once the kubelet has dropped the old endpoint it holds the new one
+	// alone, with the health the plugin last sent: the other 7 allocatable.
+	if err := h.stub.WaitEndpoints(ctx, devices.ResourceGPU, 1); err != nil {
+		t.Fatalf("the kubelet did not drop the old endpoint: %v", err)
+	}
+	if ok, total := h.stub.Allocatable(devices.ResourceGPU); ok != 7 || total != 8 {
+		t.Errorf("kubelet holds %d of %d GPUs allocatable after the old endpoint went, want 7 of 8", ok, total)
+	}
+	if w := h.log.lines("level=WARN"); len(w) > 0 {
+		t.Errorf("warnings:\n%s", strings.Join(w, "\n"))
 	}
 }
 
@@ -320,6 +407,7 @@ func TestResourcesComeAndGo(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	hcaSock := socketOf(t, h.dir, devices.ResourceHCA)
 	// Hot-unplug one GPU and drop the HCA resource.
 	less := map[string][]devices.Device{devices.ResourceGPU: all[devices.ResourceGPU][1:]}
 	if err := h.p.Update(BuildResources(less, BuildOptions{})); err != nil {
@@ -328,7 +416,6 @@ func TestResourcesComeAndGo(t *testing.T) {
 	if _, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool { return len(ds) == 7 }); err != nil {
 		t.Fatalf("GPU list not updated after hot-unplug: %v", err)
 	}
-	hcaSock := filepath.Join(h.dir, SocketName(devices.ResourceHCA))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(hcaSock); err != nil {
@@ -384,10 +471,8 @@ func TestStopRemovesSockets(t *testing.T) {
 	case <-time.After(DefaultStopTimeout + 5*time.Second):
 		t.Fatal("Run did not return after cancel")
 	}
-	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
-		if _, err := os.Stat(filepath.Join(dir, SocketName(r))); err == nil {
-			t.Errorf("socket of %s still exists after Run returned", r)
-		}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 || ents[0].Name() != "kubelet.sock" {
+		t.Errorf("kubelet dir after Run returned: %v, %v; want only kubelet.sock", ents, err)
 	}
 	if _, err := gp.Client.GetDevicePluginOptions(wctx, &pluginapi.Empty{}); err == nil {
 		t.Errorf("GetDevicePluginOptions after stop succeeded, want an error")

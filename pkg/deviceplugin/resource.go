@@ -3,6 +3,7 @@ package deviceplugin
 import (
 	"cmp"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,10 +192,26 @@ func PairDevices(gpus, hcas []devices.Device) (pairs []Device, restGPUs, restHCA
 	return pairs, restGPUs, restHCAs
 }
 
-// SocketName is the socket file name of resource name in the kubelet's
-// device plugin directory: "slipway-" and the name with "/" as "_".
-func SocketName(name string) string {
-	return "slipway-" + strings.ReplaceAll(name, "/", "_") + ".sock"
+// socketTag is the length of the random part of a socket name.
+const socketTag = 8
+
+// SocketGlob matches the socket file names of resource name in the
+// kubelet's device plugin directory (filepath.Match syntax): "slipway-",
+// the name with "/" as "_", "-", 8 hex digits that are new every time the
+// resource is served, ".sock". Each name is used once, so that the kubelet
+// never mistakes a new server for an old one it has not yet dropped.
+func SocketGlob(name string) string {
+	return socketPrefix(name) + strings.Repeat("?", socketTag) + ".sock"
+}
+
+func socketPrefix(name string) string {
+	return "slipway-" + strings.ReplaceAll(name, "/", "_") + "-"
+}
+
+// newSocketName is a socket file name of resource name that SocketGlob
+// matches, with a random tag.
+func newSocketName(name string) string {
+	return fmt.Sprintf("%s%0*x.sock", socketPrefix(name), socketTag, rand.Uint32())
 }
 
 // validateResource checks what the kubelet would refuse.
