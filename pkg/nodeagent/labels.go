@@ -236,7 +236,8 @@ func statusMessage(b []byte) string {
 // NodeLabels returns the labels that describe devs, all under LabelPrefix:
 //
 //	gpu.count, gpu.product, gpu.memory (MiB), gpu.mig.capable,
-//	gpu.mig.enabled   the GPUs (product and memory of the first)
+//	gpu.mig.enabled   the GPUs (product and memory of the first; memory
+//	                  and MIG only where NVML reported them)
 //	hca.count, hca.link-layer, hca.rate (Gb/s)
 //	                  the HCAs of the link layer most of them have
 //	                  (InfiniBand on a tie), rate the fastest active port
@@ -267,13 +268,19 @@ func NodeLabels(devs []devices.Device) map[string]string {
 		set("gpu.count", strconv.Itoa(len(gpus)))
 		set("gpu.product", gpus[0].Model)
 		set("gpu.memory", gpus[0].Attributes["memory_mib"])
-		capable, enabled := false, false
+		// MIG mode is known only where NVML reported the GPUs (it gives
+		// every GPU its memory, and a MIG mode unless MIG is
+		// unsupported); from sysfs alone it is unknown, not "false".
+		nvml, capable, enabled := false, false, false
 		for _, g := range gpus {
+			nvml = nvml || g.Attributes["memory_mib"] != ""
 			capable = capable || g.Attributes["mig_mode"] != ""
 			enabled = enabled || g.Attributes["mig_mode"] == "enabled"
 		}
-		set("gpu.mig.capable", strconv.FormatBool(capable))
-		set("gpu.mig.enabled", strconv.FormatBool(enabled))
+		if nvml {
+			set("gpu.mig.capable", strconv.FormatBool(capable))
+			set("gpu.mig.enabled", strconv.FormatBool(enabled))
+		}
 	}
 	if len(hcas) > 0 {
 		byLayer := map[string][]devices.Device{}

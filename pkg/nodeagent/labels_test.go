@@ -48,6 +48,12 @@ func TestNodeLabels(t *testing.T) {
 			// The 8 InfiniBand rails, not the 4 RoCE storage ports.
 			"slipway.dev/hca.count": "8", "slipway.dev/hca.link-layer": "InfiniBand", "slipway.dev/hca.rate": "400",
 		}},
+		// From sysfs alone (no NVML) neither memory nor MIG mode is
+		// known: no label claims the H100s cannot do MIG.
+		{"dgx-h100 without nvml", discover("dgx-h100"), map[string]string{
+			"slipway.dev/gpu.count": "8", "slipway.dev/gpu.product": "NVIDIA-H100-80GB-HBM3",
+			"slipway.dev/hca.count": "8", "slipway.dev/hca.link-layer": "InfiniBand", "slipway.dev/hca.rate": "400",
+		}},
 		{"fpga-node", discover("fpga-node"), map[string]string{"slipway.dev/fpga.count": "3"}},
 		{"empty-node", discover("empty-node"), map[string]string{}},
 	}
