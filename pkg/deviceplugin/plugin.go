@@ -302,11 +302,13 @@ func (p *Plugin) dispatch(ev fsnotify.Event) {
 		return
 	}
 	if base == KubeletSocket && (ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)) {
-		// The kubelet is gone and our registrations with it: not ready
-		// until it is back and has taken them again.
-		p.log.Info("kubelet socket removed, waiting for the kubelet", "socket", ev.Name)
+		// Each server looks at kubelet.sock again: if it is gone, so are
+		// our registrations (not ready until the kubelet is back); if it
+		// is there, this was a killed kubelet's socket removed by the next
+		// kubelet's start, perhaps after we registered with that one.
+		p.log.Info("kubelet socket removed", "socket", ev.Name)
 		for _, s := range p.servers {
-			s.setRegistered(false)
+			signal(s.kubeletUp)
 		}
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
@@ -196,6 +197,47 @@ func TestKilledKubeletSocketLeftBehind(t *testing.T) {
 	}
 	if w := h.log.lines("level=WARN"); len(w) > 0 {
 		t.Errorf("warnings while the kubelet restarted:\n%s", strings.Join(w, "\n"))
+	}
+}
+
+// TestStaleKubeletSocketRemovalEvent: the removal of a killed kubelet's
+// kubelet.sock (by the next kubelet's start) can reach the plugin after it
+// has already registered with the new kubelet, through its own socket's
+// removal. That event must not leave the plugin "not registered" with the
+// kubelet it is registered with (it did, for ever: /healthz 503 until the
+// liveness probe killed the pod, seen in 1 of 15 restarts under load).
+func TestStaleKubeletSocketRemovalEvent(t *testing.T) {
+	t.Parallel()
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs)
+	ctx := waitCtx(t)
+	for _, r := range rs {
+		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := waitReady(t, h.p); err != nil {
+		t.Fatal(err)
+	}
+	// The late event, delivered as the watcher would; kubelet.sock (the
+	// new kubelet's) is there.
+	h.p.dispatch(fsnotify.Event{Name: h.stub.Socket(), Op: fsnotify.Remove})
+	if err := waitReady(t, h.p); err != nil {
+		t.Errorf("after a late removal event of a kubelet.sock that is back: %v", err)
+	}
+	for _, r := range rs {
+		if n := h.stub.Attempts(r.Name); n != 1 {
+			t.Errorf("%s made %d Register calls, want 1: the kubelet has it", r.Name, n)
+		}
+	}
+	// A real removal (the kubelet stopped) still means not registered.
+	h.stub.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.p.Ready() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("still ready 10s after kubelet.sock was removed")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -42,7 +42,7 @@ type server struct {
 	log     *slog.Logger
 	m       *metrics
 
-	// kubeletUp is signalled when kubelet.sock is (re)created, gone when
+	// kubeletUp is signalled when kubelet.sock is created or removed, gone when
 	// a socket of ours is removed by someone else.
 	kubeletUp chan struct{}
 	gone      chan struct{}
@@ -264,7 +264,9 @@ func (s *server) watch(ctx context.Context) bool {
 				continue
 			}
 			if sameSocket(with, kubelet) {
-				continue // registered with this kubelet start already
+				// Registered with this kubelet start already.
+				s.setRegistered(true)
+				continue
 			}
 			gone, up, err := s.registerWatching(ctx, socket)
 			if gone {
