@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -474,6 +475,8 @@ func checkRBAC(t *testing.T, dir string, ds appsv1.DaemonSet) {
 	var sa corev1.ServiceAccount
 	var role rbacv1.ClusterRole
 	var binding rbacv1.ClusterRoleBinding
+	var policy admissionv1.ValidatingAdmissionPolicy
+	var policyBinding admissionv1.ValidatingAdmissionPolicyBinding
 	for _, doc := range strings.Split(string(raw), "\n---\n") {
 		var meta struct {
 			Kind string `json:"kind"`
@@ -489,6 +492,10 @@ func checkRBAC(t *testing.T, dir string, ds appsv1.DaemonSet) {
 			err = sigsyaml.UnmarshalStrict([]byte(doc), &role)
 		case "ClusterRoleBinding":
 			err = sigsyaml.UnmarshalStrict([]byte(doc), &binding)
+		case "ValidatingAdmissionPolicy":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &policy)
+		case "ValidatingAdmissionPolicyBinding":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &policyBinding)
 		default:
 			t.Errorf("rbac.yaml: unexpected kind %q", meta.Kind)
 		}
@@ -511,6 +518,16 @@ func checkRBAC(t *testing.T, dir string, ds appsv1.DaemonSet) {
 	}
 	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
 		t.Errorf("ClusterRoleBinding %+v does not bind %s to %s/%s", binding, role.Name, sa.Namespace, sa.Name)
+	}
+	// The admission policy (what narrows "patch any Node" to the pod's
+	// own; test/controlplane's TestNodeLabels runs it) applies to this
+	// service account and is bound.
+	user := "system:serviceaccount:" + sa.Namespace + ":" + sa.Name
+	if len(policy.Spec.MatchConditions) != 1 || !strings.Contains(policy.Spec.MatchConditions[0].Expression, `"`+user+`"`) {
+		t.Errorf("ValidatingAdmissionPolicy %s match conditions %+v do not name %s", policy.Name, policy.Spec.MatchConditions, user)
+	}
+	if policyBinding.Spec.PolicyName != policy.Name || !slices.Contains(policyBinding.Spec.ValidationActions, admissionv1.Deny) {
+		t.Errorf("ValidatingAdmissionPolicyBinding %+v does not deny by policy %s", policyBinding.Spec, policy.Name)
 	}
 	nodeName := false
 	for _, e := range pod.Containers[0].Env {
