@@ -7,13 +7,16 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 45m
 # Helm's Kubernetes client (k8s.io/cli-runtime) links kustomize, whose Go
-# plugin loader imports package plugin; a binary that links it is bound at
-# load time (-z now), and a test binary that also links go-nvml (whose NVML
-# symbols resolve when libnvidia-ml is opened) then fails to start. The tag
-# drops kustomize's Go plugin support, which nothing here uses.
-export GOFLAGS := $(strip $(GOFLAGS) -tags=kustomize_disable_go_plugin_support)
+# plugin loader imports package plugin: the linker then exports every symbol
+# (+26 MB on the provisioner) and binds them all at load time (a binary that
+# also links go-nvml would not start without libnvidia-ml). The tag drops
+# kustomize's Go plugin support, which nothing here uses.
+TAGS        := kustomize_disable_go_plugin_support
+export GOFLAGS := $(strip $(GOFLAGS) -tags=$(TAGS))
+# A -tags flag on the command line replaces the one in GOFLAGS: e2e builds name both.
+E2E_TAGS    := -tags=$(TAGS),e2e
 
-.PHONY: help build test unit e2e lint bench fuzz tools kernel clean
+.PHONY: help build test unit e2e lint bench fuzz tools kernel node-image image-bundle clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,21 +31,21 @@ unit: ## unit and integration tests of the module
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 e2e: ## end-to-end tests with real peers (QEMU PXE firmware; needs root)
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -tags e2e ./test/e2e/...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(E2E_TAGS) ./test/e2e/...
 
 lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags e2e ./test/e2e/...
+	$(GO) vet $(E2E_TAGS) ./test/e2e/...
 	$(STATICCHECK) ./...
-	$(STATICCHECK) -tags e2e ./test/e2e/...
+	$(STATICCHECK) $(E2E_TAGS) ./test/e2e/...
 
 $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 bench: ## benchmarks that compare against a peer in the same run and print the ratio (the QEMU boot one needs root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
-	$(GO) test -tags e2e -run '^$$' -bench RealBoot -benchtime 3x -timeout 30m ./test/e2e/
+	$(GO) test $(E2E_TAGS) -run '^$$' -bench RealBoot -benchtime 3x -timeout 30m ./test/e2e/
 
 FUZZTIME ?= 30s
 fuzz: ## run each fuzz test for FUZZTIME (default 30s)
@@ -55,6 +58,16 @@ tools: ## build kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler
 
 kernel: ## fetch Debian's kernel for the e2e node image (needs apt-get update)
 	test/e2e/fetch-kernel.sh
+
+NODE_CACHE := $(CURDIR)/images/node/.cache
+node-image: ## build the node image as root: images/node/.cache/out/{vmlinuz,initrd.img} (images/node/README.md)
+	images/node/build.sh
+
+image-bundle: ## the offline image bundle from local builds (needs node-image and tools): images/node/.cache/out/bundle
+	$(GO) run ./cmd/provisioner images build --from binaries --kubeadm $(NODE_CACHE)/bin/kubeadm \
+		--kubernetes-version $$($(NODE_CACHE)/bin/kubeadm version -o short) --root $(NODE_CACHE)/root \
+		--bin-dir $(NODE_CACHE)/bin --bin-dir $(CURDIR)/test/tools/bin --out $(NODE_CACHE)/out/bundle \
+		--add localhost/slipway/busybox:1.35=/bin/busybox --epoch $$(git log -1 --format=%ct -- images/node 2>/dev/null || echo 0)
 
 clean: ## remove built binaries
 	rm -rf $(BIN)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,8 +14,9 @@ import (
 
 func newISOCmd(g *globals) *cobra.Command {
 	var (
-		dir    string
-		source string
+		dir      string
+		source   string
+		httpPort uint16
 	)
 	cmd := &cobra.Command{
 		Use:   "iso NODE...",
@@ -23,11 +25,12 @@ func newISOCmd(g *globals) *cobra.Command {
 virtual media (provisioner bootdev cd --media URL) for a node whose segment has no
 PXE. It boots Debian's iPXE, which sets the node's address from the inventory
 statically and chains to the node's script on the boot HTTP server
-(http://ADDRESS:PORT/boot/NODE.ipxe), so "up" or "serve" must be running. Serve
+(http://ADDRESS:PORT/boot/NODE.ipxe), so "up" or "serve" must be running; give
+--http-port when they run with one. Serve
 the files from any web server the BMCs can reach. Legacy (BIOS) boot only: the
 iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
-		Example: `  provisioner iso gpu-01 gpu-02 --dir /srv/iso -f site.yaml
-  provisioner bootdev cd --media http://10.0.0.1/iso/gpu-01.iso --legacy gpu-01 -f site.yaml`,
+		Example: `  provisioner iso r13-cpu01 r13-cpu02 --dir /tmp -f inventory/examples/routed/
+  provisioner bootdev cd --media http://10.60.0.2/iso/r13-cpu01.iso --legacy r13-cpu01 -f inventory/examples/routed/`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			inv, err := g.loadInventory()
@@ -37,12 +40,19 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 			if dir == "" {
 				return usageError("--dir is required: where to write NODE.iso")
 			}
+			// Every CD is built before any is written: a bad node leaves
+			// the directory as it was.
+			type cd struct {
+				name, url string
+				img       []byte
+			}
+			var cds []cd
 			for _, name := range args {
 				n, ok := inv.Node(name)
 				if !ok {
 					return usageError("unknown node %q: it is not in the inventory", name)
 				}
-				bn, err := bootiso.FromInventory(inv, n)
+				bn, err := bootiso.FromInventory(inv, n, httpPort)
 				if err != nil {
 					return err
 				}
@@ -50,16 +60,41 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 				if err := bootiso.Build(&buf, bootiso.Config{Source: source}, bn); err != nil {
 					return err
 				}
-				path := filepath.Join(dir, name+".iso")
-				if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-					return fmt.Errorf("write %s: %w", path, err)
+				cds = append(cds, cd{name: name, url: bn.ScriptURL, img: buf.Bytes()})
+			}
+			for _, c := range cds {
+				path := filepath.Join(dir, c.name+".iso")
+				if err := writeFileAtomic(path, c.img, 0o644); err != nil {
+					return err
 				}
-				fmt.Fprintf(g.stdout, "%s  %s  %d bytes  chains to %s\n", name, path, buf.Len(), bn.ScriptURL)
+				fmt.Fprintf(g.stdout, "%s  %s  %d bytes  chains to %s\n", c.name, path, len(c.img), c.url)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to write NODE.iso into (required)")
+	cmd.Flags().Uint16Var(&httpPort, "http-port", 0, "the boot HTTP port serve or up listen on, which the CD chains to (default: network.provisioner.httpPort of the inventory, 8080)")
 	cmd.Flags().StringVar(&source, "ipxe-iso", bootiso.DefaultSource, "the iPXE CD image whose ISOLINUX and iPXE are reused (Debian's ipxe package)")
 	return cmd
+}
+
+// writeFileAtomic writes data to path through a temporary file renamed
+// over it, so a web server handing path to a BMC never serves half an
+// image.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	err = errors.Join(err, f.Chmod(perm), f.Close())
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }

@@ -160,7 +160,14 @@ func runBMC(cmd *cobra.Command, g *globals, f *bmcFlags, args []string, cols col
 		fmt.Fprintf(g.stdout, "%d node(s) in %.2fs: %d ok,%s %d failed\n", len(res), took.Seconds(), n["ok"], unverified, n["failed"])
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted: %d of %d node(s) not done", n["failed"], len(res))
+		// Nodes that failed for their own reason before Ctrl-C were done.
+		notDone := 0
+		for _, r := range res {
+			if errors.Is(r.Err, context.Canceled) {
+				notDone++
+			}
+		}
+		return fmt.Errorf("interrupted: %d of %d node(s) not done", notDone, len(res))
 	}
 	if n["failed"] > 0 {
 		return fmt.Errorf("%d of %d node(s) failed (see the RESULT column)", n["failed"], len(res))
@@ -398,8 +405,8 @@ error says what to change. Where the BMC takes boot settings only through its
 @Redfish.Settings object, the row says the override is pending until the next
 power-on or reset. bootdev does not power the nodes: follow with
 "provisioner power cycle" (or on).`,
-		Example: `  provisioner bootdev pxe gpu-01 gpu-02 -f site.yaml
-  provisioner bootdev cd --media http://10.0.0.1:8080/iso/gpu-01.iso gpu-01 -f site.yaml`,
+		Example: `  provisioner bootdev pxe r11-gpu01 r11-gpu02 -f inventory/examples/routed/
+  provisioner bootdev cd --media http://10.60.0.2:8081/iso/r13-cpu01.iso --legacy r13-cpu01 -f inventory/examples/routed/`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dev, err := bmc.ParseBootDevice(args[0])

@@ -364,6 +364,31 @@ func TestPowerInterrupt(t *testing.T) {
 	}
 }
 
+// TestPowerInterruptCountsOnlyInterrupted: after Ctrl-C the summary says
+// how many nodes the interruption left undone, not how many failed: n3
+// had already failed on its own (credentials refused) and is not counted.
+func TestPowerInterruptCountsOnlyInterrupted(t *testing.T) {
+	lab := newPowerLab(t)
+	lab.bmcs["n1"].SetFaults(redfishsim.Faults{Hang: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// --parallel 1 in the order given: n3 has finished once n1 is asked.
+		for lab.bmcs["n1"].Stats().Requests == 0 && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"power", "on", "n3", "n1", "n2", "--parallel", "1", "--connect-timeout", "2s", "-f", lab.inv}, &out, &errb)
+	if code != exitFailure || !strings.Contains(errb.String(), "interrupted: 2 of 3 node(s) not done") {
+		t.Errorf("power on n3 n1 n2 interrupted = %d, stderr %q; want 1 and 2 of 3 not done\n%s", code, errb.String(), out.String())
+	}
+	if !strings.Contains(out.String(), "credentials refused") {
+		t.Errorf("n3's own failure is not in the table:\n%s", out.String())
+	}
+}
+
 // profileLab is an inventory of one node per vendor profile of the Redfish
 // simulator, with the delays shortened.
 func profileLab(t *testing.T, profiles ...string) (inv string, bmcs map[string]*redfishsim.BMC) {
@@ -584,8 +609,15 @@ func TestPowerSIGINT(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for !ready() && time.Now().Before(deadline) {
+			// The interrupt must land where this case says it does: a run
+			// that never got there (or already ended) proves nothing.
+			deadline := time.Now().Add(time.Minute)
+			for !ready() {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("the provisioner was not %s within a minute; output:\n%s%s", phase, out.String(), errb.String())
+				}
 				time.Sleep(5 * time.Millisecond)
 			}
 			if err := cmd.Process.Signal(os.Interrupt); err != nil {

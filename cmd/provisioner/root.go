@@ -145,6 +145,7 @@ func newRootCmd(g *globals) *cobra.Command {
 		newConfigCmd(g),
 		newDemoCmd(g),
 		newJournalCmd(g),
+		newImagesCmd(g),
 	)
 	return root
 }

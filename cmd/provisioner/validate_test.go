@@ -40,7 +40,7 @@ func TestValidateExitCodes(t *testing.T) {
 			name:       "routed example names its networks",
 			args:       []string{"validate", "-f", "../../inventory/examples/routed/"},
 			wantCode:   exitOK,
-			wantStdout: "inventory ok: cluster hpc-c (Kubernetes v1.37.2), 35 nodes: 3 control-plane, 32 worker; by rack: r10 3, r11 16, r12 16; by network: mgmt 3, rack-r11 16, rack-r12 16\n",
+			wantStdout: "inventory ok: cluster hpc-c (Kubernetes v1.37.2), 39 nodes: 3 control-plane, 36 worker; by rack: r10 3, r11 16, r12 16, r13 4; by network: mgmt 3, rack-r11 16, rack-r12 16, rack-r13 4\n",
 		},
 		{
 			name:       "kueue example is valid",

@@ -45,9 +45,13 @@ type chartPlan struct {
 }
 
 // helmConfig returns an action configuration for releases in namespace.
-func (a *Applier) helmConfig(namespace string, log *slog.Logger) (*action.Configuration, error) {
+// Helm's requests are bounded by timeout rather than by the REST
+// configuration's (short) timeout: Helm waits for hooks with watches.
+func (a *Applier) helmConfig(namespace string, timeout time.Duration, log *slog.Logger) (*action.Configuration, error) {
 	cfg := action.NewConfiguration(action.ConfigurationSetLogger(log.Handler()))
-	if err := cfg.Init(&restGetter{rest: a.cfg.REST, namespace: namespace, disc: a.cached, mapper: a.mapper}, namespace, "secret"); err != nil {
+	rc := rest.CopyConfig(a.cfg.REST)
+	rc.Timeout = max(rc.Timeout, timeout)
+	if err := cfg.Init(&restGetter{rest: rc, namespace: namespace, disc: a.cached, mapper: a.mapper}, namespace, "secret"); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -114,7 +118,7 @@ func (a *Applier) applyChart(ctx context.Context, ad inventory.Addon, dryRun boo
 	c := ad.Chart
 	log := a.log.With("addon", ad.Name())
 	res := Result{Addon: ad.Name(), File: ad.Source.File, Object: "release " + ad.Name()}
-	cfg, err := a.helmConfig(c.Namespace, log)
+	cfg, err := a.helmConfig(c.Namespace, c.Timeout, log)
 	if err != nil {
 		return res, err
 	}

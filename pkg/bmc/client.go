@@ -576,71 +576,97 @@ func (c *Client) bootOverride(ctx context.Context, pending bool) (BootOverride, 
 // already inserted is ejected first (BMCs refuse a second one); the same
 // image is left as it is. Redfish only.
 func (c *Client) InsertMedia(ctx context.Context, url string) (Media, error) {
+	m, _, err := c.insertMedia(ctx, url)
+	return m, err
+}
+
+// insertMedia is InsertMedia that also says whether m was read from the
+// BMC: false when the virtual CD could not be read at all, so nothing is
+// known of it. After a failed eject, m is the image read before it.
+func (c *Client) insertMedia(ctx context.Context, url string) (m Media, read bool, err error) {
 	op := "insert virtual media"
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(ctx, op); err != nil {
-		return Media{}, err
+		return Media{}, false, err
 	}
-	m, err := c.readMedia(ctx)
+	m, err = c.readMedia(ctx)
 	if err != nil {
-		return m, c.opErr(op, err)
+		return Media{}, false, c.opErr(op, err)
 	}
 	if m.Inserted && m.Image == url {
-		return m, nil
+		return m, true, nil
 	}
 	if m.Inserted {
 		c.log.Debug("ejecting the image in the virtual cd", "image", m.Image)
-		if m, err = c.ejectMedia(ctx); err != nil {
-			return m, c.opErr(op, fmt.Errorf("eject %s first: %w", m.Image, err))
+		ej, ejRead, err := c.ejectMedia(ctx)
+		if ejRead {
+			m = ej
+		}
+		if err != nil {
+			return m, true, c.opErr(op, fmt.Errorf("eject %s first: %w", m.Image, err))
 		}
 	}
 	if err := c.op(ctx, "insert "+url, func(ctx context.Context) error { return c.be.insertMedia(ctx, url) }); err != nil {
-		return m, c.opErr(op, err)
+		return m, true, c.opErr(op, err)
 	}
 	err = c.poll(ctx, "read back", func() (bool, error) {
-		var err error
-		m, err = c.readMedia(ctx)
-		return err == nil && m.Inserted && m.Image == url, err
+		got, err := c.readMedia(ctx)
+		if err != nil {
+			return false, err
+		}
+		m = got
+		return m.Inserted && m.Image == url, nil
 	})
 	if errors.Is(err, errNotYet) {
-		return m, c.opErr(op, fmt.Errorf("bmc accepted InsertMedia but the virtual cd reads back %s after %s", m, c.cfg.VerifyTimeout))
+		return m, true, c.opErr(op, fmt.Errorf("bmc accepted InsertMedia but the virtual cd reads back %s after %s", m, c.cfg.VerifyTimeout))
 	}
 	if err != nil {
-		return m, c.opErr(op, err)
+		return m, true, c.opErr(op, err)
 	}
-	return m, nil
+	return m, true, nil
 }
 
 // EjectMedia empties the BMC's virtual CD and returns it read back.
 func (c *Client) EjectMedia(ctx context.Context) (Media, error) {
+	m, _, err := c.ejectMediaOp(ctx)
+	return m, err
+}
+
+// ejectMediaOp is EjectMedia that also says whether m was read from the BMC.
+func (c *Client) ejectMediaOp(ctx context.Context) (Media, bool, error) {
 	op := "eject virtual media"
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(ctx, op); err != nil {
-		return Media{}, err
+		return Media{}, false, err
 	}
-	m, err := c.ejectMedia(ctx)
+	m, read, err := c.ejectMedia(ctx)
 	if err != nil {
-		return m, c.opErr(op, err)
+		return m, read, c.opErr(op, err)
 	}
-	return m, nil
+	return m, read, nil
 }
 
-func (c *Client) ejectMedia(ctx context.Context) (Media, error) {
+// ejectMedia ejects and reads the virtual CD back until it is empty. read
+// is false when the CD was not read after the eject (the eject failed, or
+// no read-back succeeded).
+func (c *Client) ejectMedia(ctx context.Context) (m Media, read bool, err error) {
 	if err := c.op(ctx, "eject", c.be.ejectMedia); err != nil {
-		return Media{}, err
+		return Media{}, false, err
 	}
-	var m Media
-	err := c.poll(ctx, "read back", func() (bool, error) {
-		var err error
-		m, err = c.readMedia(ctx)
-		return err == nil && !m.Inserted, err
+	err = c.poll(ctx, "read back", func() (bool, error) {
+		got, err := c.readMedia(ctx)
+		if err != nil {
+			return false, err
+		}
+		m, read = got, true
+		return !m.Inserted, nil
 	})
 	if errors.Is(err, errNotYet) {
-		return m, fmt.Errorf("bmc accepted EjectMedia but the virtual cd still reads %s after %s", m, c.cfg.VerifyTimeout)
+		return m, read, fmt.Errorf("bmc accepted EjectMedia but the virtual cd still reads %s after %s", m, c.cfg.VerifyTimeout)
 	}
-	return m, err
+	return m, read, err
 }
 
 func (c *Client) readMedia(ctx context.Context) (Media, error) {

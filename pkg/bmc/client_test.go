@@ -11,7 +11,7 @@ import (
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 )
 
-// TestRedfishPowerAndBoot drives bmclib's gofish provider against the
+// TestRedfishPowerAndBoot drives the Redfish backend (gofish) against the
 // simulator over verified HTTPS: status, on, one-time PXE read back, off,
 // and a single session that is logged out.
 func TestRedfishPowerAndBoot(t *testing.T) {

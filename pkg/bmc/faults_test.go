@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,16 +17,26 @@ import (
 	"github.com/slipway-dev/slipway/pkg/inventory"
 )
 
-// deadAddr returns a loopback address nothing listens on.
+// deadAddr returns a loopback address nothing listens on: a TCP socket
+// bound to a port but never listening, held until the test ends. A
+// connection to it is refused, and no other socket can take the port
+// meanwhile (a port probed free and released could be taken by any of the
+// tests running beside this one, and answer).
 func deadAddr(t *testing.T) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ap := netip.MustParseAddrPort(ln.Addr().String())
-	ln.Close()
-	return ap
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
 }
 
 // blackhole returns a loopback address that accepts TCP connections and
@@ -78,16 +89,16 @@ func TestFaults(t *testing.T) {
 		{name: "dead bmc", step: bmc.StatusStep(), addr: deadAddr,
 			want: []string{"power status", "connect", "connection refused"}},
 		{name: "blackholed bmc", step: bmc.StatusStep(), addr: blackhole,
-			cfg:  func(c *bmc.Config) { c.ConnectTimeout = time.Second },
-			want: []string{"power status", "connect: no answer within 1s"}},
+			cfg:  func(c *bmc.Config) { c.ConnectTimeout = 3 * time.Second },
+			want: []string{"power status", "connect: no answer within 3s"}},
 		{name: "slow bmc", step: bmc.StatusStep(),
-			sim: &redfishsim.BMCConfig{}, afterLogin: &redfishsim.Faults{Latency: 2500 * time.Millisecond},
-			cfg:  func(c *bmc.Config) { c.OpTimeout = time.Second },
-			want: []string{"power status", "read power state: no answer within 1s"}},
+			sim: &redfishsim.BMCConfig{}, afterLogin: &redfishsim.Faults{Latency: time.Minute},
+			cfg:  func(c *bmc.Config) { c.OpTimeout = 3 * time.Second },
+			want: []string{"power status", "read power state: no answer within 3s"}},
 		{name: "hanging bmc", step: bmc.PowerStep(bmc.ActionOn),
 			sim: &redfishsim.BMCConfig{}, afterLogin: &redfishsim.Faults{Hang: true},
-			cfg:  func(c *bmc.Config) { c.OpTimeout = time.Second },
-			want: []string{"power on", "no answer within 1s"}},
+			cfg:  func(c *bmc.Config) { c.OpTimeout = 3 * time.Second },
+			want: []string{"power on", "no answer within 3s"}},
 		{name: "http 500", step: bmc.StatusStep(),
 			sim:  &redfishsim.BMCConfig{Faults: redfishsim.Faults{ErrorStatus: 500}},
 			want: []string{"power status", "connect: read system: bmc error (HTTP 500: The request failed due to an internal service error.)"}},

@@ -76,8 +76,8 @@ func redfishNodeBMC(t testing.TB, url string, ap netip.AddrPort, tls bool, sim *
 // healthy simulated BMC meets even on a loaded machine.
 func fastConfig() bmc.Config {
 	return bmc.Config{
-		ConnectTimeout: 2 * time.Second,
-		OpTimeout:      2 * time.Second,
+		ConnectTimeout: 5 * time.Second,
+		OpTimeout:      5 * time.Second,
 		VerifyTimeout:  2 * time.Second,
 		Backoff:        []time.Duration{20 * time.Millisecond, 50 * time.Millisecond},
 	}

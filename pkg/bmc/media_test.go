@@ -111,3 +111,48 @@ func TestVirtualMediaErrors(t *testing.T) {
 		t.Errorf("insert on a BMC without virtual media: %v, want a clear error", r.Err)
 	}
 }
+
+// TestVirtualMediaRowIsWhatWasRead: the MEDIA column shows only what was
+// read back from the BMC. When the virtual CD could not be read, the row
+// has no media (not "empty"); when ejecting the image already in the drive
+// fails, the error names that image and the row shows it, as last read.
+func TestVirtualMediaRowIsWhatWasRead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	base := serveImage(t)
+	old, other := base+"/node.iso", base+"/node.iso?other"
+
+	// The CD is on the system (iDRAC), which answers 500 to everything.
+	sim := newSim(t)
+	sb, n := profileBMC(t, sim, "idrac8", false)
+	if r := bmc.Run(ctx, []inventory.Node{n}, bmc.RunConfig{Client: profileConfig()}, bmc.InsertMediaStep(old))[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	inject := func(f redfishsim.Faults) bmc.Step {
+		return bmc.Step{Name: "inject", Do: func(context.Context, *bmc.Client, *bmc.Result) error { sb.SetFaults(f); return nil }}
+	}
+	for _, step := range []bmc.Step{bmc.InsertMediaStep(other), bmc.EjectMediaStep()} {
+		r := bmc.Run(ctx, []inventory.Node{n}, bmc.RunConfig{Client: profileConfig()}, inject(redfishsim.Faults{ErrorStatus: 500}), step)[0]
+		sb.SetFaults(redfishsim.Faults{})
+		if r.Err == nil || !strings.Contains(r.Err.Error(), "HTTP 500") {
+			t.Errorf("%s on a BMC answering 500: error %v, want the 500", step.Name, r.Err)
+		}
+		if r.Media != nil {
+			t.Errorf("%s on a BMC answering 500: media row %q, want none (nothing was read; the BMC holds %+v)", step.Name, r.Media, sb.Media())
+		}
+	}
+
+	// Reading works, but the BMC refuses to eject the image in the drive.
+	r := bmc.Run(ctx, []inventory.Node{n}, bmc.RunConfig{Client: profileConfig()},
+		inject(redfishsim.Faults{MediaActionStatus: 500}), bmc.InsertMediaStep(other))[0]
+	if want := "eject " + old + " first: "; r.Err == nil || !strings.Contains(r.Err.Error(), want) {
+		t.Errorf("insert over an image the BMC will not eject: error %v, want it to contain %q", r.Err, want)
+	}
+	if diff := cmp.Diff(&bmc.Media{Image: old, Inserted: true}, r.Media); diff != "" {
+		t.Errorf("media row after the refused eject (-want +got):\n%s", diff)
+	}
+	if got := sb.Media(); got.Image != old {
+		t.Errorf("the BMC holds %+v, want still %s", got, old)
+	}
+	checkSessions(t, sb)
+}

@@ -1,6 +1,7 @@
 package bmc
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -399,12 +400,17 @@ func (r *redfishBackend) cdSlot(ctx context.Context) (*redfish.VirtualMedia, err
 	isCD := func(v *redfish.VirtualMedia) bool {
 		return slices.Contains(v.MediaTypes, redfish.CDMediaType) || slices.Contains(v.MediaTypes, redfish.DVDMediaType)
 	}
+	// A collection the BMC failed to answer is not one without a CD: when
+	// no CD is found, the first such failure is the cause.
+	var firstErr error
 	if slots, err := r.sys.VirtualMedia(); err == nil {
 		for _, v := range slots {
 			if isCD(v) {
 				return v, nil
 			}
 		}
+	} else {
+		firstErr = err
 	}
 	managers, err := r.sys.ManagedBy()
 	if err != nil {
@@ -413,6 +419,7 @@ func (r *redfishBackend) cdSlot(ctx context.Context) (*redfish.VirtualMedia, err
 	for _, m := range managers {
 		slots, err := m.VirtualMedia()
 		if err != nil {
+			firstErr = cmp.Or(firstErr, err)
 			continue
 		}
 		for _, v := range slots {
@@ -420,6 +427,9 @@ func (r *redfishBackend) cdSlot(ctx context.Context) (*redfish.VirtualMedia, err
 				return v, nil
 			}
 		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	return nil, errors.New("the bmc offers no virtual CD (no VirtualMedia slot with media type CD or DVD on the system or its managers)")
 }

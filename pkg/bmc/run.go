@@ -61,20 +61,25 @@ func BootStep(d BootDevice, o BootOptions) Step {
 }
 
 // InsertMediaStep inserts the image at url into the virtual CD and records
-// the media read back.
+// the media read back (nothing when the CD could not be read).
 func InsertMediaStep(url string) Step {
 	return Step{Name: "insert virtual media", Do: func(ctx context.Context, c *Client, r *Result) error {
-		m, err := c.InsertMedia(ctx, url)
-		r.Media = &m
+		m, read, err := c.insertMedia(ctx, url)
+		if read {
+			r.Media = &m
+		}
 		return err
 	}}
 }
 
-// EjectMediaStep empties the virtual CD and records it read back.
+// EjectMediaStep empties the virtual CD and records it read back (nothing
+// when the CD could not be read).
 func EjectMediaStep() Step {
 	return Step{Name: "eject virtual media", Do: func(ctx context.Context, c *Client, r *Result) error {
-		m, err := c.EjectMedia(ctx)
-		r.Media = &m
+		m, read, err := c.ejectMediaOp(ctx)
+		if read {
+			r.Media = &m
+		}
 		return err
 	}}
 }
@@ -98,7 +103,8 @@ type Result struct {
 	Unverified string
 	// Boot is the boot override read back (bootdev only).
 	Boot *BootOverride
-	// Media is the virtual CD read back (bootdev cd only).
+	// Media is the virtual CD read back (bootdev cd only; nil when it
+	// could not be read).
 	Media *Media
 	// Took is the node's wall time, connect and log out included.
 	Took time.Duration

@@ -41,11 +41,17 @@ type Node struct {
 	UEFI bool
 }
 
-// Config says where Build finds the boot loader and iPXE.
+// Config says where Build finds the boot loader and iPXE, and where a
+// Handler's CDs chain to.
 type Config struct {
 	// Source is an iPXE CD image with ISOLINUX.BIN, LDLINUX.C32 and
 	// IPXE.KRN in its root directory (default DefaultSource).
 	Source string
+	// HTTPPort is the port of the boot HTTP server that a Handler's CDs
+	// fetch their node's script from: the one it really listens on
+	// (default: the inventory's network.provisioner.httpPort). Build
+	// itself takes the script URL from the Node.
+	HTTPPort uint16
 	// Time is the date recorded in the image (default: the Source file's
 	// modification time, so one node's image is the same every build).
 	Time time.Time

@@ -42,7 +42,7 @@ func (h *Handler) Image(node string) ([]byte, error) {
 	if !ok || n.Disabled || n.Boot.Method != inventory.BootMethodVirtualMedia {
 		return nil, fmt.Errorf("node %q has no virtual-media cd (not an enabled node with boot.method virtual-media)", node)
 	}
-	bn, err := FromInventory(h.inv, n)
+	bn, err := FromInventory(h.inv, n, h.cfg.HTTPPort)
 	if err != nil {
 		return nil, err
 	}

@@ -10,8 +10,8 @@ import (
 )
 
 // TestBootMethod: boot.method comes from the profile or the node, defaults
-// to pxe, survives inventory show, and refuses unknown methods and virtual
-// media on an IPMI BMC.
+// to pxe, survives inventory show, and refuses unknown methods, virtual
+// media on an IPMI BMC and virtual media under UEFI.
 func TestBootMethod(t *testing.T) {
 	write := func(nodes string) string {
 		p := filepath.Join(t.TempDir(), "inv.yaml")
@@ -37,7 +37,7 @@ nodes:
 	}
 	inv, err := inventory.Load(write(`  - {name: cp-1, profile: vm, role: control-plane, mac: "52:54:00:00:00:01", ip: 10.0.0.11, bmc: {url: "redfish://10.1.0.11"}}
   - {name: w-1, profile: pxe, role: worker, mac: "52:54:00:00:00:02", ip: 10.0.0.12, bmc: {url: "ipmi://10.1.0.12"}}
-  - {name: w-2, profile: pxe, role: worker, mac: "52:54:00:00:00:03", ip: 10.0.0.13, boot: {method: virtual-media}, bmc: {url: "redfish://10.1.0.13"}}
+  - {name: w-2, profile: pxe, role: worker, mac: "52:54:00:00:00:03", ip: 10.0.0.13, boot: {method: virtual-media, firmware: bios}, bmc: {url: "redfish://10.1.0.13"}}
 `))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -49,10 +49,14 @@ nodes:
 	}
 	_, err = inventory.Load(write(`  - {name: cp-1, profile: vm, role: control-plane, mac: "52:54:00:00:00:01", ip: 10.0.0.11, bmc: {url: "ipmi://10.1.0.11"}}
   - {name: w-1, profile: pxe, role: worker, mac: "52:54:00:00:00:02", ip: 10.0.0.12, boot: {method: usb}, bmc: {url: "redfish://10.1.0.12"}}
+  - {name: w-2, profile: pxe, role: worker, mac: "52:54:00:00:00:03", ip: 10.0.0.13, boot: {method: virtual-media}, bmc: {url: "redfish://10.1.0.13"}}
 `))
 	for _, want := range []string{
 		"node cp-1: boot.method virtual-media needs a Redfish BMC (redfish:// or redfish+http://); IPMI has no virtual media",
 		`unknown boot method "usb": want pxe or virtual-media`,
+		// UEFI (the default firmware): up and iso would refuse the node
+		// only once running; validate says so first, with the line.
+		"inv.yaml:17:92: nodes[2].boot: node w-2: boot.method virtual-media needs boot.firmware: bios",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load of bad boot methods = %v, want it to say %q", err, want)

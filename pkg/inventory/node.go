@@ -359,6 +359,10 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 	if profileOK && !base.Disabled && (base.Boot.Kernel == "" || base.Boot.Initrd == "") {
 		r.errorf(d, path+".boot", "node %s has no boot kernel and initrd: set boot.kernel and boot.initrd in profile %q or on the node", label, rn.Profile)
 	}
+	if profileOK && !base.Disabled && base.Boot.Method == BootMethodVirtualMedia && base.Boot.Firmware != FirmwareBIOS {
+		// up and iso refuse such a node (pkg/bootiso), but only once running.
+		r.errorf(d, path+".boot", "node %s: boot.method virtual-media needs boot.firmware: bios: the node's CD cannot run its script under UEFI with Debian 12's iPXE (a script on a CD needs iPXE 1.21 or newer); set firmware: bios (and the server's BIOS to legacy boot), or boot it over PXE", label)
+	}
 
 	ipReported := map[string]bool{} // a range out of its network is reported once, not per node
 	labelReported := false          // so is a label an index makes invalid

@@ -382,6 +382,10 @@ func (r *resolver) labels(d *doc, path string, in map[string]string, out map[str
 			r.errorf(d, kp, "%q is not a valid Kubernetes label key (optional DNS prefix/, then a name of letters, digits, '-', '_', '.')", k)
 			continue
 		}
+		if err := KubeletMaySet(k); err != nil {
+			r.errorf(d, kp, "%v", err)
+			continue
+		}
 		if secretLabelKey(k) {
 			// The value is never echoed: it may be the secret.
 			r.errorf(d, kp, "label %q looks like it holds a secret: node labels are readable by anyone who may list nodes; keep secrets out of the inventory", k)
@@ -401,6 +405,29 @@ func (r *resolver) labels(d *doc, path string, in map[string]string, out map[str
 		}
 		out[k] = v
 	}
+}
+
+// KubeletMaySet refuses a node label key that a kubelet may not set on its
+// own Node through --node-labels, where it would refuse to start:
+// kubernetes.io and k8s.io labels outside the set the NodeRestriction
+// admission allows (node-role.kubernetes.io/worker is the usual one).
+func KubeletMaySet(key string) error {
+	prefix, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return nil
+	}
+	if !(prefix == "kubernetes.io" || prefix == "k8s.io" || strings.HasSuffix(prefix, ".kubernetes.io") || strings.HasSuffix(prefix, ".k8s.io")) {
+		return nil
+	}
+	allowed := []string{"kubernetes.io/hostname", "kubernetes.io/instance-type", "kubernetes.io/os", "kubernetes.io/arch",
+		"beta.kubernetes.io/instance-type", "beta.kubernetes.io/os", "beta.kubernetes.io/arch",
+		"failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+		"topology.kubernetes.io/zone", "topology.kubernetes.io/region", "node.kubernetes.io/instance-type"}
+	if slices.Contains(allowed, key) || prefix == "kubelet.kubernetes.io" || prefix == "node.kubernetes.io" ||
+		strings.HasSuffix(prefix, ".kubelet.kubernetes.io") || strings.HasSuffix(prefix, ".node.kubernetes.io") {
+		return nil
+	}
+	return fmt.Errorf("label %q: the kubelet may not set labels in the %s namespace on its own node; use a site prefix (such as example.com/role) or apply it after the node joined", key, prefix)
 }
 
 // secretLabelKey reports whether a label key's name looks like it holds a

@@ -330,6 +330,10 @@ func (b *Bootstrapper) NodeConfig(n inventory.Node, kind Kind, tok Token, reveal
 	if nc.PhoneHomeURL != "" {
 		nc.PhoneHomeURL = b.cfg.Inventory.NodeBootURL(n, nc.PhoneHomeURL)
 	}
+	if len(b.cfg.Inventory.Addons) == 0 {
+		// No add-ons, so no pod network of the site's: the node image's own.
+		nc.PodNetwork = PodNetworkFlat
+	}
 	var err error
 	switch kind {
 	case KindInit:

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,7 +76,7 @@ type taint struct {
 type nodeRegistration struct {
 	Name             string  `json:"name"`
 	CRISocket        string  `json:"criSocket"`
-	Taints           []taint `json:"taints"`
+	Taints           []taint `json:"taints,omitempty"`
 	KubeletExtraArgs []arg   `json:"kubeletExtraArgs,omitempty"`
 }
 
@@ -100,6 +99,7 @@ type initConfiguration struct {
 	NodeRegistration nodeRegistration `json:"nodeRegistration"`
 	LocalAPIEndpoint apiEndpoint      `json:"localAPIEndpoint"`
 	CertificateKey   string           `json:"certificateKey"`
+	Timeouts         *timeouts        `json:"timeouts,omitempty"`
 }
 
 type networking struct {
@@ -132,7 +132,40 @@ type joinControlPlane struct {
 }
 
 type timeouts struct {
-	Discovery string `json:"discovery,omitempty"`
+	ControlPlaneComponentHealthCheck string `json:"controlPlaneComponentHealthCheck,omitempty"`
+	KubeletHealthCheck               string `json:"kubeletHealthCheck,omitempty"`
+	KubernetesAPICall                string `json:"kubernetesAPICall,omitempty"`
+	EtcdAPICall                      string `json:"etcdAPICall,omitempty"`
+	Discovery                        string `json:"discovery,omitempty"`
+	TLSBootstrap                     string `json:"tlsBootstrap,omitempty"`
+}
+
+// SlowStepTimeout bounds kubeadm's waits for components to come up (API
+// server, kubelet, TLS bootstrap), 4-5 minutes by default. A server with
+// slow firmware or an emulated lab machine can need longer; Slipway's own
+// --join-timeout (15m) still bounds the whole join.
+const SlowStepTimeout = 10 * time.Minute
+
+// SlowAPICallTimeout bounds each of kubeadm's calls to the API server and
+// etcd (kubeadm's defaults: 1 and 2 minutes).
+const SlowAPICallTimeout = 5 * time.Minute
+
+func slowTimeouts(discovery time.Duration) *timeouts {
+	if discovery <= 0 {
+		discovery = SlowStepTimeout
+	}
+	return &timeouts{
+		ControlPlaneComponentHealthCheck: SlowStepTimeout.String(),
+		KubeletHealthCheck:               SlowStepTimeout.String(),
+		// kubeadm's 1m (2m for etcd) per API call ran out in the lab while
+		// a young API server answered slowly ("client rate limiter Wait
+		// returned an error ... would exceed context deadline" creating the
+		// admin ClusterRoleBinding).
+		KubernetesAPICall: SlowAPICallTimeout.String(),
+		EtcdAPICall:       SlowAPICallTimeout.String(),
+		Discovery:         discovery.String(),
+		TLSBootstrap:      SlowStepTimeout.String(),
+	}
 }
 
 type joinConfiguration struct {
@@ -145,7 +178,7 @@ type joinConfiguration struct {
 
 // JoinOptions tune a JoinConfiguration.
 type JoinOptions struct {
-	// DiscoveryTimeout bounds kubeadm's discovery; 0 keeps kubeadm's default (5m).
+	// DiscoveryTimeout bounds kubeadm's discovery; 0 means SlowStepTimeout.
 	DiscoveryTimeout time.Duration
 }
 
@@ -188,6 +221,7 @@ func InitConfig(c inventory.Cluster, n inventory.Node, tok Token, certificateKey
 		NodeRegistration: nr,
 		LocalAPIEndpoint: apiEndpoint{AdvertiseAddress: n.IP.String(), BindPort: DefaultAPIServerPort},
 		CertificateKey:   certificateKey,
+		Timeouts:         slowTimeouts(0),
 	}
 	cc := clusterConfiguration{
 		typeMeta:             typeMeta{KubeadmAPIVersion, "ClusterConfiguration"},
@@ -229,9 +263,7 @@ func JoinConfig(c inventory.Cluster, n inventory.Node, tok Token, caHash, certif
 			},
 		},
 	}
-	if opts.DiscoveryTimeout > 0 {
-		jc.Timeouts = &timeouts{Discovery: opts.DiscoveryTimeout.String()}
-	}
+	jc.Timeouts = slowTimeouts(opts.DiscoveryTimeout)
 	switch n.Role {
 	case inventory.RoleControlPlane:
 		if certificateKey == "" {
@@ -280,9 +312,7 @@ func checkSubnets(c inventory.Cluster) error {
 
 // registration builds the nodeRegistration: node name, labels (its own and
 // its topology's) through the kubelet's --node-labels, the node IP, and the
-// taints (an empty list means
-// none, so kubeadm's default control-plane taint applies only when the
-// profile asks for it).
+// inventory's taints (none listed keeps kubeadm's default).
 func registration(n inventory.Node) (nodeRegistration, error) {
 	if n.Name == "" {
 		return nodeRegistration{}, errors.New("render kubeadm configuration: node has no name")
@@ -290,7 +320,10 @@ func registration(n inventory.Node) (nodeRegistration, error) {
 	if !n.IP.IsValid() {
 		return nodeRegistration{}, fmt.Errorf("render kubeadm configuration for %s: node has no IP", n.Name)
 	}
-	nr := nodeRegistration{Name: n.Name, CRISocket: DefaultCRISocket, Taints: []taint{}}
+	// No taints in the inventory: kubeadm's default (control-plane nodes
+	// get node-role.kubernetes.io/control-plane:NoSchedule, workers none).
+	// Listed taints replace that default, as in kubeadm.
+	nr := nodeRegistration{Name: n.Name, CRISocket: DefaultCRISocket}
 	for _, t := range n.Taints {
 		nr.Taints = append(nr.Taints, taint{Key: t.Key, Value: t.Value, Effect: t.Effect})
 	}
@@ -300,7 +333,9 @@ func registration(n inventory.Node) (nodeRegistration, error) {
 	if len(labels) > 0 {
 		keys := make([]string, 0, len(labels))
 		for k := range labels {
-			if err := checkKubeletLabel(k); err != nil {
+			// The inventory refuses these at load; an inventory built
+			// by hand is checked here, before any node is touched.
+			if err := inventory.KubeletMaySet(k); err != nil {
 				return nodeRegistration{}, fmt.Errorf("render kubeadm configuration for %s: %w", n.Name, err)
 			}
 			keys = append(keys, k)
@@ -314,28 +349,6 @@ func registration(n inventory.Node) (nodeRegistration, error) {
 	}
 	nr.KubeletExtraArgs = append(nr.KubeletExtraArgs, arg{"node-ip", n.IP.String()})
 	return nr, nil
-}
-
-// checkKubeletLabel refuses labels the kubelet may not set on its own Node
-// (it would refuse to start): kubernetes.io and k8s.io labels outside the
-// allowed set, such as node-role.kubernetes.io/worker.
-func checkKubeletLabel(key string) error {
-	prefix, _, ok := strings.Cut(key, "/")
-	if !ok {
-		return nil
-	}
-	if !(prefix == "kubernetes.io" || prefix == "k8s.io" || strings.HasSuffix(prefix, ".kubernetes.io") || strings.HasSuffix(prefix, ".k8s.io")) {
-		return nil
-	}
-	allowed := []string{"kubernetes.io/hostname", "kubernetes.io/instance-type", "kubernetes.io/os", "kubernetes.io/arch",
-		"beta.kubernetes.io/instance-type", "beta.kubernetes.io/os", "beta.kubernetes.io/arch",
-		"failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
-		"topology.kubernetes.io/zone", "topology.kubernetes.io/region", "node.kubernetes.io/instance-type"}
-	if slices.Contains(allowed, key) || prefix == "kubelet.kubernetes.io" || prefix == "node.kubernetes.io" ||
-		strings.HasSuffix(prefix, ".kubelet.kubernetes.io") || strings.HasSuffix(prefix, ".node.kubernetes.io") {
-		return nil
-	}
-	return fmt.Errorf("label %q: the kubelet may not set labels in the %s namespace on its own node; use a site prefix (such as example.com/role) or apply it after the node joined", key, prefix)
 }
 
 func documents(docs ...any) ([]byte, error) {

@@ -100,7 +100,17 @@ type NodeConfig struct {
 	// PhoneHomeURL is the boot server's base URL; each step is POSTed to
 	// PhoneHomeURL/phone-home/NODE. Empty: no reports.
 	PhoneHomeURL string
+	// PodNetwork is PodNetworkFlat to start the node image's flat pod
+	// network (images/node, pkg/flatnet); empty leaves the pod network to
+	// the inventory's add-ons.
+	PodNetwork string
 }
+
+// PodNetworkFlat is the built-in pod network of the Slipway node image for
+// a flat provisioning network: bridge + host-local on the Node's pod CIDR,
+// routes to every other node's pod CIDR. It is used when the inventory lists
+// no add-ons (whose first must be the pod network).
+const PodNetworkFlat = "flat"
 
 // Render returns the configuration in format f.
 func (nc NodeConfig) Render(f Format) ([]byte, error) {
@@ -203,13 +213,32 @@ func (nc NodeConfig) steps() []byte {
 		url = phonehome.URL(nc.PhoneHomeURL, nc.Node.Name)
 	}
 	fmt.Fprintf(&b, "PHONE_HOME=%s\n", shQuote(url))
-	b.WriteString(`report() {
+	b.WriteString(`# report STEP STATUS tells the provisioner how a step went. It retries (the
+# boot server may be restarting), and a report that cannot be delivered is
+# said on the console, stderr and the journal, never dropped in silence.
+# busybox 1.35's wget crashes with -T (exit 139): its timeout comes from
+# timeout(1) instead.
+report() {
+  echo "slipway: step $1: $2" >&2
   [ -n "$PHONE_HOME" ] || return 0
-  if command -v curl >/dev/null 2>&1; then
-    curl -fsS -m 10 -X POST --data-binary "` + phonehome.ShellBody + `" "$PHONE_HOME" >/dev/null 2>&1 || true
-  elif command -v wget >/dev/null 2>&1; then
-    wget -q -T 10 -O /dev/null --post-data "` + phonehome.ShellBody + `" "$PHONE_HOME" || true
-  fi
+  tries=0
+  while [ "$tries" -lt 5 ]; do
+    tries=$((tries + 1))
+    if command -v curl >/dev/null 2>&1; then
+      curl -fsS -m 10 -X POST --data-binary "` + phonehome.ShellBody + `" "$PHONE_HOME" >/dev/null && return 0
+    elif command -v wget >/dev/null 2>&1; then
+      timeout 15 wget -q -O /dev/null --post-data "` + phonehome.ShellBody + `" "$PHONE_HOME" && return 0
+    else
+      echo "slipway: neither curl nor wget on this node" >&2
+      break
+    fi
+    sleep "$tries"
+  done
+  msg="slipway: REPORT LOST: step $1 status $2 could not be sent to $PHONE_HOME after $tries tries"
+  echo "$msg" >&2
+  { echo "$msg" >/dev/console; } 2>/dev/null || true
+  command -v logger >/dev/null 2>&1 && logger -t slipway -p daemon.err "$msg"
+  return 0
 }
 step() {
   name=$1
@@ -248,6 +277,11 @@ step() {
 	}
 	for _, s := range services {
 		fmt.Fprintf(&b, "step enable-%s systemctl enable --now %s\n", s, shQuote(s))
+	}
+	if nc.PodNetwork == PodNetworkFlat {
+		// The node image's agent waits for the kubelet's credentials, then
+		// writes the CNI configuration from the Node's pod CIDR.
+		b.WriteString("step pod-network systemctl enable --now slipway-flatnet.service\n")
 	}
 	switch nc.Kind {
 	case KindInit:

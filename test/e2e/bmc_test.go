@@ -31,7 +31,7 @@ import (
 // TestBMCBoot drives a lab VM the way the provisioner drives a server: set
 // the next boot device to PXE and power on through its BMC (OpenIPMI's
 // ipmi_sim through bmclib's ipmitool provider, and Slipway's Redfish
-// simulator through bmclib's Redfish provider), then the VM boots from
+// simulator through gofish's typed objects), then the VM boots from
 // Slipway's boot services to the phone-home and powers itself off, which
 // the BMC reports.
 func TestBMCBoot(t *testing.T) {

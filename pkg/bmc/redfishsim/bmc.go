@@ -194,6 +194,11 @@ type Faults struct {
 	IgnorePower bool
 	// MalformedJSON answers the ComputerSystem GET with truncated JSON.
 	MalformedJSON bool
+	// MediaActionStatus, when non-zero, is the HTTP status (such as 500)
+	// InsertMedia and EjectMedia are answered with, changing nothing, as
+	// BMCs whose virtual media service is busy or detached answer; reading
+	// the virtual CD still works.
+	MediaActionStatus int
 }
 
 // Stats counts what a BMC was asked to do.
@@ -549,6 +554,8 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeCollection(w, media, "#VirtualMediaCollection.VirtualMediaCollection", []any{link(media + "/CD1")})
 	case media != "" && path == media+"/CD1" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, b.mediaResource(media+"/CD1"))
+	case media != "" && strings.HasPrefix(path, media+"/CD1/Actions/") && r.Method == http.MethodPost && f.MediaActionStatus != 0:
+		b.writeError(w, f.MediaActionStatus, "Base.1.8.InternalError", "Virtual Media is detached or Virtual Media devices are already in use.", "Retry the operation.")
 	case media != "" && path == media+"/CD1/Actions/VirtualMedia.InsertMedia" && r.Method == http.MethodPost:
 		b.insertMedia(w, r)
 	case media != "" && path == media+"/CD1/Actions/VirtualMedia.EjectMedia" && r.Method == http.MethodPost:

@@ -258,11 +258,13 @@ func TestSettingsObject(t *testing.T) {
 
 // TestAsyncBootOverride: an iLO-like BMC answers the PATCH at once but
 // shows the override only after BootApplyDelay; a boot before then uses the
-// old one.
+// old one. The "not yet" half uses a delay no stall of a loaded machine
+// reaches, the "landed" half polls: neither depends on the test's speed.
 func TestAsyncBootOverride(t *testing.T) {
-	b, c := start(t, redfishsim.BMCConfig{Name: "s", BootApplyDelay: 300 * time.Millisecond})
+	pxeOnce := map[string]any{"Boot": map[string]string{"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}}
+	b, c := start(t, redfishsim.BMCConfig{Name: "s", BootApplyDelay: time.Hour})
 	c.login()
-	if code, _, _ := c.do("PATCH", "/redfish/v1/Systems/s", map[string]any{"Boot": map[string]string{"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}}); code != 200 {
+	if code, _, _ := c.do("PATCH", "/redfish/v1/Systems/s", pxeOnce); code != 200 {
 		t.Fatalf("PATCH = %d, want 200", code)
 	}
 	_, _, sys := c.do("GET", "/redfish/v1/Systems/s", nil)
@@ -273,9 +275,20 @@ func TestAsyncBootOverride(t *testing.T) {
 	if got := b.Booted(); len(got) != 1 || got[0].Device != "Hdd" {
 		t.Errorf("a boot before the override landed = %+v, want Hdd", got)
 	}
-	time.Sleep(400 * time.Millisecond)
-	if got := b.Boot(); got.Target != "Pxe" {
-		t.Errorf("override after the delay = %+v, want Pxe", got)
+
+	b2, c2 := start(t, redfishsim.BMCConfig{Name: "s2", BootApplyDelay: 50 * time.Millisecond})
+	c2.login()
+	if code, _, _ := c2.do("PATCH", "/redfish/v1/Systems/s2", pxeOnce); code != 200 {
+		t.Fatalf("PATCH = %d, want 200", code)
+	}
+	for deadline := time.Now().Add(10 * time.Second); b2.Boot().Target != "Pxe"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("override 10 s after the PATCH = %+v, want Pxe (applied after 50 ms)", b2.Boot())
+		}
+	}
+	c2.do("POST", "/redfish/v1/Systems/s2/Actions/ComputerSystem.Reset", map[string]string{"ResetType": "On"})
+	if got := b2.Booted(); len(got) != 1 || got[0].Device != "Pxe" {
+		t.Errorf("a boot after the override landed = %+v, want Pxe", got)
 	}
 }
 

@@ -86,8 +86,13 @@ func New(opts Options) (*Provisioner, error) {
 	if p.svc, err = pxe.New(pcfg); err != nil {
 		return nil, err
 	}
-	// Last, as it binds its listener: nothing after it can fail.
-	if p.opener.media, err = newMediaServer(inv, opts.Media, opts.Log); err != nil {
+	// Last, as it binds its listener: nothing after it can fail. The CDs
+	// chain to the port the boot HTTP server really listens on.
+	media := opts.Media
+	if media.ISO.HTTPPort == 0 {
+		media.ISO.HTTPPort, _ = pcfg.ServedHTTPPort() // BaseURL checked it
+	}
+	if p.opener.media, err = newMediaServer(inv, media, opts.Log); err != nil {
 		return nil, err
 	}
 	p.addons = creds.addons

@@ -59,6 +59,9 @@ type VMConfig struct {
 	Firmware Firmware
 	// MemoryMiB is the VM's memory (default 512).
 	MemoryMiB int
+	// CPUs is the number of virtual CPUs (default 1); TCG runs each on a
+	// host thread of its own.
+	CPUs int
 	// NIC is the QEMU network device model (default virtio-net-pci; e1000
 	// costs about 4 s of link-up in Linux).
 	NIC string
@@ -99,6 +102,9 @@ func (l *Lab) NewVM(ctx context.Context, cfg VMConfig) (*VM, error) {
 	}
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = 512
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 1
 	}
 	if cfg.NIC == "" {
 		cfg.NIC = "virtio-net-pci"
@@ -172,7 +178,7 @@ func (v *VM) args(dev BootDevice) []string {
 		machine = "q35,accel=tcg"
 	}
 	a := []string{
-		"-machine", machine, "-m", fmt.Sprint(v.cfg.MemoryMiB), "-smp", "1",
+		"-machine", machine, "-m", fmt.Sprint(v.cfg.MemoryMiB), "-smp", fmt.Sprint(v.cfg.CPUs),
 		// -nographic points SeaBIOS's and iPXE's output at the serial port;
 		// with -display none only the kernel's output would reach the file.
 		"-nographic", "-monitor", "none", "-serial", "file:" + v.console,
