@@ -195,8 +195,7 @@ func BenchmarkPolledFault(b *testing.B) {
 			"--config", cfg, "--rescan-interval", "0", "--log-level", "warn"}, &stderr, &stderr)
 	}()
 	defer func() { cancel(); <-code }()
-	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
-	defer wcancel()
+	wctx := runCtx(b, code, time.Minute)
 	if _, _, err := stub.WaitPlugin(wctx, "slipway.dev/hca"); err != nil {
 		b.Fatal(err)
 	}

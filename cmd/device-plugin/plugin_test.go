@@ -74,13 +74,46 @@ func copyFixture(t testing.TB, name string) string {
 	return dst
 }
 
+// exitedEarly fails the test if run has returned (its code on code, which
+// is put back for the test's own stop): a failed start fails at once,
+// saying how, instead of a wait running out.
+func exitedEarly(t testing.TB, code chan int, log *lockedBuffer) {
+	t.Helper()
+	select {
+	case c := <-code:
+		code <- c
+		t.Fatalf("run returned %d before it was serving:\n%s", c, log.String())
+	default:
+	}
+}
+
+// runCtx is a context for waits on the command: it ends after d, or when
+// run returns, with its exit code as the cause.
+func runCtx(t testing.TB, code chan int, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	cctx, ccancel := context.WithCancelCause(ctx)
+	t.Cleanup(func() { ccancel(nil); cancel() })
+	go func() {
+		select {
+		case c := <-code:
+			code <- c
+			ccancel(fmt.Errorf("run returned %d", c))
+		case <-cctx.Done():
+		}
+	}()
+	return cctx
+}
+
 // servedAddr waits for the plugin's "serving metrics and health" log line
 // and returns the address in it: the test asks for port 0 and reads what
-// was bound, never probing for a free port.
-func servedAddr(t testing.TB, log *lockedBuffer) string {
+// was bound, never probing for a free port. It fails at once if run
+// returns first.
+func servedAddr(t testing.TB, log *lockedBuffer, code chan int) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		exitedEarly(t, code, log)
 		for line := range strings.Lines(log.String()) {
 			if !strings.Contains(line, "serving metrics and health") {
 				continue
@@ -161,9 +194,8 @@ func TestPluginServesDGX(t *testing.T) {
 			t.Logf("plugin log:\n%s", stderr.String())
 		}
 	}()
-	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer wcancel()
-	addr := servedAddr(t, &stderr)
+	wctx := runCtx(t, code, 20*time.Second)
+	addr := servedAddr(t, &stderr, code)
 
 	for _, tc := range []struct {
 		resource string
@@ -195,6 +227,7 @@ func TestPluginServesDGX(t *testing.T) {
 			} else if time.Now().After(deadline) {
 				t.Fatalf("%s: GET /healthz: %v", what, err)
 			}
+			exitedEarly(t, code, &stderr)
 			time.Sleep(10 * time.Millisecond)
 		}
 	}

@@ -3,6 +3,7 @@ package deviceplugin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -60,11 +61,12 @@ func shortDir(t testing.TB) string {
 
 // harness is a running Plugin with a kubelet stub in a short temp dir.
 type harness struct {
-	dir  string
-	p    *Plugin
-	stub *kubeletstub.Stub
-	done chan error
-	log  *logBuffer
+	dir    string
+	p      *Plugin
+	stub   *kubeletstub.Stub
+	exited chan struct{} // closed when Run has returned, with runErr
+	runErr error
+	log    *logBuffer
 }
 
 // logBuffer collects a plugin's log for a test to read.
@@ -110,7 +112,7 @@ func startHarness(t testing.TB, cfg Config, rs []Resource) *harness {
 // logger; the log is shown when the test fails.
 func startHarnessStub(t testing.TB, sc kubeletstub.Config, cfg Config, rs []Resource) *harness {
 	t.Helper()
-	h := &harness{dir: shortDir(t), done: make(chan error, 1), log: &logBuffer{}}
+	h := &harness{dir: shortDir(t), exited: make(chan struct{}), log: &logBuffer{}}
 	sc.Dir = h.dir
 	stub, err := kubeletstub.Start(sc)
 	if err != nil {
@@ -133,13 +135,13 @@ func startHarnessStub(t testing.TB, sc kubeletstub.Config, cfg Config, rs []Reso
 		t.Fatalf("Update: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { h.done <- p.Run(ctx) }()
+	go func() { h.runErr = p.Run(ctx); close(h.exited) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-h.done:
-			if err != nil {
-				t.Errorf("Run() = %v, want nil", err)
+		case <-h.exited:
+			if h.runErr != nil {
+				t.Errorf("Run() = %v, want nil", h.runErr)
 			}
 		case <-time.After(20 * time.Second):
 			t.Errorf("Run did not return 20s after its context was cancelled")
@@ -171,18 +173,40 @@ func waitCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// waitReady waits until p reports Ready: registration is recorded just
-// after the kubelet's Register call returns, so a stub that has seen the
-// registration may be a moment ahead of Ready.
-func waitReady(t testing.TB, p *Plugin) error {
+// waitCtx is the package's waitCtx that also ends, with Run's result as
+// its cause, when the plugin's Run returns: a plugin that failed fails the
+// wait at once and says why.
+func (h *harness) waitCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancelCause(waitCtx(t))
+	t.Cleanup(func() { cancel(nil) })
+	go func() {
+		select {
+		case <-h.exited:
+			cancel(fmt.Errorf("plugin Run returned %v", h.runErr))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx
+}
+
+// waitReady waits until the plugin reports Ready (registration is recorded
+// just after the kubelet's Register call returns, so a stub that has seen
+// the registration may be a moment ahead of Ready), and fails at once if
+// Run returns.
+func waitReady(t testing.TB, h *harness) error {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := p.Ready()
+		err := h.p.Ready()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case <-h.exited:
+			return fmt.Errorf("plugin Run returned %v before it was ready (%w)", h.runErr, err)
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 }
 

@@ -38,7 +38,7 @@ func healthOfList(devs []*pluginapi.Device) map[string]string {
 func TestRegistration(t *testing.T) {
 	t.Parallel()
 	h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, tc := range []struct {
 		resource string
 		devices  int
@@ -71,7 +71,7 @@ func TestRegistration(t *testing.T) {
 			}
 		}
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Errorf("Ready() = %v, want nil once registered", err)
 	}
 }
@@ -91,13 +91,13 @@ func TestReregisterAfterKubeletRestart(t *testing.T) {
 	t.Parallel()
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, r := range rs {
 		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
 	const restarts = 5
@@ -118,7 +118,7 @@ func TestReregisterAfterKubeletRestart(t *testing.T) {
 				t.Fatalf("restart %d: %s lists %d devices, %v; want %d", i, r.Name, len(devs), err, len(r.Devices))
 			}
 		}
-		if err := waitReady(t, h.p); err != nil {
+		if err := waitReady(t, h); err != nil {
 			t.Fatalf("restart %d: %v", i, err)
 		}
 		// Whatever events are still in flight, no second Register.
@@ -150,7 +150,7 @@ func TestKilledKubeletSocketLeftBehind(t *testing.T) {
 	t.Parallel()
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, r := range rs {
 		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
 			t.Fatal(err)
@@ -187,7 +187,7 @@ func TestKilledKubeletSocketLeftBehind(t *testing.T) {
 			t.Fatalf("%s lists %d devices, %v; want %d", r.Name, len(devs), err, len(r.Devices))
 		}
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
@@ -210,19 +210,19 @@ func TestStaleKubeletSocketRemovalEvent(t *testing.T) {
 	t.Parallel()
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, r := range rs {
 		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
 	// The late event, delivered as the watcher would; kubelet.sock (the
 	// new kubelet's) is there.
 	h.p.dispatch(fsnotify.Event{Name: h.stub.Socket(), Op: fsnotify.Remove})
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Errorf("after a late removal event of a kubelet.sock that is back: %v", err)
 	}
 	for _, r := range rs {
@@ -248,12 +248,12 @@ func TestAlreadyConnectedIsRegistered(t *testing.T) {
 	t.Parallel()
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs[:1])
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	name := rs[0].Name
 	if _, _, err := h.stub.WaitPlugin(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
 	// A second Register of the same socket, as a plugin racing its own
@@ -293,7 +293,7 @@ func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
 	const late = time.Second
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarnessStub(t, kubeletstub.Config{DisconnectDelay: late}, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
 		if _, _, err := h.stub.WaitPlugin(ctx, r); err != nil {
 			t.Fatal(err)
@@ -347,7 +347,7 @@ func TestHealthFaultAndRecovery(t *testing.T) {
 	pair := PairConfig{Name: "slipway.dev/gpu-hca-pair", GPUResource: devices.ResourceGPU, HCAResource: devices.ResourceHCA}
 	rs := dgxResources(t, BuildOptions{Pairs: pair})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, r := range rs {
 		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
 			t.Fatal(err)
@@ -396,7 +396,7 @@ func TestNVMLFailure(t *testing.T) {
 	t.Parallel()
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	gp, gdevs, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU)
 	if err != nil {
 		t.Fatal(err)
@@ -433,7 +433,7 @@ func TestNVMLFailure(t *testing.T) {
 	if err != nil || len(resp.GetContainerResponses()) != 1 || len(resp.GetContainerResponses()[0].GetDeviceIDs()) != 0 {
 		t.Errorf("GetPreferredAllocation(unknown device) = %v, %v; want an empty answer and no error", resp, err)
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Errorf("Ready() = %v after an NVML failure, want nil (still serving)", err)
 	}
 }
@@ -443,7 +443,7 @@ func TestResourcesComeAndGo(t *testing.T) {
 	devs := loadFixture(t, "dgx-h100")
 	all := byKind(devs)
 	h := startHarness(t, Config{}, BuildResources(all, BuildOptions{}))
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
 		if _, _, err := h.stub.WaitPlugin(ctx, r); err != nil {
 			t.Fatal(err)
@@ -496,19 +496,21 @@ func TestStopRemovesSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	h := &harness{p: p, exited: make(chan struct{})}
+	go func() { h.runErr = p.Run(ctx); close(h.exited) }()
+	// Not h.waitCtx: the call after the stop must fail for the plugin's
+	// stop, not for the context's.
 	wctx := waitCtx(t)
-	gp, _, err := stub.WaitPlugin(wctx, devices.ResourceGPU)
+	gp, _, err := stub.WaitPlugin(h.waitCtx(t), devices.ResourceGPU)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// An open ListAndWatch stream (the stub's) must not hold the stop up.
 	cancel()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run() = %v, want nil", err)
+	case <-h.exited:
+		if h.runErr != nil {
+			t.Errorf("Run() = %v, want nil", h.runErr)
 		}
 	case <-time.After(DefaultStopTimeout + 5*time.Second):
 		t.Fatal("Run did not return after cancel")
@@ -525,7 +527,7 @@ func TestTopologyAllOrNone(t *testing.T) {
 	t.Parallel()
 	rs := BuildResources(byKind(loadFixture(t, "broken")), BuildOptions{ExcludeTopology: []string{devices.ResourceFPGA}})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, tc := range []struct {
 		resource string
 		topology bool
@@ -574,9 +576,9 @@ func TestHealthzAndMetrics(t *testing.T) {
 	}
 	// Serving but no kubelet yet: not ready.
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	h := &harness{p: p, exited: make(chan struct{})}
+	go func() { h.runErr = p.Run(ctx); close(h.exited) }()
+	defer func() { cancel(); <-h.exited }()
 	time.Sleep(50 * time.Millisecond)
 	if code, body := get("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not registered") {
 		t.Errorf("GET /healthz without a kubelet = %d %q, want 503 naming unregistered resources", code, body)
@@ -586,13 +588,13 @@ func TestHealthzAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stub.Stop()
-	wctx := waitCtx(t)
+	wctx := h.waitCtx(t)
 	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
 		if _, _, err := stub.WaitPlugin(wctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := waitReady(t, p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := get("/healthz"); code != http.StatusOK {

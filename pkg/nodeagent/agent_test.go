@@ -42,7 +42,7 @@ func TestHealthSurvivesRescansAndReloads(t *testing.T) {
 		ConfigFile:     cfg,
 		RescanInterval: 30 * time.Millisecond,
 	})
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	state := filepath.Join(root, "sys", "class", "infiniband", "mlx5_0", "ports", "1", "state")
 	if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceHCA); err != nil {
 		t.Fatal(err)
@@ -68,6 +68,7 @@ func TestHealthSurvivesRescansAndReloads(t *testing.T) {
 			t.Fatal("config reload not applied within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+		h.alive(t)
 	}
 	// Many rescans and polls later mlx5_0 is still withdrawn, in the
 	// agent's state and in what the kubelet was last sent.
@@ -119,6 +120,7 @@ func TestSteadyStateLogIsQuiet(t *testing.T) {
 					t.Fatal("fewer than 20 rescans in 20s")
 				}
 				time.Sleep(10 * time.Millisecond)
+				h.alive(t)
 			}
 			if w := h.log.lines("level=WARN"); len(w) > 0 {
 				t.Errorf("warnings on a healthy %s:\n%s", tc.tree, strings.Join(w, "\n"))

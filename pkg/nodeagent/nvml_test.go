@@ -104,6 +104,7 @@ func TestSurvivesNVMLFailure(t *testing.T) {
 		Discovery:  devices.Config{Root: root, NVML: devices.NVMLOn, NVMLLib: lib},
 		ConfigFile: writeHealthConfig(t, "20ms", "50ms"),
 	})
+	ctx = h.waitCtx(t)
 	allGPUs := func(health string) func([]*pluginapi.Device) bool {
 		return func(ds []*pluginapi.Device) bool {
 			for _, d := range ds {
@@ -196,6 +197,7 @@ func BenchmarkXIDToUpdate(b *testing.B) {
 		Discovery:  devices.Config{Root: root, NVML: devices.NVMLOn, NVMLLib: lib},
 		ConfigFile: writeHealthConfig(b, "5ms", "1ms"),
 	})
+	ctx = h.waitCtx(b)
 	var lat []time.Duration
 	for b.Loop() {
 		for i := range 25 {
@@ -295,13 +297,14 @@ func TestFirstDiscoveryRetried(t *testing.T) {
 		DiscoveryRetry: 10 * time.Millisecond,
 		Frontends:      []Frontend{rec},
 	})
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(h.log.lines("device discovery failed")) < 3 {
 		if time.Now().After(deadline) {
 			t.Fatalf("fewer than 3 failed discoveries logged in 10s:\n%s", h.log.String())
 		}
 		time.Sleep(5 * time.Millisecond)
+		h.alive(t)
 	}
 	if running, applied := rec.snapshot(); !running || applied != 0 {
 		t.Errorf("while discovery fails: front end running %v, %d states applied; want running, none applied", running, applied)
@@ -332,6 +335,7 @@ func TestFirstDiscoveryRetried(t *testing.T) {
 			t.Fatal("no state applied to the other front end 10s after discovery succeeded")
 		}
 		time.Sleep(5 * time.Millisecond)
+		h.alive(t)
 	}
 	if devs := rec.first().Devices; len(devs) != 20 {
 		t.Errorf("first state applied holds %d devices, want the fixture's 20 (8 GPUs, 12 HCAs)", len(devs))

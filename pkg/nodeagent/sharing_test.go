@@ -32,7 +32,7 @@ health:
   recoveryPeriod: 1h
 `)
 	h := startAgent(t, Config{Discovery: devices.Config{Root: root, NVML: devices.NVMLOff}, ConfigFile: cfg})
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	p, list, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU)
 	if err != nil {
 		t.Fatal(err)

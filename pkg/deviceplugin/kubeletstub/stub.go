@@ -434,7 +434,7 @@ func (s *Stub) WaitEndpoints(ctx context.Context, resource string, n int) error 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %d endpoints of %s: %w", n, resource, ctx.Err())
+			return fmt.Errorf("wait for %d endpoints of %s: %w", n, resource, context.Cause(ctx))
 		case <-ch:
 		}
 	}
@@ -452,7 +452,7 @@ func (s *Stub) WaitRegistrations(ctx context.Context, resource string, n int) er
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %d registrations of %s: %w", n, resource, ctx.Err())
+			return fmt.Errorf("wait for %d registrations of %s: %w", n, resource, context.Cause(ctx))
 		case <-ch:
 		}
 	}
@@ -472,7 +472,7 @@ func (s *Stub) Wait(ctx context.Context, cond func(plugins map[string]*Plugin, u
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for kubelet stub condition: %w", ctx.Err())
+			return fmt.Errorf("wait for kubelet stub condition: %w", context.Cause(ctx))
 		case <-ch:
 		}
 	}
