@@ -342,6 +342,97 @@ func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
 	}
 }
 
+// TestKubeletAllocates drives the plugin as the kubelet's device manager
+// allocates (kubeletstub.Admit): GetPreferredAllocation over the NUMA-
+// aligned devices when there is a choice among them, none when the aligned
+// devices are exactly what is needed, over everything (no choice left, and
+// with must-include devices) without a Topology Manager hint, and never
+// offering an unhealthy or allocated device.
+func TestKubeletAllocates(t *testing.T) {
+	t.Parallel()
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs)
+	ctx := h.waitCtx(t)
+	if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil {
+		t.Fatal(err)
+	}
+	numaOf := map[string]int64{}
+	for _, r := range rs {
+		for _, d := range r.Devices {
+			numaOf[d.ID] = int64(d.Parts[0].NUMANode)
+		}
+	}
+	onNode := func(ids []string, node int64) bool {
+		for _, id := range ids {
+			if numaOf[id] != node {
+				return false
+			}
+		}
+		return true
+	}
+	// Two GPUs on NUMA node 0: asked to choose among its four.
+	a, err := h.stub.Admit(ctx, devices.ResourceGPU, 2, []int64{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Preferred == nil || len(a.Preferred.GetAvailableDeviceIDs()) != 4 || !onNode(a.Preferred.GetAvailableDeviceIDs(), 0) || len(a.PreferredIDs) != 2 {
+		t.Errorf("GetPreferredAllocation for 2 of NUMA 0's 4 GPUs: asked %v, answered %v; want the 4 offered and 2 chosen", a.Preferred, a.PreferredIDs)
+	}
+	if !onNode(a.Devices, 0) || len(a.Response.GetDevices()) != 2+3 {
+		t.Errorf("2 GPUs on NUMA 0: got %v with %d device nodes, want 2 GPUs of node 0 (and nvidiactl, nvidia-uvm, nvidia-uvm-tools)", a.Devices, len(a.Response.GetDevices()))
+	}
+	// The other two of node 0: exactly what is aligned, no question asked.
+	b, err := h.stub.Admit(ctx, devices.ResourceGPU, 2, []int64{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Preferred != nil || !onNode(b.Devices, 0) || slices.ContainsFunc(b.Devices, func(id string) bool { return slices.Contains(a.Devices, id) }) {
+		t.Errorf("the last 2 GPUs of NUMA 0: asked %v, got %v; want no question and the two not allocated yet", b.Preferred, b.Devices)
+	}
+	// A GPU goes unhealthy; without a hint the kubelet asks even with no
+	// choice left: all 3 healthy GPUs of node 1 for 3.
+	var sick string
+	for _, d := range rs[0].Devices {
+		if numaOf[d.ID] == 1 {
+			sick = d.ID
+			break
+		}
+	}
+	if err := h.p.Update(withHealth(rs, false, "xid 79", sick)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool { return healthOfList(ds)[sick] == pluginapi.Unhealthy }); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.stub.Admit(ctx, devices.ResourceGPU, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Preferred == nil || len(c.Preferred.GetAvailableDeviceIDs()) != 3 || len(c.PreferredIDs) != 3 || slices.Contains(c.Devices, sick) || !onNode(c.Devices, 1) {
+		t.Errorf("3 GPUs without a hint: asked %v, answered %v, got %v; want the 3 healthy ones of node 1 offered and given", c.Preferred, c.PreferredIDs, c.Devices)
+	}
+	if _, err := h.stub.Admit(ctx, devices.ResourceGPU, 1, nil); err == nil {
+		t.Error("Admit of a 9th GPU (7 healthy, all allocated) succeeded")
+	}
+	// HCAs: one more than NUMA node 1 has, admitted to node 1: the kubelet
+	// takes node 1's first and asks over all of them with those as
+	// must-include.
+	h.stub.Release(devices.ResourceGPU, slices.Concat(a.Devices, b.Devices, c.Devices))
+	var node1 int
+	for _, d := range rs[1].Devices {
+		if numaOf[d.ID] == 1 {
+			node1++
+		}
+	}
+	d, err := h.stub.Admit(ctx, devices.ResourceHCA, node1+1, []int64{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Preferred == nil || len(d.Preferred.GetMustIncludeDeviceIDs()) != node1 || !onNode(d.Preferred.GetMustIncludeDeviceIDs(), 1) || len(d.Devices) != node1+1 {
+		t.Errorf("%d HCAs on NUMA 1 (which has %d): asked %v, got %v; want node 1's as must-include and one more", node1+1, node1, d.Preferred, d.Devices)
+	}
+}
+
 func TestHealthFaultAndRecovery(t *testing.T) {
 	t.Parallel()
 	pair := PairConfig{Name: "slipway.dev/gpu-hca-pair", GPUResource: devices.ResourceGPU, HCAResource: devices.ResourceHCA}

@@ -10,7 +10,10 @@
 // endpoints by resource and socket, follows ListAndWatch, disconnects an
 // endpoint when its stream ends (as late as Config.DisconnectDelay says)
 // and, when the last one goes, marks every device of the resource
-// unhealthy.
+// unhealthy. Admit allocates for a container as the device manager does:
+// GetPreferredAllocation over the NUMA-aligned devices only when they leave
+// a choice, over all of them (must-include the aligned ones) otherwise, and
+// without a Topology Manager hint whenever the plugin advertises it.
 // Tests read what the kubelet saw: registrations, refusals, device lists,
 // allocatable counts, and a client for the plugin's other calls.
 package kubeletstub

@@ -80,10 +80,12 @@ type Stub struct {
 	endpoints map[string]map[string]*Plugin // resource → socket path → endpoint (the kubelet's endpointStore)
 	primary   map[string]*Plugin            // resource → the endpoint used for it (the kubelet's endpoints)
 	updates   map[string][]Update
-	health    map[string]map[string]string // resource → device ID → health as the kubelet holds it
-	attempts  map[string]int               // Register calls
-	regCount  map[string]int               // Register calls that succeeded
-	refused   map[string][]string          // the errors Register returned
+	health    map[string]map[string]string   // resource → device ID → health as the kubelet holds it
+	devices   map[string][]*pluginapi.Device // resource → the latest device list (the kubelet's allDevices)
+	allocated map[string]map[string]bool     // resource → device IDs Admit allocated
+	attempts  map[string]int                 // Register calls
+	regCount  map[string]int                 // Register calls that succeeded
+	refused   map[string][]string            // the errors Register returned
 	stopped   bool
 }
 
@@ -108,6 +110,8 @@ func Start(cfg Config) (*Stub, error) {
 		primary:   map[string]*Plugin{},
 		updates:   map[string][]Update{},
 		health:    map[string]map[string]string{},
+		devices:   map[string][]*pluginapi.Device{},
+		allocated: map[string]map[string]bool{},
 		attempts:  map[string]int{},
 		regCount:  map[string]int{},
 		refused:   map[string][]string{},
@@ -336,6 +340,7 @@ func (s *Stub) follow(ctx context.Context, name string, p *Plugin) {
 					h[d.GetID()] = d.GetHealth()
 				}
 				s.health[name] = h
+				s.devices[name] = resp.GetDevices()
 				s.notifyLocked()
 			}
 			s.mu.Unlock()
