@@ -278,7 +278,7 @@ func TestPluginServesDGX(t *testing.T) {
 	if _, devs, err := stub.WaitPlugin(wctx, "nvidia.com/h100"); err != nil || len(devs) != 8 {
 		t.Fatalf("after config reload: nvidia.com/h100 has %d devices, %v; want 8", len(devs), err)
 	}
-	oldSocks := filepath.Join(dir, deviceplugin.SocketGlob("nvidia.com/gpu"))
+	oldSocks := deviceplugin.SocketGlob(dir, "nvidia.com/gpu")
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if m, _ := filepath.Glob(oldSocks); len(m) == 0 {
 			break

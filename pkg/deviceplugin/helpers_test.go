@@ -158,7 +158,7 @@ func startHarnessStub(t testing.TB, sc kubeletstub.Config, cfg Config, rs []Reso
 // failing unless there is exactly one.
 func socketOf(t testing.TB, dir, resource string) string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "slipway-"+strings.ReplaceAll(resource, "/", "_")+"*.sock"))
+	m, err := filepath.Glob(SocketGlob(dir, resource))
 	if err != nil || len(m) != 1 {
 		t.Fatalf("sockets of %s in %s: %q, %v; want one", resource, dir, m, err)
 	}

@@ -159,7 +159,7 @@ func (p *Plugin) Update(rs []Resource) error {
 			err = fmt.Errorf("resource %s: listed twice", r.Name)
 		}
 		if err == nil {
-			if n := len(filepath.Join(p.cfg.KubeletDir, SocketGlob(r.Name))); n > maxSocketPath {
+			if n := len(SocketGlob(p.cfg.KubeletDir, r.Name)); n > maxSocketPath {
 				err = fmt.Errorf("resource %s: socket path is %d bytes, longer than the %d a unix socket allows", r.Name, n, maxSocketPath)
 			}
 		}

@@ -730,7 +730,7 @@ func TestUpdateRejectsInvalid(t *testing.T) {
 	if err == nil {
 		t.Fatal("Update(invalid resources) = nil, want an error naming them")
 	}
-	for _, want := range []string{`"gpu"`, "x.dev/dup", "longer than"} {
+	for _, want := range []string{`"gpu"`, "x.dev/dup", "the kubelet takes at most 63"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Update error %q does not mention %s", err, want)
 		}
@@ -740,5 +740,60 @@ func TestUpdateRejectsInvalid(t *testing.T) {
 	p.mu.Unlock()
 	if n != len(good) {
 		t.Errorf("after Update with %d valid resources, %d are served", len(good), n)
+	}
+}
+
+func TestSocketGlob(t *testing.T) {
+	const fpga = "slipway.dev/fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2"
+	for _, tc := range []struct{ dir, name, want string }{
+		{pluginapi.DevicePluginPath, "nvidia.com/gpu", pluginapi.DevicePluginPath + "slipway-nvidia.com_gpu-????????.sock"},
+		{pluginapi.DevicePluginPath, "slipway.dev/hca", pluginapi.DevicePluginPath + "slipway-hca-????????.sock"},
+		{pluginapi.DevicePluginPath, fpga, pluginapi.DevicePluginPath + "slipway-fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2-????????.sock"},
+		// microk8s: the readable name would be 117 bytes.
+		{"/var/snap/microk8s/common/var/lib/kubelet/device-plugins", fpga, "/var/snap/microk8s/common/var/lib/kubelet/device-plugins/slipway-h3b344b86-????????.sock"},
+	} {
+		got := SocketGlob(tc.dir, tc.name)
+		if got != tc.want || len(got) > maxSocketPath {
+			t.Errorf("SocketGlob(%s, %s) = %s (%d bytes), want %s", tc.dir, tc.name, got, len(got), tc.want)
+		}
+		if ok, _ := filepath.Match(got, newSocketPath(tc.dir, tc.name)); !ok {
+			t.Errorf("newSocketPath(%s, %s) does not match SocketGlob", tc.dir, tc.name)
+		}
+	}
+}
+
+// TestFPGAIdentityUnderDeepKubeletDir: a per-identity FPGA resource is
+// served and registered under a kubelet directory as deep as microk8s's,
+// where its socket named in full would not fit a unix socket path (it was
+// refused: "socket path is 117 bytes").
+func TestFPGAIdentityUnderDeepKubeletDir(t *testing.T) {
+	t.Parallel()
+	base := shortDir(t)
+	dir := filepath.Join(base, strings.Repeat("d", len("/var/snap/microk8s/common/var/lib/kubelet/device-plugins")-len(base)-1))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stub.Stop()
+	p, err := New(Config{KubeletDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := BuildResources(byKind(loadFixture(t, "fpga")), BuildOptions{})
+	const name = "slipway.dev/fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2"
+	rs = rs[:1]
+	rs[0].Name = name
+	if err := p.Update(rs); err != nil {
+		t.Fatalf("Update(%s) under %s: %v", name, dir, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{p: p, exited: make(chan struct{})}
+	go func() { h.runErr = p.Run(ctx); close(h.exited) }()
+	defer func() { cancel(); <-h.exited }()
+	if _, devs, err := stub.WaitPlugin(h.waitCtx(t), name); err != nil || len(devs) != len(rs[0].Devices) {
+		t.Fatalf("%s: %d devices, %v; want %d", name, len(devs), err, len(rs[0].Devices))
 	}
 }

@@ -138,7 +138,7 @@ func (s *server) run(ctx context.Context) {
 // serve removes stale sockets of the resource, listens on a socket of a
 // new name and serves in the background.
 func (s *server) serve() (*grpc.Server, error) {
-	socket := filepath.Join(s.cfg.KubeletDir, newSocketName(s.name))
+	socket := newSocketPath(s.cfg.KubeletDir, s.name)
 	s.removeStale()
 	lis, err := net.Listen("unix", socket)
 	if err != nil {
@@ -169,7 +169,7 @@ func (s *server) serve() (*grpc.Server, error) {
 // a plugin that was killed left behind. A socket that accepts is left
 // alone (another process serves it).
 func (s *server) removeStale() {
-	stale, _ := filepath.Glob(filepath.Join(s.cfg.KubeletDir, SocketGlob(s.name)))
+	stale, _ := filepath.Glob(SocketGlob(s.cfg.KubeletDir, s.name))
 	for _, p := range stale {
 		c, err := net.DialTimeout("unix", p, time.Second)
 		if err == nil {

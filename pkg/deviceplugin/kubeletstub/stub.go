@@ -234,7 +234,8 @@ func (s *Stub) Register(ctx context.Context, req *pluginapi.RegisterRequest) (*p
 	if !slices.Contains(pluginapi.SupportedVersions[:], req.GetVersion()) {
 		return s.refuse(name, fmt.Errorf("requested device plugin version %s is not supported; supported versions are %v", req.GetVersion(), pluginapi.SupportedVersions))
 	}
-	if !extendedName.MatchString(name) || strings.HasPrefix(name, "kubernetes.io/") || strings.HasPrefix(name, "requests.") {
+	if domain, n, _ := strings.Cut(name, "/"); !extendedName.MatchString(name) || len(n) > 63 || len(domain) > 253 ||
+		strings.HasPrefix(name, "kubernetes.io/") || strings.HasPrefix(name, "requests.") {
 		return s.refuse(name, fmt.Errorf("the ResourceName %q is invalid", name))
 	}
 	socket := filepath.Join(s.dir, req.GetEndpoint())
