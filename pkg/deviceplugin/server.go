@@ -313,6 +313,15 @@ func (s *server) watch(ctx context.Context) bool {
 				continue
 			}
 			backoff, waiting = s.cfg.RetryInterval, false
+			// The kubelet that answered is the one listening now: a
+			// killed kubelet's socket, stat'ed before the Register,
+			// refuses connections, and the next kubelet may replace it
+			// while the Register dials. Recording the old one would
+			// register this socket again with the new kubelet, which
+			// refuses it and then never drops this endpoint.
+			if now, err := os.Stat(s.kubelet); err == nil {
+				kubelet = now
+			}
 			with = kubelet
 			s.setRegistered(true)
 		}
