@@ -42,7 +42,7 @@ func registerDRAFlags(fl *pflag.FlagSet) *draFlags {
 	f := &draFlags{}
 	fl.StringVar(&f.api, "api", apiDevicePlugin, "kubelet API to serve the devices through: deviceplugin, dra (ResourceSlices and claims), or both (split by --dra-resources)")
 	fl.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name, the DRA pool and slice owner (default $NODE_NAME)")
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for the DRA driver's API access (default: the pod's service account)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for the API access of the DRA driver and --node-labels (default: the pod's service account)")
 	fl.StringSliceVar(&f.resources, "dra-resources", nil, "resources (of the config) served through DRA, an FPGA resource with its per-identity resources (<name>-<interface id>); with --api both the device plugin serves the others (required there); default with --api dra: all")
 	fl.StringVar(&f.pluginsDir, "dra-plugins-dir", dra.DefaultPluginsDir, "the kubelet's plugins directory: dra.sock and the checkpoint of prepared claims go in DIR/"+dra.DefaultDriverName)
 	fl.StringVar(&f.registryDir, "dra-registry-dir", dra.DefaultRegistryDir, "the kubelet's plugin registration directory")

@@ -29,7 +29,7 @@ const (
 const (
 	// EnvNVIDIAVisibleDevices lists the request's GPU and MIG UUIDs ("none"
 	// when one is unknown) for NVIDIA's container toolkit.
-	EnvNVIDIAVisibleDevices = "NVIDIA_VISIBLE_DEVICES"
+	EnvNVIDIAVisibleDevices = devices.EnvNVIDIAVisibleDevices
 	// EnvPrefix starts SLIPWAY_<KIND>_DEVICES (device IDs: GPU UUIDs,
 	// mlx5_N, FPGA addresses) and SLIPWAY_<KIND>_PCI_ADDRESSES.
 	EnvPrefix = "SLIPWAY_"
@@ -91,8 +91,6 @@ func claimSpec(uid string, devs []allocated) (*cdispec.Spec, [][]string, error) 
 func requestEnv(devs []devices.Device) []string {
 	type lists struct{ ids, pci []string }
 	byKind := map[devices.Kind]*lists{}
-	var uuids []string
-	uuidMissing := false
 	for _, d := range devs {
 		l := byKind[d.Kind]
 		if l == nil {
@@ -101,42 +99,17 @@ func requestEnv(devs []devices.Device) []string {
 		}
 		l.ids = append(l.ids, d.ID)
 		l.pci = append(l.pci, d.PCIAddress)
-		if d.Kind == devices.KindGPU || d.Kind == devices.KindMIG {
-			if u := nvidiaVisibleName(d); u != "" {
-				uuids = append(uuids, u)
-			} else {
-				uuidMissing = true
-			}
-		}
 	}
 	var env []string
 	for k, l := range byKind {
 		up := strings.ToUpper(string(k))
 		env = append(env, EnvPrefix+up+"_DEVICES="+strings.Join(l.ids, ","), EnvPrefix+up+"_PCI_ADDRESSES="+strings.Join(l.pci, ","))
 	}
-	if byKind[devices.KindGPU] != nil || byKind[devices.KindMIG] != nil {
-		v := strings.Join(uuids, ",")
-		if uuidMissing {
-			v = "none"
-		}
+	if v, ok := devices.NVIDIAVisibleDevices(devs); ok {
 		env = append(env, EnvNVIDIAVisibleDevices+"="+v)
 	}
 	slices.Sort(env)
 	return env
-}
-
-// nvidiaVisibleName is what NVIDIA_VISIBLE_DEVICES names a GPU or MIG
-// device by, the same rule as the device plugin's Allocate: its UUID, the
-// MIG-<GPU UUID>/<gi>/<ci> ID of a MIG device NVML gave no UUID for, or ""
-// when discovery did not learn it.
-func nvidiaVisibleName(d devices.Device) string {
-	if u := d.Attributes["uuid"]; u != "" {
-		return u
-	}
-	if strings.HasPrefix(d.ID, "GPU-") || strings.HasPrefix(d.ID, "MIG-") {
-		return d.ID
-	}
-	return ""
 }
 
 // cdiStore writes and removes claim specs in one CDI directory.
