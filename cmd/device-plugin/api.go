@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -43,8 +42,8 @@ func registerDRAFlags(fl *pflag.FlagSet) *draFlags {
 	f := &draFlags{}
 	fl.StringVar(&f.api, "api", apiDevicePlugin, "kubelet API to serve the devices through: deviceplugin, dra (ResourceSlices and claims), or both (split by --dra-resources)")
 	fl.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name, the DRA pool and slice owner (default $NODE_NAME)")
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for the DRA driver's API access (default: the pod's service account)")
-	fl.StringSliceVar(&f.resources, "dra-resources", nil, "resources (of the config) served through DRA; with --api both the device plugin serves the others (required there); default with --api dra: all")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for the API access of the DRA driver and --node-labels (default: the pod's service account)")
+	fl.StringSliceVar(&f.resources, "dra-resources", nil, "resources (of the config) served through DRA, an FPGA resource with its per-identity resources (<name>-<interface id>); with --api both the device plugin serves the others (required there); default with --api dra: all")
 	fl.StringVar(&f.pluginsDir, "dra-plugins-dir", dra.DefaultPluginsDir, "the kubelet's plugins directory: dra.sock and the checkpoint of prepared claims go in DIR/"+dra.DefaultDriverName)
 	fl.StringVar(&f.registryDir, "dra-registry-dir", dra.DefaultRegistryDir, "the kubelet's plugin registration directory")
 	fl.StringVar(&f.cdiDir, "dra-cdi-dir", dra.DefaultCDIDir, "where claim CDI specs are written (keep it off tmpfs so they survive a reboot)")
@@ -136,7 +135,7 @@ type withoutResources struct {
 func (w withoutResources) Apply(st devices.State) error {
 	taken := map[string]bool{}
 	for _, a := range st.Config.Plan(st.Devices) {
-		if slices.Contains(w.names, a.Name) {
+		if dra.Serves(w.names, a) {
 			for _, d := range a.Devices {
 				taken[string(d.Kind)+"\x00"+d.ID] = true
 			}

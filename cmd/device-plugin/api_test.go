@@ -109,3 +109,23 @@ func TestDRADeploymentMatchesFlags(t *testing.T) {
 		t.Errorf("no NODE_NAME in the container's environment")
 	}
 }
+
+// TestWithoutResourcesFPGA splits an FPGA node by the config's resource
+// name slipway.dev/fpga: the config plans one resource per FPGA identity,
+// and all of them go to DRA, none to the device plugin.
+func TestWithoutResourcesFPGA(t *testing.T) {
+	devs, err := devices.Discover(context.Background(), devices.Config{Root: filepath.Join("..", "..", "pkg", "devices", "testdata", "fpga-node"), NVML: devices.NVMLOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got devices.State
+	w := withoutResources{Frontend: recorder{&got}, names: []string{devices.ResourceFPGA}}
+	if err := w.Apply(devices.State{Devices: devs, Config: devices.DefaultConfig()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range got.Devices {
+		if d.Kind == devices.KindFPGA {
+			t.Errorf("device plugin got FPGA %s, which --dra-resources %s gives to DRA", d.ID, devices.ResourceFPGA)
+		}
+	}
+}

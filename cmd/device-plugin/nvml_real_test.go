@@ -64,8 +64,7 @@ func TestPluginRealNVML(t *testing.T) {
 		}
 		t.Logf("plugin log:\n%s", stderr.String())
 	}()
-	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer wcancel()
+	wctx := runCtx(t, code, 60*time.Second)
 	p, devs, err := stub.WaitPlugin(wctx, "nvidia.com/gpu")
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +92,7 @@ func TestPluginRealNVML(t *testing.T) {
 		t.Errorf("NVIDIA_VISIBLE_DEVICES = %q, want %s", got, devs[0].GetID())
 	}
 	t.Logf("Allocate(%s): %v", devs[0].GetID(), cr)
-	addr := servedAddr(t, &stderr)
+	addr := servedAddr(t, &stderr, code)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/healthz")

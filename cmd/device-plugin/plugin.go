@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/slipway-dev/slipway/pkg/deviceplugin"
 	"github.com/slipway-dev/slipway/pkg/devices"
@@ -52,7 +54,7 @@ func registerPluginFlags(fl *pflag.FlagSet) *pluginFlags {
 	fl.BoolVar(&f.includeHostNICs, "include-host-nics", false, "also advertise RDMA devices whose network interface the host uses")
 	fl.DurationVar(&f.stopTimeout, "stop-timeout", deviceplugin.DefaultStopTimeout, "bound on the graceful stop of each resource's server")
 	fl.BoolVar(&f.nodeLabels, "node-labels", false,
-		"write slipway.dev/ labels (GPU product, count, memory, MIG; HCA link layer, rate; FPGA shell) to this node's Node object (--node-name); needs the RBAC in images/device-plugin/rbac.yaml")
+		"write slipway.dev/ labels (GPU product, count, memory, MIG; HCA link layer, rate; FPGA shell) to this node's Node object (--node-name) as --kubeconfig or the pod's service account; needs the RBAC in images/device-plugin/rbac.yaml")
 	f.dra = registerDRAFlags(fl)
 	return f
 }
@@ -80,6 +82,23 @@ func (f *pluginFlags) validate() error {
 	return errors.Join(errs...)
 }
 
+// restConfig is the API access of --kubeconfig, or of the pod's service
+// account without it.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+		}
+		return rc, nil
+	}
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no --kubeconfig and not in a pod: %w", err)
+	}
+	return rc, nil
+}
+
 // run builds the node agent from the flags and runs it until ctx is done;
 // SIGHUP reloads the config and rediscovers.
 func (f *pluginFlags) run(ctx context.Context, g *globals) error {
@@ -104,11 +123,17 @@ func (f *pluginFlags) run(ctx context.Context, g *globals) error {
 		Log:            g.log,
 	}
 	if f.nodeLabels {
-		host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
-		if host == "" || port == "" {
-			return errors.New("--node-labels: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (run in a pod)")
+		// The same API identity as the DRA driver: --kubeconfig, or
+		// the pod's service account.
+		rc, err := restConfig(f.dra.kubeconfig)
+		if err != nil {
+			return fmt.Errorf("--node-labels: %w", err)
 		}
-		cfg.NodeLabels = &nodeagent.LabelsConfig{NodeName: f.dra.nodeName, APIServer: "https://" + net.JoinHostPort(host, port)}
+		hc, err := rest.HTTPClientFor(rc)
+		if err != nil {
+			return fmt.Errorf("--node-labels: %w", err)
+		}
+		cfg.NodeLabels = &nodeagent.LabelsConfig{NodeName: f.dra.nodeName, APIServer: rc.Host, Client: hc}
 	}
 	if err := f.dra.frontends(&cfg, dp, g); err != nil {
 		return err

@@ -158,9 +158,10 @@ func BenchmarkProcessStart(b *testing.B) {
 	b.Logf("exec to registered: p50 %v p99 %v (target 50ms) | discover exec to exit p50 %v | ratio p50 %.2f",
 		r50, r99, d50, float64(r50)/float64(max(d50, 1)))
 	b.ReportMetric(mib(anon[len(anon)/2]), "rss-anon-MiB")
-	// Most of the RSS is the binary's text, file-backed and shared with
-	// the page cache (often one 8 MiB huge page); the anonymous part is
-	// the plugin's own memory.
+	// Most of the RSS is the binary's text and read-only data, file-backed
+	// and shared with the page cache (where the filesystem keeps it in
+	// large folios, a fault maps a whole folio, so it varies with the
+	// filesystem and kernel); the anonymous part is the plugin's own memory.
 	b.Logf("RSS at registration median %.1f MiB (anonymous %.1f MiB, file-backed %.1f MiB), peak (VmHWM) %.1f MiB (target 20 MiB)",
 		mib(rss[len(rss)/2]), mib(anon[len(anon)/2]), mib(rss[len(rss)/2]-anon[len(anon)/2]), mib(peak[len(peak)/2]))
 	logInitCost(b, bin)
@@ -194,8 +195,7 @@ func BenchmarkPolledFault(b *testing.B) {
 			"--config", cfg, "--rescan-interval", "0", "--log-level", "warn"}, &stderr, &stderr)
 	}()
 	defer func() { cancel(); <-code }()
-	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
-	defer wcancel()
+	wctx := runCtx(b, code, time.Minute)
 	if _, _, err := stub.WaitPlugin(wctx, "slipway.dev/hca"); err != nil {
 		b.Fatal(err)
 	}

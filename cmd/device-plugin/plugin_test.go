@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -73,13 +74,46 @@ func copyFixture(t testing.TB, name string) string {
 	return dst
 }
 
+// exitedEarly fails the test if run has returned (its code on code, which
+// is put back for the test's own stop): a failed start fails at once,
+// saying how, instead of a wait running out.
+func exitedEarly(t testing.TB, code chan int, log *lockedBuffer) {
+	t.Helper()
+	select {
+	case c := <-code:
+		code <- c
+		t.Fatalf("run returned %d before it was serving:\n%s", c, log.String())
+	default:
+	}
+}
+
+// runCtx is a context for waits on the command: it ends after d, or when
+// run returns, with its exit code as the cause.
+func runCtx(t testing.TB, code chan int, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	cctx, ccancel := context.WithCancelCause(ctx)
+	t.Cleanup(func() { ccancel(nil); cancel() })
+	go func() {
+		select {
+		case c := <-code:
+			code <- c
+			ccancel(fmt.Errorf("run returned %d", c))
+		case <-cctx.Done():
+		}
+	}()
+	return cctx
+}
+
 // servedAddr waits for the plugin's "serving metrics and health" log line
 // and returns the address in it: the test asks for port 0 and reads what
-// was bound, never probing for a free port.
-func servedAddr(t testing.TB, log *lockedBuffer) string {
+// was bound, never probing for a free port. It fails at once if run
+// returns first.
+func servedAddr(t testing.TB, log *lockedBuffer, code chan int) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		exitedEarly(t, code, log)
 		for line := range strings.Lines(log.String()) {
 			if !strings.Contains(line, "serving metrics and health") {
 				continue
@@ -160,9 +194,8 @@ func TestPluginServesDGX(t *testing.T) {
 			t.Logf("plugin log:\n%s", stderr.String())
 		}
 	}()
-	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer wcancel()
-	addr := servedAddr(t, &stderr)
+	wctx := runCtx(t, code, 20*time.Second)
+	addr := servedAddr(t, &stderr, code)
 
 	for _, tc := range []struct {
 		resource string
@@ -194,14 +227,16 @@ func TestPluginServesDGX(t *testing.T) {
 			} else if time.Now().After(deadline) {
 				t.Fatalf("%s: GET /healthz: %v", what, err)
 			}
+			exitedEarly(t, code, &stderr)
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	waitHealthz("at start")
 
-	// The kubelet restarts (its start deletes our sockets): each resource
+	// The kubelet restarts as systemd restarts it (killed, kubelet.sock
+	// left behind; its start deletes our sockets): each resource
 	// registers once with the new kubelet and /healthz is 200 again.
-	stub.Stop()
+	stub.Kill()
 	if stub, err = kubeletstub.Start(kubeletstub.Config{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
@@ -243,13 +278,13 @@ func TestPluginServesDGX(t *testing.T) {
 	if _, devs, err := stub.WaitPlugin(wctx, "nvidia.com/h100"); err != nil || len(devs) != 8 {
 		t.Fatalf("after config reload: nvidia.com/h100 has %d devices, %v; want 8", len(devs), err)
 	}
-	oldSock := filepath.Join(dir, deviceplugin.SocketName("nvidia.com/gpu"))
+	oldSocks := deviceplugin.SocketGlob(dir, "nvidia.com/gpu")
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, err := os.Stat(oldSock); err != nil {
+		if m, _ := filepath.Glob(oldSocks); len(m) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s still exists after the resource was renamed", oldSock)
+			t.Fatalf("%s still exists after the resource was renamed", oldSocks)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -473,6 +508,8 @@ func checkRBAC(t *testing.T, dir string, ds appsv1.DaemonSet) {
 	var sa corev1.ServiceAccount
 	var role rbacv1.ClusterRole
 	var binding rbacv1.ClusterRoleBinding
+	var policy admissionv1.ValidatingAdmissionPolicy
+	var policyBinding admissionv1.ValidatingAdmissionPolicyBinding
 	for _, doc := range strings.Split(string(raw), "\n---\n") {
 		var meta struct {
 			Kind string `json:"kind"`
@@ -488,6 +525,10 @@ func checkRBAC(t *testing.T, dir string, ds appsv1.DaemonSet) {
 			err = sigsyaml.UnmarshalStrict([]byte(doc), &role)
 		case "ClusterRoleBinding":
 			err = sigsyaml.UnmarshalStrict([]byte(doc), &binding)
+		case "ValidatingAdmissionPolicy":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &policy)
+		case "ValidatingAdmissionPolicyBinding":
+			err = sigsyaml.UnmarshalStrict([]byte(doc), &policyBinding)
 		default:
 			t.Errorf("rbac.yaml: unexpected kind %q", meta.Kind)
 		}
@@ -510,6 +551,16 @@ func checkRBAC(t *testing.T, dir string, ds appsv1.DaemonSet) {
 	}
 	if binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
 		t.Errorf("ClusterRoleBinding %+v does not bind %s to %s/%s", binding, role.Name, sa.Namespace, sa.Name)
+	}
+	// The admission policy (what narrows "patch any Node" to the pod's
+	// own; test/controlplane's TestNodeLabels runs it) applies to this
+	// service account and is bound.
+	user := "system:serviceaccount:" + sa.Namespace + ":" + sa.Name
+	if len(policy.Spec.MatchConditions) != 1 || !strings.Contains(policy.Spec.MatchConditions[0].Expression, `"`+user+`"`) {
+		t.Errorf("ValidatingAdmissionPolicy %s match conditions %+v do not name %s", policy.Name, policy.Spec.MatchConditions, user)
+	}
+	if policyBinding.Spec.PolicyName != policy.Name || !slices.Contains(policyBinding.Spec.ValidationActions, admissionv1.Deny) {
+		t.Errorf("ValidatingAdmissionPolicyBinding %+v does not deny by policy %s", policyBinding.Spec, policy.Name)
 	}
 	nodeName := false
 	for _, e := range pod.Containers[0].Env {

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 )
 
 // demoDirPattern names the demo's temporary directories.
@@ -40,9 +39,10 @@ func newDemoDir(stderr io.Writer) (*demoDir, error) {
 func (d *demoDir) remove() { os.RemoveAll(d.path) }
 
 // removeStaleDemoDirs removes the demo directories in tmp whose demo is no
-// longer running: its recorded PID is gone, or (written before PIDs were
-// recorded) it is over a day old. Only directories of this user are looked
-// at.
+// longer running: the PID it recorded is gone. A directory without that
+// record is not one demo made (such as a --state-dir a user named
+// /tmp/slipway-demo-state, as the help's examples do) and is left alone.
+// Only directories of this user are looked at.
 func removeStaleDemoDirs(tmp string, stderr io.Writer) {
 	entries, err := os.ReadDir(tmp)
 	if err != nil {
@@ -60,7 +60,7 @@ func removeStaleDemoDirs(tmp string, stderr io.Writer) {
 		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
 			continue
 		}
-		if !demoGone(p, fi.ModTime()) {
+		if !demoGone(p) {
 			continue
 		}
 		if err := os.RemoveAll(p); err == nil {
@@ -69,11 +69,12 @@ func removeStaleDemoDirs(tmp string, stderr io.Writer) {
 	}
 }
 
-// demoGone reports whether the demo that made dir is no longer running.
-func demoGone(dir string, mtime time.Time) bool {
+// demoGone reports whether dir was made by a demo that is no longer
+// running.
+func demoGone(dir string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, "demo.pid"))
-	if errors.Is(err, os.ErrNotExist) {
-		return time.Since(mtime) > 24*time.Hour
+	if err != nil {
+		return false
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {

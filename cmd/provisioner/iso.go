@@ -62,6 +62,9 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 				}
 				cds = append(cds, cd{name: name, url: bn.ScriptURL, img: buf.Bytes()})
 			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("create --dir: %w", err)
+			}
 			for _, c := range cds {
 				path := filepath.Join(dir, c.name+".iso")
 				if err := writeFileAtomic(path, c.img, 0o644); err != nil {
@@ -72,7 +75,7 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "directory to write NODE.iso into (required)")
+	cmd.Flags().StringVar(&dir, "dir", "", "directory to write NODE.iso into, created if missing (required)")
 	cmd.Flags().Uint16Var(&httpPort, "http-port", 0, "the boot HTTP port serve or up listen on, which the CD chains to (default: network.provisioner.httpPort of the inventory, 8080)")
 	cmd.Flags().StringVar(&source, "ipxe-iso", bootiso.DefaultSource, "the iPXE CD image whose ISOLINUX and iPXE are reused (Debian's ipxe package)")
 	return cmd

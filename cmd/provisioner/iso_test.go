@@ -37,7 +37,7 @@ nodes:
 	if err := os.WriteFile(inv, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := t.TempDir()
+	out := filepath.Join(t.TempDir(), "srv", "iso") // created by iso, as the example's /srv/slipway/iso
 	code, stdout, stderr := runCLI(t, "iso", "cp-1", "--dir", out, "-f", inv)
 	if code != exitOK || !strings.Contains(stdout, "chains to http://10.0.0.1:8080/boot/cp-1.ipxe") {
 		t.Fatalf("iso cp-1 = %d\n%s%s", code, stdout, stderr)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,39 +20,60 @@ func newJournalCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(&cobra.Command{
-		Use:   "repair",
+		Use:   "repair [-f PATH...]",
 		Short: "Drop damaged journal lines, keeping every node's last good state",
 		Long: "repair rewrites the journal in --state-dir without the lines that do not decode (a damaged\n" +
 			"disk, a hand edit), keeping every node's last good record: a node the journal says booted its\n" +
 			"OS stays so, and the next up does not power-cycle it. The journal as it was is kept beside it\n" +
 			"(provision.journal.damaged-TIME). It refuses to run while up holds the state directory, and\n" +
-			"leaves an intact journal alone. Nodes that were powered on but not past netboot before a\n" +
-			"damaged line are listed: a lost line may have said they booted, so check them before up.",
+			"leaves an intact journal alone. It lists the nodes a lost line may have said booted their OS\n" +
+			"(check them before up: up would power-cycle them): nodes on their way to netboot before a\n" +
+			"damaged line, nodes a damaged line still names, and, with -f, the inventory's enabled nodes\n" +
+			"left with no record when a damaged line names none (a compacted journal holds one line per node).",
 		Example: "  provisioner demo --nodes 4 --state-dir /tmp/slipway-demo-state -o plain >/dev/null\n" +
 			"  provisioner journal repair --state-dir /tmp/slipway-demo-state",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rep, err := provision.RepairJournal(g.stateDir)
+			var nodes []string
+			if len(g.files) > 0 {
+				inv, err := g.loadInventory()
+				if err != nil {
+					return invalidInventory(err)
+				}
+				for _, n := range inv.Enabled() {
+					nodes = append(nodes, n.Name)
+				}
+			}
+			rep, err := provision.RepairJournal(g.stateDir, nodes)
 			if err != nil {
 				return err
 			}
-			if len(rep.Damaged) == 0 {
-				fmt.Fprintf(g.stdout, "journal %s is intact (%d lines): nothing to repair\n", rep.Path, rep.Lines)
-				return nil
-			}
-			lines := make([]string, len(rep.Damaged))
-			for i, l := range rep.Damaged {
-				lines[i] = fmt.Sprint(l)
-			}
-			fmt.Fprintf(g.stdout, "journal %s: dropped %d damaged of %d lines (line %s); %d nodes kept at their last good state\n",
-				rep.Path, len(rep.Damaged), rep.Lines, strings.Join(lines, ", "), len(rep.Nodes))
-			fmt.Fprintf(g.stdout, "the journal as it was: %s\n", rep.Backup)
-			if len(rep.Uncertain) > 0 {
-				fmt.Fprintf(g.stdout, "check before up: %s were powered on but not past netboot before a damaged line; if one has booted its OS, up will power-cycle it (disable it in the inventory until it joined)\n",
-					strings.Join(rep.Uncertain, ", "))
-			}
+			writeRepair(g.stdout, rep, nodes != nil)
 			return nil
 		},
 	})
 	return cmd
+}
+
+// writeRepair says what journal repair did; withInventory: -f was given.
+func writeRepair(w io.Writer, rep *provision.Repair, withInventory bool) {
+	if len(rep.Damaged) == 0 {
+		fmt.Fprintf(w, "journal %s is intact (%d lines): nothing to repair\n", rep.Path, rep.Lines)
+		return
+	}
+	lines := make([]string, len(rep.Damaged))
+	for i, l := range rep.Damaged {
+		lines[i] = fmt.Sprint(l)
+	}
+	fmt.Fprintf(w, "journal %s: dropped %d damaged of %d lines (line %s); %d nodes kept at their last good state\n",
+		rep.Path, len(rep.Damaged), rep.Lines, strings.Join(lines, ", "), len(rep.Nodes))
+	fmt.Fprintf(w, "the journal as it was: %s\n", rep.Backup)
+	if len(rep.Uncertain) > 0 {
+		fmt.Fprintf(w, "check before up: a lost line may have said %s booted the OS; up will power-cycle a node that is not past netboot in the journal (disable it in the inventory until it joined)\n",
+			strings.Join(rep.Uncertain, ", "))
+	}
+	if rep.Unattributed > 0 && !withInventory {
+		fmt.Fprintf(w, "%d damaged records name no node that can be read: a node whose only record that was is missing from the journal, and up would power-cycle it: nodes that provisioner status -f INVENTORY lists as not in the journal may be among them\n",
+			rep.Unattributed)
+	}
 }

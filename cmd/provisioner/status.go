@@ -87,7 +87,7 @@ func (s statusView) show(w io.Writer) (int, error) {
 	var buf bytes.Buffer
 	switch {
 	case s.json:
-		out := statusJSON{Running: held, Nodes: st.Nodes}
+		out := statusJSON{Running: held, Nodes: withPending(st.Nodes, s.nodes)}
 		if held {
 			out.Holder = &holder
 		}
@@ -104,6 +104,22 @@ func (s statusView) show(w io.Writer) (int, error) {
 	}
 	w.Write(buf.Bytes())
 	return bytes.Count(buf.Bytes(), []byte("\n")), err
+}
+
+// withPending returns the journal's records plus, for every enabled node of
+// the inventory without one, a record in phase pending (as the table lists
+// them).
+func withPending(recs map[string]provision.Record, nodes []inventory.Node) map[string]provision.Record {
+	out := make(map[string]provision.Record, len(recs)+len(nodes))
+	for n, r := range recs {
+		out[n] = r
+	}
+	for _, n := range nodes {
+		if _, ok := out[n.Name]; !ok && !n.Disabled {
+			out[n.Name] = provision.Record{Node: n.Name, Phase: provision.PhasePending}
+		}
+	}
+	return out
 }
 
 // watch redraws the status every interval until ctx ends.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -178,7 +179,7 @@ func runProvisioner(ctx context.Context, g *globals, output string, opts assembl
 		}
 	}
 	if res.Addons != nil && output != "json" {
-		fmt.Fprintln(g.stdout, addonSummary(res.Addons.Objects, res.Addons.Err))
+		fmt.Fprintln(g.stdout, addonSummary(res.Addons))
 	}
 	switch {
 	case runErr != nil && !errors.Is(runErr, context.Canceled):
@@ -260,15 +261,28 @@ func progressOutput(w io.Writer, mode string) (func(provision.Update), func()) {
 	return provision.NewLinePrinter(w).Update, nil
 }
 
-// addonSummary is the one line up prints about the inventory's add-ons.
-func addonSummary(res []addons.Result, err error) string {
-	if err != nil {
-		return fmt.Sprintf("add-ons: not applied: %v (fix it, then run up again or provisioner config addons)", err)
-	}
+// addonSummary is what up prints about the inventory's add-ons: how many
+// applied, then one line for each that failed, with its name and why.
+func addonSummary(r *assemble.AddonsResult) string {
 	count := map[addons.Action]int{}
-	for _, r := range res {
-		count[r.Action]++
+	for _, o := range r.Objects {
+		count[o.Action]++
 	}
-	return fmt.Sprintf("add-ons: %d objects applied (%d created, %d configured, %d unchanged)",
-		len(res), count[addons.Created], count[addons.Changed], count[addons.Unchanged])
+	var failed []assemble.AddonOutcome
+	for _, a := range r.Addons {
+		if a.Err != nil {
+			failed = append(failed, a)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "add-ons: %d of %d applied (%d objects: %d created, %d configured, %d unchanged)",
+		len(r.Addons)-len(failed), len(r.Addons), len(r.Objects), count[addons.Created], count[addons.Changed], count[addons.Unchanged])
+	if len(failed) == 0 {
+		return b.String()
+	}
+	fmt.Fprintf(&b, "; %d not applied (fix them, then run up again or provisioner config addons):", len(failed))
+	for _, a := range failed {
+		fmt.Fprintf(&b, "\n  add-on %s: %s", a.Name, strings.ReplaceAll(a.Err.Error(), "\n", "\n    "))
+	}
+	return b.String()
 }

@@ -3,6 +3,7 @@ package listen
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"syscall"
@@ -84,4 +85,16 @@ func network(a netip.Addr, proto string) string {
 		return proto + "4"
 	}
 	return proto + "6"
+}
+
+// PeerLoopback returns a loopback address of its own, 127.X.Y.Z at random
+// in 127.200.0.0-127.254.255.254, for a peer process that binds its own
+// socket and cannot be handed one (nginx, tftpd-hpa): the caller gives it
+// this address and a fixed port. Nothing else binds such an address, nor
+// uses it as a source address (every outgoing loopback connection takes
+// an ephemeral port of 127.0.0.1), so, unlike a port probed free and
+// released, it is not taken in between; a peer that fails to bind anyway
+// exits, and the caller reports that with the peer's log.
+func PeerLoopback() netip.Addr {
+	return netip.AddrFrom4([4]byte{127, byte(200 + rand.IntN(55)), byte(rand.IntN(256)), byte(1 + rand.IntN(254))})
 }

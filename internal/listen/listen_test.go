@@ -47,3 +47,21 @@ func TestTCPKeepsThePort(t *testing.T) {
 		t.Errorf("TCP on the bound port %d = nil error, want it taken", p)
 	}
 }
+
+func TestPeerLoopback(t *testing.T) {
+	t.Parallel()
+	for range 1000 {
+		a := PeerLoopback()
+		b := a.As4()
+		if !a.IsLoopback() || b[1] < 200 || b[1] > 254 || b[3] == 0 || b[3] == 255 {
+			t.Fatalf("PeerLoopback() = %s, want 127.200-254.Y.1-254", a)
+		}
+	}
+	// It can be bound on a fixed port, as a peer will.
+	a := PeerLoopback()
+	c, err := UDP(netip.AddrPortFrom(a, 6969))
+	if err != nil {
+		t.Fatalf("UDP(%s:6969): %v", a, err)
+	}
+	c.Close()
+}

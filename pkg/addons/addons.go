@@ -285,7 +285,7 @@ func (a *Applier) ApplyWhenServing(ctx context.Context, list []inventory.Addon, 
 				res, err := a.applyAddon(ctx, ad, false)
 				done[i] = res
 				if err != nil {
-					errs = append(errs, err)
+					errs = append(errs, &AddonError{Addon: ad, Err: err})
 					continue
 				}
 				pending[i] = false
@@ -349,10 +349,43 @@ func (a *Applier) addons(ctx context.Context, list []inventory.Addon, dryRun boo
 		}
 		out = append(out, res...)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &AddonError{Addon: ad, Err: err})
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// AddonError is one add-on's failure. The errors of ApplyAddons,
+// PlanAddons and ApplyWhenServing join one per failed add-on, so a caller
+// can say which add-ons failed (see FailedAddons).
+type AddonError struct {
+	// Addon is the inventory entry that failed.
+	Addon inventory.Addon
+	// Err says why; its text starts with the entry's position.
+	Err error
+}
+
+func (e *AddonError) Error() string { return e.Err.Error() }
+func (e *AddonError) Unwrap() error { return e.Err }
+
+// FailedAddons returns the add-on errors err joins, in order (none when err
+// is nil or not about particular add-ons, such as an API server that never
+// answered).
+func FailedAddons(err error) []*AddonError {
+	if ae, ok := err.(*AddonError); ok {
+		return []*AddonError{ae}
+	}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return nil
+	}
+	var out []*AddonError
+	for _, e := range j.Unwrap() {
+		if ae, ok := e.(*AddonError); ok {
+			out = append(out, ae)
+		}
+	}
+	return out
 }
 
 // applyAddon applies one add-on; its error starts with the entry's position.

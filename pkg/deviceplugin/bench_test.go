@@ -140,7 +140,7 @@ func registerOnce(b *testing.B, rs []Resource, start, restart *[]time.Duration) 
 // on the same connection (the transport floor).
 func benchRPC(b *testing.B, r Resource, call func(ctx context.Context, c pluginapi.DevicePluginClient) error, target time.Duration) {
 	h := startHarness(b, Config{}, []Resource{r})
-	ctx := waitCtx(b)
+	ctx := h.waitCtx(b)
 	p, _, err := h.stub.WaitPlugin(ctx, r.Name)
 	if err != nil {
 		b.Fatal(err)
@@ -219,7 +219,7 @@ func BenchmarkAllocate(b *testing.B) {
 func BenchmarkFaultToUpdate(b *testing.B) {
 	rs := dgxResources(b, BuildOptions{})
 	h := startHarness(b, Config{}, rs)
-	ctx := waitCtx(b)
+	ctx := h.waitCtx(b)
 	if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil {
 		b.Fatal(err)
 	}

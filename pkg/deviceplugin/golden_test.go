@@ -91,7 +91,7 @@ func TestGolden(t *testing.T) {
 			t.Parallel()
 			rs := BuildResources(byKind(tc.devs(t)), tc.opts)
 			h := startHarness(t, Config{CDI: true}, rs)
-			ctx := waitCtx(t)
+			ctx := h.waitCtx(t)
 			var out []goldenResource
 			for _, r := range rs {
 				p, list, err := h.stub.WaitPlugin(ctx, r.Name)

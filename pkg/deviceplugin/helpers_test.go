@@ -3,9 +3,13 @@ package deviceplugin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,23 +61,68 @@ func shortDir(t testing.TB) string {
 
 // harness is a running Plugin with a kubelet stub in a short temp dir.
 type harness struct {
-	dir  string
-	p    *Plugin
-	stub *kubeletstub.Stub
-	done chan error
+	dir    string
+	p      *Plugin
+	stub   *kubeletstub.Stub
+	exited chan struct{} // closed when Run has returned, with runErr
+	runErr error
+	log    *logBuffer
+}
+
+// logBuffer collects a plugin's log for a test to read.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the log lines that contain s.
+func (l *logBuffer) lines(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(l.b.String()) {
+		if strings.Contains(line, s) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startHarness starts a stub kubelet and a Plugin serving rs; cleanup
 // stops both and checks that Run returned nil.
 func startHarness(t testing.TB, cfg Config, rs []Resource) *harness {
 	t.Helper()
-	h := &harness{dir: shortDir(t), done: make(chan error, 1)}
-	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir})
+	return startHarnessStub(t, kubeletstub.Config{}, cfg, rs)
+}
+
+// startHarnessStub is startHarness with a kubelet stub configured by sc
+// (its Dir is the harness's). The plugin logs into h.log unless cfg has a
+// logger; the log is shown when the test fails.
+func startHarnessStub(t testing.TB, sc kubeletstub.Config, cfg Config, rs []Resource) *harness {
+	t.Helper()
+	h := &harness{dir: shortDir(t), exited: make(chan struct{}), log: &logBuffer{}}
+	sc.Dir = h.dir
+	stub, err := kubeletstub.Start(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.stub = stub
 	cfg.KubeletDir = h.dir
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if cfg.CDIDir == "" {
 		cfg.CDIDir = filepath.Join(h.dir, "cdi")
 	}
@@ -86,20 +135,34 @@ func startHarness(t testing.TB, cfg Config, rs []Resource) *harness {
 		t.Fatalf("Update: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { h.done <- p.Run(ctx) }()
+	go func() { h.runErr = p.Run(ctx); close(h.exited) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-h.done:
-			if err != nil {
-				t.Errorf("Run() = %v, want nil", err)
+		case <-h.exited:
+			if h.runErr != nil {
+				t.Errorf("Run() = %v, want nil", h.runErr)
 			}
 		case <-time.After(20 * time.Second):
 			t.Errorf("Run did not return 20s after its context was cancelled")
 		}
 		h.stub.Stop()
+		if t.Failed() || os.Getenv("DP_LOG") != "" {
+			t.Logf("plugin log:\n%s", h.log.String())
+		}
 	})
 	return h
+}
+
+// socketOf returns the path of the socket resource is served on now,
+// failing unless there is exactly one.
+func socketOf(t testing.TB, dir, resource string) string {
+	t.Helper()
+	m, err := filepath.Glob(SocketGlob(dir, resource))
+	if err != nil || len(m) != 1 {
+		t.Fatalf("sockets of %s in %s: %q, %v; want one", resource, dir, m, err)
+	}
+	return m[0]
 }
 
 // waitCtx is a generous bound for waits on events that take milliseconds.
@@ -110,18 +173,40 @@ func waitCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// waitReady waits until p reports Ready: registration is recorded just
-// after the kubelet's Register call returns, so a stub that has seen the
-// registration may be a moment ahead of Ready.
-func waitReady(t testing.TB, p *Plugin) error {
+// waitCtx is the package's waitCtx that also ends, with Run's result as
+// its cause, when the plugin's Run returns: a plugin that failed fails the
+// wait at once and says why.
+func (h *harness) waitCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancelCause(waitCtx(t))
+	t.Cleanup(func() { cancel(nil) })
+	go func() {
+		select {
+		case <-h.exited:
+			cancel(fmt.Errorf("plugin Run returned %v", h.runErr))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx
+}
+
+// waitReady waits until the plugin reports Ready (registration is recorded
+// just after the kubelet's Register call returns, so a stub that has seen
+// the registration may be a moment ahead of Ready), and fails at once if
+// Run returns.
+func waitReady(t testing.TB, h *harness) error {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := p.Ready()
+		err := h.p.Ready()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case <-h.exited:
+			return fmt.Errorf("plugin Run returned %v before it was ready (%w)", h.runErr, err)
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 }
 

@@ -159,7 +159,7 @@ func (p *Plugin) Update(rs []Resource) error {
 			err = fmt.Errorf("resource %s: listed twice", r.Name)
 		}
 		if err == nil {
-			if n := len(filepath.Join(p.cfg.KubeletDir, SocketName(r.Name))); n > maxSocketPath {
+			if n := len(SocketGlob(p.cfg.KubeletDir, r.Name)); n > maxSocketPath {
 				err = fmt.Errorf("resource %s: socket path is %d bytes, longer than the %d a unix socket allows", r.Name, n, maxSocketPath)
 			}
 		}
@@ -302,17 +302,21 @@ func (p *Plugin) dispatch(ev fsnotify.Event) {
 		return
 	}
 	if base == KubeletSocket && (ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)) {
-		// The kubelet is gone and our registrations with it: not ready
-		// until it is back and has taken them again.
-		p.log.Info("kubelet socket removed, waiting for the kubelet", "socket", ev.Name)
+		// Each server looks at kubelet.sock again: if it is gone, so are
+		// our registrations (not ready until the kubelet is back); if it
+		// is there, this was a killed kubelet's socket removed by the next
+		// kubelet's start, perhaps after we registered with that one.
+		p.log.Info("kubelet socket removed", "socket", ev.Name)
 		for _, s := range p.servers {
-			s.setRegistered(false)
+			signal(s.kubeletUp)
 		}
 		return
 	}
 	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 		for _, s := range p.servers {
-			if filepath.Base(s.socket) == base {
+			// An event about an earlier socket of the server (removed
+			// by the server itself when it served again) is no news.
+			if filepath.Base(s.socketPath()) == base {
 				signal(s.gone)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
@@ -37,7 +38,7 @@ func healthOfList(devs []*pluginapi.Device) map[string]string {
 func TestRegistration(t *testing.T) {
 	t.Parallel()
 	h := startHarness(t, Config{}, dgxResources(t, BuildOptions{}))
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, tc := range []struct {
 		resource string
 		devices  int
@@ -51,7 +52,7 @@ func TestRegistration(t *testing.T) {
 		}
 		wantReq := &pluginapi.RegisterRequest{
 			Version:      pluginapi.Version,
-			Endpoint:     SocketName(tc.resource),
+			Endpoint:     filepath.Base(socketOf(t, h.dir, tc.resource)),
 			ResourceName: tc.resource,
 			Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
 		}
@@ -70,7 +71,7 @@ func TestRegistration(t *testing.T) {
 			}
 		}
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Errorf("Ready() = %v, want nil once registered", err)
 	}
 }
@@ -81,25 +82,32 @@ func TestRegistration(t *testing.T) {
 // removed and created, in quick succession. It must register each
 // resource exactly once per kubelet start (the kubelet refuses a second
 // Register of a connected socket, and a plugin that retried after that
-// refusal stayed "not registered" for ever) and be ready again.
+// refusal stayed "not registered" for ever) and be ready again, whether
+// the kubelet stopped cleanly (kubelet.sock removed) or was killed, as
+// systemd restarts it (kubelet.sock left behind, refusing connections,
+// until the new kubelet's start removes it after the plugins' sockets),
+// and without a warning: a kubelet restart is routine.
 func TestReregisterAfterKubeletRestart(t *testing.T) {
 	t.Parallel()
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, r := range rs {
 		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
 	const restarts = 5
 	for i := range restarts {
-		// The kubelet exits (its connections close; kubelet.sock stays
-		// on disk, as the real kubelet leaves it) and starts again.
-		h.stub.Stop()
+		// The kubelet exits (its connections close) and starts again.
+		if i%2 == 0 {
+			h.stub.Kill()
+		} else {
+			h.stub.Stop()
+		}
 		stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir})
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +118,7 @@ func TestReregisterAfterKubeletRestart(t *testing.T) {
 				t.Fatalf("restart %d: %s lists %d devices, %v; want %d", i, r.Name, len(devs), err, len(r.Devices))
 			}
 		}
-		if err := waitReady(t, h.p); err != nil {
+		if err := waitReady(t, h); err != nil {
 			t.Fatalf("restart %d: %v", i, err)
 		}
 		// Whatever events are still in flight, no second Register.
@@ -127,6 +135,110 @@ func TestReregisterAfterKubeletRestart(t *testing.T) {
 			t.Errorf("restart %d: Ready() = %v 300ms after registration, want nil", i, err)
 		}
 	}
+	if w := h.log.lines("level=WARN"); len(w) > 0 {
+		t.Errorf("warnings over %d kubelet restarts:\n%s", restarts, strings.Join(w, "\n"))
+	}
+}
+
+// TestKilledKubeletSocketLeftBehind: a killed kubelet leaves kubelet.sock
+// on disk, refusing connections, and the next kubelet's start may remove
+// the plugins' sockets before it removes that one. The plugin, serving
+// again meanwhile, finds the dead kubelet.sock: it waits for the kubelet
+// quietly (a kubelet restart is routine, not a warning), is not ready, and
+// registers once when the new kubelet's socket appears.
+func TestKilledKubeletSocketLeftBehind(t *testing.T) {
+	t.Parallel()
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs)
+	ctx := h.waitCtx(t)
+	for _, r := range rs {
+		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.stub.Kill()
+	if _, err := os.Stat(h.stub.Socket()); err != nil {
+		t.Fatalf("kubelet.sock after Kill: %v, want it left behind", err)
+	}
+	// The first half of the next kubelet's start: the plugins' sockets go.
+	for _, r := range rs {
+		if err := os.Remove(socketOf(t, h.dir, r.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.log.lines("kubelet not answering")) < len(rs) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no resource found the dead kubelet.sock in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := h.p.Ready(); err == nil || !strings.Contains(err.Error(), "not registered") {
+		t.Errorf("Ready() = %v while no kubelet answers, want not registered", err)
+	}
+	time.Sleep(200 * time.Millisecond) // a few retries
+	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.stub = stub
+	for _, r := range rs {
+		if _, devs, err := stub.WaitPlugin(ctx, r.Name); err != nil || len(devs) != len(r.Devices) {
+			t.Fatalf("%s lists %d devices, %v; want %d", r.Name, len(devs), err, len(r.Devices))
+		}
+	}
+	if err := waitReady(t, h); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if n, refused := stub.Attempts(r.Name), stub.Refused(r.Name); n != 1 || len(refused) != 0 {
+			t.Errorf("%s made %d Register calls (refused: %q), want exactly 1", r.Name, n, refused)
+		}
+	}
+	if w := h.log.lines("level=WARN"); len(w) > 0 {
+		t.Errorf("warnings while the kubelet restarted:\n%s", strings.Join(w, "\n"))
+	}
+}
+
+// TestStaleKubeletSocketRemovalEvent: the removal of a killed kubelet's
+// kubelet.sock (by the next kubelet's start) can reach the plugin after it
+// has already registered with the new kubelet, through its own socket's
+// removal. That event must not leave the plugin "not registered" with the
+// kubelet it is registered with (it did, for ever: /healthz 503 until the
+// liveness probe killed the pod, seen in 1 of 15 restarts under load).
+func TestStaleKubeletSocketRemovalEvent(t *testing.T) {
+	t.Parallel()
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs)
+	ctx := h.waitCtx(t)
+	for _, r := range rs {
+		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := waitReady(t, h); err != nil {
+		t.Fatal(err)
+	}
+	// The late event, delivered as the watcher would; kubelet.sock (the
+	// new kubelet's) is there.
+	h.p.dispatch(fsnotify.Event{Name: h.stub.Socket(), Op: fsnotify.Remove})
+	if err := waitReady(t, h); err != nil {
+		t.Errorf("after a late removal event of a kubelet.sock that is back: %v", err)
+	}
+	for _, r := range rs {
+		if n := h.stub.Attempts(r.Name); n != 1 {
+			t.Errorf("%s made %d Register calls, want 1: the kubelet has it", r.Name, n)
+		}
+	}
+	// A real removal (the kubelet stopped) still means not registered.
+	h.stub.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.p.Ready() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("still ready 10s after kubelet.sock was removed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // TestAlreadyConnectedIsRegistered: when the kubelet answers Register with
@@ -136,18 +248,18 @@ func TestAlreadyConnectedIsRegistered(t *testing.T) {
 	t.Parallel()
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs[:1])
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	name := rs[0].Name
 	if _, _, err := h.stub.WaitPlugin(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
 	// A second Register of the same socket, as a plugin racing its own
 	// events would send.
 	s := h.p.servers[name]
-	if err := s.register(ctx); err == nil || !strings.Contains(err.Error(), "device plugin already connected") {
+	if err := s.register(ctx, s.socketPath()); err == nil || !strings.Contains(err.Error(), "device plugin already connected") {
 		t.Fatalf("second Register = %v, want the kubelet's refusal", err)
 	}
 	// The kubelet still follows the first stream: a health change reaches
@@ -168,25 +280,31 @@ func TestAlreadyConnectedIsRegistered(t *testing.T) {
 }
 
 // TestReregisterWhenOwnSocketRemoved: someone removes the plugin's socket
-// while the kubelet runs. The plugin serves again and registers once the
-// kubelet has dropped the old endpoint (a Register before that is refused
-// and leaves the kubelet with a dead endpoint that never gets health
-// updates); the kubelet then follows the new stream.
+// while the kubelet runs. The plugin serves again and registers, and the
+// kubelet follows the new stream, however late the kubelet notices that
+// the old stream ended (here a second): the kubelet keeps endpoints by
+// resource and socket, refuses a second Register of a socket it still has
+// connected, and then never disconnects that endpoint, so a plugin that
+// served again on the same socket name and registered before the kubelet
+// had dropped the old endpoint was left with a kubelet that took no more
+// health updates from it until the kubelet restarted.
 func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
 	t.Parallel()
+	const late = time.Second
 	rs := dgxResources(t, BuildOptions{})
-	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	h := startHarnessStub(t, kubeletstub.Config{DisconnectDelay: late}, Config{}, rs)
+	ctx := h.waitCtx(t)
 	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
 		if _, _, err := h.stub.WaitPlugin(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Remove(filepath.Join(h.dir, SocketName(devices.ResourceGPU))); err != nil {
+	old := socketOf(t, h.dir, devices.ResourceGPU)
+	if err := os.Remove(old); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.stub.WaitRegistrations(ctx, devices.ResourceGPU, 2); err != nil {
-		t.Fatalf("after its socket was removed, %s did not register again: %v", devices.ResourceGPU, err)
+		t.Fatalf("after its socket was removed, %s did not register again: %v (refused: %q)", devices.ResourceGPU, err, h.stub.Refused(devices.ResourceGPU))
 	}
 	if _, devs, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil || len(devs) != 8 {
 		t.Fatalf("after re-registration: %d devices, %v; want 8", len(devs), err)
@@ -211,6 +329,108 @@ func TestReregisterWhenOwnSocketRemoved(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("health change after re-registration did not reach the kubelet: %v", err)
 	}
+	// Once the kubelet has dropped the old endpoint it holds the new one
+	// alone, with the health the plugin last sent: the other 7 allocatable.
+	if err := h.stub.WaitEndpoints(ctx, devices.ResourceGPU, 1); err != nil {
+		t.Fatalf("the kubelet did not drop the old endpoint: %v", err)
+	}
+	if ok, total := h.stub.Allocatable(devices.ResourceGPU); ok != 7 || total != 8 {
+		t.Errorf("kubelet holds %d of %d GPUs allocatable after the old endpoint went, want 7 of 8", ok, total)
+	}
+	if w := h.log.lines("level=WARN"); len(w) > 0 {
+		t.Errorf("warnings:\n%s", strings.Join(w, "\n"))
+	}
+}
+
+// TestKubeletAllocates drives the plugin as the kubelet's device manager
+// allocates (kubeletstub.Admit): GetPreferredAllocation over the NUMA-
+// aligned devices when there is a choice among them, none when the aligned
+// devices are exactly what is needed, over everything (no choice left, and
+// with must-include devices) without a Topology Manager hint, and never
+// offering an unhealthy or allocated device.
+func TestKubeletAllocates(t *testing.T) {
+	t.Parallel()
+	rs := dgxResources(t, BuildOptions{})
+	h := startHarness(t, Config{}, rs)
+	ctx := h.waitCtx(t)
+	if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil {
+		t.Fatal(err)
+	}
+	numaOf := map[string]int64{}
+	for _, r := range rs {
+		for _, d := range r.Devices {
+			numaOf[d.ID] = int64(d.Parts[0].NUMANode)
+		}
+	}
+	onNode := func(ids []string, node int64) bool {
+		for _, id := range ids {
+			if numaOf[id] != node {
+				return false
+			}
+		}
+		return true
+	}
+	// Two GPUs on NUMA node 0: asked to choose among its four.
+	a, err := h.stub.Admit(ctx, devices.ResourceGPU, 2, []int64{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Preferred == nil || len(a.Preferred.GetAvailableDeviceIDs()) != 4 || !onNode(a.Preferred.GetAvailableDeviceIDs(), 0) || len(a.PreferredIDs) != 2 {
+		t.Errorf("GetPreferredAllocation for 2 of NUMA 0's 4 GPUs: asked %v, answered %v; want the 4 offered and 2 chosen", a.Preferred, a.PreferredIDs)
+	}
+	if !onNode(a.Devices, 0) || len(a.Response.GetDevices()) != 2+3 {
+		t.Errorf("2 GPUs on NUMA 0: got %v with %d device nodes, want 2 GPUs of node 0 (and nvidiactl, nvidia-uvm, nvidia-uvm-tools)", a.Devices, len(a.Response.GetDevices()))
+	}
+	// The other two of node 0: exactly what is aligned, no question asked.
+	b, err := h.stub.Admit(ctx, devices.ResourceGPU, 2, []int64{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Preferred != nil || !onNode(b.Devices, 0) || slices.ContainsFunc(b.Devices, func(id string) bool { return slices.Contains(a.Devices, id) }) {
+		t.Errorf("the last 2 GPUs of NUMA 0: asked %v, got %v; want no question and the two not allocated yet", b.Preferred, b.Devices)
+	}
+	// A GPU goes unhealthy; without a hint the kubelet asks even with no
+	// choice left: all 3 healthy GPUs of node 1 for 3.
+	var sick string
+	for _, d := range rs[0].Devices {
+		if numaOf[d.ID] == 1 {
+			sick = d.ID
+			break
+		}
+	}
+	if err := h.p.Update(withHealth(rs, false, "xid 79", sick)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool { return healthOfList(ds)[sick] == pluginapi.Unhealthy }); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.stub.Admit(ctx, devices.ResourceGPU, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Preferred == nil || len(c.Preferred.GetAvailableDeviceIDs()) != 3 || len(c.PreferredIDs) != 3 || slices.Contains(c.Devices, sick) || !onNode(c.Devices, 1) {
+		t.Errorf("3 GPUs without a hint: asked %v, answered %v, got %v; want the 3 healthy ones of node 1 offered and given", c.Preferred, c.PreferredIDs, c.Devices)
+	}
+	if _, err := h.stub.Admit(ctx, devices.ResourceGPU, 1, nil); err == nil {
+		t.Error("Admit of a 9th GPU (7 healthy, all allocated) succeeded")
+	}
+	// HCAs: one more than NUMA node 1 has, admitted to node 1: the kubelet
+	// takes node 1's first and asks over all of them with those as
+	// must-include.
+	h.stub.Release(devices.ResourceGPU, slices.Concat(a.Devices, b.Devices, c.Devices))
+	var node1 int
+	for _, d := range rs[1].Devices {
+		if numaOf[d.ID] == 1 {
+			node1++
+		}
+	}
+	d, err := h.stub.Admit(ctx, devices.ResourceHCA, node1+1, []int64{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Preferred == nil || len(d.Preferred.GetMustIncludeDeviceIDs()) != node1 || !onNode(d.Preferred.GetMustIncludeDeviceIDs(), 1) || len(d.Devices) != node1+1 {
+		t.Errorf("%d HCAs on NUMA 1 (which has %d): asked %v, got %v; want node 1's as must-include and one more", node1+1, node1, d.Preferred, d.Devices)
+	}
 }
 
 func TestHealthFaultAndRecovery(t *testing.T) {
@@ -218,7 +438,7 @@ func TestHealthFaultAndRecovery(t *testing.T) {
 	pair := PairConfig{Name: "slipway.dev/gpu-hca-pair", GPUResource: devices.ResourceGPU, HCAResource: devices.ResourceHCA}
 	rs := dgxResources(t, BuildOptions{Pairs: pair})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, r := range rs {
 		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
 			t.Fatal(err)
@@ -267,7 +487,7 @@ func TestNVMLFailure(t *testing.T) {
 	t.Parallel()
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	gp, gdevs, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU)
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +524,7 @@ func TestNVMLFailure(t *testing.T) {
 	if err != nil || len(resp.GetContainerResponses()) != 1 || len(resp.GetContainerResponses()[0].GetDeviceIDs()) != 0 {
 		t.Errorf("GetPreferredAllocation(unknown device) = %v, %v; want an empty answer and no error", resp, err)
 	}
-	if err := waitReady(t, h.p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Errorf("Ready() = %v after an NVML failure, want nil (still serving)", err)
 	}
 }
@@ -314,12 +534,13 @@ func TestResourcesComeAndGo(t *testing.T) {
 	devs := loadFixture(t, "dgx-h100")
 	all := byKind(devs)
 	h := startHarness(t, Config{}, BuildResources(all, BuildOptions{}))
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
 		if _, _, err := h.stub.WaitPlugin(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
+	hcaSock := socketOf(t, h.dir, devices.ResourceHCA)
 	// Hot-unplug one GPU and drop the HCA resource.
 	less := map[string][]devices.Device{devices.ResourceGPU: all[devices.ResourceGPU][1:]}
 	if err := h.p.Update(BuildResources(less, BuildOptions{})); err != nil {
@@ -328,7 +549,6 @@ func TestResourcesComeAndGo(t *testing.T) {
 	if _, err := h.stub.WaitDevices(ctx, devices.ResourceGPU, func(ds []*pluginapi.Device) bool { return len(ds) == 7 }); err != nil {
 		t.Fatalf("GPU list not updated after hot-unplug: %v", err)
 	}
-	hcaSock := filepath.Join(h.dir, SocketName(devices.ResourceHCA))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(hcaSock); err != nil {
@@ -367,27 +587,27 @@ func TestStopRemovesSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	h := &harness{p: p, exited: make(chan struct{})}
+	go func() { h.runErr = p.Run(ctx); close(h.exited) }()
+	// Not h.waitCtx: the call after the stop must fail for the plugin's
+	// stop, not for the context's.
 	wctx := waitCtx(t)
-	gp, _, err := stub.WaitPlugin(wctx, devices.ResourceGPU)
+	gp, _, err := stub.WaitPlugin(h.waitCtx(t), devices.ResourceGPU)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// An open ListAndWatch stream (the stub's) must not hold the stop up.
 	cancel()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run() = %v, want nil", err)
+	case <-h.exited:
+		if h.runErr != nil {
+			t.Errorf("Run() = %v, want nil", h.runErr)
 		}
 	case <-time.After(DefaultStopTimeout + 5*time.Second):
 		t.Fatal("Run did not return after cancel")
 	}
-	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
-		if _, err := os.Stat(filepath.Join(dir, SocketName(r))); err == nil {
-			t.Errorf("socket of %s still exists after Run returned", r)
-		}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 || ents[0].Name() != "kubelet.sock" {
+		t.Errorf("kubelet dir after Run returned: %v, %v; want only kubelet.sock", ents, err)
 	}
 	if _, err := gp.Client.GetDevicePluginOptions(wctx, &pluginapi.Empty{}); err == nil {
 		t.Errorf("GetDevicePluginOptions after stop succeeded, want an error")
@@ -398,7 +618,7 @@ func TestTopologyAllOrNone(t *testing.T) {
 	t.Parallel()
 	rs := BuildResources(byKind(loadFixture(t, "broken")), BuildOptions{ExcludeTopology: []string{devices.ResourceFPGA}})
 	h := startHarness(t, Config{}, rs)
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	for _, tc := range []struct {
 		resource string
 		topology bool
@@ -447,9 +667,9 @@ func TestHealthzAndMetrics(t *testing.T) {
 	}
 	// Serving but no kubelet yet: not ready.
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	h := &harness{p: p, exited: make(chan struct{})}
+	go func() { h.runErr = p.Run(ctx); close(h.exited) }()
+	defer func() { cancel(); <-h.exited }()
 	time.Sleep(50 * time.Millisecond)
 	if code, body := get("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not registered") {
 		t.Errorf("GET /healthz without a kubelet = %d %q, want 503 naming unregistered resources", code, body)
@@ -459,13 +679,13 @@ func TestHealthzAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stub.Stop()
-	wctx := waitCtx(t)
+	wctx := h.waitCtx(t)
 	for _, r := range []string{devices.ResourceGPU, devices.ResourceHCA} {
 		if _, _, err := stub.WaitPlugin(wctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := waitReady(t, p); err != nil {
+	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := get("/healthz"); code != http.StatusOK {
@@ -510,7 +730,7 @@ func TestUpdateRejectsInvalid(t *testing.T) {
 	if err == nil {
 		t.Fatal("Update(invalid resources) = nil, want an error naming them")
 	}
-	for _, want := range []string{`"gpu"`, "x.dev/dup", "longer than"} {
+	for _, want := range []string{`"gpu"`, "x.dev/dup", "the kubelet takes at most 63"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Update error %q does not mention %s", err, want)
 		}
@@ -520,5 +740,60 @@ func TestUpdateRejectsInvalid(t *testing.T) {
 	p.mu.Unlock()
 	if n != len(good) {
 		t.Errorf("after Update with %d valid resources, %d are served", len(good), n)
+	}
+}
+
+func TestSocketGlob(t *testing.T) {
+	const fpga = "slipway.dev/fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2"
+	for _, tc := range []struct{ dir, name, want string }{
+		{pluginapi.DevicePluginPath, "nvidia.com/gpu", pluginapi.DevicePluginPath + "slipway-nvidia.com_gpu-????????.sock"},
+		{pluginapi.DevicePluginPath, "slipway.dev/hca", pluginapi.DevicePluginPath + "slipway-hca-????????.sock"},
+		{pluginapi.DevicePluginPath, fpga, pluginapi.DevicePluginPath + "slipway-fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2-????????.sock"},
+		// microk8s: the readable name would be 117 bytes.
+		{"/var/snap/microk8s/common/var/lib/kubelet/device-plugins", fpga, "/var/snap/microk8s/common/var/lib/kubelet/device-plugins/slipway-h3b344b86-????????.sock"},
+	} {
+		got := SocketGlob(tc.dir, tc.name)
+		if got != tc.want || len(got) > maxSocketPath {
+			t.Errorf("SocketGlob(%s, %s) = %s (%d bytes), want %s", tc.dir, tc.name, got, len(got), tc.want)
+		}
+		if ok, _ := filepath.Match(got, newSocketPath(tc.dir, tc.name)); !ok {
+			t.Errorf("newSocketPath(%s, %s) does not match SocketGlob", tc.dir, tc.name)
+		}
+	}
+}
+
+// TestFPGAIdentityUnderDeepKubeletDir: a per-identity FPGA resource is
+// served and registered under a kubelet directory as deep as microk8s's,
+// where its socket named in full would not fit a unix socket path (it was
+// refused: "socket path is 117 bytes").
+func TestFPGAIdentityUnderDeepKubeletDir(t *testing.T) {
+	t.Parallel()
+	base := shortDir(t)
+	dir := filepath.Join(base, strings.Repeat("d", len("/var/snap/microk8s/common/var/lib/kubelet/device-plugins")-len(base)-1))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stub.Stop()
+	p, err := New(Config{KubeletDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := BuildResources(byKind(loadFixture(t, "fpga")), BuildOptions{})
+	const name = "slipway.dev/fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2"
+	rs = rs[:1]
+	rs[0].Name = name
+	if err := p.Update(rs); err != nil {
+		t.Fatalf("Update(%s) under %s: %v", name, dir, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{p: p, exited: make(chan struct{})}
+	go func() { h.runErr = p.Run(ctx); close(h.exited) }()
+	defer func() { cancel(); <-h.exited }()
+	if _, devs, err := stub.WaitPlugin(h.waitCtx(t), name); err != nil || len(devs) != len(rs[0].Devices) {
+		t.Fatalf("%s: %d devices, %v; want %d", name, len(devs), err, len(rs[0].Devices))
 	}
 }

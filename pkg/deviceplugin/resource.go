@@ -2,7 +2,10 @@ package deviceplugin
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"fmt"
+	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,16 +194,42 @@ func PairDevices(gpus, hcas []devices.Device) (pairs []Device, restGPUs, restHCA
 	return pairs, restGPUs, restHCAs
 }
 
-// SocketName is the socket file name of resource name in the kubelet's
-// device plugin directory: "slipway-" and the name with "/" as "_".
-func SocketName(name string) string {
-	return "slipway-" + strings.ReplaceAll(name, "/", "_") + ".sock"
+// socketTag is the length of the random part of a socket name.
+const socketTag = 8
+
+// SocketGlob matches the paths of the sockets of resource name in the
+// kubelet's device plugin directory dir (filepath.Match syntax):
+// dir/slipway-<name>-<tag>.sock, where <name> is the resource name without
+// a "slipway.dev/" domain and with "/" as "_", and <tag> 8 hex digits that
+// are new every time the resource is served (slipway-hca-1f2e3d4c.sock,
+// slipway-nvidia.com_gpu-5a6b7c8d.sock). Each name is used once, so that the
+// kubelet never mistakes a new server for an old one it has not yet
+// dropped. Where that path would be longer than a unix socket allows (107
+// bytes: an FPGA identity under microk8s's kubelet directory), <name> is
+// "h" and 8 hex digits of the name's SHA-256.
+func SocketGlob(dir, name string) string {
+	return filepath.Join(dir, socketPrefix(dir, name)+strings.Repeat("?", socketTag)+".sock")
+}
+
+func socketPrefix(dir, name string) string {
+	p := "slipway-" + strings.ReplaceAll(strings.TrimPrefix(name, "slipway.dev/"), "/", "_") + "-"
+	if len(filepath.Join(dir, p+strings.Repeat("?", socketTag)+".sock")) > maxSocketPath {
+		sum := sha256.Sum256([]byte(name))
+		p = fmt.Sprintf("slipway-h%x-", sum[:4])
+	}
+	return p
+}
+
+// newSocketPath is a socket path of resource name in dir that SocketGlob
+// matches, with a random tag.
+func newSocketPath(dir, name string) string {
+	return filepath.Join(dir, fmt.Sprintf("%s%0*x.sock", socketPrefix(dir, name), socketTag, rand.Uint32()))
 }
 
 // validateResource checks what the kubelet would refuse.
 func validateResource(r Resource) error {
-	if r.Name == "" || !strings.Contains(r.Name, "/") {
-		return fmt.Errorf("resource %q: want a name of the form vendor.domain/name", r.Name)
+	if err := devices.CheckResourceName(r.Name); err != nil {
+		return fmt.Errorf("resource %w", err)
 	}
 	seen := make(map[string]bool, len(r.Devices))
 	for _, d := range r.Devices {

@@ -13,8 +13,8 @@ const (
 	// EnvNVIDIAVisibleDevices lists the allocated GPUs' UUIDs for NVIDIA's
 	// container toolkit; "none" when a GPU's UUID is unknown (sysfs-only
 	// discovery), so the toolkit adds driver libraries but no GPUs of its
-	// own choosing.
-	EnvNVIDIAVisibleDevices = "NVIDIA_VISIBLE_DEVICES"
+	// own choosing (devices.NVIDIAVisibleDevices).
+	EnvNVIDIAVisibleDevices = devices.EnvNVIDIAVisibleDevices
 	// EnvPrefix starts the per-kind variables SLIPWAY_GPU_DEVICES,
 	// SLIPWAY_GPU_PCI_ADDRESSES, SLIPWAY_HCA_DEVICES (mlx5_0,... ready for
 	// NCCL_IB_HCA), SLIPWAY_HCA_PCI_ADDRESSES, SLIPWAY_FPGA_DEVICES and
@@ -25,19 +25,6 @@ const (
 // CDIVendor is the vendor of the CDI specs the plugin writes; the class is
 // the device kind, so GPUs are slipway.dev/gpu=<id>.
 const CDIVendor = "slipway.dev"
-
-// gpuUUID returns what NVIDIA_VISIBLE_DEVICES names a GPU or MIG device
-// by: its UUID, a MIG device's MIG-<GPU UUID>/<gi>/<ci> when NVML gave no
-// MIG UUID, or "" when discovery did not learn it.
-func gpuUUID(d devices.Device) string {
-	if u := d.Attributes["uuid"]; u != "" {
-		return u
-	}
-	if strings.HasPrefix(d.ID, "GPU-") || strings.HasPrefix(d.ID, "MIG-") {
-		return d.ID
-	}
-	return ""
-}
 
 // CDIName returns the fully qualified CDI device name of d.
 func CDIName(d devices.Device) string {
@@ -57,8 +44,7 @@ func containerResponse(devs []Device, cdi bool) *pluginapi.ContainerAllocateResp
 	type lists struct{ ids, pci []string }
 	byKind := map[devices.Kind]*lists{}
 	var kinds []devices.Kind
-	var uuids []string
-	uuidMissing := false
+	var gpus []devices.Device
 	parts := map[string]bool{}
 	for _, d := range devs {
 		for _, p := range d.Parts {
@@ -91,11 +77,7 @@ func containerResponse(devs []Device, cdi bool) *pluginapi.ContainerAllocateResp
 			l.ids = append(l.ids, p.ID)
 			l.pci = append(l.pci, p.PCIAddress)
 			if p.Kind == devices.KindGPU || p.Kind == devices.KindMIG {
-				if u := gpuUUID(p); u != "" {
-					uuids = append(uuids, u)
-				} else {
-					uuidMissing = true
-				}
+				gpus = append(gpus, p)
 			}
 			if cdi && hasCDIDevice(p) {
 				resp.CdiDevices = append(resp.CdiDevices, &pluginapi.CDIDevice{Name: CDIName(p)})
@@ -107,12 +89,8 @@ func containerResponse(devs []Device, cdi bool) *pluginapi.ContainerAllocateResp
 		resp.Envs[EnvPrefix+up+"_DEVICES"] = strings.Join(byKind[k].ids, ",")
 		resp.Envs[EnvPrefix+up+"_PCI_ADDRESSES"] = strings.Join(byKind[k].pci, ",")
 	}
-	if byKind[devices.KindGPU] != nil || byKind[devices.KindMIG] != nil {
-		if uuidMissing {
-			resp.Envs[EnvNVIDIAVisibleDevices] = "none"
-		} else {
-			resp.Envs[EnvNVIDIAVisibleDevices] = strings.Join(uuids, ",")
-		}
+	if v, ok := devices.NVIDIAVisibleDevices(gpus); ok {
+		resp.Envs[EnvNVIDIAVisibleDevices] = v
 	}
 	return resp
 }

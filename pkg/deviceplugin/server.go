@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,36 +25,40 @@ import (
 )
 
 // server is the gRPC device plugin of one resource, on its own socket.
+// Every time it serves (at start, and again when its socket is removed) it
+// listens on a socket of a new name: the kubelet keeps a plugin's endpoint
+// by resource and socket, refuses a Register of a socket whose old stream
+// it has not yet seen end ("device plugin already connected"), and then
+// never drops that endpoint. Under a new name the kubelet takes the new
+// endpoint at once and drops the old one whenever it notices its stream
+// ended (kubelet devicemanager PluginConnected and PluginDisconnected,
+// v1.37), so nothing depends on how quickly it notices.
 type server struct {
 	pluginapi.UnimplementedDevicePluginServer
 
 	name    string
-	socket  string // absolute path of our socket
 	kubelet string // absolute path of kubelet.sock
 	cfg     *Config
 	log     *slog.Logger
 	m       *metrics
 
-	// kubeletUp is signalled when kubelet.sock is (re)created, gone when
-	// our socket is removed by someone else.
+	// kubeletUp is signalled when kubelet.sock is created or removed, gone when
+	// a socket of ours is removed by someone else.
 	kubeletUp chan struct{}
 	gone      chan struct{}
 
 	serving    atomic.Bool
 	registered atomic.Bool
-	// lastKubelet is the kubelet.sock the previous socket of this server
-	// registered with (run's goroutine only).
-	lastKubelet os.FileInfo
 
-	mu   sync.Mutex
-	st   *state
-	stop chan struct{} // closed when the current gRPC server stops; ends ListAndWatch
+	mu     sync.Mutex
+	socket string // absolute path of the socket served now
+	st     *state
+	stop   chan struct{} // closed when the current gRPC server stops; ends ListAndWatch
 }
 
 func newServer(name string, cfg *Config, log *slog.Logger, m *metrics) *server {
 	return &server{
 		name:      name,
-		socket:    filepath.Join(cfg.KubeletDir, SocketName(name)),
 		kubelet:   filepath.Join(cfg.KubeletDir, KubeletSocket),
 		cfg:       cfg,
 		log:       log.With("resource", name),
@@ -71,6 +76,14 @@ func signal(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// socketPath is the absolute path of the socket served now ("" before the
+// first).
+func (s *server) socketPath() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.socket
 }
 
 func (s *server) snapshot() *state {
@@ -101,7 +114,7 @@ func (s *server) run(ctx context.Context) {
 	for {
 		gs, err := s.serve()
 		if err != nil {
-			s.log.Error("serve device plugin", "socket", s.socket, "err", err)
+			s.log.Error("serve device plugin", "dir", s.cfg.KubeletDir, "err", err)
 			if !sleep(ctx, backoff) {
 				return
 			}
@@ -118,22 +131,23 @@ func (s *server) run(ctx context.Context) {
 			s.m.registered.DeleteLabelValues(s.name)
 			return
 		}
-		s.log.Info("device plugin socket removed, serving again", "socket", s.socket)
+		s.log.Info("device plugin socket removed, serving again on a new one", "socket", s.socketPath())
 	}
 }
 
-// serve removes a stale socket, listens and serves in the background.
+// serve removes stale sockets of the resource, listens on a socket of a
+// new name and serves in the background.
 func (s *server) serve() (*grpc.Server, error) {
-	if err := os.Remove(s.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale socket %s: %w", s.socket, err)
-	}
-	lis, err := net.Listen("unix", s.socket)
+	socket := newSocketPath(s.cfg.KubeletDir, s.name)
+	s.removeStale()
+	lis, err := net.Listen("unix", socket)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", s.socket, err)
+		return nil, fmt.Errorf("listen on %s: %w", socket, err)
 	}
 	gs := grpc.NewServer()
 	pluginapi.RegisterDevicePluginServer(gs, s)
 	s.mu.Lock()
+	s.socket = socket
 	s.stop = make(chan struct{})
 	s.mu.Unlock()
 	// Drain stale wake-ups about the previous socket.
@@ -147,8 +161,30 @@ func (s *server) serve() (*grpc.Server, error) {
 		_ = gs.Serve(lis)
 	}()
 	s.serving.Store(true)
-	s.log.Debug("serving device plugin", "socket", s.socket)
+	s.log.Debug("serving device plugin", "socket", socket)
 	return gs, nil
+}
+
+// removeStale removes the resource's sockets that no process serves: what
+// a plugin that was killed left behind. A socket that accepts is left
+// alone (another process serves it).
+func (s *server) removeStale() {
+	stale, _ := filepath.Glob(SocketGlob(s.cfg.KubeletDir, s.name))
+	for _, p := range stale {
+		c, err := net.DialTimeout("unix", p, time.Second)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("remove stale device plugin socket", "socket", p, "err", err)
+			continue
+		}
+		s.log.Debug("removed stale device plugin socket", "socket", p)
+	}
 }
 
 // shutdown ends ListAndWatch streams, stops gs within StopTimeout and
@@ -173,16 +209,12 @@ func (s *server) shutdown(gs *grpc.Server) {
 		gs.Stop()
 		<-done
 	}
-	if err := os.Remove(s.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.log.Warn("remove device plugin socket", "socket", s.socket, "err", err)
+	if socket := s.socketPath(); socket != "" {
+		if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("remove device plugin socket", "socket", socket, "err", err)
+		}
 	}
 }
-
-// reregisterGrace is how long a server that restarted under a kubelet it
-// was registered with waits before registering again: the kubelet must
-// first see the old ListAndWatch stream end and drop that endpoint, or it
-// refuses the registration as a duplicate and keeps a dead endpoint.
-const reregisterGrace = 250 * time.Millisecond
 
 // alreadyConnected is the kubelet's answer to a second Register for a
 // resource and socket it has connected (devicemanager PluginConnected).
@@ -194,30 +226,32 @@ func sameSocket(a, b os.FileInfo) bool {
 	return a != nil && b != nil && os.SameFile(a, b) && a.ModTime().Equal(b.ModTime())
 }
 
-// watch registers once with each kubelet start (each kubelet.sock) and
-// keeps the registration until ctx is done (false) or our socket is gone
-// (true).
+// watch registers the socket served now once with each kubelet start
+// (each kubelet.sock) and keeps the registration until ctx is done
+// (false) or the socket is gone (true). A Register in flight is cancelled
+// when the socket goes: the kubelet would wait for it until the timeout.
 func (s *server) watch(ctx context.Context) bool {
+	socket := s.socketPath()
 	backoff := s.cfg.RetryInterval
 	retry := time.NewTimer(0) // register at once
 	defer retry.Stop()
 	var with os.FileInfo // the kubelet.sock this socket is registered with
-	graced := false
+	waiting := false     // "waiting for the kubelet" was logged
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-s.gone:
-			if _, err := os.Stat(s.socket); err != nil {
+			if _, err := os.Stat(socket); err != nil {
 				return true
 			}
 		case <-s.kubeletUp:
 			backoff = s.cfg.RetryInterval
 			retry.Reset(0)
 		case <-retry.C:
-			if _, err := os.Stat(s.socket); err != nil {
+			if _, err := os.Stat(socket); err != nil {
 				// The kubelet removed our socket before its removal
-				// event reached us: listen again before registering.
+				// event reached us: serve again before registering.
 				return true
 			}
 			kubelet, err := os.Stat(s.kubelet)
@@ -230,34 +264,90 @@ func (s *server) watch(ctx context.Context) bool {
 				continue
 			}
 			if sameSocket(with, kubelet) {
-				continue // registered with this kubelet start already
-			}
-			if !graced && sameSocket(s.lastKubelet, kubelet) {
-				graced = true
-				retry.Reset(reregisterGrace)
+				// Registered with this kubelet start already.
+				s.setRegistered(true)
 				continue
 			}
-			err = s.register(ctx)
+			gone, up, err := s.registerWatching(ctx, socket)
+			if gone {
+				return true
+			}
+			if up {
+				// kubelet.sock was created again meanwhile: look again.
+				retry.Reset(0)
+			}
 			switch {
 			case err == nil:
 				s.m.registrations.WithLabelValues(s.name, "ok").Inc()
-				s.log.Info("registered with kubelet", "socket", s.socket)
+				s.log.Info("registered with kubelet", "socket", socket)
+			case ctx.Err() != nil:
+				return false
 			case strings.Contains(err.Error(), alreadyConnected):
 				// The kubelet has this socket connected and keeps it:
 				// registered. Registering again would only be refused.
 				s.m.registrations.WithLabelValues(s.name, "already_connected").Inc()
-				s.log.Info("kubelet has this plugin connected already, counted as registered", "socket", s.socket)
+				s.log.Info("kubelet has this plugin connected already, counted as registered", "socket", socket)
+			case status.Code(err) == codes.Unavailable:
+				// kubelet.sock is there but nothing answers: a killed
+				// kubelet's socket, left until the next kubelet starts
+				// and creates its own (which wakes us).
+				s.setRegistered(false)
+				s.m.registrations.WithLabelValues(s.name, "error").Inc()
+				if !waiting {
+					s.log.Info("kubelet not answering on its socket, waiting for it", "socket", s.kubelet, "err", err)
+					waiting = true
+				}
+				if !up {
+					retry.Reset(backoff)
+					backoff = min(2*backoff, s.cfg.MaxRetryInterval)
+				}
+				continue
 			default:
 				s.setRegistered(false)
 				s.m.registrations.WithLabelValues(s.name, "error").Inc()
 				s.log.Warn("register with kubelet, will retry", "socket", s.kubelet, "retry_in", backoff, "err", err)
-				retry.Reset(backoff)
-				backoff = min(2*backoff, s.cfg.MaxRetryInterval)
+				if !up {
+					retry.Reset(backoff)
+					backoff = min(2*backoff, s.cfg.MaxRetryInterval)
+				}
 				continue
 			}
-			backoff = s.cfg.RetryInterval
-			with, s.lastKubelet = kubelet, kubelet
+			backoff, waiting = s.cfg.RetryInterval, false
+			// The kubelet that answered is the one listening now: a
+			// killed kubelet's socket, stat'ed before the Register,
+			// refuses connections, and the next kubelet may replace it
+			// while the Register dials. Recording the old one would
+			// register this socket again with the new kubelet, which
+			// refuses it and then never drops this endpoint.
+			if now, err := os.Stat(s.kubelet); err == nil {
+				kubelet = now
+			}
+			with = kubelet
 			s.setRegistered(true)
+		}
+	}
+}
+
+// registerWatching registers socket with the kubelet while watching for
+// its removal (gone: the Register was cancelled) and for kubelet.sock
+// being created (up).
+func (s *server) registerWatching(ctx context.Context, socket string) (gone, up bool, err error) {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.register(rctx, socket) }()
+	for {
+		select {
+		case err := <-done:
+			return false, up, err
+		case <-s.gone:
+			if _, err := os.Stat(socket); err != nil {
+				cancel()
+				<-done
+				return true, up, nil
+			}
+		case <-s.kubeletUp:
+			up = true
 		}
 	}
 }
@@ -272,8 +362,8 @@ func (s *server) setRegistered(ok bool) {
 	s.m.registered.WithLabelValues(s.name).Set(v)
 }
 
-// register calls the kubelet's Registration service.
-func (s *server) register(ctx context.Context) error {
+// register calls the kubelet's Registration service for socket.
+func (s *server) register(ctx context.Context, socket string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RegisterTimeout)
 	defer cancel()
 	conn, err := grpc.NewClient("unix://"+s.kubelet, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -283,7 +373,7 @@ func (s *server) register(ctx context.Context) error {
 	defer conn.Close()
 	_, err = pluginapi.NewRegistrationClient(conn).Register(ctx, &pluginapi.RegisterRequest{
 		Version:      pluginapi.Version,
-		Endpoint:     filepath.Base(s.socket),
+		Endpoint:     filepath.Base(socket),
 		ResourceName: s.name,
 		Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
 	})

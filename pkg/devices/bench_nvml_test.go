@@ -14,12 +14,13 @@ import (
 func BenchmarkDiscoverNVMLMock(b *testing.B) {
 	m := newMockNVML(b)
 	cfg := Config{Root: fixture("dgx-h100"), NVML: NVMLOn, NVMLLib: FromNVML(m.srv), Log: discardLog()}
+	want := goldenCount(b, "dgx-h100")
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
 		devs, err := Discover(ctx, cfg)
-		if err != nil || len(devs) != 16 {
-			b.Fatalf("Discover(dgx-h100, mock nvml) = %d devices, %v; want 16", len(devs), err)
+		if err != nil || len(devs) != want {
+			b.Fatalf("Discover(dgx-h100, mock nvml) = %d devices, %v; want %d (golden)", len(devs), err, want)
 		}
 	}
 }

@@ -27,6 +27,7 @@ const discoverTarget = 20 * time.Millisecond
 func BenchmarkDiscover(b *testing.B) {
 	root := fixture("dgx-h100")
 	cfg := Config{Root: root, NVML: NVMLOff, Log: discardLog()}
+	want := goldenCount(b, "dgx-h100")
 	ctx := context.Background()
 	db, err := pcidb.New(pcidb.WithPath(filepath.Join(root, "usr", "share", "hwdata", "pci.ids")))
 	if err != nil {
@@ -34,8 +35,8 @@ func BenchmarkDiscover(b *testing.B) {
 	}
 	discover := func() {
 		devs, err := Discover(ctx, cfg)
-		if err != nil || len(devs) != 16 {
-			b.Fatalf("Discover(dgx-h100) = %d devices, %v; want 16", len(devs), err)
+		if err != nil || len(devs) != want {
+			b.Fatalf("Discover(dgx-h100) = %d devices, %v; want %d (golden)", len(devs), err, want)
 		}
 	}
 	ghwPCI := func() {

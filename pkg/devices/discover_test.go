@@ -107,9 +107,10 @@ func TestDiscoverDGX(t *testing.T) {
 }
 
 func TestDiscoverIPoIBDefaultRoute(t *testing.T) {
+	t.Parallel()
 	// The host's default route over IPoIB (ibp24s0 of mlx5_0) does not make
 	// an InfiniBand HCA a host NIC.
-	root := copyTree(t, "dgx-h100")
+	root := copyTree(t, "dgx-h100", "proc")
 	must(t, os.WriteFile(filepath.Join(root, "proc", "net", "route"),
 		[]byte("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"+
 			"ibp24s0\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"), 0o644))
@@ -123,6 +124,7 @@ func TestDiscoverIPoIBDefaultRoute(t *testing.T) {
 // route or is a bond member is the host's own NIC and is left out (unless
 // IncludeHostNICs); the others are reported.
 func TestDiscoverHostNICs(t *testing.T) {
+	t.Parallel()
 	root := copyTree(t, "dgx-h100")
 	// mlx5_1's port carries the default route; mlx5_2's is in bond0.
 	must(t, os.WriteFile(filepath.Join(root, "proc", "net", "route"),
@@ -231,6 +233,7 @@ func TestDiscoverBrokenNode(t *testing.T) {
 }
 
 func TestDiscoverBadTrees(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		break_  func(t *testing.T, root string)
@@ -338,6 +341,7 @@ func TestDiscoverBadTrees(t *testing.T) {
 }
 
 func TestDiscoverUnreadableDir(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() == 0 {
 		t.Skip("root reads directories whatever their mode; TestDiscoverBadTrees covers a directory that cannot be listed")
 	}

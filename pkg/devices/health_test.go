@@ -69,6 +69,7 @@ func TestHealthLedger(t *testing.T) {
 // monitor is restarted on a fresh discovery (as the node agent does after
 // a rescan or a config reload), although that discovery finds it healthy.
 func TestMonitorRestartKeepsHealth(t *testing.T) {
+	t.Parallel()
 	root := copyTree(t, "dgx-h100")
 	devs, _ := discoverOff(t, root)
 	led := NewHealthLedger()

@@ -43,7 +43,8 @@ func makeCapNodes(t *testing.T, root string, gpuMinor int, gici ...[2]int) {
 // (minors from /proc/driver/nvidia-caps/mig-minors). One whose capability
 // node was never created is unhealthy.
 func TestDiscoverMIG(t *testing.T) {
-	root := copyTree(t, "dgx-h100")
+	t.Parallel()
+	root := copyTree(t, "dgx-h100", "dev")
 	m := newMockNVML(t)
 	// GPU index 2: bus 0x52, minor 3.
 	must(t, m.EnableMIG(2,
@@ -118,7 +119,7 @@ func TestMIGProfileName(t *testing.T) {
 // indexes gpus (each with the instances given), capability nodes made.
 func migNode(t *testing.T, gpus []int, instances ...nvmlmock.Instance) (*mockNVML, string, []Device) {
 	t.Helper()
-	root := copyTree(t, "dgx-h100")
+	root := copyTree(t, "dgx-h100", "dev")
 	m := newMockNVML(t)
 	for _, g := range gpus {
 		must(t, m.EnableMIG(g, instances...))
@@ -143,6 +144,7 @@ func migNode(t *testing.T, gpus []int, instances ...nvmlmock.Instance) (*mockNVM
 // otherwise; mixed gives nvidia.com/mig-<profile> per profile beside whole
 // GPUs not in MIG mode.
 func TestMIGStrategies(t *testing.T) {
+	t.Parallel()
 	all := []int{0, 1, 2, 3, 4, 5, 6, 7}
 	one := nvmlmock.Instance{GI: nvml.GPU_INSTANCE_PROFILE_1_SLICE}
 	three := nvmlmock.Instance{GI: nvml.GPU_INSTANCE_PROFILE_3_SLICE}
@@ -179,6 +181,7 @@ func TestMIGStrategies(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, _, devs := migNode(t, tc.gpus, one, three)
 			c := with(tc.strategy)
 			if tc.strategy == MIGSingle && len(tc.gpus) == 8 {
@@ -207,6 +210,7 @@ func TestMIGStrategies(t *testing.T) {
 // TestMonitorMIGFollowsParent: an XID on a GPU in MIG mode takes out its
 // MIG devices with it, and only those.
 func TestMonitorMIGFollowsParent(t *testing.T) {
+	t.Parallel()
 	m, root, devs := migNode(t, []int{2, 5}, nvmlmock.Instance{GI: nvml.GPU_INSTANCE_PROFILE_3_SLICE})
 	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOn, NVMLLib: FromNVML(m.srv), RecoveryPeriod: time.Hour}, devs)
 	m.xid(2, 79)

@@ -163,6 +163,7 @@ func runMonitorStoppable(t *testing.T, cfg MonitorConfig, devs []Device) *events
 }
 
 func TestMonitorHCAPort(t *testing.T) {
+	t.Parallel()
 	root := copyTree(t, "dgx-h100")
 	devs, _ := discoverOff(t, root)
 	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOff, RecoveryPeriod: 100 * time.Millisecond}, devs)
@@ -183,6 +184,7 @@ func TestMonitorHCAPort(t *testing.T) {
 }
 
 func TestMonitorHCAPortsWatched(t *testing.T) {
+	t.Parallel()
 	root := copyTree(t, "broken-node")
 	devs, _ := discoverOff(t, root)
 	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOff, RecoveryPeriod: 50 * time.Millisecond}, devs)
@@ -206,6 +208,7 @@ func TestMonitorHCAPortsWatched(t *testing.T) {
 }
 
 func TestMonitorDisappearance(t *testing.T) {
+	t.Parallel()
 	root := copyTree(t, "dgx-h100")
 	devs, _ := discoverOff(t, root)
 	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOff}, devs)
@@ -220,6 +223,7 @@ func TestMonitorDisappearance(t *testing.T) {
 }
 
 func TestMonitorFPGA(t *testing.T) {
+	t.Parallel()
 	root := copyTree(t, "fpga-node")
 	devs, _ := discoverOff(t, root)
 	ev := runMonitor(t, MonitorConfig{Root: root, NVML: NVMLOff, RecoveryPeriod: 50 * time.Millisecond}, devs)
@@ -237,6 +241,7 @@ func TestMonitorFPGA(t *testing.T) {
 }
 
 func TestMonitorStartsFromDiscovery(t *testing.T) {
+	t.Parallel()
 	root := copyTree(t, "broken-node")
 	devs, _ := discoverOff(t, root)
 	// Long recovery: nothing broken can come back within the test, and the

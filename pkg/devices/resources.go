@@ -331,6 +331,23 @@ func (c *ResourceConfig) applyDefaults() {
 // a name.
 var resourceNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 
+// CheckResourceName returns an error unless name is an extended resource
+// name the kubelet accepts from a device plugin (a qualified name with a
+// domain: at most 253 characters before the slash and 63 after it, not in
+// kubernetes.io or requests.).
+func CheckResourceName(name string) error {
+	domain, n, _ := strings.Cut(name, "/")
+	switch {
+	case !resourceNameRE.MatchString(name) || strings.HasPrefix(name, "kubernetes.io/") || strings.HasPrefix(name, "requests."):
+		return fmt.Errorf("name %q: want an extended resource name such as example.com/gpu", name)
+	case len(n) > maxNameLen:
+		return fmt.Errorf("name %q: %d characters after the /, the kubelet takes at most %d", name, len(n), maxNameLen)
+	case len(domain) > 253:
+		return fmt.Errorf("name %q: domain of %d characters, at most 253", name, len(domain))
+	}
+	return nil
+}
+
 // Validate reports every problem of c at once.
 func (c ResourceConfig) Validate() error {
 	var errs []error
@@ -343,8 +360,8 @@ func (c ResourceConfig) Validate() error {
 	seen := map[string]bool{}
 	for i, r := range c.Resources {
 		where := fmt.Sprintf("resources[%d] (%s)", i, r.Name)
-		if !resourceNameRE.MatchString(r.Name) || strings.HasPrefix(r.Name, "kubernetes.io/") {
-			errs = append(errs, fmt.Errorf("%s: name %q: want an extended resource name such as example.com/gpu", where, r.Name))
+		if err := CheckResourceName(r.Name); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
 		if seen[r.Name] {
 			errs = append(errs, fmt.Errorf("%s: name %q is listed twice; merge the selectors", where, r.Name))

@@ -248,3 +248,24 @@ func TestAssignRoCE(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigResourceNameLength: a name the kubelet would refuse at every
+// registration (more than 63 characters after the /) is a config error,
+// not a plugin that never registers.
+func TestConfigResourceNameLength(t *testing.T) {
+	long := "example.com/" + strings.Repeat("g", 64)
+	_, err := ParseConfig([]byte("apiVersion: slipway.dev/v1alpha1\nkind: DevicePluginConfig\nresources:\n  - name: " + long + "\n    selector:\n      kinds: [gpu]\n"))
+	if err == nil || !strings.Contains(err.Error(), "64 characters after the /, the kubelet takes at most 63") {
+		t.Errorf("ParseConfig(resource %s) = %v, want an error about its length", long, err)
+	}
+	for _, ok := range []string{"example.com/" + strings.Repeat("g", 63), "nvidia.com/gpu", "slipway.dev/hca"} {
+		if err := CheckResourceName(ok); err != nil {
+			t.Errorf("CheckResourceName(%s) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"gpu", "kubernetes.io/gpu", "requests.example.com/gpu", "example.com/-gpu"} {
+		if err := CheckResourceName(bad); err == nil {
+			t.Errorf("CheckResourceName(%s) = nil, want an error", bad)
+		}
+	}
+}

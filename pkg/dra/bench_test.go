@@ -19,7 +19,7 @@ import (
 
 // noopPlugin is the peer of the prepare benchmark: a DRA plugin that does
 // no work at all behind the same helper, gRPC and API client, so the ratio
-// is what Slipway's prepare (CDI spec, checkpoint, both synced) costs over
+// is what Slipway's prepare (CDI spec, synced checkpoint) costs over
 // the framework's floor.
 type noopPlugin struct{}
 
@@ -53,8 +53,8 @@ func (noopPlugin) WatchHealthStatus(context.Context, chan<- kubeletplugin.Device
 // two-GPU claim over the real gRPC API (the kubelet's view: request to
 // response), then its unprepare, 200 times per iteration, against the no-op
 // plugin behind the same helper, and reports both p99s and their ratio.
-// The disk is the test machine's temp directory (each prepare syncs the
-// spec, the checkpoint and their directories).
+// The disk is the test machine's temp directory (each prepare writes the
+// spec by rename, unsynced, and syncs the checkpoint and its directory).
 func BenchmarkNodePrepareResources(b *testing.B) {
 	const samples = 200
 	e := newEnv(b, "dgx-h100")

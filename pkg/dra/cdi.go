@@ -1,6 +1,8 @@
 package dra
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -25,9 +27,9 @@ const (
 // Environment variables a container gets for each request, the same as the
 // device plugin's Allocate sets.
 const (
-	// EnvNVIDIAVisibleDevices lists the request's GPU UUIDs ("none" when one
-	// is unknown) for NVIDIA's container toolkit.
-	EnvNVIDIAVisibleDevices = "NVIDIA_VISIBLE_DEVICES"
+	// EnvNVIDIAVisibleDevices lists the request's GPU and MIG UUIDs ("none"
+	// when one is unknown) for NVIDIA's container toolkit.
+	EnvNVIDIAVisibleDevices = devices.EnvNVIDIAVisibleDevices
 	// EnvPrefix starts SLIPWAY_<KIND>_DEVICES (device IDs: GPU UUIDs,
 	// mlx5_N, FPGA addresses) and SLIPWAY_<KIND>_PCI_ADDRESSES.
 	EnvPrefix = "SLIPWAY_"
@@ -89,8 +91,6 @@ func claimSpec(uid string, devs []allocated) (*cdispec.Spec, [][]string, error) 
 func requestEnv(devs []devices.Device) []string {
 	type lists struct{ ids, pci []string }
 	byKind := map[devices.Kind]*lists{}
-	var uuids []string
-	uuidMissing := false
 	for _, d := range devs {
 		l := byKind[d.Kind]
 		if l == nil {
@@ -99,24 +99,13 @@ func requestEnv(devs []devices.Device) []string {
 		}
 		l.ids = append(l.ids, d.ID)
 		l.pci = append(l.pci, d.PCIAddress)
-		if d.Kind == devices.KindGPU {
-			if u := d.Attributes["uuid"]; u != "" {
-				uuids = append(uuids, u)
-			} else {
-				uuidMissing = true
-			}
-		}
 	}
 	var env []string
 	for k, l := range byKind {
 		up := strings.ToUpper(string(k))
 		env = append(env, EnvPrefix+up+"_DEVICES="+strings.Join(l.ids, ","), EnvPrefix+up+"_PCI_ADDRESSES="+strings.Join(l.pci, ","))
 	}
-	if byKind[devices.KindGPU] != nil {
-		v := strings.Join(uuids, ",")
-		if uuidMissing {
-			v = "none"
-		}
+	if v, ok := devices.NVIDIAVisibleDevices(devs); ok {
 		env = append(env, EnvNVIDIAVisibleDevices+"="+v)
 	}
 	slices.Sort(env)
@@ -147,7 +136,8 @@ func specFile(uid string) string {
 
 // write validates and writes a claim's spec atomically (the CDI library's
 // temporary file and rename). It is not synced: the checkpoint, which is,
-// holds the spec too, and a start writes a missing spec again from it.
+// holds the spec too, and a start (or the kubelet's repeated prepare)
+// writes a spec again from it when the file is not current.
 // Mode 0644: runtimes and tools read it; it holds no secrets.
 func (s *cdiStore) write(uid string, spec *cdispec.Spec) error {
 	name := specFile(uid)
@@ -160,10 +150,22 @@ func (s *cdiStore) write(uid string, spec *cdispec.Spec) error {
 	return nil
 }
 
-// exists reports whether a claim's spec file is there.
-func (s *cdiStore) exists(uid string) bool {
-	_, err := os.Stat(filepath.Join(s.dir, specFile(uid)))
-	return err == nil
+// current reports whether a claim's spec file holds spec. A file that is
+// missing (a tmpfs CDI directory after a reboot), cannot be read or parsed,
+// or holds something else is not current: specs are not synced, so after
+// a power loss the file can be there but empty or cut short.
+func (s *cdiStore) current(uid string, spec *cdispec.Spec) bool {
+	data, err := os.ReadFile(filepath.Join(s.dir, specFile(uid)))
+	if err != nil {
+		return false
+	}
+	var onDisk cdispec.Spec
+	if err := json.Unmarshal(data, &onDisk); err != nil {
+		return false
+	}
+	a, errA := json.Marshal(&onDisk)
+	b, errB := json.Marshal(spec)
+	return errA == nil && errB == nil && bytes.Equal(a, b)
 }
 
 // remove deletes a claim's spec; a missing one is fine. Not synced either:

@@ -38,7 +38,8 @@ type preparedClaim struct {
 	Name      string           `json:"name"`
 	Devices   []preparedDevice `json:"devices"`
 	// Spec is the claim's CDI spec, written again at start when the file
-	// is missing (a CDI directory on tmpfs after a reboot).
+	// is missing (a CDI directory on tmpfs after a reboot) or damaged (the
+	// spec is not synced, so a power loss can leave it empty).
 	Spec *cdispec.Spec `json:"cdiSpec,omitempty"`
 }
 

@@ -15,8 +15,8 @@
 //   - Prepare: one CDI spec per claim (device nodes and environment), written
 //     atomically, and a checkpoint of prepared claims (with their specs) on
 //     persistent storage, written atomically and synced, so that unprepare
-//     works after a plugin restart or a node reboot, a missing spec is
-//     written again at start, and a claim the driver no longer knows
+//     works after a plugin restart or a node reboot, a missing or damaged
+//     spec is written again at start, and a claim the driver no longer knows
 //     unprepares successfully.
 //   - Health: taints in the slices steer the scheduler; the kubelet's
 //     dra-health stream gets a full report at once, on every change and

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,6 +107,7 @@ type Driver struct {
 	helper   *kubeletplugin.Helper
 	watchers map[chan struct{}]struct{}
 	fatal    chan error // fatal background errors from the helper
+	unknown  string     // Config.Resources the last config did not know, as warned
 }
 
 // New checks cfg, applies its defaults, loads the checkpoint and returns a
@@ -272,6 +274,7 @@ func (d *Driver) Apply(st devices.State) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	inv := newInventory(st.Config, st.Devices, d.cfg.Resources)
+	d.warnUnknownLocked(st.Config, inv)
 	health := make(map[string]healthState, len(inv.entries))
 	for _, e := range inv.entries {
 		health[e.dev.ID] = healthState{healthy: e.dev.Healthy, reason: e.dev.HealthReason}
@@ -283,6 +286,32 @@ func (d *Driver) Apply(st devices.State) error {
 		return fmt.Errorf("dra driver: %w", err)
 	}
 	return nil
+}
+
+// warnUnknownLocked warns, once per change, about Config.Resources names
+// that the resource config neither defines nor plans (a typo in
+// --dra-resources would otherwise leave those devices to the device plugin
+// without a word).
+func (d *Driver) warnUnknownLocked(cfg devices.ResourceConfig, inv *inventory) {
+	known := map[string]bool{}
+	for _, r := range cfg.Resources {
+		known[r.Name] = true
+	}
+	for _, e := range inv.entries {
+		known[e.resource] = true
+	}
+	var unknown []string
+	for _, r := range d.cfg.Resources {
+		if !known[r] {
+			unknown = append(unknown, r)
+		}
+	}
+	if s := strings.Join(unknown, ","); s != d.unknown {
+		d.unknown = s
+		if s != "" {
+			d.log.Warn("dra resources neither in the resource config nor planned for a device here: nothing published for them", "resource", s)
+		}
+	}
 }
 
 // publishLocked publishes the pool if a discovery has succeeded and the

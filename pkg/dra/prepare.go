@@ -31,7 +31,7 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 	for _, c := range claims {
 		uid := string(c.UID)
 		if pc, ok := d.claims[uid]; ok {
-			if !d.cdi.exists(uid) && pc.Spec != nil {
+			if pc.Spec != nil && !d.cdi.current(uid, pc.Spec) {
 				if err := d.cdi.write(uid, pc.Spec); err != nil {
 					out[c.UID] = kubeletplugin.PrepareResult{Err: err}
 					continue
@@ -220,19 +220,20 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 
 // reconcileCDI makes the CDI directory match the checkpoint at start: a
 // prepared claim whose spec is missing (a CDI directory on tmpfs after a
-// reboot) gets it written again; a claim spec the checkpoint does not hold
+// reboot) or damaged (an unsynced write cut short by a power loss) gets it
+// written again; a claim spec the checkpoint does not hold
 // (a crash between the two writes) is removed.
 func (d *Driver) reconcileCDI() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for uid, pc := range d.claims {
-		if pc.Spec == nil || d.cdi.exists(uid) {
+		if pc.Spec == nil || d.cdi.current(uid, pc.Spec) {
 			continue
 		}
 		if err := d.cdi.write(uid, pc.Spec); err != nil {
 			return fmt.Errorf("restore cdi spec of prepared claim %s/%s: %w", pc.Namespace, pc.Name, err)
 		}
-		d.log.Warn("cdi spec of a prepared claim was missing, written again", "claim", pc.Namespace+"/"+pc.Name, "claim_uid", uid)
+		d.log.Warn("cdi spec of a prepared claim was missing or damaged, written again", "claim", pc.Namespace+"/"+pc.Name, "claim_uid", uid)
 	}
 	uids, err := d.cdi.claimUIDs()
 	if err != nil {

@@ -89,7 +89,7 @@ type inventory struct {
 func newInventory(cfg devices.ResourceConfig, devs []devices.Device, only []string) *inventory {
 	resOf := map[string]string{}
 	for _, a := range cfg.Plan(devs) {
-		if len(only) > 0 && !slices.Contains(only, a.Name) {
+		if len(only) > 0 && !Serves(only, a) {
 			continue
 		}
 		for _, d := range a.Devices {
@@ -111,6 +111,21 @@ func newInventory(cfg devices.ResourceConfig, devs []devices.Device, only []stri
 		inv.entries = append(inv.entries, entry{name: name, resource: res, dev: d})
 	}
 	return inv
+}
+
+// Serves reports whether a driver whose Config.Resources are resources
+// publishes the devices of a: a's name is listed, or a is one of the
+// per-identity FPGA resources (<name>-<interface ID>) the config makes of a
+// listed name. The split of --api both uses it too, so that every device
+// goes to exactly one API.
+func Serves(resources []string, a devices.Assignment) bool {
+	if slices.Contains(resources, a.Name) {
+		return true
+	}
+	if len(a.Devices) == 0 || a.Devices[0].Kind != devices.KindFPGA {
+		return false
+	}
+	return slices.ContainsFunc(resources, func(r string) bool { return strings.HasPrefix(a.Name, r+"-") })
 }
 
 // lookup returns the entry named name.
@@ -235,8 +250,11 @@ func (b sliceBuilder) device(e entry, h healthState, nvlinkDomain string) resour
 	}
 	// The nearest switch: pcieRoot alone is too coarse on boards with two
 	// switches under one root, and wrong where a NIC hangs off a GPU's
-	// switch through a "data direct" path.
-	if n := len(d.Bridges); n >= 2 {
+	// switch through a "data direct" path. Bridges start at the root port;
+	// a switch is an upstream and a downstream port below it, so with
+	// fewer than three bridges there is none (a root port and a plain
+	// bridge are not a switch).
+	if n := len(d.Bridges); n >= 3 {
 		str(AttrPCIeSwitch, d.Bridges[n-2])
 	}
 	caps := map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{}

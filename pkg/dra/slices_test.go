@@ -160,6 +160,28 @@ func TestDeviceAttributes(t *testing.T) {
 	}
 }
 
+// TestPCIeSwitchNeedsASwitch: Bridges start at the root port; a switch is
+// an upstream and a downstream port below it. A device under a root port
+// and a plain bridge has no switch, and its root port is not one.
+func TestPCIeSwitchNeedsASwitch(t *testing.T) {
+	b := sliceBuilder{sysRoot: t.TempDir(), log: testLog(t)}
+	for _, tc := range []struct {
+		bridges []string
+		want    *string
+	}{
+		{[]string{"0000:15:01.0"}, nil},
+		{[]string{"0000:15:01.0", "0000:16:00.0"}, nil},
+		{[]string{"0000:15:01.0", "0000:16:00.0", "0000:17:03.0"}, ptr.To("0000:16:00.0")},
+		{[]string{"0000:15:01.0", "0000:16:00.0", "0000:17:03.0", "0000:18:00.0", "0000:19:01.0"}, ptr.To("0000:18:00.0")},
+	} {
+		d := devices.Device{ID: "GPU-1", Kind: devices.KindGPU, PCIAddress: "0000:1b:00.0", Bridges: tc.bridges, Healthy: true}
+		got := b.device(entry{name: "gpu", dev: d}, healthState{healthy: true}, "").Attributes[AttrPCIeSwitch].StringValue
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("pcieSwitch with bridges %v (-want +got):\n%s", tc.bridges, diff)
+		}
+	}
+}
+
 func TestSliceSplitsAtLimit(t *testing.T) {
 	var devs []devices.Device
 	for i := range 130 {
@@ -187,5 +209,30 @@ func TestLabelValue(t *testing.T) {
 		if got := labelValue(tt.in); got != tt.want {
 			t.Errorf("labelValue(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestResourcesByConfigName: --dra-resources names the config's resources.
+// FPGAs are planned as one resource per identity (slipway.dev/fpga-<id>),
+// so naming the config's slipway.dev/fpga must take all of them, not none.
+func TestResourcesByConfigName(t *testing.T) {
+	devs := discoverFixture(t, fixture("fpga-node"))
+	cfg := devices.DefaultConfig()
+	for _, tc := range []struct {
+		only []string
+		want int
+	}{
+		{[]string{"slipway.dev/fpga"}, 3},
+		{[]string{"slipway.dev/fpga-15bd0a5d0c6e4ba4b7c0d3e0f4a8c1e2"}, 2},
+		{[]string{"slipway.dev/fpg"}, 0},
+		{[]string{"nvidia.com/gpu"}, 0},
+	} {
+		if got := len(newInventory(cfg, devs, tc.only).entries); got != tc.want {
+			t.Errorf("newInventory(fpga-node, only %v) has %d devices, want %d", tc.only, got, tc.want)
+		}
+	}
+	gpuNamedLikeFPGA := devices.Assignment{Name: "nvidia.com/gpu-big", Devices: []devices.Device{{Kind: devices.KindGPU}}}
+	if Serves([]string{"nvidia.com/gpu"}, gpuNamedLikeFPGA) {
+		t.Errorf("Serves(nvidia.com/gpu, %s) = true; only FPGA resources are named per identity", gpuNamedLikeFPGA.Name)
 	}
 }

@@ -1,14 +1,17 @@
 package nodeagent
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/slipway-dev/slipway/pkg/deviceplugin/kubeletstub"
 	"github.com/slipway-dev/slipway/pkg/devices"
 )
 
@@ -42,7 +45,7 @@ func TestHealthSurvivesRescansAndReloads(t *testing.T) {
 		ConfigFile:     cfg,
 		RescanInterval: 30 * time.Millisecond,
 	})
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	state := filepath.Join(root, "sys", "class", "infiniband", "mlx5_0", "ports", "1", "state")
 	if _, _, err := h.stub.WaitPlugin(ctx, devices.ResourceHCA); err != nil {
 		t.Fatal(err)
@@ -68,6 +71,7 @@ func TestHealthSurvivesRescansAndReloads(t *testing.T) {
 			t.Fatal("config reload not applied within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+		h.alive(t)
 	}
 	// Many rescans and polls later mlx5_0 is still withdrawn, in the
 	// agent's state and in what the kubelet was last sent.
@@ -103,6 +107,7 @@ func TestSteadyStateLogIsQuiet(t *testing.T) {
 		wantOnce string
 	}{
 		{"dgx-h100", ""},
+		{"fpga-node", ""},
 		{"empty-node", "no gpus, hcas or fpgas found"},
 	} {
 		t.Run(tc.tree, func(t *testing.T) {
@@ -119,6 +124,7 @@ func TestSteadyStateLogIsQuiet(t *testing.T) {
 					t.Fatal("fewer than 20 rescans in 20s")
 				}
 				time.Sleep(10 * time.Millisecond)
+				h.alive(t)
 			}
 			if w := h.log.lines("level=WARN"); len(w) > 0 {
 				t.Errorf("warnings on a healthy %s:\n%s", tc.tree, strings.Join(w, "\n"))
@@ -149,4 +155,49 @@ func readDiscoveries(t *testing.T, h *harness) int {
 		}
 	}
 	return n
+}
+
+// TestDefaultConfigDGX is issue 14's "done when" for defect 3, end to end:
+// with the built-in config (no file) the agent on the DGX tree advertises
+// the 8 GPUs and exactly the 8 InfiniBand rails as slipway.dev/hca, and
+// the storage ConnectX-7s in Ethernet mode under no resource at all.
+func TestDefaultConfigDGX(t *testing.T) {
+	t.Parallel()
+	h := startAgent(t, Config{Discovery: devices.Config{Root: fixture("dgx-h100"), NVML: devices.NVMLOff}})
+	ctx := h.waitCtx(t)
+	want := map[string][]string{
+		devices.ResourceGPU: {
+			"GPU-0000001b-1111-2222-3333-444400000000", "GPU-00000043-1111-2222-3333-444400000001",
+			"GPU-00000052-1111-2222-3333-444400000003", "GPU-00000061-1111-2222-3333-444400000002",
+			"GPU-0000009d-1111-2222-3333-444400000004", "GPU-000000c3-1111-2222-3333-444400000005",
+			"GPU-000000d1-1111-2222-3333-444400000006", "GPU-000000df-1111-2222-3333-444400000007",
+		},
+		devices.ResourceHCA: {"mlx5_0", "mlx5_10", "mlx5_11", "mlx5_3", "mlx5_4", "mlx5_5", "mlx5_6", "mlx5_9"},
+	}
+	for name, ids := range want {
+		_, devs, err := h.stub.WaitPlugin(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range devs {
+			got = append(got, d.GetID())
+		}
+		slices.Sort(got)
+		if !slices.Equal(ids, got) {
+			t.Errorf("%s lists %v, want %v", name, got, ids)
+		}
+	}
+	if err := h.stub.Wait(ctx, func(ps map[string]*kubeletstub.Plugin, _ map[string][]kubeletstub.Update) bool { return len(ps) >= 2 }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // any other resource would have registered by now
+	if err := h.stub.Wait(ctx, func(ps map[string]*kubeletstub.Plugin, _ map[string][]kubeletstub.Update) bool {
+		if len(ps) != 2 {
+			t.Errorf("registered resources: %v, want only %s and %s", slices.Collect(maps.Keys(ps)), devices.ResourceGPU, devices.ResourceHCA)
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -111,10 +112,12 @@ func (l *logBuffer) lines(s string) []string {
 // harness is a running Agent with a device plugin front end and a kubelet
 // stub.
 type harness struct {
-	dir  string
-	a    *Agent
-	stub *kubeletstub.Stub
-	log  *logBuffer
+	dir    string
+	a      *Agent
+	stub   *kubeletstub.Stub
+	log    *logBuffer
+	exited chan struct{} // closed when Run has returned, with runErr
+	runErr error
 }
 
 // startAgent starts a kubelet stub and an Agent with cfg and a device
@@ -122,7 +125,7 @@ type harness struct {
 // and checks that Run returned nil.
 func startAgent(t testing.TB, cfg Config) *harness {
 	t.Helper()
-	h := &harness{dir: shortDir(t), log: &logBuffer{}}
+	h := &harness{dir: shortDir(t), log: &logBuffer{}, exited: make(chan struct{})}
 	stub, err := kubeletstub.Start(kubeletstub.Config{Dir: h.dir})
 	if err != nil {
 		t.Fatal(err)
@@ -139,14 +142,13 @@ func startAgent(t testing.TB, cfg Config) *harness {
 	}
 	h.a = a
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	go func() { h.runErr = a.Run(ctx); close(h.exited) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run() = %v, want nil", err)
+		case <-h.exited:
+			if h.runErr != nil {
+				t.Errorf("Run() = %v, want nil", h.runErr)
 			}
 		case <-time.After(20 * time.Second):
 			t.Errorf("Run did not return 20s after its context was cancelled")
@@ -164,6 +166,34 @@ func waitCtx(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
+	return ctx
+}
+
+// alive fails the test at once if the agent's Run has returned: for loops
+// that poll rather than wait on a context.
+func (h *harness) alive(t testing.TB) {
+	t.Helper()
+	select {
+	case <-h.exited:
+		t.Fatalf("agent Run returned %v", h.runErr)
+	default:
+	}
+}
+
+// waitCtx is the package's waitCtx that also ends, with Run's result as
+// its cause, when the agent's Run returns: an agent that failed fails the
+// wait at once and says why.
+func (h *harness) waitCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancelCause(waitCtx(t))
+	t.Cleanup(func() { cancel(nil) })
+	go func() {
+		select {
+		case <-h.exited:
+			cancel(fmt.Errorf("agent Run returned %v", h.runErr))
+		case <-ctx.Done():
+		}
+	}()
 	return ctx
 }
 

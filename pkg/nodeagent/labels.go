@@ -3,8 +3,6 @@ package nodeagent
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +11,6 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,8 +30,6 @@ const LabelsFieldManager = "slipway-device-plugin"
 
 // Defaults of LabelsConfig.
 const (
-	DefaultTokenFile     = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-	DefaultCAFile        = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 	DefaultLabelsTimeout = 10 * time.Second
 	labelsMinBackoff     = time.Second
 	labelsMaxBackoff     = time.Minute
@@ -43,17 +38,17 @@ const (
 // LabelsConfig configures a Labeller.
 type LabelsConfig struct {
 	// NodeName is the Node the agent runs on (the downward API's
-	// spec.nodeName). Required.
+	// spec.nodeName). Required. The Node must exist: the labeller never
+	// creates one.
 	NodeName string
-	// APIServer is the API server's URL, such as https://10.96.0.1:443
-	// (in a pod: from KUBERNETES_SERVICE_HOST and _PORT). Required.
+	// APIServer is the API server's URL, such as https://10.96.0.1:443.
+	// Required.
 	APIServer string
-	// TokenFile is the service account token, read before every request
-	// (the kubelet rotates it). Empty means DefaultTokenFile.
-	TokenFile string
-	// CAFile is the CA bundle of the API server. Empty means
-	// DefaultCAFile.
-	CAFile string
+	// Client sends the requests with the agent's credentials and trusts
+	// the API server's CA: for instance rest.HTTPClientFor of the config of
+	// a kubeconfig, or of the pod's service account (whose token client-go
+	// reads again as the kubelet rotates it). Required.
+	Client *http.Client
 	// Timeout bounds one request. Zero means DefaultLabelsTimeout.
 	Timeout time.Duration
 	// Log receives the labels applied and failures. Nil discards.
@@ -74,9 +69,10 @@ type Labeller struct {
 	want    map[string]string // labels from the last Apply
 	applied map[string]string // labels the API server last accepted; nil before
 	lastErr string
+	uid     string // the Node's UID, read before the first write
 }
 
-// NewLabeller checks cfg and reads the CA bundle.
+// NewLabeller checks cfg.
 func NewLabeller(cfg LabelsConfig) (*Labeller, error) {
 	if cfg.NodeName == "" {
 		return nil, errors.New("node labels: node name is empty (set it from the downward API's spec.nodeName)")
@@ -85,11 +81,8 @@ func NewLabeller(cfg LabelsConfig) (*Labeller, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, fmt.Errorf("node labels: api server %q: want a URL such as https://10.96.0.1:443", cfg.APIServer)
 	}
-	if cfg.TokenFile == "" {
-		cfg.TokenFile = DefaultTokenFile
-	}
-	if cfg.CAFile == "" {
-		cfg.CAFile = DefaultCAFile
+	if cfg.Client == nil {
+		return nil, errors.New("node labels: no API client")
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultLabelsTimeout
@@ -98,22 +91,10 @@ func NewLabeller(cfg LabelsConfig) (*Labeller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if u.Scheme == "https" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("node labels: read api server ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("node labels: %s holds no PEM certificate", cfg.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
 	return &Labeller{
 		cfg:    cfg,
 		log:    log.With("node", cfg.NodeName),
-		client: &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		client: cfg.Client,
 		wake:   make(chan struct{}, 1),
 	}, nil
 }
@@ -181,44 +162,102 @@ func (l *Labeller) Run(ctx context.Context) error {
 	}
 }
 
-// write applies labels to the Node with server-side apply.
+// write applies labels to the Node with server-side apply. Apply creates
+// an object that does not exist, so the Node is read first (a wrong
+// --node-name is an error, never a new Node) and its UID goes into the
+// apply as a precondition: a Node deleted meanwhile is not made again.
 func (l *Labeller) write(ctx context.Context, labels map[string]string) error {
-	token, err := os.ReadFile(l.cfg.TokenFile)
-	if err != nil {
-		return fmt.Errorf("read service account token: %w", err)
+	l.mu.Lock()
+	uid := l.uid
+	l.mu.Unlock()
+	if uid == "" {
+		var err error
+		if uid, err = l.nodeUID(ctx); err != nil {
+			return err
+		}
 	}
 	body, err := json.Marshal(map[string]any{
 		"apiVersion": "v1",
 		"kind":       "Node",
-		"metadata":   map[string]any{"name": l.cfg.NodeName, "labels": labels},
+		"metadata":   map[string]any{"name": l.cfg.NodeName, "uid": uid, "labels": labels},
 	})
 	if err != nil {
 		return fmt.Errorf("encode node labels: %w", err)
 	}
-	u := strings.TrimSuffix(l.cfg.APIServer, "/") + "/api/v1/nodes/" + url.PathEscape(l.cfg.NodeName) +
-		"?fieldManager=" + LabelsFieldManager + "&force=true"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u, bytes.NewReader(body))
+	resp, msg, err := l.do(ctx, http.MethodPatch, "?fieldManager="+LabelsFieldManager+"&force=true", "application/apply-patch+yaml", body)
 	if err != nil {
-		return fmt.Errorf("patch node %s: %w", l.cfg.NodeName, err)
+		return err
 	}
-	req.Header.Set("Content-Type", "application/apply-patch+yaml")
+	// Keep the UID only while writes succeed: the API server answers a
+	// Node deleted meanwhile with 409 (uid mismatch, no object) and one
+	// made again under the name with 422 (uid immutable); the next try
+	// reads the Node anew.
+	l.mu.Lock()
+	l.uid = ""
+	if resp.StatusCode == http.StatusOK {
+		l.uid = uid
+	}
+	l.mu.Unlock()
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	return l.refused(resp, msg, "patch")
+}
+
+// nodeUID reads the Node and returns its UID.
+func (l *Labeller) nodeUID(ctx context.Context) (string, error) {
+	resp, msg, err := l.do(ctx, http.MethodGet, "", "", nil)
+	if err != nil {
+		return "", err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return "", fmt.Errorf("node %s does not exist: check --node-name (the downward API's spec.nodeName)", l.cfg.NodeName)
+	default:
+		return "", l.refused(resp, msg, "get")
+	}
+	var n struct {
+		Metadata struct {
+			UID string `json:"uid"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(msg, &n); err != nil || n.Metadata.UID == "" {
+		return "", fmt.Errorf("get node %s: no uid in the answer: %s", l.cfg.NodeName, statusMessage(msg))
+	}
+	return n.Metadata.UID, nil
+}
+
+// do sends one request about the Node, bounded by Timeout, and returns
+// the response with (the start of) its body.
+func (l *Labeller) do(ctx context.Context, method, query, contentType string, body []byte) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	u := strings.TrimSuffix(l.cfg.APIServer, "/") + "/api/v1/nodes/" + url.PathEscape(l.cfg.NodeName) + query
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s node %s: %w", strings.ToLower(method), l.cfg.NodeName, err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := l.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("patch node %s: %w", l.cfg.NodeName, err)
+		return nil, nil, fmt.Errorf("%s node %s: %w", strings.ToLower(method), l.cfg.NodeName, err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		return nil
-	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("patch node %s: %s: %s (the service account needs get and patch on nodes: images/device-plugin/rbac.yaml)",
-			l.cfg.NodeName, resp.Status, statusMessage(msg))
-	default:
-		return fmt.Errorf("patch node %s: %s: %s", l.cfg.NodeName, resp.Status, statusMessage(msg))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp, msg, nil
+}
+
+// refused is the error for a request the API server did not accept.
+func (l *Labeller) refused(resp *http.Response, msg []byte, verb string) error {
+	if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized {
+		return fmt.Errorf("%s node %s: %s: %s (the agent needs get and patch on its own Node: images/device-plugin/rbac.yaml)",
+			verb, l.cfg.NodeName, resp.Status, statusMessage(msg))
 	}
+	return fmt.Errorf("%s node %s: %s: %s", verb, l.cfg.NodeName, resp.Status, statusMessage(msg))
 }
 
 // statusMessage returns the message of a Kubernetes Status body, or the
@@ -236,7 +275,8 @@ func statusMessage(b []byte) string {
 // NodeLabels returns the labels that describe devs, all under LabelPrefix:
 //
 //	gpu.count, gpu.product, gpu.memory (MiB), gpu.mig.capable,
-//	gpu.mig.enabled   the GPUs (product and memory of the first)
+//	gpu.mig.enabled   the GPUs (product and memory of the first; memory
+//	                  and MIG only where NVML reported them)
 //	hca.count, hca.link-layer, hca.rate (Gb/s)
 //	                  the HCAs of the link layer most of them have
 //	                  (InfiniBand on a tie), rate the fastest active port
@@ -267,13 +307,19 @@ func NodeLabels(devs []devices.Device) map[string]string {
 		set("gpu.count", strconv.Itoa(len(gpus)))
 		set("gpu.product", gpus[0].Model)
 		set("gpu.memory", gpus[0].Attributes["memory_mib"])
-		capable, enabled := false, false
+		// MIG mode is known only where NVML reported the GPUs (it gives
+		// every GPU its memory, and a MIG mode unless MIG is
+		// unsupported); from sysfs alone it is unknown, not "false".
+		nvml, capable, enabled := false, false, false
 		for _, g := range gpus {
+			nvml = nvml || g.Attributes["memory_mib"] != ""
 			capable = capable || g.Attributes["mig_mode"] != ""
 			enabled = enabled || g.Attributes["mig_mode"] == "enabled"
 		}
-		set("gpu.mig.capable", strconv.FormatBool(capable))
-		set("gpu.mig.enabled", strconv.FormatBool(enabled))
+		if nvml {
+			set("gpu.mig.capable", strconv.FormatBool(capable))
+			set("gpu.mig.enabled", strconv.FormatBool(enabled))
+		}
 	}
 	if len(hcas) > 0 {
 		byLayer := map[string][]devices.Device{}

@@ -3,13 +3,10 @@ package nodeagent
 import (
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -48,6 +45,12 @@ func TestNodeLabels(t *testing.T) {
 			// The 8 InfiniBand rails, not the 4 RoCE storage ports.
 			"slipway.dev/hca.count": "8", "slipway.dev/hca.link-layer": "InfiniBand", "slipway.dev/hca.rate": "400",
 		}},
+		// From sysfs alone (no NVML) neither memory nor MIG mode is
+		// known: no label claims the H100s cannot do MIG.
+		{"dgx-h100 without nvml", discover("dgx-h100"), map[string]string{
+			"slipway.dev/gpu.count": "8", "slipway.dev/gpu.product": "NVIDIA-H100-80GB-HBM3",
+			"slipway.dev/hca.count": "8", "slipway.dev/hca.link-layer": "InfiniBand", "slipway.dev/hca.rate": "400",
+		}},
 		{"fpga-node", discover("fpga-node"), map[string]string{"slipway.dev/fpga.count": "3"}},
 		{"empty-node", discover("empty-node"), map[string]string{}},
 	}
@@ -66,14 +69,18 @@ func TestNodeLabels(t *testing.T) {
 }
 
 // apiServer models what the Kubernetes API server does with the labeller's
-// request: PATCH of a Node with server-side apply, the field manager owning
-// exactly the labels it applied last (a label it no longer applies goes,
-// labels of other managers stay), a bearer token, and a Status body on
-// errors.
+// requests (checked against kube-apiserver v1.37 in
+// test/controlplane/nodelabels_test.go): GET of the Node; PATCH with
+// server-side apply, the field manager owning exactly the labels it applied
+// last (a label it no longer applies goes, labels of other managers stay);
+// metadata.uid as a precondition (409 when no object exists, 422 when the
+// object has another); apply without it on a missing Node creates one; a
+// bearer token; a Status body on errors.
 type apiServer struct {
 	mu      sync.Mutex
 	token   string
 	fail    []int             // status codes to answer, in order, before succeeding
+	uid     string            // the Node's UID; "" when there is no Node
 	labels  map[string]string // the Node's labels
 	managed map[string]bool   // the labels LabelsFieldManager owns
 	calls   int
@@ -88,6 +95,10 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": msg, "code": code})
 	}
+	node := func() {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"apiVersion": "v1", "kind": "Node", "metadata": map[string]any{"name": "node-7", "uid": s.uid, "labels": s.labels}})
+	}
 	if r.Header.Get("Authorization") != "Bearer "+s.token {
 		status(http.StatusUnauthorized, "Unauthorized")
 		return
@@ -98,37 +109,59 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status(code, `nodes "node-7" is forbidden: User "system:serviceaccount:kube-system:slipway-device-plugin" cannot patch resource "nodes"`)
 		return
 	}
+	if r.URL.Path != "/api/v1/nodes/node-7" {
+		status(http.StatusNotFound, "no such path "+r.URL.Path)
+		return
+	}
+	if r.Method == http.MethodGet {
+		if s.uid == "" {
+			status(http.StatusNotFound, `nodes "node-7" not found`)
+			return
+		}
+		node()
+		return
+	}
 	q := r.URL.Query()
-	if r.Method != http.MethodPatch || r.URL.Path != "/api/v1/nodes/node-7" || q.Get("fieldManager") != LabelsFieldManager || q.Get("force") != "true" ||
+	if r.Method != http.MethodPatch || q.Get("fieldManager") != LabelsFieldManager || q.Get("force") != "true" ||
 		r.Header.Get("Content-Type") != "application/apply-patch+yaml" {
 		status(http.StatusBadRequest, "unexpected request "+r.Method+" "+r.URL.String()+" "+r.Header.Get("Content-Type"))
 		return
 	}
-	var node struct {
+	var apply struct {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
 		Metadata   struct {
 			Name   string            `json:"name"`
+			UID    string            `json:"uid"`
 			Labels map[string]string `json:"labels"`
 		} `json:"metadata"`
 	}
 	b, _ := io.ReadAll(r.Body)
-	if err := json.Unmarshal(b, &node); err != nil || node.APIVersion != "v1" || node.Kind != "Node" || node.Metadata.Name != "node-7" {
+	if err := json.Unmarshal(b, &apply); err != nil || apply.APIVersion != "v1" || apply.Kind != "Node" || apply.Metadata.Name != "node-7" {
 		status(http.StatusBadRequest, "bad apply body "+string(b))
 		return
 	}
+	switch {
+	case s.uid == "" && apply.Metadata.UID != "":
+		status(http.StatusConflict, `Operation cannot be fulfilled on nodes "node-7": uid mismatch: the provided object specified uid `+apply.Metadata.UID+", and no existing object was found")
+		return
+	case s.uid == "":
+		s.uid = "created-by-apply" // what the labeller must never cause
+	case apply.Metadata.UID != "" && apply.Metadata.UID != s.uid:
+		status(http.StatusUnprocessableEntity, `Node "node-7" is invalid: metadata.uid: Invalid value: "`+apply.Metadata.UID+`": field is immutable`)
+		return
+	}
 	for k := range s.managed {
-		if _, ok := node.Metadata.Labels[k]; !ok {
+		if _, ok := apply.Metadata.Labels[k]; !ok {
 			delete(s.labels, k)
 		}
 	}
 	s.managed = map[string]bool{}
-	for k, v := range node.Metadata.Labels {
+	for k, v := range apply.Metadata.Labels {
 		s.labels[k] = v
 		s.managed[k] = true
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"apiVersion": "v1", "kind": "Node", "metadata": map[string]any{"name": "node-7", "labels": s.labels}})
+	node()
 }
 
 func (s *apiServer) snapshot() (map[string]string, int) {
@@ -137,26 +170,51 @@ func (s *apiServer) snapshot() (map[string]string, int) {
 	return maps.Clone(s.labels), s.calls
 }
 
+// bearer adds a token to every request, as a rest.Config's transport does.
+type bearer struct {
+	next  http.RoundTripper
+	token string
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// tlsClient is srv's client with a bearer token.
+func tlsClient(srv *httptest.Server, token string) *http.Client {
+	c := srv.Client()
+	c.Transport = bearer{next: c.Transport, token: token}
+	return c
+}
+
+// runLabeller runs l until the test ends.
+func runLabeller(t *testing.T, l *Labeller) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	})
+}
+
 // TestLabellerWritesOwnNode: the labeller applies the labels to its Node
-// over TLS with the service account token, retries a refused write (and
-// says which RBAC it needs), removes the labels of a kind the node no
-// longer has, and leaves other labels alone.
+// with the client it is given, retries a refused write (and says which
+// RBAC it needs), removes the labels of a kind the node no longer has, and
+// leaves other labels alone; a Node deleted and made again under the name
+// is read anew.
 func TestLabellerWritesOwnNode(t *testing.T) {
 	t.Parallel()
-	api := &apiServer{token: "tok-1", fail: []int{http.StatusForbidden}, labels: map[string]string{"kubernetes.io/hostname": "node-7"}}
+	api := &apiServer{token: "tok-1", uid: "uid-1", fail: []int{http.StatusForbidden}, labels: map[string]string{"kubernetes.io/hostname": "node-7"}}
 	srv := httptest.NewTLSServer(api)
 	defer srv.Close()
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	token := filepath.Join(dir, "token")
-	if err := os.WriteFile(token, []byte("tok-1\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	log := &logBuffer{}
-	l, err := NewLabeller(LabelsConfig{NodeName: "node-7", APIServer: srv.URL, TokenFile: token, CAFile: ca, Log: newTestLogger(log)})
+	l, err := NewLabeller(LabelsConfig{NodeName: "node-7", APIServer: srv.URL, Client: tlsClient(srv, "tok-1"), Log: newTestLogger(log)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,15 +223,7 @@ func TestLabellerWritesOwnNode(t *testing.T) {
 	if err := l.Apply(devices.State{Devices: []devices.Device{gpu, hca}}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v", err)
-		}
-	}()
+	runLabeller(t, l)
 	waitLabels := func(what string, want map[string]string) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
@@ -183,7 +233,7 @@ func TestLabellerWritesOwnNode(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: node labels (-want +got):\n%s", what, cmp.Diff(want, got))
+				t.Fatalf("%s: node labels (-want +got):\n%s\nlog:\n%s", what, cmp.Diff(want, got), log.String())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -197,18 +247,15 @@ func TestLabellerWritesOwnNode(t *testing.T) {
 	if got := log.lines("rbac.yaml"); len(got) != 1 {
 		t.Errorf("log lines naming the RBAC the write needs: %q, want one", got)
 	}
-	// The GPU goes (unplugged): its labels go, the rest stay; the token
-	// was rotated meanwhile.
+	// The Node is deleted and made again (new UID); then the GPU goes
+	// (unplugged): its labels go, the rest stay.
 	api.mu.Lock()
-	api.token = "tok-2"
+	api.uid, api.labels, api.managed = "uid-2", map[string]string{"kubernetes.io/hostname": "node-7"}, nil
 	api.mu.Unlock()
-	if err := os.WriteFile(token, []byte("tok-2"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	if err := l.Apply(devices.State{Devices: []devices.Device{hca}}); err != nil {
 		t.Fatal(err)
 	}
-	waitLabels("after the GPU went", map[string]string{
+	waitLabels("after the Node was made again and the GPU went", map[string]string{
 		"kubernetes.io/hostname": "node-7",
 		"slipway.dev/hca.count":  "1", "slipway.dev/hca.link-layer": "InfiniBand", "slipway.dev/hca.rate": "200",
 	})
@@ -223,11 +270,44 @@ func TestLabellerWritesOwnNode(t *testing.T) {
 	}
 }
 
+// TestLabellerNeverCreatesNode: with a node name that names no Node (a
+// typo, or the Node deleted), the labeller says so and creates nothing,
+// even with rights that would let server-side apply create it.
+func TestLabellerNeverCreatesNode(t *testing.T) {
+	t.Parallel()
+	api := &apiServer{token: "tok", labels: map[string]string{}}
+	srv := httptest.NewTLSServer(api)
+	defer srv.Close()
+	log := &logBuffer{}
+	l, err := NewLabeller(LabelsConfig{NodeName: "node-7", APIServer: srv.URL, Client: tlsClient(srv, "tok"), Log: newTestLogger(log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpu := devices.Device{ID: "GPU-1", Kind: devices.KindGPU, Model: "NVIDIA H200", Healthy: true}
+	if err := l.Apply(devices.State{Devices: []devices.Device{gpu}}); err != nil {
+		t.Fatal(err)
+	}
+	runLabeller(t, l)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(log.lines("node node-7 does not exist")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no error naming the missing node in 20s:\n%s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	api.mu.Lock()
+	uid := api.uid
+	api.mu.Unlock()
+	if uid != "" {
+		t.Errorf("the labeller made Node node-7 (uid %q)", uid)
+	}
+}
+
 func TestNewLabellerErrors(t *testing.T) {
 	for _, cfg := range []LabelsConfig{
-		{APIServer: "https://10.96.0.1:443"},
-		{NodeName: "n", APIServer: "10.96.0.1"},
-		{NodeName: "n", APIServer: "https://10.96.0.1:443", CAFile: "/nonexistent/ca.crt"},
+		{APIServer: "https://10.96.0.1:443", Client: http.DefaultClient},
+		{NodeName: "n", APIServer: "10.96.0.1", Client: http.DefaultClient},
+		{NodeName: "n", APIServer: "https://10.96.0.1:443"},
 	} {
 		if _, err := NewLabeller(cfg); err == nil {
 			t.Errorf("NewLabeller(%+v) = nil error, want one", cfg)

@@ -40,7 +40,7 @@ func TestMIGMixedThroughThePlugin(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	writeConfig(t, cfg, "apiVersion: slipway.dev/v1alpha1\nkind: DevicePluginConfig\ngpu:\n  migStrategy: mixed\n")
 	h := startAgent(t, Config{Discovery: devices.Config{Root: root, NVML: devices.NVMLOn, NVMLLib: devices.FromNVML(m.Server)}, ConfigFile: cfg})
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	if _, gpus, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU); err != nil || len(gpus) != 6 {
 		t.Fatalf("nvidia.com/gpu lists %d devices, %v; want the 6 GPUs not in MIG mode", len(gpus), err)
 	}

@@ -32,7 +32,7 @@ health:
   recoveryPeriod: 1h
 `)
 	h := startAgent(t, Config{Discovery: devices.Config{Root: root, NVML: devices.NVMLOff}, ConfigFile: cfg})
-	ctx := waitCtx(t)
+	ctx := h.waitCtx(t)
 	p, list, err := h.stub.WaitPlugin(ctx, devices.ResourceGPU)
 	if err != nil {
 		t.Fatal(err)
@@ -74,20 +74,24 @@ health:
 	if got := cr.GetEnvs()["SLIPWAY_GPU_DEVICES"]; got != gpu0 {
 		t.Errorf("SLIPWAY_GPU_DEVICES = %q, want %s once", got, gpu0)
 	}
-	// Four replicas out of all: four different GPUs.
-	pref, err := p.Client.GetPreferredAllocation(ctx, &pluginapi.PreferredAllocationRequest{ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{
-		{AvailableDeviceIDs: ids, AllocationSize: 4},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gpus := map[string]bool{}
-	for _, id := range pref.GetContainerResponses()[0].GetDeviceIDs() {
-		g, _, _ := strings.Cut(id, "::")
-		gpus[g] = true
-	}
-	if len(gpus) != 4 {
-		t.Errorf("GetPreferredAllocation(4 of 32 replicas) = %v, want replicas of 4 different GPUs", pref.GetContainerResponses()[0].GetDeviceIDs())
+	// Four replicas, as the kubelet allocates them: without a Topology
+	// Manager hint it asks over all 32, on NUMA node 0 over that node's
+	// 16; either way four different GPUs.
+	for _, numa := range [][]int64{nil, {0}} {
+		a, err := h.stub.Admit(ctx, devices.ResourceGPU, 4, numa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gpus := map[string]bool{}
+		for _, id := range a.Devices {
+			g, _, _ := strings.Cut(id, "::")
+			gpus[g] = true
+		}
+		if a.Preferred == nil || len(gpus) != 4 || len(strings.Split(a.Response.GetEnvs()["SLIPWAY_GPU_DEVICES"], ",")) != 4 {
+			t.Errorf("4 replicas, NUMA %v: asked %v, got %v (SLIPWAY_GPU_DEVICES %q); want replicas of 4 different GPUs",
+				numa, a.Preferred, a.Devices, a.Response.GetEnvs()["SLIPWAY_GPU_DEVICES"])
+		}
+		h.stub.Release(devices.ResourceGPU, a.Devices)
 	}
 	// GPU 0's device node disappears: all four replicas go.
 	if err := removeFile(filepath.Join(root, "dev", "nvidia0")); err != nil {

@@ -37,6 +37,11 @@ const (
 // "$2", written out for a double-quoted shell string.
 const ShellBody = "step=$1 status=$2"
 
+// ShellStatusFailed is the status argument a shell step passes to report
+// when its command failed with the exit code in $rc: with ShellBody it
+// sends Format of a Failed report with that RC.
+const ShellStatusFailed = string(Failed) + " rc=$rc"
+
 // Report is one progress report of a node.
 type Report struct {
 	// Step names the step, such as StepKubeadmJoin: letters, digits, '-',

@@ -70,7 +70,8 @@ func TestParse(t *testing.T) {
 // shell substitutes $1 and $2 (for a failure "failed rc=N").
 func TestShellBody(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][2]string{{"kubeadm-join", "ok"}, {"kubeadm-join", "started"}, {"install-packages", "failed rc=100"}} {
+	failed := strings.ReplaceAll(ShellStatusFailed, "$rc", "100")
+	for _, args := range [][2]string{{"kubeadm-join", "ok"}, {"kubeadm-join", "started"}, {"install-packages", failed}} {
 		body := strings.NewReplacer("$1", args[0], "$2", args[1]).Replace(ShellBody)
 		r, err := Parse(body)
 		if err != nil {
@@ -79,6 +80,9 @@ func TestShellBody(t *testing.T) {
 		}
 		if Format(r) != body {
 			t.Errorf("Format(Parse(%q)) = %q, want it unchanged", body, Format(r))
+		}
+		if args[1] == failed && (r.Status != Failed || r.RC != 100) {
+			t.Errorf("Parse(%q) = %+v, want status failed rc 100", body, r)
 		}
 	}
 }

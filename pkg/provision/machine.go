@@ -48,8 +48,13 @@ type nodeState struct {
 	issued   bool // the node's config and token are issued
 	held     bool // the node asked for its config before its turn; it waits
 	early    bool // it was started before its turn (early netboot)
-	// netboot holds a bit per netboot step (eventBit) seen in this boot.
+	// netboot holds a bit per netboot step (eventBit) seen in this boot;
+	// step is the last netboot step seen and stepAt when it was first seen
+	// (what a stall message names: last may since say something else, such
+	// as the config being issued while the node's boot had died).
 	netboot uint8
+	step    string
+	stepAt  time.Time
 	// blockedBy names the first control-plane node when this node failed
 	// only because that one did.
 	blockedBy string
@@ -124,7 +129,7 @@ func (p policy) step(s *nodeState, in input, now time.Time) op {
 
 func (s *nodeState) enter(ph Phase, now time.Time) {
 	if ph != PhaseNetbooting {
-		s.netboot = 0
+		s.netboot, s.step, s.stepAt = 0, "", time.Time{}
 	}
 	s.phase = ph
 	s.since = now
@@ -180,6 +185,7 @@ func (p policy) opDone(s *nodeState, in input, now time.Time) op {
 			// The node is waiting for its config: it may have it now.
 			s.held = false
 			s.deadline = now.Add(p.timeouts.Netboot)
+			s.step, s.stepAt = "its held config request was let through", now
 		}
 		return opNone
 	case opRevoke:
@@ -259,6 +265,7 @@ func (p policy) event(s *nodeState, ev Event, now time.Time) op {
 		// progress: the node gets the whole netboot timeout again.
 		if s.phase == PhaseNetbooting && s.netboot&eventBit(ev.Kind) == 0 {
 			s.netboot |= eventBit(ev.Kind)
+			s.step, s.stepAt = desc, now
 			if !s.held {
 				s.deadline = now.Add(p.timeouts.Netboot)
 			}
@@ -277,6 +284,7 @@ func (p policy) event(s *nodeState, ev Event, now time.Time) op {
 	case 1:
 		s.enter(PhaseNetbooting, now)
 		s.netboot = eventBit(ev.Kind)
+		s.step, s.stepAt = desc, now
 		s.deadline = now.Add(p.timeouts.Netboot)
 	case 2:
 		s.enter(PhaseConfigFetched, now)
@@ -290,6 +298,21 @@ func (p policy) event(s *nodeState, ev Event, now time.Time) op {
 	}
 	s.last = desc
 	return opNone
+}
+
+// stalled power-cycles a node whose boot stalled (why says how), or fails
+// it when it has had every attempt.
+func (p policy) stalled(s *nodeState, why string, now time.Time) op {
+	if s.attempt >= p.maxAttempts {
+		cycles := "power cycles"
+		if s.attempt == 1 {
+			cycles = "power cycle"
+		}
+		return s.fail(fmt.Sprintf("%s (gave up after %d %s)", why, s.attempt, cycles), now)
+	}
+	o := p.powerCycle(s, now)
+	s.last = fmt.Sprintf("%s; power cycle %d/%d", why, s.attempt, p.maxAttempts)
+	return o
 }
 
 func (p policy) timeout(s *nodeState, now time.Time) op {
@@ -310,18 +333,11 @@ func (p policy) timeout(s *nodeState, now time.Time) op {
 			why = "no script fetch from its virtual-media CD (static address, no DHCP)"
 		}
 		if s.phase == PhaseNetbooting {
-			why = "netboot stalled after " + s.last
+			// waited is the whole netboot; the stall is since the step.
+			return p.stalled(s, fmt.Sprintf("netboot stalled: no new step within %s after %s",
+				now.Sub(s.stepAt).Round(time.Second), s.step), now)
 		}
-		if s.attempt >= p.maxAttempts {
-			cycles := "power cycles"
-			if s.attempt == 1 {
-				cycles = "power cycle"
-			}
-			return s.fail(fmt.Sprintf("%s within %s (gave up after %d %s)", why, waited, s.attempt, cycles), now)
-		}
-		o := p.powerCycle(s, now)
-		s.last = fmt.Sprintf("%s within %s; power cycle %d/%d", why, waited, s.attempt, p.maxAttempts)
-		return o
+		return p.stalled(s, fmt.Sprintf("%s within %s", why, waited), now)
 	case PhaseConfigFetched:
 		return s.fail(fmt.Sprintf("node fetched its config but reported no join within %s", waited), now)
 	case PhaseJoining:

@@ -199,6 +199,49 @@ func TestStepFailureReasons(t *testing.T) {
 	}
 }
 
+// TestStallNamesTheLastNetbootStep: the stall reason names the last
+// netboot step the node reached and how long ago, not whatever was said
+// about the node since (an early node's config being issued while its boot
+// had died at the kernel) nor the time since netboot began.
+func TestStallNamesTheLastNetbootStep(t *testing.T) {
+	t.Parallel()
+	p := testPolicy() // netboot timeout 2m, 2 attempts
+	kernel := input{kind: inEvent, event: Event{Kind: EventKernel, Detail: "/assets/vmlinuz"}}
+	tests := []struct {
+		name  string
+		init  nodeState
+		steps []stepWant
+		want  string
+	}{
+		{"early node whose boot died at the kernel gets its turn", nodeState{phase: PhaseWaitingDHCP, since: t0, attempt: 1, early: true}, []stepWant{
+			{ev(EventDHCP), 0, opNone, PhaseNetbooting, 1, 120},
+			{kernel, 60, opNone, PhaseNetbooting, 1, 180},
+			{done(opIssue), 100, opNone, PhaseNetbooting, 1, 180},
+			{timeout(), 180, opPowerOff, PhasePoweringOff, 2, -1},
+		}, "netboot stalled: no new step within 2m0s after kernel /assets/vmlinuz; power cycle 2/2"},
+		{"held config let through, never fetched", nodeState{phase: PhaseWaitingDHCP, since: t0, attempt: 2, early: true}, []stepWant{
+			{ev(EventDHCP), 0, opNone, PhaseNetbooting, 2, 120},
+			{ev(EventConfig), 5, opNone, PhaseNetbooting, 2, -1}, // held
+			{done(opIssue), 500, opNone, PhaseNetbooting, 2, 620},
+			{timeout(), 620, opRevoke, PhaseFailed, 2, -1},
+		}, "netboot stalled: no new step within 2m0s after its held config request was let through (gave up after 2 power cycles)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := tc.init
+			for i, sw := range tc.steps {
+				if got := p.step(&s, sw.in, at(sw.sec)); got != sw.wantOp || s.phase != sw.phase {
+					t.Fatalf("step %d (%+v at +%ds) = %s in %s, want %s in %s", i, sw.in, sw.sec, got, s.phase, sw.wantOp, sw.phase)
+				}
+			}
+			if got := s.last; got != tc.want {
+				t.Errorf("stall message = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestPhasePassedNetboot(t *testing.T) {
 	t.Parallel()
 	var got []Phase

@@ -23,7 +23,6 @@ import (
 
 	"github.com/slipway-dev/slipway/pkg/bmc/redfishsim"
 	"github.com/slipway-dev/slipway/pkg/inventory"
-	"github.com/slipway-dev/slipway/pkg/phonehome"
 )
 
 // Fault is a failure injected into one machine.
@@ -458,16 +457,15 @@ func (r *Rack) boot(m *machine, gen int, legacy bool) {
 func (r *Rack) runNodeConfig(ctx context.Context, m *machine, gen int, nc nodeConfig, sleep func(time.Duration) bool) {
 	worked := false
 	for _, cr := range nc.reports {
-		if cr.report.Status != phonehome.Started && !worked {
+		if !cr.started && !worked {
 			m.setStage("kubeadm")
 			if !sleep(m.os - m.os/3) {
 				return
 			}
 			worked = true
 		}
-		body := phonehome.Format(cr.report)
 		for {
-			err := m.post(ctx, nc.phoneHome, body)
+			err := m.post(ctx, nc.phoneHome, cr.body)
 			if err == nil {
 				break
 			}
@@ -478,7 +476,7 @@ func (r *Rack) runNodeConfig(ctx context.Context, m *machine, gen int, nc nodeCo
 				break
 			}
 		}
-		if cr.report.Joined() {
+		if cr.ok && cr.report.Joined() {
 			m.mu.Lock()
 			m.joined = true
 			m.took = time.Since(m.booted)
@@ -546,6 +544,20 @@ var (
 // dhcp does DISCOVER/OFFER then REQUEST/ACK through the relay, retrying
 // as the firmware (or iPXE) does, and returns the ACK.
 func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4.DHCPv4, error) {
+	timeouts := pxeDHCPTimeouts
+	if ipxe {
+		timeouts = ipxeDHCPTimeouts
+	}
+	return r.dhcpSession(ctx, m, legacy, ipxe, timeouts)
+}
+
+// dhcpSession is one DHCP session of a client that waits timeouts[i]
+// after its i-th DISCOVER. As PXE ROMs and iPXE do, it picks its
+// transaction ID once: every retransmission and the REQUEST carry it, so
+// an OFFER or ACK that answers an earlier transmission late still counts;
+// secs grows with the session. A NAK or a REQUEST left unanswered starts
+// over with the next DISCOVER.
+func (r *Rack) dhcpSession(ctx context.Context, m *machine, legacy, ipxe bool, timeouts []time.Duration) (*dhcpv4.DHCPv4, error) {
 	mods := []dhcpv4.Modifier{dhcpv4.WithGatewayIP(net.IP(r.cfg.RelayAddr.AsSlice()))}
 	if legacy {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
@@ -558,18 +570,21 @@ func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
 	}
 	mac := net.HardwareAddr(m.node.MAC)
-	timeouts := pxeDHCPTimeouts
-	if ipxe {
-		timeouts = ipxeDHCPTimeouts
+	disc, err := dhcpv4.NewDiscovery(mac, mods...)
+	if err != nil {
+		return nil, err
 	}
+	replies, stop := r.await(disc.TransactionID)
+	defer stop()
+	start := time.Now()
 	var lastErr error
 	for _, wait := range timeouts {
-		disc, err := dhcpv4.NewDiscovery(mac, mods...)
+		disc.NumSeconds = uint16(time.Since(start) / time.Second)
+		offer, err := r.exchange(ctx, replies, disc, dhcpv4.MessageTypeOffer, wait)
 		if err != nil {
-			return nil, err
-		}
-		offer, err := r.exchange(ctx, disc, dhcpv4.MessageTypeOffer, wait)
-		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
 			lastErr = err
 			continue
 		}
@@ -577,8 +592,12 @@ func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4
 		if err != nil {
 			return nil, err
 		}
-		ack, err := r.exchange(ctx, req, dhcpv4.MessageTypeAck, wait)
+		req.NumSeconds = uint16(time.Since(start) / time.Second)
+		ack, err := r.exchange(ctx, replies, req, dhcpv4.MessageTypeAck, wait)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
 			lastErr = err
 			continue
 		}
@@ -587,17 +606,25 @@ func (r *Rack) dhcp(ctx context.Context, m *machine, legacy, ipxe bool) (*dhcpv4
 	return nil, fmt.Errorf("no dhcp answer for %s after %d tries: %w", mac, len(timeouts), lastErr)
 }
 
-func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.MessageType, wait time.Duration) (*dhcpv4.DHCPv4, error) {
-	ch := make(chan *dhcpv4.DHCPv4, 4)
-	key := binary.BigEndian.Uint32(msg.TransactionID[:])
+// await registers a DHCP session's transaction ID with the relay and
+// returns the channel its replies arrive on, until stop is called.
+func (r *Rack) await(xid dhcpv4.TransactionID) (<-chan *dhcpv4.DHCPv4, func()) {
+	ch := make(chan *dhcpv4.DHCPv4, 8)
+	key := binary.BigEndian.Uint32(xid[:])
 	r.mu.Lock()
 	r.waiters[key] = ch
 	r.mu.Unlock()
-	defer func() {
+	return ch, func() {
 		r.mu.Lock()
 		delete(r.waiters, key)
 		r.mu.Unlock()
-	}()
+	}
+}
+
+// exchange sends msg and waits up to wait for a reply of type want on
+// replies (other replies of the session, such as a late OFFER while an ACK
+// is awaited, are ignored).
+func (r *Rack) exchange(ctx context.Context, replies <-chan *dhcpv4.DHCPv4, msg *dhcpv4.DHCPv4, want dhcpv4.MessageType, wait time.Duration) (*dhcpv4.DHCPv4, error) {
 	if _, err := r.relay.WriteToUDP(msg.ToBytes(), net.UDPAddrFromAddrPort(r.cfg.DHCPServer)); err != nil {
 		return nil, err
 	}
@@ -605,11 +632,11 @@ func (r *Rack) exchange(ctx context.Context, msg *dhcpv4.DHCPv4, want dhcpv4.Mes
 	defer timeout.Stop()
 	for {
 		select {
-		case resp := <-ch:
+		case resp := <-replies:
 			if resp.MessageType() == want {
 				return resp, nil
 			}
-			if resp.MessageType() == dhcpv4.MessageTypeNak {
+			if want == dhcpv4.MessageTypeAck && resp.MessageType() == dhcpv4.MessageTypeNak {
 				return nil, errors.New("dhcp nak")
 			}
 		case <-timeout.C:

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/pkg/bmc"
 	"github.com/slipway-dev/slipway/pkg/inventory"
@@ -17,11 +19,13 @@ import (
 )
 
 // reportConfig is a node config in the shape the simulated OS runs: it
-// reports the join step to the boot server.
-func reportConfig(base string) httpboot.Renderer {
+// reports the join step to the boot server, posting body (with $1 the step
+// and $2 the status).
+func reportConfig(base, body string) httpboot.Renderer {
 	return httpboot.RendererFunc(func(_ context.Context, n inventory.Node) ([]byte, error) {
-		return fmt.Appendf(nil, "#!/bin/sh\nPHONE_HOME=%s\nreport %s started || true\nuntil report %s ok; do sleep 1; done\n",
-			phonehome.URL(base, n.Name), phonehome.StepKubeadmJoin, phonehome.StepKubeadmJoin), nil
+		return fmt.Appendf(nil, "#!/bin/sh\nPHONE_HOME=%s\nreport() { wget -q -O /dev/null --post-data \"%s\" \"$PHONE_HOME\"; }\n"+
+			"report %s started || true\nuntil report %s ok; do sleep 1; done\n",
+			phonehome.URL(base, n.Name), body, phonehome.StepKubeadmJoin, phonehome.StepKubeadmJoin), nil
 	})
 }
 
@@ -42,7 +46,7 @@ func TestMachinesBootFromTheBootServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pcfg.Renderer = reportConfig(base)
+	pcfg.Renderer = reportConfig(base, phonehome.ShellBody)
 	svc, err := pxe.New(pcfg)
 	if err != nil {
 		t.Fatalf("pxe.New: %v", err)
@@ -145,6 +149,69 @@ func TestMachineWithoutReportsInItsConfig(t *testing.T) {
 			t.Fatalf("machine %+v, want it stopped at its node config (the boot server's placeholder reports no step)", s)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMachineSendsWhatItsReportFunctionPosts: the simulated OS posts the
+// body its node config's report function builds, as the shell would; a
+// config whose report function does not speak the phone-home format never
+// gets its node joined (the simulation used to send well-formed reports
+// whatever the config said).
+func TestMachineSendsWhatItsReportFunctionPosts(t *testing.T) {
+	w, err := simrack.NewWorld(simrack.WorldConfig{Dir: t.TempDir(), Nodes: 1, Firmware: 10 * time.Millisecond, OS: 10 * time.Millisecond, Seed: 1})
+	if err != nil {
+		t.Fatalf("NewWorld: %v", err)
+	}
+	t.Cleanup(func() { w.Close() })
+	pcfg := pxe.Config{Inventory: w.Inventory, TFTPRoot: w.TFTPRoot, AssetDir: w.AssetDir, SkipInterfaceCheck: true, Listeners: w.Listeners}
+	base, err := pcfg.BaseURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.Renderer = reportConfig(base, "$1 $2") // not step=... status=...
+	svc, err := pxe.New(pcfg)
+	if err != nil {
+		t.Fatalf("pxe.New: %v", err)
+	}
+	events, unsubscribe := svc.Bus().Subscribe(4096)
+	defer unsubscribe()
+	servetest.Start(t, svc)
+	servetest.Start(t, w.Rack)
+	n := w.Inventory.Nodes[0]
+	c, err := bmc.New(n.Name, n.BMC, bmc.Config{Backoff: []time.Duration{20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := c.SetBootDevice(ctx, bmc.BootPXE, bmc.BootOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetPower(ctx, bmc.ActionOn); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	var got []string
+	for len(got) < 2 {
+		select {
+		case e := <-events:
+			if e.Kind == bootevent.PhoneHome {
+				got = append(got, e.Detail)
+			}
+		case <-ctx.Done():
+			t.Fatalf("phone-homes seen: %q; machine: %+v", got, w.Rack.Stats()[0])
+		}
+	}
+	if diff := cmp.Diff([]string{"kubeadm-join started", "kubeadm-join ok"}, got); diff != "" {
+		t.Errorf("phone-home bodies (-want +got):\n%s", diff)
+	}
+	for _, body := range got {
+		if r, err := phonehome.Parse(body); err == nil && r.Joined() {
+			t.Errorf("phonehome.Parse(%q) = %v, a join: want no join from this config", body, r)
+		}
+	}
+	if s := w.Rack.Stats()[0]; s.Joined {
+		t.Errorf("machine %+v counts itself joined, want not", s)
 	}
 }
 

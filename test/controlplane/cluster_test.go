@@ -206,6 +206,7 @@ func startControlPlane(t testing.TB) *controlPlane {
 		"--tls-private-key-file="+writeFile(t, filepath.Join(dir, "apiserver.key"), srvKey),
 		"--client-ca-file="+filepath.Join(pki.Dir(), kubeadm.CACertFile),
 		"--enable-bootstrap-token-auth=true",
+		"--allow-privileged=true", // as kubeadm sets it: privileged DaemonSets (the DRA driver) apply
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",

@@ -28,17 +28,38 @@ import (
 // draManifests is the directory of the DRA manifests under test.
 var draManifests = filepath.Join("..", "..", "images", "device-plugin", "dra")
 
+// draControlPlane is the shared control plane plus the components DRA
+// needs, whose exits the waits below watch.
+type draControlPlane struct {
+	*controlPlane
+	// exited holds each extra component's done channel by name.
+	exited map[string]<-chan struct{}
+}
+
+// alive fails the test at once when a component has exited: a wait for
+// the scheduler must not run into its timeout because the scheduler died.
+func (cp *draControlPlane) alive(t testing.TB) {
+	t.Helper()
+	for name, done := range cp.exited {
+		select {
+		case <-done:
+			t.Fatalf("%s exited (its log is in %s)", name, filepath.Join(cp.dir, name+".log"))
+		default:
+		}
+	}
+}
+
 // startDRAControlPlane starts the shared control plane plus what DRA needs
 // of the rest of Kubernetes: a kube-controller-manager running the
 // resourceclaim controller (claims from templates) and the device taint
 // eviction controller, and kube-scheduler, whose DRA plugin allocates
 // claims against the published slices. Neither serves HTTPS (port 0).
-func startDRAControlPlane(t testing.TB) *controlPlane {
+func startDRAControlPlane(t testing.TB) *draControlPlane {
 	t.Helper()
 	bins := requireTools(t, "kube-scheduler", "kube-controller-manager")
-	cp := startControlPlane(t)
+	cp := &draControlPlane{controlPlane: startControlPlane(t), exited: map[string]<-chan struct{}{}}
 	kc := writeFile(t, filepath.Join(cp.dir, "dra-admin.conf"), cp.adminKC)
-	startProcess(t, cp.dir, "kube-controller-manager-dra", bins["kube-controller-manager"],
+	cp.exited["kube-controller-manager-dra"] = startProcess(t, cp.dir, "kube-controller-manager-dra", bins["kube-controller-manager"],
 		"--kubeconfig="+kc,
 		"--controllers=resourceclaim-controller,device-taint-eviction-controller",
 		"--bind-address=127.0.0.1", "--secure-port=0", "--leader-elect=false",
@@ -50,7 +71,7 @@ clientConnection:
 leaderElection:
   leaderElect: false
 `))
-	startProcess(t, cp.dir, "kube-scheduler", bins["kube-scheduler"],
+	cp.exited["kube-scheduler"] = startProcess(t, cp.dir, "kube-scheduler", bins["kube-scheduler"],
 		"--config="+schedCfg, "--secure-port=0", "--bind-address=127.0.0.1")
 	return cp
 }

@@ -20,7 +20,8 @@ import (
 // TestDRACommand runs the real binary, `device-plugin --api dra`, on the
 // DGX fixture against a real kube-apiserver: it publishes the node's 16
 // devices, registers with a stand-in kubelet, reports ready on /healthz,
-// and stops cleanly on SIGTERM.
+// publishes again after a kubelet restart wiped its slices, and stops
+// cleanly on SIGTERM.
 func TestDRACommand(t *testing.T) {
 	cp := startControlPlane(t)
 	dir := t.TempDir()
@@ -95,6 +96,31 @@ func TestDRACommand(t *testing.T) {
 	c := drakubelet.Claim{Namespace: "default", Name: "none", UID: "uid-none"}
 	if resp, err := k.Unprepare(context.Background(), c); err != nil || resp.Claims[c.UID].GetError() != "" {
 		t.Errorf("Unprepare(unknown) = %v, %v", resp, err)
+	}
+
+	// The kubelet restarts: it deletes the node's slices before any plugin
+	// has registered again, then registers the running driver anew. The
+	// driver must publish its devices again (new slice objects).
+	ctx := context.Background()
+	before, err := nodeSlices(ctx, cp.admin, node)
+	if err != nil || len(before) == 0 {
+		t.Fatalf("slices of %s before the kubelet restart: %d, %v", node, len(before), err)
+	}
+	k.Close()
+	if err := drakubelet.WipeSlices(ctx, cp.admin, node); err != nil {
+		t.Fatal(err)
+	}
+	k = n.kubelet(t)
+	n.waitFor(t, "slices published again after the kubelet wiped them", 60*time.Second, func() (bool, error) {
+		ss, err := nodeSlices(ctx, cp.admin, node)
+		if err != nil {
+			return false, err
+		}
+		devs := sliceDevices(ss)
+		return len(devs) == 16 && ss[0].UID != before[0].UID, fmt.Errorf("%d devices", len(devs))
+	})
+	if resp, err := k.Unprepare(ctx, c); err != nil || resp.Claims[c.UID].GetError() != "" {
+		t.Errorf("Unprepare(unknown) through the new registration = %v, %v", resp, err)
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)

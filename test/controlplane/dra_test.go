@@ -39,14 +39,20 @@ func TestDRA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The DaemonSet is privileged and this API server runs without
-	// --allow-privileged (kubeadm sets it); TestDRADaemonSet checks it.
+	// Everything the kustomization applies, the privileged DaemonSet too
+	// (the API server runs with --allow-privileged, as kubeadm sets it):
+	// its pods never run here (no DaemonSet controller, no kubelet), but
+	// the API server validates and admits what a cluster would get.
 	files := []string{
 		filepath.Join(draManifests, "deviceclasses.yaml"),
 		filepath.Join(draManifests, "rbac.yaml"),
+		filepath.Join(draManifests, "daemonset.yaml"),
 	}
 	if _, err := a.ApplyFiles(ctx, files); err != nil {
 		t.Fatalf("apply DRA manifests: %v", err)
+	}
+	if diff := cmp.Diff(kustomizationResources(t), []string{"deviceclasses.yaml", "rbac.yaml", "daemonset.yaml"}); diff != "" {
+		t.Errorf("kustomization.yaml resources differ from what this test applies (-kustomization +applied):\n%s", diff)
 	}
 	// No service account controller runs here: the pods' namespace
 	// needs its default account made by hand.
@@ -56,9 +62,9 @@ func TestDRA(t *testing.T) {
 	for _, n := range []string{"dgx-1", "dgx-2", "fpga-1"} {
 		addNode(t, cp.admin, n)
 	}
-	dgx1 := startDriver(t, "dgx-1", "dgx-h100", tokenKubeconfig(cp, driverToken(t, cp, "dgx-1", "slipway-dra-dgx-1")))
-	dgx2 := startDriver(t, "dgx-2", "dgx-h100", tokenKubeconfig(cp, driverToken(t, cp, "dgx-2", "slipway-dra-dgx-2")))
-	fpga := startDriver(t, "fpga-1", "fpga-node", tokenKubeconfig(cp, driverToken(t, cp, "fpga-1", "slipway-dra-fpga-1")))
+	dgx1 := startDriver(t, "dgx-1", "dgx-h100", tokenKubeconfig(cp.controlPlane, driverToken(t, cp.controlPlane, "dgx-1", "slipway-dra-dgx-1")))
+	dgx2 := startDriver(t, "dgx-2", "dgx-h100", tokenKubeconfig(cp.controlPlane, driverToken(t, cp.controlPlane, "dgx-2", "slipway-dra-dgx-2")))
+	fpga := startDriver(t, "fpga-1", "fpga-node", tokenKubeconfig(cp.controlPlane, driverToken(t, cp.controlPlane, "fpga-1", "slipway-dra-fpga-1")))
 	devs := dgx1.waitPublished(t, cp.admin, 16)
 	dgx2.waitPublished(t, cp.admin, 16)
 	fpga.waitPublished(t, cp.admin, 3)
@@ -80,7 +86,7 @@ func TestDRA(t *testing.T) {
 
 	t.Run("rbac", func(t *testing.T) {
 		// The driver's identity on dgx-1 may not publish for dgx-2.
-		c := tokenClient(cp, driverToken(t, cp, "dgx-1", "slipway-dra-dgx-1-again"))
+		c := tokenClient(cp.controlPlane, driverToken(t, cp.controlPlane, "dgx-1", "slipway-dra-dgx-1-again"))
 		foreign := &resourceapi.ResourceSlice{
 			ObjectMeta: metav1.ObjectMeta{Name: "foreign"},
 			Spec: resourceapi.ResourceSliceSpec{
@@ -107,18 +113,36 @@ func TestDRA(t *testing.T) {
 	t.Run("templates", func(t *testing.T) {
 		for _, tc := range []struct {
 			template, node string
-			check          func(t *testing.T, results []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device)
+			// setup runs before the pod is created; it makes sure that
+			// the scheduler's first fit would break the template's
+			// constraint, so the check below can tell it was honoured.
+			setup func(t *testing.T)
+			check func(t *testing.T, results []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device)
 		}{
-			{"one-gpu", "dgx-1", func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
+			{"one-gpu", "dgx-1", nil, func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
 				wantKinds(t, rs, devs, "gpu")
 			}},
-			{"two-gpus-one-numa", "dgx-1", func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
+			{"two-gpus-one-numa", "dgx-1", func(t *testing.T) {
+				// Hold two more GPUs (first fit: both on NUMA node 0) so
+				// that node 0 has one free GPU left: the first two free
+				// GPUs then span both nodes.
+				scheduleClaim(t, cp, gpuCountPod("numa-blocker", "dgx-1", 2), "dgx-1")
+				g := firstFree(t, cp.admin, "dgx-1", "gpu", 2)
+				if a, b := intAttr(g[0], "resource.kubernetes.io/numaNode"), intAttr(g[1], "resource.kubernetes.io/numaNode"); a == b {
+					t.Fatalf("setup: the first free GPUs %s and %s are both on NUMA node %d; first fit would pass without the constraint", g[0].Name, g[1].Name, a)
+				}
+			}, func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
 				wantKinds(t, rs, devs, "gpu", "gpu")
 				if a, b := intAttr(devs[rs[0].Device], "resource.kubernetes.io/numaNode"), intAttr(devs[rs[1].Device], "resource.kubernetes.io/numaNode"); a != b {
 					t.Errorf("two GPUs on NUMA nodes %d and %d, want one", a, b)
 				}
 			}},
-			{"gpu-hca-pair", "dgx-1", func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
+			{"gpu-hca-pair", "dgx-1", func(t *testing.T) {
+				g, h := firstFree(t, cp.admin, "dgx-1", "gpu", 1)[0], firstFree(t, cp.admin, "dgx-1", "hca", 1)[0]
+				if a, b := strAttr(g, "resource.kubernetes.io/pcieRoot"), strAttr(h, "resource.kubernetes.io/pcieRoot"); a == b {
+					t.Fatalf("setup: the first free GPU %s and HCA %s share root %s; first fit would pass without the constraint", g.Name, h.Name, a)
+				}
+			}, func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
 				wantKinds(t, rs, devs, "gpu", "hca")
 				a, b := strAttr(devs[rs[0].Device], "resource.kubernetes.io/pcieRoot"), strAttr(devs[rs[1].Device], "resource.kubernetes.io/pcieRoot")
 				if a == "" || a != b {
@@ -128,7 +152,7 @@ func TestDRA(t *testing.T) {
 					t.Errorf("GPU under switch %q and HCA under %q, want one (the DGX pairs share a switch)", sa, sb)
 				}
 			}},
-			{"fpga-u250-shell", "fpga-1", func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
+			{"fpga-u250-shell", "fpga-1", nil, func(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device) {
 				wantKinds(t, rs, devs, "fpga")
 				if s := strAttr(devs[rs[0].Device], "shell"); s != "xilinx_u250_gen3x16_xdma_shell_4_1" {
 					t.Errorf("FPGA shell %q, want the template's", s)
@@ -136,8 +160,11 @@ func TestDRA(t *testing.T) {
 			}},
 		} {
 			t.Run(tc.template, func(t *testing.T) {
+				if tc.setup != nil {
+					tc.setup(t)
+				}
 				pod := templatePod(tc.template, tc.node)
-				claim := scheduleClaim(t, cp.admin, pod, tc.node)
+				claim := scheduleClaim(t, cp, pod, tc.node)
 				ss, err := nodeSlices(ctx, cp.admin, tc.node)
 				if err != nil {
 					t.Fatal(err)
@@ -182,7 +209,7 @@ func TestDRA(t *testing.T) {
 					Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("2")}}}},
 			},
 		}
-		claim := scheduleClaim(t, cp.admin, pod, "dgx-2")
+		claim := scheduleClaim(t, cp, pod, "dgx-2")
 		ss, err := nodeSlices(ctx, cp.admin, "dgx-2")
 		if err != nil {
 			t.Fatal(err)
@@ -223,10 +250,10 @@ func TestDRA(t *testing.T) {
 		if _, err := cp.admin.CoreV1().Pods("default").Create(ctx, six, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitUnschedulable(t, cp.admin, six.Name)
+		waitUnschedulable(t, cp, six.Name)
 		// Five: scheduled, and the tainted GPU is not among them.
 		five := gpuCountPod("five-gpus", "dgx-2", 5)
-		claim := scheduleClaim(t, cp.admin, five, "dgx-2")
+		claim := scheduleClaim(t, cp, five, "dgx-2")
 		for _, r := range claim.Status.Allocation.Devices.Results {
 			if r.Device == bad {
 				t.Errorf("tainted device %s allocated to %s", bad, claim.Name)
@@ -275,9 +302,10 @@ func gpuCountPod(name, node string, count int) *corev1.Pod {
 
 // scheduleClaim creates pod, waits until the scheduler has bound it to
 // node, and returns its (one) allocated claim.
-func scheduleClaim(t *testing.T, c kubernetes.Interface, pod *corev1.Pod, node string) *resourceapi.ResourceClaim {
+func scheduleClaim(t *testing.T, cp *draControlPlane, pod *corev1.Pod, node string) *resourceapi.ResourceClaim {
 	t.Helper()
 	ctx := context.Background()
+	c := cp.admin
 	if _, err := c.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s: %v", pod.Name, err)
 	}
@@ -289,6 +317,7 @@ func scheduleClaim(t *testing.T, c kubernetes.Interface, pod *corev1.Pod, node s
 		if err == nil && p.Spec.NodeName != "" {
 			break
 		}
+		cp.alive(t)
 		time.Sleep(100 * time.Millisecond)
 	}
 	if p == nil || p.Spec.NodeName == "" {
@@ -328,11 +357,12 @@ func podConditions(p *corev1.Pod) []string {
 }
 
 // waitUnschedulable waits for the scheduler to mark a pod unschedulable.
-func waitUnschedulable(t *testing.T, c kubernetes.Interface, name string) {
+func waitUnschedulable(t *testing.T, cp *draControlPlane, name string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		p, err := c.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+		cp.alive(t)
+		p, err := cp.admin.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
 		if err == nil {
 			if p.Spec.NodeName != "" {
 				t.Fatalf("pod %s scheduled to %s, want unschedulable", name, p.Spec.NodeName)
@@ -369,6 +399,32 @@ func allocatedOn(t *testing.T, c kubernetes.Interface, node string) map[string]b
 	return out
 }
 
+// firstFree returns the first n devices of kind on node, in slice order,
+// that no allocated claim holds: what the scheduler's allocator, which
+// tries devices in that order, would pick for n devices of that class
+// without constraints.
+func firstFree(t *testing.T, c kubernetes.Interface, node, kind string, n int) []resourceapi.Device {
+	t.Helper()
+	ss, err := nodeSlices(context.Background(), c, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(ss, func(a, b resourceapi.ResourceSlice) int { return strings.Compare(a.Name, b.Name) })
+	used := allocatedOn(t, c, node)
+	var out []resourceapi.Device
+	for _, s := range ss {
+		for _, d := range s.Spec.Devices {
+			if strAttr(d, "kind") == kind && !used[d.Name] && len(d.Taints) == 0 && len(out) < n {
+				out = append(out, d)
+			}
+		}
+	}
+	if len(out) < n {
+		t.Fatalf("%d free %s devices on %s, want %d", len(out), kind, node, n)
+	}
+	return out
+}
+
 // wantKinds checks the kinds of the allocated devices, in result order.
 func wantKinds(t *testing.T, rs []resourceapi.DeviceRequestAllocationResult, devs map[string]resourceapi.Device, kinds ...string) {
 	t.Helper()
@@ -393,6 +449,22 @@ func intAttr(d resourceapi.Device, name resourceapi.QualifiedName) int64 {
 		return *v
 	}
 	return -1
+}
+
+// kustomizationResources lists the resources of the DRA kustomization.
+func kustomizationResources(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(draManifests, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	return k.Resources
 }
 
 // TestDRADaemonSet decodes the DRA DaemonSet strictly and checks what the

@@ -29,6 +29,12 @@ type Config struct {
 	// socket in it (the plugins' too; other files such as a checkpoint
 	// stay), and then creates kubelet.sock.
 	Dir string
+	// DisconnectDelay is how long the stub takes, after a plugin's
+	// ListAndWatch stream ends, to disconnect that endpoint. The kubelet
+	// does it in the stream's goroutine, so on a loaded node it lands
+	// whenever that goroutine runs; a plugin cannot see when, and must not
+	// depend on it. Zero means at once.
+	DisconnectDelay time.Duration
 }
 
 // Update is one ListAndWatch message as the stub received it.
@@ -66,22 +72,28 @@ type Stub struct {
 	dir    string
 	socket string
 	gs     *grpc.Server
+	lis    *net.UnixListener
+	delay  time.Duration
 
 	mu        sync.Mutex
 	changed   chan struct{}                 // closed on every registration, update or disconnection
 	endpoints map[string]map[string]*Plugin // resource → socket path → endpoint (the kubelet's endpointStore)
 	primary   map[string]*Plugin            // resource → the endpoint used for it (the kubelet's endpoints)
 	updates   map[string][]Update
-	health    map[string]map[string]string // resource → device ID → health as the kubelet holds it
-	attempts  map[string]int               // Register calls
-	regCount  map[string]int               // Register calls that succeeded
-	refused   map[string][]string          // the errors Register returned
+	health    map[string]map[string]string   // resource → device ID → health as the kubelet holds it
+	devices   map[string][]*pluginapi.Device // resource → the latest device list (the kubelet's allDevices)
+	allocated map[string]map[string]bool     // resource → device IDs Admit allocated
+	attempts  map[string]int                 // Register calls
+	regCount  map[string]int                 // Register calls that succeeded
+	refused   map[string][]string            // the errors Register returned
 	stopped   bool
 }
 
 // Start does what the kubelet's device manager does when it starts: it
-// creates Dir, deletes every socket in it, listens on Dir/kubelet.sock and
-// serves Registration.
+// creates Dir, deletes every socket in it (a kubelet.sock that a killed
+// kubelet left behind last, the order hardest for a plugin: its own socket
+// goes while the stale kubelet.sock is still there), listens on
+// Dir/kubelet.sock and serves Registration.
 func Start(cfg Config) (*Stub, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create device plugin dir %s: %w", cfg.Dir, err)
@@ -92,19 +104,23 @@ func Start(cfg Config) (*Stub, error) {
 	s := &Stub{
 		dir:       cfg.Dir,
 		socket:    filepath.Join(cfg.Dir, "kubelet.sock"),
+		delay:     cfg.DisconnectDelay,
 		changed:   make(chan struct{}),
 		endpoints: map[string]map[string]*Plugin{},
 		primary:   map[string]*Plugin{},
 		updates:   map[string][]Update{},
 		health:    map[string]map[string]string{},
+		devices:   map[string][]*pluginapi.Device{},
+		allocated: map[string]map[string]bool{},
 		attempts:  map[string]int{},
 		regCount:  map[string]int{},
 		refused:   map[string][]string{},
 	}
-	lis, err := net.Listen("unix", s.socket)
+	lis, err := net.ListenUnix("unix", &net.UnixAddr{Name: s.socket, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", s.socket, err)
 	}
+	s.lis = lis
 	s.gs = grpc.NewServer()
 	pluginapi.RegisterRegistrationServer(s.gs, s)
 	go func() { _ = s.gs.Serve(lis) }()
@@ -112,12 +128,23 @@ func Start(cfg Config) (*Stub, error) {
 }
 
 // cleanSockets removes every socket in dir, as the kubelet's
-// CleanupPluginDirectory does; directories and other files stay.
+// CleanupPluginDirectory does; directories and other files stay. The
+// kubelet goes in directory order, which is arbitrary; the stub removes
+// kubelet.sock last.
 func cleanSockets(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("clean device plugin dir %s: %w", dir, err)
 	}
+	slices.SortStableFunc(ents, func(a, b os.DirEntry) int {
+		switch {
+		case a.Name() == "kubelet.sock":
+			return 1
+		case b.Name() == "kubelet.sock":
+			return -1
+		}
+		return 0
+	})
 	var errs []error
 	for _, e := range ents {
 		p := filepath.Join(dir, e.Name())
@@ -139,8 +166,22 @@ func cleanSockets(dir string) error {
 func (s *Stub) Socket() string { return s.socket }
 
 // Stop stops serving, closes every plugin connection and removes
-// kubelet.sock, as a kubelet that exits.
+// kubelet.sock, as the device manager's Stop does (closing its listener
+// unlinks the socket).
 func (s *Stub) Stop() {
+	s.stop()
+	_ = os.Remove(s.socket)
+}
+
+// Kill ends the stub as a kubelet that is killed or restarted by systemd
+// ends: its connections close, and kubelet.sock stays on disk, refusing
+// connections, until the next kubelet's start removes it.
+func (s *Stub) Kill() {
+	s.lis.SetUnlinkOnClose(false)
+	s.stop()
+}
+
+func (s *Stub) stop() {
 	s.mu.Lock()
 	s.stopped = true
 	var all []*Plugin
@@ -158,7 +199,6 @@ func (s *Stub) Stop() {
 		p.cancel()
 		_ = p.conn.Close()
 	}
-	_ = os.Remove(s.socket)
 }
 
 func (s *Stub) notifyLocked() {
@@ -174,11 +214,14 @@ var extendedName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-
 // does: check the version and the resource name, dial the plugin's socket
 // (blocking, up to 10s), read its options, and connect it, which fails with
 // "device plugin already connected: <socket>" when an endpoint for the same
-// resource and socket is connected. As in the kubelet, that refusal also
-// drops the connected endpoint's client from the books, so that when its
-// stream ends it is never disconnected: every later Register from that
-// socket is refused until the kubelet restarts. A plugin must therefore
-// register once per kubelet start. On success the stub follows the
+// resource and socket is connected. As in the kubelet, a Register that
+// fails after the name check (the dial, the options or that refusal) also
+// drops any connected endpoint of the same socket from the kubelet's
+// clients, so that when its stream ends it is never disconnected: every
+// later Register from that socket is refused until the kubelet restarts. A
+// plugin must therefore register once per kubelet start and socket, and a
+// plugin that serves again while the kubelet runs must do it on a socket
+// of another name (the kubelet keeps endpoints by resource and socket). On success the stub follows the
 // plugin's ListAndWatch, and when the stream ends it marks all of the
 // resource's devices unhealthy (allocatable drops to 0), as the kubelet
 // does.
@@ -191,7 +234,8 @@ func (s *Stub) Register(ctx context.Context, req *pluginapi.RegisterRequest) (*p
 	if !slices.Contains(pluginapi.SupportedVersions[:], req.GetVersion()) {
 		return s.refuse(name, fmt.Errorf("requested device plugin version %s is not supported; supported versions are %v", req.GetVersion(), pluginapi.SupportedVersions))
 	}
-	if !extendedName.MatchString(name) || strings.HasPrefix(name, "kubernetes.io/") || strings.HasPrefix(name, "requests.") {
+	if domain, n, _ := strings.Cut(name, "/"); !extendedName.MatchString(name) || len(n) > 63 || len(domain) > 253 ||
+		strings.HasPrefix(name, "kubernetes.io/") || strings.HasPrefix(name, "requests.") {
 		return s.refuse(name, fmt.Errorf("the ResourceName %q is invalid", name))
 	}
 	socket := filepath.Join(s.dir, req.GetEndpoint())
@@ -199,13 +243,13 @@ func (s *Stub) Register(ctx context.Context, req *pluginapi.RegisterRequest) (*p
 	defer cancel()
 	conn, err := dial(dctx, socket)
 	if err != nil {
-		return s.refuse(name, fmt.Errorf("failed to dial device plugin: %w", err))
+		return s.refuseDeregister(name, socket, fmt.Errorf("failed to dial device plugin: %w", err))
 	}
 	client := pluginapi.NewDevicePluginClient(conn)
 	opts, err := client.GetDevicePluginOptions(dctx, &pluginapi.Empty{})
 	if err != nil {
 		_ = conn.Close()
-		return s.refuse(name, fmt.Errorf("failed to get device plugin options: %w", err))
+		return s.refuseDeregister(name, socket, fmt.Errorf("failed to get device plugin options: %w", err))
 	}
 	p := &Plugin{Request: req, RegisteredAt: at, Options: opts, Client: client, socket: socket, conn: conn}
 	s.mu.Lock()
@@ -238,6 +282,18 @@ func (s *Stub) Register(ctx context.Context, req *pluginapi.RegisterRequest) (*p
 	return &pluginapi.Empty{}, nil
 }
 
+// refuseDeregister refuses a registration that failed after the kubelet
+// had added its client: like the kubelet's deregisterClient, it drops every
+// client of that resource and socket, a connected one too.
+func (s *Stub) refuseDeregister(name, socket string, err error) (*pluginapi.Empty, error) {
+	s.mu.Lock()
+	if old, ok := s.endpoints[name][socket]; ok {
+		old.orphaned = true
+	}
+	s.mu.Unlock()
+	return s.refuse(name, err)
+}
+
 // refuse records a refused registration and returns its error.
 func (s *Stub) refuse(name string, err error) (*pluginapi.Empty, error) {
 	s.mu.Lock()
@@ -267,7 +323,8 @@ func dial(ctx context.Context, socket string) (*grpc.ClientConn, error) {
 }
 
 // follow reads the endpoint's ListAndWatch stream; when it ends, the
-// endpoint is disconnected (unless a refused duplicate orphaned it).
+// endpoint is disconnected DisconnectDelay later (unless a failed Register
+// orphaned it).
 func (s *Stub) follow(ctx context.Context, name string, p *Plugin) {
 	stream, err := p.Client.ListAndWatch(ctx, &pluginapi.Empty{})
 	if err == nil {
@@ -284,10 +341,14 @@ func (s *Stub) follow(ctx context.Context, name string, p *Plugin) {
 					h[d.GetID()] = d.GetHealth()
 				}
 				s.health[name] = h
+				s.devices[name] = resp.GetDevices()
 				s.notifyLocked()
 			}
 			s.mu.Unlock()
 		}
+	}
+	if s.delay > 0 {
+		time.Sleep(s.delay)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -357,6 +418,34 @@ func (s *Stub) Allocatable(resource string) (healthy, total int) {
 	return healthy, total
 }
 
+// Endpoints returns how many endpoints (sockets) of resource the stub
+// holds connected: more than one while a plugin that served again on a
+// new socket has registered it and the old one's stream end has not been
+// processed yet.
+func (s *Stub) Endpoints(resource string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.endpoints[resource])
+}
+
+// WaitEndpoints waits until resource has exactly n endpoints connected.
+func (s *Stub) WaitEndpoints(ctx context.Context, resource string, n int) error {
+	for {
+		s.mu.Lock()
+		ok := len(s.endpoints[resource]) == n
+		ch := s.changed
+		s.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d endpoints of %s: %w", n, resource, context.Cause(ctx))
+		case <-ch:
+		}
+	}
+}
+
 // WaitRegistrations waits until resource has registered at least n times.
 func (s *Stub) WaitRegistrations(ctx context.Context, resource string, n int) error {
 	for {
@@ -369,7 +458,7 @@ func (s *Stub) WaitRegistrations(ctx context.Context, resource string, n int) er
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %d registrations of %s: %w", n, resource, ctx.Err())
+			return fmt.Errorf("wait for %d registrations of %s: %w", n, resource, context.Cause(ctx))
 		case <-ch:
 		}
 	}
@@ -389,7 +478,7 @@ func (s *Stub) Wait(ctx context.Context, cond func(plugins map[string]*Plugin, u
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for kubelet stub condition: %w", ctx.Err())
+			return fmt.Errorf("wait for kubelet stub condition: %w", context.Cause(ctx))
 		case <-ch:
 		}
 	}

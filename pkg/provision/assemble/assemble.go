@@ -40,6 +40,19 @@ type AddonsResult struct {
 	Objects []addons.Result
 	// Err says why they were not (all) applied.
 	Err error
+	// Addons is every add-on of the inventory, in order, with what
+	// applying it did.
+	Addons []AddonOutcome
+}
+
+// AddonOutcome is what applying one add-on did.
+type AddonOutcome struct {
+	// Name is the add-on's name (inventory.Addon.Name).
+	Name string
+	// Objects are its objects (or its chart release) applied.
+	Objects []addons.Result
+	// Err says why it is not (all) applied; nil when it is.
+	Err error
 }
 
 // New builds the provisioner from opts, in the order the package doc
@@ -123,7 +136,8 @@ func (p *Provisioner) Endpoints() Endpoints {
 // functions and the orchestrator until every node is Ready or failed (or
 // ctx is done), then stops the services, logs out of every BMC session
 // still open and returns the result. The error is the orchestrator's, else
-// a service's ("boot services: ..."); when ctx ended the run it is
+// that of the part that failed ("boot services: ...", "virtual-media cd
+// server: ...", or a Beside function's own); when ctx ended the run it is
 // ctx.Err().
 func (p *Provisioner) Run(ctx context.Context) (*Result, error) {
 	svcCtx, stopSvc := context.WithCancel(ctx)
@@ -131,7 +145,12 @@ func (p *Provisioner) Run(ctx context.Context) (*Result, error) {
 	g, gctx := errgroup.WithContext(svcCtx)
 	events, unsubscribe := p.opts.Bus.Subscribe(0)
 	defer unsubscribe()
-	g.Go(func() error { return p.svc.Run(gctx) })
+	g.Go(func() error {
+		if err := p.svc.Run(gctx); err != nil {
+			return fmt.Errorf("boot services: %w", err)
+		}
+		return nil
+	})
 	g.Go(func() error { bridge(gctx, p.o, events, p.joins); return nil })
 	if m := p.opener.media; m != nil {
 		g.Go(func() error { return m.run(gctx) })
@@ -158,7 +177,7 @@ func (p *Provisioner) Run(ctx context.Context) (*Result, error) {
 	case runErr != nil && !errors.Is(runErr, context.Canceled):
 		return res, runErr
 	case svcErr != nil && !errors.Is(svcErr, context.Canceled):
-		return res, fmt.Errorf("boot services: %w", svcErr)
+		return res, svcErr
 	}
 	return res, ctx.Err()
 }

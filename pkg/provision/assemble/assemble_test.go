@@ -166,8 +166,23 @@ func TestRunErrors(t *testing.T) {
 			t.Fatalf("New: %v", err)
 		}
 		_, err = p.Run(t.Context())
-		if err == nil || !strings.Contains(err.Error(), "boot services: rack exploded") {
-			t.Errorf("Run with a failing Beside = %v, want boot services: rack exploded", err)
+		// The rack failed, not the boot services: the error says so.
+		if err == nil || err.Error() != "rack exploded" {
+			t.Errorf("Run with a failing Beside = %v, want rack exploded", err)
+		}
+	})
+	t.Run("boot services fail", func(t *testing.T) {
+		t.Parallel()
+		w := newWorld(t, 2, nil)
+		opts := worldOptions(w, t.TempDir())
+		p, err := New(opts)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		w.Listeners.HTTP.Close() // the boot HTTP server cannot serve
+		_, err = p.Run(t.Context())
+		if err == nil || !strings.HasPrefix(err.Error(), "boot services: ") {
+			t.Errorf("Run with a closed boot HTTP listener = %v, want boot services: ...", err)
 		}
 	})
 	t.Run("bad options", func(t *testing.T) {

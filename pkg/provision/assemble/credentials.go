@@ -85,5 +85,29 @@ type addonStep struct {
 
 func (a *addonStep) run(ctx context.Context) *AddonsResult {
 	objs, err := a.applier.ApplyWhenServing(ctx, a.files, 10*time.Second)
-	return &AddonsResult{Objects: objs, Err: err}
+	return addonsResult(a.files, objs, err)
+}
+
+// addonsResult sorts what ApplyWhenServing returned by add-on. An error
+// about no add-on in particular (the API server never answered) is every
+// add-on's that applied nothing.
+func addonsResult(list []inventory.Addon, objs []addons.Result, err error) *AddonsResult {
+	r := &AddonsResult{Objects: objs, Err: err}
+	failed := map[string]error{}
+	for _, ae := range addons.FailedAddons(err) {
+		failed[ae.Addon.Name()] = ae.Err
+	}
+	for _, ad := range list {
+		o := AddonOutcome{Name: ad.Name(), Err: failed[ad.Name()]}
+		for _, res := range objs {
+			if res.Addon == o.Name {
+				o.Objects = append(o.Objects, res)
+			}
+		}
+		if err != nil && len(failed) == 0 && len(o.Objects) == 0 {
+			o.Err = err
+		}
+		r.Addons = append(r.Addons, o)
+	}
+	return r
 }

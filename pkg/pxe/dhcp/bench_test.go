@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/internal/testenv"
 	"github.com/slipway-dev/slipway/pkg/inventory"
 )
@@ -54,11 +54,8 @@ func BenchmarkDHCPvsDnsmasq(b *testing.B) {
 	bin := testenv.RequireCommands(b, "dnsmasq")["dnsmasq"]
 	nodes := benchNodes()
 
-	oursPort := startBenchServer(b)
-	peerPort := startDnsmasq(b, bin, nodes)
-
-	ours := newBenchRelay(b, oursPort)
-	peer := newBenchRelay(b, peerPort)
+	ours := startBenchServer(b)
+	peer := startDnsmasq(b, bin, nodes)
 	ours.waitReady(b, nodes[0])
 	peer.waitReady(b, nodes[0])
 	// Warm both up (and prove both answer) with one full transaction.
@@ -86,24 +83,24 @@ func BenchmarkDHCPvsDnsmasq(b *testing.B) {
 		"ratio", tOurs/tPeer)
 }
 
-// benchServerEnv names the port a helper process serves on.
-const benchServerEnv = "SLIPWAY_BENCH_DHCP_PORT"
+// benchServerEnv is set in the helper process that serves the benchmark.
+const benchServerEnv = "SLIPWAY_BENCH_DHCP_SERVER"
 
 // runBenchServer is the body of the child process BenchmarkDHCPvsDnsmasq
 // starts (through TestMain), so that our server runs in a process of its
 // own, as dnsmasq does, and neither shares CPU time with the client.
-func runBenchServer(port string) error {
-	p, err := strconv.Atoi(port)
+func runBenchServer(string) error {
+	// The parent bound the socket and handed it over as fd 3.
+	conn, err := net.FilePacketConn(os.NewFile(3, "dhcp"))
 	if err != nil {
-		return err
+		return fmt.Errorf("socket handed over: %w", err)
 	}
 	s, err := New(Config{
-		ListenAddr: netip.MustParseAddr("127.0.0.1"),
-		Port:       uint16(p),
-		ServerIP:   netip.MustParseAddr("127.0.0.1"),
-		Subnet:     netip.MustParsePrefix("127.0.0.0/8"),
-		Nodes:      benchNodes(),
-		ScriptURL:  func(n inventory.Node) string { return "http://127.0.0.1:8080/boot/" + n.Name + ".ipxe" },
+		Conn:      conn,
+		ServerIP:  netip.MustParseAddr("127.0.0.1"),
+		Subnet:    netip.MustParsePrefix("127.0.0.0/8"),
+		Nodes:     benchNodes(),
+		ScriptURL: func(n inventory.Node) string { return "http://127.0.0.1:8080/boot/" + n.Name + ".ipxe" },
 	})
 	if err != nil {
 		return err
@@ -113,13 +110,23 @@ func runBenchServer(port string) error {
 	return s.Run(ctx)
 }
 
-// startBenchServer runs this package's server in a child process and
-// returns its port.
-func startBenchServer(b *testing.B) uint16 {
+// startBenchServer runs this package's server in a child process, on a
+// socket of 127.0.0.1 bound here and handed over, and returns the relay on
+// 127.0.0.2 on the same port (where relayed replies go), bound here too:
+// no port is probed and released.
+func startBenchServer(b *testing.B) *benchRelay {
 	b.Helper()
-	port := freeBenchPort(b)
+	conns := servetest.SameUDPPort(b, "127.0.0.1", "127.0.0.2")
+	f, err := conns[0].File()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	// The child's copy keeps the socket; this process must not read it.
+	conns[0].Close()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", benchServerEnv, port))
+	cmd.Env = append(os.Environ(), benchServerEnv+"=1")
+	cmd.ExtraFiles = []*os.File{f}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -130,34 +137,20 @@ func startBenchServer(b *testing.B) uint16 {
 		cmd.Wait()
 	})
 	// The warm-up transaction in the benchmark retries until it answers.
-	return port
-}
-
-func freeBenchPort(b *testing.B) uint16 {
-	b.Helper()
-	// Free on both 127.0.0.1 (server) and 127.0.0.2 (relay).
-	for range 50 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		port := c.LocalAddr().(*net.UDPAddr).Port
-		c.Close()
-		c2, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port})
-		if err == nil {
-			c2.Close()
-			return uint16(port)
-		}
-	}
-	b.Fatal("no free UDP port on 127.0.0.1 and 127.0.0.2")
-	return 0
+	return newBenchRelay(conns[1], servetest.Port(conns[1].LocalAddr()))
 }
 
 // startDnsmasq runs dnsmasq in the foreground as a child process with DHCP
 // on a high server port (--dhcp-alternate-port) and the same hosts, and
-// returns its server port.
-func startDnsmasq(b *testing.B, bin string, nodes []inventory.Node) uint16 {
+// returns the relay in front of it. dnsmasq binds its own socket, on the
+// wildcard address with SO_REUSEADDR (with --bind-interfaces), so it
+// cannot be handed one; instead the relay's socket on 127.0.0.2 is bound
+// first, with SO_REUSEADDR too, on a port the kernel picks, and dnsmasq is
+// told that port: it is held the whole time, never probed and released.
+func startDnsmasq(b *testing.B, bin string, nodes []inventory.Node) *benchRelay {
 	b.Helper()
+	relay := reuseAddrRelay(b)
+	port := servetest.Port(relay.LocalAddr())
 	dir := b.TempDir()
 	var hosts strings.Builder
 	for _, n := range nodes {
@@ -167,7 +160,6 @@ func startDnsmasq(b *testing.B, bin string, nodes []inventory.Node) uint16 {
 	if err := os.WriteFile(hostsFile, []byte(hosts.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	port := freeBenchPort(b)
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin,
 		"--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
@@ -185,15 +177,40 @@ func startDnsmasq(b *testing.B, bin string, nodes []inventory.Node) uint16 {
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("start dnsmasq: %v", err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	b.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+		<-exited
 	})
-	time.Sleep(200 * time.Millisecond)
-	if cmd.ProcessState != nil {
+	// A dnsmasq that cannot start exits at once; waitReady sees no answer.
+	select {
+	case <-exited:
 		b.Fatalf("dnsmasq exited: %s", stderr.String())
+	case <-time.After(200 * time.Millisecond):
 	}
-	return port
+	return newBenchRelay(relay, port)
+}
+
+// reuseAddrRelay binds the relay's socket on 127.0.0.2, port 0, with
+// SO_REUSEADDR, so that dnsmasq's wildcard socket with SO_REUSEADDR can
+// share the port; replies to 127.0.0.2 reach this socket, the more specific
+// one.
+func reuseAddrRelay(b *testing.B) *net.UDPConn {
+	b.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		})
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.2:0")
+	if err != nil {
+		b.Fatalf("relay listen: %v", err)
+	}
+	b.Cleanup(func() { pc.Close() })
+	return pc.(*net.UDPConn)
 }
 
 // benchRelay is a relay agent on 127.0.0.2:port that drives many clients.
@@ -202,25 +219,11 @@ type benchRelay struct {
 	srv  *net.UDPAddr
 }
 
-func newBenchRelay(b *testing.B, port uint16) *benchRelay {
-	b.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		rc.Control(func(fd uintptr) {
-			// dnsmasq binds the wildcard address with SO_REUSEADDR; a
-			// relay on a specific address of the same port needs it too.
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-		})
-		return serr
-	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("127.0.0.2:%d", port))
-	if err != nil {
-		b.Fatalf("relay listen: %v", err)
-	}
-	b.Cleanup(func() { pc.Close() })
-	c := pc.(*net.UDPConn)
-	c.SetReadBuffer(4 << 20)
-	return &benchRelay{conn: c, srv: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}}
+// newBenchRelay drives the server on 127.0.0.1:port through conn, the
+// relay's socket on 127.0.0.2:port.
+func newBenchRelay(conn *net.UDPConn, port uint16) *benchRelay {
+	conn.SetReadBuffer(4 << 20)
+	return &benchRelay{conn: conn, srv: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}}
 }
 
 // waitReady sends DISCOVERs for n until the server answers (it may still

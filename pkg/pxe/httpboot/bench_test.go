@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/listen"
 	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/internal/testenv"
 )
@@ -100,19 +101,6 @@ func runBenchServer(spec string) error {
 	return s.Run(ctx)
 }
 
-// freeLoopbackTCP is a port for nginx, which binds its own socket and
-// cannot be handed one: a collision makes it exit, and the wait for it
-// then fails with its log.
-func freeLoopbackTCP(b *testing.B) string {
-	b.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startBenchServer runs this package's server in a child process and
 // returns its base URL once it answers.
 func startBenchServer(b *testing.B, assets string) string {
@@ -164,7 +152,11 @@ func waitHTTP(b *testing.B, url string, diag func() string) {
 // in dir, serving root on a free loopback port; it returns the base URL.
 func startNginx(b *testing.B, bin, dir, root string) string {
 	b.Helper()
-	addr := freeLoopbackTCP(b)
+	// nginx binds its own socket and cannot be handed one: it gets a
+	// loopback address of its own instead of a port probed free and
+	// released; if it cannot bind anyway it exits, and the wait for it
+	// fails with its log.
+	addr := netip.AddrPortFrom(listen.PeerLoopback(), 8080).String()
 	conf := fmt.Sprintf(`daemon off;
 master_process on;
 worker_processes auto;

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pin/tftp/v3"
 
+	"github.com/slipway-dev/slipway/internal/listen"
 	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/internal/testenv"
 )
@@ -113,19 +114,6 @@ func startBenchServer(b *testing.B, root string) string {
 	return startAndProbe(b, cmd, addr, "slipway tftp")
 }
 
-// freeLoopbackUDP is a port for tftpd-hpa, which binds its own socket and
-// cannot be handed one: a collision makes it exit, and startAndProbe then
-// fails with its output.
-func freeLoopbackUDP(b *testing.B) string {
-	b.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
-
 // startAndProbe starts cmd and waits until a download of bench.bin from
 // addr succeeds.
 func startAndProbe(b *testing.B, cmd *exec.Cmd, addr, what string) string {
@@ -157,11 +145,14 @@ func startAndProbe(b *testing.B, cmd *exec.Cmd, addr, what string) string {
 	}
 }
 
-// startTFTPDHPA runs tftpd-hpa in the foreground on a free loopback port as
-// a child process (not the system service) and waits until it answers.
+// startTFTPDHPA runs tftpd-hpa in the foreground as a child process (not
+// the system service) and waits until it answers. tftpd-hpa binds its own
+// socket and cannot be handed one, so it gets a loopback address of its
+// own (listen.PeerLoopback) instead of a port probed free and released; if
+// it cannot bind anyway it exits and startAndProbe fails with its output.
 func startTFTPDHPA(b *testing.B, bin, root string) string {
 	b.Helper()
-	addr := freeLoopbackUDP(b)
+	addr := netip.AddrPortFrom(listen.PeerLoopback(), 6969).String()
 	cmd := exec.Command(bin, "--foreground", "--secure", "--user", "tftp", "--address", addr, "--blocksize", "65464", root)
 	return startAndProbe(b, cmd, addr, "tftpd-hpa")
 }
