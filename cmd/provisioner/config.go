@@ -138,14 +138,15 @@ func newConfigRenderCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.out, "out", "", "write the files into DIR instead of printing the node configuration")
 	f.BoolVar(&o.showSecrets, "show-secrets", false, "show the token, certificate key and private keys instead of [redacted]")
-	f.StringVar(&o.format, "format", "cloud-config", "node configuration format: cloud-config or script")
+	f.StringVar(&o.format, "format", "", "node configuration format: cloud-config or script (default: the node's boot.configFormat, else cloud-config)")
 	return cmd
 }
 
 func (g *globals) configRender(name string, o configRenderOptions) error {
-	format, err := kubeadm.ParseFormat(o.format)
-	if err != nil {
-		return usageError("--format: %v", err)
+	if o.format != "" {
+		if _, err := kubeadm.ParseFormat(o.format); err != nil {
+			return usageError("--format: %v", err)
+		}
 	}
 	inv, err := g.loadInventory()
 	if err != nil {
@@ -167,6 +168,10 @@ func (g *globals) configRender(name string, o configRenderOptions) error {
 	nc, err := b.Preview(node, kubeadm.KindOf(inv, node), o.showSecrets)
 	if err != nil {
 		return err
+	}
+	format := b.Format(node)
+	if o.format != "" {
+		format = kubeadm.Format(o.format)
 	}
 	out, err := nc.Render(format)
 	if err != nil {

@@ -127,7 +127,7 @@ func newUpCmd(g *globals) *cobra.Command {
 	f.register(cmd.Flags(), upDefaults)
 	boot.register(cmd.Flags())
 	boot.registerMedia(cmd.Flags())
-	cmd.Flags().StringVar(&format, "node-config-format", "cloud-config", "node configuration format: cloud-config or script")
+	cmd.Flags().StringVar(&format, "node-config-format", "cloud-config", "node configuration format: cloud-config or script, for nodes whose boot.configFormat says none")
 	return cmd
 }
 

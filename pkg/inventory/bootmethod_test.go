@@ -63,3 +63,66 @@ nodes:
 		}
 	}
 }
+
+// TestConfigFormat: boot.configFormat comes from the profile or the node,
+// is empty (the provisioner's default) when neither sets it, survives
+// inventory show, and refuses unknown formats with the line.
+func TestConfigFormat(t *testing.T) {
+	load := func(nodes string) (*inventory.Inventory, error) {
+		p := filepath.Join(t.TempDir(), "inv.yaml")
+		y := `apiVersion: slipway.dev/v1alpha1
+kind: Inventory
+cluster: {name: t, kubernetesVersion: v1.37.2}
+network:
+  provisioner: {interface: eth0, address: 10.0.0.1}
+  subnet: 10.0.0.0/24
+profiles:
+  stateless:
+    boot: {kernel: vmlinuz, initrd: initrd.gz, configFormat: script}
+    bmc: {username: admin, password: "env:BMC_PW"}
+  plain:
+    boot: {kernel: vmlinuz, initrd: initrd.gz}
+    bmc: {username: admin, password: "env:BMC_PW"}
+nodes:
+` + nodes
+		if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return inventory.Load(p)
+	}
+	inv, err := load(`  - {name: cp-1, profile: plain, role: control-plane, mac: "52:54:00:00:00:01", ip: 10.0.0.11, bmc: {url: "redfish://10.1.0.11"}}
+  - {name: w-1, profile: stateless, role: worker, mac: "52:54:00:00:00:02", ip: 10.0.0.12, bmc: {url: "redfish://10.1.0.12"}}
+  - {name: w-2, profile: stateless, role: worker, mac: "52:54:00:00:00:03", ip: 10.0.0.13, bmc: {url: "redfish://10.1.0.13"}, boot: {configFormat: cloud-config}}
+`)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := map[string]inventory.ConfigFormat{"cp-1": "", "w-1": inventory.ConfigFormatScript, "w-2": inventory.ConfigFormatCloudConfig}
+	for name, f := range want {
+		if n, _ := inv.Node(name); n.Boot.ConfigFormat != f {
+			t.Errorf("node %s boot.configFormat = %q, want %q", name, n.Boot.ConfigFormat, f)
+		}
+	}
+	out, err := inv.EncodeYAML()
+	if err != nil {
+		t.Fatalf("EncodeYAML: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "shown.yaml")
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := inventory.Load(p)
+	if err != nil {
+		t.Fatalf("Load of the encoded inventory: %v\n%s", err, out)
+	}
+	for name, f := range want {
+		if n, _ := again.Node(name); n.Boot.ConfigFormat != f {
+			t.Errorf("after encode: node %s boot.configFormat = %q, want %q", name, n.Boot.ConfigFormat, f)
+		}
+	}
+	_, err = load(`  - {name: cp-1, profile: plain, role: control-plane, mac: "52:54:00:00:00:01", ip: 10.0.0.11, bmc: {url: "redfish://10.1.0.11"}, boot: {configFormat: ignition}}
+`)
+	if wantErr := `inv.yaml:15:`; err == nil || !strings.Contains(err.Error(), wantErr) || !strings.Contains(err.Error(), `unknown node configuration format "ignition": want cloud-config or script`) {
+		t.Errorf("Load with configFormat ignition = %v, want the line (%s) and the formats", err, wantErr)
+	}
+}

@@ -105,7 +105,7 @@ func (inv *Inventory) document() rawDoc {
 	for name, p := range inv.Profiles {
 		rp := &rawProfile{Role: string(p.Role), Labels: p.Labels, Topology: topologyMap(p.Topology), Taints: rawTaints(p.Taints)}
 		if p.Boot != (Boot{}) {
-			rp.Boot = &rawBoot{Firmware: string(p.Boot.Firmware), Kernel: p.Boot.Kernel, Initrd: p.Boot.Initrd, KernelArgs: p.Boot.KernelArgs, Method: string(p.Boot.Method)}
+			rp.Boot = &rawBoot{Firmware: string(p.Boot.Firmware), Kernel: p.Boot.Kernel, Initrd: p.Boot.Initrd, KernelArgs: p.Boot.KernelArgs, Method: string(p.Boot.Method), ConfigFormat: string(p.Boot.ConfigFormat)}
 		}
 		if p.BMC != (BMC{}) {
 			rp.BMC = &rawBMC{Username: p.BMC.Username, Password: p.BMC.Password.String(), CAFile: p.BMC.CAFile}
@@ -168,6 +168,9 @@ func (inv *Inventory) rawNode(n Node) rawNode {
 	}
 	if n.Boot.Method != p.Boot.Method {
 		boot.Method = string(n.Boot.Method)
+	}
+	if n.Boot.ConfigFormat != p.Boot.ConfigFormat {
+		boot.ConfigFormat = string(n.Boot.ConfigFormat)
 	}
 	if boot != (rawBoot{}) {
 		rn.Boot = &boot

@@ -202,6 +202,7 @@ func (r *resolver) node(d *doc, path string, rn rawNode) []Node {
 		base.Boot.Firmware = prof.Boot.Firmware
 	}
 	base.Boot.Kernel, base.Boot.Initrd, base.Boot.KernelArgs, base.Boot.Method = prof.Boot.Kernel, prof.Boot.Initrd, prof.Boot.KernelArgs, prof.Boot.Method
+	base.Boot.ConfigFormat = prof.Boot.ConfigFormat
 	base.Labels = maps.Clone(prof.Labels)
 	base.Taints = append([]Taint(nil), prof.Taints...)
 	base.BMC = prof.BMC

@@ -364,6 +364,13 @@ func (r *resolver) boot(d *doc, path string, rb *rawBoot, b *Boot) {
 	default:
 		r.errorf(d, path+".method", "unknown boot method %q: want pxe or virtual-media", rb.Method)
 	}
+	switch f := ConfigFormat(rb.ConfigFormat); f {
+	case "":
+	case ConfigFormatCloudConfig, ConfigFormatScript:
+		b.ConfigFormat = f
+	default:
+		r.errorf(d, path+".configFormat", "unknown node configuration format %q: want cloud-config or script", rb.ConfigFormat)
+	}
 }
 
 var labelKeyRE = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)

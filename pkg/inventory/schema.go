@@ -72,11 +72,12 @@ type rawProfile struct {
 }
 
 type rawBoot struct {
-	Firmware   string `yaml:"firmware,omitempty" json:"firmware,omitempty"`
-	Kernel     string `yaml:"kernel,omitempty" json:"kernel,omitempty"`
-	Initrd     string `yaml:"initrd,omitempty" json:"initrd,omitempty"`
-	KernelArgs string `yaml:"kernelArgs,omitempty" json:"kernelArgs,omitempty"`
-	Method     string `yaml:"method,omitempty" json:"method,omitempty"`
+	Firmware     string `yaml:"firmware,omitempty" json:"firmware,omitempty"`
+	Kernel       string `yaml:"kernel,omitempty" json:"kernel,omitempty"`
+	Initrd       string `yaml:"initrd,omitempty" json:"initrd,omitempty"`
+	KernelArgs   string `yaml:"kernelArgs,omitempty" json:"kernelArgs,omitempty"`
+	Method       string `yaml:"method,omitempty" json:"method,omitempty"`
+	ConfigFormat string `yaml:"configFormat,omitempty" json:"configFormat,omitempty"`
 }
 
 type rawTaint struct {

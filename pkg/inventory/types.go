@@ -168,7 +168,22 @@ type Boot struct {
 	// network's DHCP) or virtual-media (an iPXE CD the BMC inserts, for
 	// segments without PXE; Redfish BMCs, bios firmware).
 	Method BootMethod `json:"method,omitempty"`
+	// ConfigFormat is the form of the node's one-time configuration: the
+	// provisioner's default (empty), cloud-config (for images with
+	// cloud-init, and Slipway's node image) or script (a POSIX shell
+	// script, for stateless images without cloud-init).
+	ConfigFormat ConfigFormat `json:"configFormat,omitempty"`
 }
+
+// ConfigFormat is the form a node's configuration is served in.
+type ConfigFormat string
+
+// Node configuration formats; the empty ConfigFormat means the
+// provisioner's default (--node-config-format).
+const (
+	ConfigFormatCloudConfig ConfigFormat = "cloud-config"
+	ConfigFormatScript      ConfigFormat = "script"
+)
 
 // BootMethod is how a node reaches its boot script.
 type BootMethod string

@@ -296,7 +296,16 @@ func (b *Bootstrapper) Render(ctx context.Context, n inventory.Node) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	return nc.Render(b.cfg.Format)
+	return nc.Render(b.Format(n))
+}
+
+// Format returns the form n's configuration is served in: its inventory's
+// boot.configFormat, else the configured default.
+func (b *Bootstrapper) Format(n inventory.Node) Format {
+	if n.Boot.ConfigFormat != "" {
+		return Format(n.Boot.ConfigFormat)
+	}
+	return b.cfg.Format
 }
 
 // Preview returns the configuration n would receive as kind, with a token

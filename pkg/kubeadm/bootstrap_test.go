@@ -646,3 +646,34 @@ func TestRenderExtendsAnAgingToken(t *testing.T) {
 		t.Errorf("token expiry after a render 25 min in = %v, want a full TTL from then, %v", got, want)
 	}
 }
+
+// TestRenderFormatPerNode: a node's boot.configFormat picks its form over
+// the bootstrapper's default; nodes without one get the default.
+func TestRenderFormatPerNode(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	b, _ := newTestBootstrapper(t, client, nil)
+	ctx := context.Background()
+	w1, _ := testInventory().Node("gpu-01")
+	if err := b.Issue(ctx, w1, KindWorker); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		format inventory.ConfigFormat
+		want   string
+	}{
+		{"", "#cloud-config\n"},
+		{inventory.ConfigFormatScript, "#!/bin/sh"},
+		{inventory.ConfigFormatCloudConfig, "#cloud-config\n"},
+	} {
+		n := w1
+		n.Boot.ConfigFormat = tt.format
+		out, err := b.Render(ctx, n)
+		if err != nil {
+			t.Fatalf("Render(gpu-01, configFormat %q): %v", tt.format, err)
+		}
+		if !bytes.HasPrefix(out, []byte(tt.want)) {
+			t.Errorf("Render(gpu-01, configFormat %q) starts %q, want %q", tt.format, out[:min(len(out), 20)], tt.want)
+		}
+	}
+}

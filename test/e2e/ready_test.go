@@ -13,14 +13,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"text/template"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -30,9 +28,7 @@ import (
 	"github.com/slipway-dev/slipway/pkg/phonehome"
 	"github.com/slipway-dev/slipway/pkg/provision"
 	"github.com/slipway-dev/slipway/pkg/provision/assemble"
-	"github.com/slipway-dev/slipway/pkg/pxe"
 	"github.com/slipway-dev/slipway/pkg/pxe/bootevent"
-	"github.com/slipway-dev/slipway/pkg/pxe/httpboot"
 	"github.com/slipway-dev/slipway/test/e2e/lab"
 )
 
@@ -40,9 +36,6 @@ import (
 // (default images/node/.cache/out of this module, written by
 // `make node-image image-bundle`).
 const EnvNodeImageDir = "SLIPWAY_NODE_IMAGE_DIR"
-
-// EnvReady opts in to the tests that boot the real node image.
-const EnvReady = "SLIPWAY_E2E_READY"
 
 // Lab VM sizes for the real node image, measured (see the README's
 // benchmark table): kubeadm's preflight wants 2 CPUs and 1700 MB on a
@@ -114,237 +107,6 @@ func writeReadyInventory(t testing.TB, l *lab.Lab, ri readyInventory) (string, *
 	return path, inv
 }
 
-// eventLog records the boot events of a bus.
-type eventLog struct {
-	mu     sync.Mutex
-	events []bootevent.Event
-}
-
-func (e *eventLog) follow(bus *bootevent.Bus) func() {
-	ch, unsubscribe := bus.Subscribe(4096)
-	go func() {
-		for ev := range ch {
-			e.mu.Lock()
-			e.events = append(e.events, ev)
-			e.mu.Unlock()
-		}
-	}()
-	return unsubscribe
-}
-
-// first returns the time of node's first event matching, or the zero time.
-func (e *eventLog) first(node string, match func(bootevent.Event) bool) time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, ev := range e.events {
-		if ev.Node == node && match(ev) {
-			return ev.Time
-		}
-	}
-	return time.Time{}
-}
-
-func (e *eventLog) phoneHomes(node string) []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []string
-	for _, ev := range e.events {
-		if ev.Node == node && ev.Kind == bootevent.PhoneHome {
-			out = append(out, ev.Detail)
-		}
-	}
-	return out
-}
-
-func kindIs(k bootevent.Kind) func(bootevent.Event) bool {
-	return func(e bootevent.Event) bool { return e.Kind == k }
-}
-
-func stepReport(step, status string) func(bootevent.Event) bool {
-	return func(e bootevent.Event) bool {
-		return e.Kind == bootevent.PhoneHome && strings.Contains(e.Detail, "step="+step) && strings.Contains(e.Detail, "status="+status)
-	}
-}
-
-// nodeTimes is one node's path from power-on to Ready.
-type nodeTimes struct {
-	name              string
-	powerOn           time.Time
-	registered, ready time.Time
-	qemuRSSMiB        int
-}
-
-func (n nodeTimes) phases(ev *eventLog, kubeadmStep string) string {
-	at := func(t time.Time) string {
-		if t.IsZero() {
-			return "-"
-		}
-		return fmt.Sprintf("%.1fs", t.Sub(n.powerOn).Seconds())
-	}
-	return fmt.Sprintf("%s: firmware+dhcp %s, netboot script %s, image fetched %s, config fetched %s, kubeadm started %s, kubeadm done %s, node registered %s, Ready %s, qemu rss %d MiB",
-		n.name,
-		at(ev.first(n.name, kindIs(bootevent.DHCPAck))),
-		at(ev.first(n.name, kindIs(bootevent.ScriptServed))),
-		at(ev.first(n.name, kindIs(bootevent.InitrdServed))),
-		at(ev.first(n.name, kindIs(bootevent.ConfigFetched))),
-		at(ev.first(n.name, stepReport(kubeadmStep, "started"))),
-		at(ev.first(n.name, stepReport(kubeadmStep, "ok"))),
-		at(n.registered), at(n.ready), n.qemuRSSMiB)
-}
-
-// TestNodeImageToReady boots the real node image (images/node) on two lab
-// VMs from Slipway's boot services with real kubeadm configurations: the
-// first runs kubeadm init from a cloud-config, the second kubeadm join from
-// a script; images come from the offline bundle and the pod network is the
-// flat one. Both Nodes must become Ready and a pod must run on the worker.
-// It drives the kubeadm Bootstrapper directly (power through the lab, not
-// a BMC); TestUpToReady does the same through up's own code path.
-func TestNodeImageToReady(t *testing.T) {
-	if os.Getenv(EnvReady) != "1" {
-		// Opt-in until it has passed on this machine and its cold cost is
-		// in .ci/run: it needs make node-image image-bundle (root, ~20 min of
-		// builds cold) and 10-40 min of TCG.
-		t.Skipf("set %s=1 after make node-image image-bundle to run the real node image to Ready", EnvReady)
-	}
-	l := requireLab(t)
-	assets := requireNodeImage(t)
-	_, inv := writeReadyInventory(t, l, readyInventory{Interface: l.Bridge(), IPMIPort: 9623, RedfishPort: 8443, NodeArgs: nodeArgs()})
-	cp, _ := inv.Node("cp-1")
-	worker, _ := inv.Node("worker-1")
-
-	pki, err := kubeadm.EnsurePKI(kubeadm.PKIConfig{Dir: filepath.Join(t.TempDir(), "pki")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot := func(f kubeadm.Format) *kubeadm.Bootstrapper {
-		b, err := kubeadm.New(kubeadm.Config{Inventory: inv, PKI: pki, Format: f,
-			PhoneHomeURL: "http://10.77.0.1:8080", Log: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	// Both forms the provisioner renders: cloud-config for the first
-	// control plane, a plain script for the worker.
-	cpBoot, workerBoot := boot(kubeadm.FormatCloudConfig), boot(kubeadm.FormatScript)
-	workerIssued := make(chan struct{})
-	render := httpboot.RendererFunc(func(ctx context.Context, n inventory.Node) ([]byte, error) {
-		if n.Name == worker.Name {
-			// Held until the cluster can take the worker's token, as up's
-			// early netboot holds it.
-			select {
-			case <-workerIssued:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			return workerBoot.Render(ctx, n)
-		}
-		return cpBoot.Render(ctx, n)
-	})
-
-	ctx, cancel := context.WithTimeout(t.Context(), readyTimeout)
-	defer cancel()
-	bus := bootevent.NewBus()
-	ev := &eventLog{}
-	defer ev.follow(bus)()
-	svc, err := pxe.New(pxe.Config{Inventory: inv, TFTPRoot: ipxeDir, AssetDir: assets, Renderer: render, Bus: bus, Log: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svcCtx, stopSvc := context.WithCancel(context.Background())
-	svcDone := make(chan error, 1)
-	go func() { svcDone <- svc.Run(svcCtx) }()
-	defer func() {
-		stopSvc()
-		if err := <-svcDone; err != nil {
-			t.Errorf("boot services: %v", err)
-		}
-	}()
-	for _, r := range []<-chan struct{}{svc.HTTP().Ready(), svc.TFTP().Ready(), svc.DHCP().Ready()} {
-		select {
-		case <-r:
-		case err := <-svcDone:
-			t.Fatalf("boot services stopped at start: %v", err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("boot services not ready within 10 s")
-		}
-	}
-
-	cpVM := newReadyVM(t, l, cp, controlPlaneCPUs, controlPlaneMiB)
-	workerVM := newReadyVM(t, l, worker, workerCPUs, workerMiB)
-	if err := cpBoot.Issue(ctx, cp, kubeadm.KindInit); err != nil {
-		t.Fatal(err)
-	}
-	times := map[string]*nodeTimes{cp.Name: {name: cp.Name}, worker.Name: {name: worker.Name}}
-	for _, vm := range []*lab.VM{cpVM, workerVM} {
-		if err := vm.PowerOn(ctx); err != nil {
-			t.Fatal(err)
-		}
-		times[vm.Name()].powerOn = vm.PoweredOnAt()
-	}
-	defer func() {
-		for _, n := range []string{cp.Name, worker.Name} {
-			t.Logf("node %s reports: %q", n, ev.phoneHomes(n))
-		}
-		t.Logf("timeline:\n  %s\n  %s", times[cp.Name].phases(ev, "kubeadm-init"), times[worker.Name].phases(ev, "kubeadm-join"))
-	}()
-
-	// The API answers once kubeadm init has started the control plane.
-	server := "https://" + cpBoot.Endpoint()
-	client, err := kubernetes.NewForConfig(pki.AdminRESTConfig(server, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pollUntil(ctx, 5*time.Second, func() (bool, error) {
-		_, err := client.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
-		return err == nil, nil
-	}, cpVM); err != nil {
-		t.Fatalf("cluster API at %s: %v", server, err)
-	}
-	cpBoot.SetClient(client)
-	workerBoot.SetClient(client)
-	if err := workerBoot.Issue(ctx, worker, kubeadm.KindWorker); err != nil {
-		t.Fatal(err)
-	}
-	close(workerIssued)
-	tok, _ := workerBoot.Token(worker.Name)
-
-	for _, n := range []struct {
-		name string
-		vm   *lab.VM
-	}{{cp.Name, cpVM}, {worker.Name, workerVM}} {
-		nt := times[n.name]
-		err := pollUntil(ctx, 2*time.Second, func() (bool, error) {
-			node, err := client.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return false, nil
-			}
-			if err != nil {
-				return false, nil // the API restarting under kubeadm
-			}
-			if nt.registered.IsZero() {
-				nt.registered = node.CreationTimestamp.Time
-			}
-			if kubeadm.NodeReady(node) {
-				nt.ready = time.Now()
-				nt.qemuRSSMiB = qemuRSS(n.vm)
-				return true, nil
-			}
-			return false, nil
-		}, n.vm)
-		if err != nil {
-			t.Fatalf("node %s Ready: %v", n.name, err)
-		}
-	}
-	if err := workerBoot.WaitJoined(ctx, worker.Name); err != nil {
-		t.Fatalf("WaitJoined(%s): %v", worker.Name, err)
-	}
-	if _, err := client.CoreV1().Secrets("kube-system").Get(ctx, tok.SecretName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("worker's bootstrap token %s after the join: %v, want it deleted", tok.ID, err)
-	}
-	runPodOn(ctx, t, client, worker.Name, workerVM)
-}
-
 func newReadyVM(t testing.TB, l *lab.Lab, n inventory.Node, cpus, mib int) *lab.VM {
 	t.Helper()
 	vm, err := l.NewVM(t.Context(), lab.VMConfig{Name: n.Name, MAC: net.HardwareAddr(n.MAC), Firmware: lab.FirmwareBIOS, CPUs: cpus, MemoryMiB: mib})
@@ -393,17 +155,27 @@ func qemuRSS(vm *lab.VM) int {
 
 // runPodOn runs a pod of the bundle's busybox image on node and waits for it
 // to run: the worker's kubelet, containerd, pause, the flat network's CNI
-// configuration and the imported image all work.
+// configuration and the imported image all work. Before it sleeps the pod
+// looks at the node's /etc/kubernetes/pki: the cluster CA certificate must
+// be there (kubeadm join wrote it) and the CA key must not, or the pod
+// fails; so Running also means no CA key reached the node.
 func runPodOn(ctx context.Context, t *testing.T, client kubernetes.Interface, node string, vm *lab.VM) {
 	t.Helper()
+	hostPathDir := corev1.HostPathDirectory
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "ready-probe", Namespace: "default"},
 		Spec: corev1.PodSpec{
-			NodeName: node,
+			NodeName:      node,
+			RestartPolicy: corev1.RestartPolicyNever,
 			Containers: []corev1.Container{{
-				Name: "sleep", Image: testPodImage, ImagePullPolicy: corev1.PullNever,
-				Command: []string{"/bin/busybox", "sleep", "3600"},
+				Name: "check", Image: testPodImage, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"/bin/busybox", "sh", "-c",
+					"test -e /host/pki/ca.crt || { echo no CA certificate; exit 2; }; " +
+						"test ! -e /host/pki/ca.key || { echo CA key on a worker; exit 3; }; exec /bin/busybox sleep 3600"},
+				VolumeMounts: []corev1.VolumeMount{{Name: "kubernetes", MountPath: "/host", ReadOnly: true}},
 			}},
+			Volumes: []corev1.Volume{{Name: "kubernetes", VolumeSource: corev1.VolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: "/etc/kubernetes", Type: &hostPathDir}}}},
 		},
 	}
 	if _, err := client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -417,12 +189,18 @@ func runPodOn(ctx context.Context, t *testing.T, client kubernetes.Interface, no
 			return false, nil
 		}
 		last = p
-		return p.Status.Phase == corev1.PodRunning, nil
+		switch p.Status.Phase {
+		case corev1.PodRunning:
+			return true, nil
+		case corev1.PodFailed, corev1.PodSucceeded:
+			return false, fmt.Errorf("pod ended: %s", podStatus(p))
+		}
+		return false, nil
 	}, vm)
 	if err != nil {
-		t.Fatalf("pod %s on %s Running: %v (last status %+v)", pod.Name, node, err, podStatus(last))
+		t.Fatalf("pod %s on %s Running: %v (last status %s)", pod.Name, node, err, podStatus(last))
 	}
-	t.Logf("pod %s Running on %s (%s) after %.1fs", pod.Name, node, last.Status.PodIP, time.Since(start).Seconds())
+	t.Logf("pod %s Running on %s (%s) after %.1fs: /etc/kubernetes/pki there holds ca.crt and no ca.key", pod.Name, node, last.Status.PodIP, time.Since(start).Seconds())
 }
 
 func podStatus(p *corev1.Pod) string {
@@ -437,6 +215,9 @@ func podStatus(p *corev1.Pod) string {
 	for _, c := range p.Status.ContainerStatuses {
 		if c.State.Waiting != nil {
 			fmt.Fprintf(&b, " waiting=%s(%s)", c.State.Waiting.Reason, c.State.Waiting.Message)
+		}
+		if c.State.Terminated != nil {
+			fmt.Fprintf(&b, " terminated=exit %d(%s)", c.State.Terminated.ExitCode, c.State.Terminated.Message)
 		}
 	}
 	return b.String()
@@ -534,6 +315,9 @@ func TestUpToReady(t *testing.T) {
 	for _, name := range []string{cp.Name(), worker.Name()} {
 		on, ready := rec.entered(name, provision.PhasePoweringOn), rec.entered(name, provision.PhaseReady)
 		t.Logf("%s: power-on to Ready %.0f s; %s", name, ready.Sub(on).Seconds(), rec.phaseTimes(name))
+	}
+	for _, vm := range []*lab.VM{cp, worker} {
+		t.Logf("%s: QEMU resident memory at Ready %d MiB (guest %d MiB + TCG)", vm.Name(), qemuRSS(vm), map[string]int{cp.Name(): controlPlaneMiB, worker.Name(): workerMiB}[vm.Name()])
 	}
 
 	// The cluster the first node created: the worker's token is gone, and a
