@@ -122,18 +122,8 @@ func (f *pluginFlags) run(ctx context.Context, g *globals) error {
 		RescanInterval: f.rescan,
 		Log:            g.log,
 	}
-	if f.nodeLabels {
-		// The same API identity as the DRA driver: --kubeconfig, or
-		// the pod's service account.
-		rc, err := restConfig(f.dra.kubeconfig)
-		if err != nil {
-			return fmt.Errorf("--node-labels: %w", err)
-		}
-		hc, err := rest.HTTPClientFor(rc)
-		if err != nil {
-			return fmt.Errorf("--node-labels: %w", err)
-		}
-		cfg.NodeLabels = &nodeagent.LabelsConfig{NodeName: f.dra.nodeName, APIServer: rc.Host, Client: hc}
+	if cfg.NodeLabels, err = f.labelsConfig(); err != nil {
+		return err
 	}
 	if err := f.dra.frontends(&cfg, dp, g); err != nil {
 		return err
@@ -154,11 +144,35 @@ func (f *pluginFlags) run(ctx context.Context, g *globals) error {
 	}
 	// Before serving, so that a SIGHUP sent once the plugin is registered
 	// is never the default (fatal) one.
+	stop := reloadOnHUP(ctx, a)
+	defer stop()
+	return a.Run(ctx)
+}
+
+// labelsConfig is the node labeller's configuration with --node-labels,
+// else nil. It uses the same API identity as the DRA driver: --kubeconfig,
+// or the pod's service account.
+func (f *pluginFlags) labelsConfig() (*nodeagent.LabelsConfig, error) {
+	if !f.nodeLabels {
+		return nil, nil
+	}
+	rc, err := restConfig(f.dra.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--node-labels: %w", err)
+	}
+	hc, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		return nil, fmt.Errorf("--node-labels: %w", err)
+	}
+	return &nodeagent.LabelsConfig{NodeName: f.dra.nodeName, APIServer: rc.Host, Client: hc}, nil
+}
+
+// reloadOnHUP calls a.Reload on every SIGHUP until ctx ends or the
+// returned function is called.
+func reloadOnHUP(ctx context.Context, a *nodeagent.Agent) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go func() {
 		for {
 			select {
@@ -169,5 +183,5 @@ func (f *pluginFlags) run(ctx context.Context, g *globals) error {
 			}
 		}
 	}()
-	return a.Run(ctx)
+	return func() { signal.Stop(hup); cancel() }
 }

@@ -17,10 +17,18 @@ func newImagesCmd(g *globals) *cobra.Command {
 		Use:   "images",
 		Short: "Build the offline image bundle nodes import before kubeadm runs",
 	}
-	var (
-		out, version, kubeadm, from, root, epoch string
-		binDirs, extras                          []string
-	)
+	cmd.AddCommand(newImagesBuildCmd(g))
+	return cmd
+}
+
+// imagesBuildFlags are the flags of images build.
+type imagesBuildFlags struct {
+	out, version, kubeadm, from, root, epoch string
+	binDirs, extras                          []string
+}
+
+func newImagesBuildCmd(g *globals) *cobra.Command {
+	var o imagesBuildFlags
 	build := &cobra.Command{
 		Use:   "build --out DIR --kubeadm PATH --from registry|binaries",
 		Short: "Write the images kubeadm of the cluster version uses (and extras) as OCI archives with index files",
@@ -36,63 +44,73 @@ slipway.images=bundle/worker.json.
 --from binaries builds one small image per locally built program found in --bin-dir
 (kube-proxy's image takes iptables from --root, the node image's root filesystem).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if version == "" {
-				inv, err := g.loadInventory()
-				if err != nil {
-					return usageError("give --kubernetes-version or -f INVENTORY: %v", err)
-				}
-				version = inv.Cluster.KubernetesVersion
-			}
-			opts := imagebundle.BuildOptions{
-				Dir:               out,
-				KubernetesVersion: version,
-				Kubeadm:           kubeadm,
-				From:              imagebundle.Source(from),
-				Binaries:          imagebundle.BinaryOptions{BinDirs: binDirs, Root: root},
-				Log:               g.log,
-			}
-			if epoch != "" {
-				sec, err := strconv.ParseInt(epoch, 10, 64)
-				if err != nil {
-					return usageError("--epoch %q: want seconds since 1970 (SOURCE_DATE_EPOCH)", epoch)
-				}
-				opts.Epoch = time.Unix(sec, 0).UTC()
-			} else {
-				opts.Epoch = time.Unix(0, 0).UTC()
-			}
-			for _, s := range extras {
-				e, err := imagebundle.ParseExtra(s)
-				if err != nil {
-					return usageError("--add: %v", err)
-				}
-				opts.Extras = append(opts.Extras, e)
-			}
-			ix, err := imagebundle.Build(cmd.Context(), opts)
-			if err != nil {
-				return err
-			}
-			var total int64
-			for _, e := range ix.Images {
-				fmt.Fprintf(g.stdout, "%-55s %8d KiB  %s\n", e.Ref, e.Size/1024, strings.Join(e.Roles, ","))
-				total += e.Size
-			}
-			fmt.Fprintf(g.stdout, "%d images, %d MiB, Kubernetes %s, in %s (control-plane.json, worker.json, index.json)\n",
-				len(ix.Images), total>>20, ix.KubernetesVersion, filepath.Clean(out))
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, g) },
 	}
 	f := build.Flags()
-	f.StringVar(&out, "out", "", "bundle directory to write (required)")
-	f.StringVar(&version, "kubernetes-version", "", "Kubernetes version (default: the inventory's cluster.kubernetesVersion)")
-	f.StringVar(&kubeadm, "kubeadm", "kubeadm", "the kubeadm program of that version (names the images)")
-	f.StringVar(&from, "from", "", "where the images come from: registry or binaries (required)")
-	f.StringArrayVar(&binDirs, "bin-dir", nil, "with --from binaries: directory holding the programs (repeatable, searched in order)")
-	f.StringVar(&root, "root", "", "with --from binaries: the node image's root filesystem (iptables for kube-proxy)")
-	f.StringArrayVar(&extras, "add", nil, "extra image: REF (pulled) or REF=FILE[:PATH] with --from binaries (repeatable)")
-	f.StringVar(&epoch, "epoch", "", "timestamp of every built file, seconds since 1970 (default SOURCE_DATE_EPOCH's role: 0)")
+	f.StringVar(&o.out, "out", "", "bundle directory to write (required)")
+	f.StringVar(&o.version, "kubernetes-version", "", "Kubernetes version (default: the inventory's cluster.kubernetesVersion)")
+	f.StringVar(&o.kubeadm, "kubeadm", "kubeadm", "the kubeadm program of that version (names the images)")
+	f.StringVar(&o.from, "from", "", "where the images come from: registry or binaries (required)")
+	f.StringArrayVar(&o.binDirs, "bin-dir", nil, "with --from binaries: directory holding the programs (repeatable, searched in order)")
+	f.StringVar(&o.root, "root", "", "with --from binaries: the node image's root filesystem (iptables for kube-proxy)")
+	f.StringArrayVar(&o.extras, "add", nil, "extra image: REF (pulled) or REF=FILE[:PATH] with --from binaries (repeatable)")
+	f.StringVar(&o.epoch, "epoch", "", "timestamp of every built file, seconds since 1970 (default SOURCE_DATE_EPOCH's role: 0)")
 	_ = build.MarkFlagRequired("out")
 	_ = build.MarkFlagRequired("from")
-	cmd.AddCommand(build)
-	return cmd
+	return build
+}
+
+// options turns the flags into the library's options.
+func (o imagesBuildFlags) options(g *globals) (imagebundle.BuildOptions, error) {
+	version := o.version
+	if version == "" {
+		inv, err := g.loadInventory()
+		if err != nil {
+			return imagebundle.BuildOptions{}, usageError("give --kubernetes-version or -f INVENTORY: %v", err)
+		}
+		version = inv.Cluster.KubernetesVersion
+	}
+	opts := imagebundle.BuildOptions{
+		Dir:               o.out,
+		KubernetesVersion: version,
+		Kubeadm:           o.kubeadm,
+		From:              imagebundle.Source(o.from),
+		Binaries:          imagebundle.BinaryOptions{BinDirs: o.binDirs, Root: o.root},
+		Epoch:             time.Unix(0, 0).UTC(),
+		Log:               g.log,
+	}
+	if o.epoch != "" {
+		sec, err := strconv.ParseInt(o.epoch, 10, 64)
+		if err != nil {
+			return opts, usageError("--epoch %q: want seconds since 1970 (SOURCE_DATE_EPOCH)", o.epoch)
+		}
+		opts.Epoch = time.Unix(sec, 0).UTC()
+	}
+	for _, s := range o.extras {
+		e, err := imagebundle.ParseExtra(s)
+		if err != nil {
+			return opts, usageError("--add: %v", err)
+		}
+		opts.Extras = append(opts.Extras, e)
+	}
+	return opts, nil
+}
+
+func (o imagesBuildFlags) run(cmd *cobra.Command, g *globals) error {
+	opts, err := o.options(g)
+	if err != nil {
+		return err
+	}
+	ix, err := imagebundle.Build(cmd.Context(), opts)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, e := range ix.Images {
+		fmt.Fprintf(g.stdout, "%-55s %8d KiB  %s\n", e.Ref, e.Size/1024, strings.Join(e.Roles, ","))
+		total += e.Size
+	}
+	fmt.Fprintf(g.stdout, "%d images, %d MiB, Kubernetes %s, in %s (control-plane.json, worker.json, index.json)\n",
+		len(ix.Images), total>>20, ix.KubernetesVersion, filepath.Clean(o.out))
+	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -32,53 +31,44 @@ iPXE of Debian 12 cannot run a script from a CD under UEFI.`,
 		Example: `  provisioner iso r13-cpu01 r13-cpu02 --dir /tmp -f inventory/examples/routed/
   provisioner bootdev cd --media http://10.60.0.2/iso/r13-cpu01.iso --legacy r13-cpu01 -f inventory/examples/routed/`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			inv, err := g.loadInventory()
-			if err != nil {
-				return err
-			}
-			if dir == "" {
-				return usageError("--dir is required: where to write NODE.iso")
-			}
-			// Every CD is built before any is written: a bad node leaves
-			// the directory as it was.
-			type cd struct {
-				name, url string
-				img       []byte
-			}
-			var cds []cd
-			for _, name := range args {
-				n, ok := inv.Node(name)
-				if !ok {
-					return usageError("unknown node %q: it is not in the inventory", name)
-				}
-				bn, err := bootiso.FromInventory(inv, n, httpPort)
-				if err != nil {
-					return err
-				}
-				var buf bytes.Buffer
-				if err := bootiso.Build(&buf, bootiso.Config{Source: source}, bn); err != nil {
-					return err
-				}
-				cds = append(cds, cd{name: name, url: bn.ScriptURL, img: buf.Bytes()})
-			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("create --dir: %w", err)
-			}
-			for _, c := range cds {
-				path := filepath.Join(dir, c.name+".iso")
-				if err := writeFileAtomic(path, c.img, 0o644); err != nil {
-					return err
-				}
-				fmt.Fprintf(g.stdout, "%s  %s  %d bytes  chains to %s\n", c.name, path, len(c.img), c.url)
-			}
-			return nil
-		},
+		RunE: func(_ *cobra.Command, args []string) error { return writeISOs(g, args, dir, source, httpPort) },
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to write NODE.iso into, created if missing (required)")
 	cmd.Flags().Uint16Var(&httpPort, "http-port", 0, "the boot HTTP port serve or up listen on, which the CD chains to (default: network.provisioner.httpPort of the inventory, 8080)")
 	cmd.Flags().StringVar(&source, "ipxe-iso", bootiso.DefaultSource, "the iPXE CD image whose ISOLINUX and iPXE are reused (Debian's ipxe package)")
 	return cmd
+}
+
+// writeISOs builds the CDs of nodes (all of them, before writing any: a bad
+// node leaves dir as it was) and writes each as dir/NODE.iso.
+func writeISOs(g *globals, nodes []string, dir, source string, httpPort uint16) error {
+	inv, err := g.loadInventory()
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		return usageError("--dir is required: where to write NODE.iso")
+	}
+	for _, name := range nodes {
+		if _, ok := inv.Node(name); !ok {
+			return usageError("unknown node %q: it is not in the inventory", name)
+		}
+	}
+	cds, err := bootiso.BuildNodes(inv, nodes, httpPort, bootiso.Config{Source: source})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create --dir: %w", err)
+	}
+	for _, c := range cds {
+		path := filepath.Join(dir, c.Node+".iso")
+		if err := writeFileAtomic(path, c.Image, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "%s  %s  %d bytes  chains to %s\n", c.Node, path, len(c.Image), c.ScriptURL)
+	}
+	return nil
 }
 
 // writeFileAtomic writes data to path through a temporary file renamed

@@ -1,6 +1,7 @@
 package bootiso
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"net"
@@ -34,4 +35,36 @@ func FromInventory(inv *inventory.Inventory, n inventory.Node, httpPort uint16) 
 		out.DNS = nw.DNSServers[0]
 	}
 	return out, nil
+}
+
+// CD is one node's virtual-media boot CD.
+type CD struct {
+	// Node is the node's name; ScriptURL the boot script its iPXE chains to.
+	Node, ScriptURL string
+	// Image is the ISO 9660 image.
+	Image []byte
+}
+
+// BuildNodes builds the CD of every node named, in order, with the boot
+// HTTP port as FromInventory takes it. Every CD is built before it returns,
+// so a bad node (unknown, or one a CD cannot boot) yields no CD at all and
+// the caller writes nothing.
+func BuildNodes(inv *inventory.Inventory, names []string, httpPort uint16, cfg Config) ([]CD, error) {
+	cds := make([]CD, 0, len(names))
+	for _, name := range names {
+		n, ok := inv.Node(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown node %q: it is not in the inventory", name)
+		}
+		bn, err := FromInventory(inv, n, httpPort)
+		if err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		if err := Build(&buf, cfg, bn); err != nil {
+			return nil, err
+		}
+		cds = append(cds, CD{Node: name, ScriptURL: bn.ScriptURL, Image: buf.Bytes()})
+	}
+	return cds, nil
 }
