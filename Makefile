@@ -16,7 +16,7 @@ export GOFLAGS := $(strip $(GOFLAGS) -tags=$(TAGS))
 # A -tags flag on the command line replaces the one in GOFLAGS: e2e builds name both.
 E2E_TAGS    := -tags=$(TAGS),e2e
 
-.PHONY: help build test unit e2e lint bench fuzz tools kernel node-image image-bundle clean
+.PHONY: help build test unit e2e lint bench fuzz demo-soak tools kernel node-image image-bundle clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,17 @@ $(STATICCHECK):
 bench: ## benchmarks that compare against a peer in the same run and print the ratio (the QEMU boot one needs root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 	$(GO) test $(E2E_TAGS) -run '^$$' -bench RealBoot -benchtime 3x -timeout 30m ./test/e2e/
+
+DEMO_RUNS ?= 10
+demo-soak: build ## provisioner demo --nodes 1000, DEMO_RUNS (10) times in a row; the first failure stops it and prints its log
+	@for i in $$(seq $(DEMO_RUNS)); do \
+		log=$$(mktemp); \
+		if ! $(BIN)/provisioner demo --nodes 1000 -o plain >$$log 2>&1; then \
+			tail -n 300 $$log; rm -f $$log; echo "demo-soak: run $$i of $(DEMO_RUNS) failed"; exit 1; \
+		fi; \
+		echo "demo-soak: run $$i of $(DEMO_RUNS): $$(grep -E '^[0-9]+ nodes: ' $$log) ($$(grep -E '^demo: wall' $$log | sed 's/^demo: //'))"; \
+		rm -f $$log; \
+	done
 
 FUZZTIME ?= 30s
 fuzz: ## run each fuzz test for FUZZTIME (default 30s)
