@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,10 +116,10 @@ func TestBMCBoot(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("the VM did not power off after its phone-home")
 			}
-			if tc.name == "ipmi" { // the Redfish simulator keeps its own power state
-				if st, err := c.PowerState(ctx); err != nil || st != bmc.PowerOff {
-					t.Errorf("PowerState via %s after the node powered off = %v, %v; want off", tc.name, st, err)
-				}
+			// Both BMCs read the host's power (the Redfish simulator
+			// follows the VM's exit, as a real BMC does).
+			if st, err := c.PowerState(ctx); err != nil || st != bmc.PowerOff {
+				t.Errorf("PowerState via %s after the node powered off = %v, %v; want off", tc.name, st, err)
 			}
 		})
 	}
@@ -257,6 +258,7 @@ func startVirtualMediaBMC(t *testing.T, vm *lab.VM, password string) (*redfishsi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
+	var self atomic.Pointer[redfishsim.BMC]
 	sb, err := sim.Start(redfishsim.BMCConfig{
 		Name: vm.Name(), Username: "admin", Password: password, FirmwareMode: "Legacy",
 		OnPower: func(ctx context.Context, ev redfishsim.PowerEvent) error {
@@ -267,19 +269,26 @@ func startVirtualMediaBMC(t *testing.T, vm *lab.VM, password string) (*redfishsi
 			if ev.Action == lab.PowerReset {
 				vm.PowerOff()
 			}
+			var err error
 			if ev.Boot.Target == "Cd" && ev.Boot.Enabled != "Disabled" && ev.Media != "" {
 				// The virtual CD's content is what the BMC fetched.
 				if err := download(ctx, ev.Media, cdPath); err != nil {
 					return err
 				}
-				return vm.PowerOnFromCD(ctx, cdPath)
+				err = vm.PowerOnFromCD(ctx, cdPath)
+			} else {
+				err = vm.PowerOn(ctx)
 			}
-			return vm.PowerOn(ctx)
+			if err == nil {
+				followPowerOff(&self, vm)
+			}
+			return err
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	self.Store(sb)
 	return sb, inventory.BMC{URL: sb.URL(), Protocol: inventory.ProtocolRedfish, Scheme: "http", Host: "127.0.0.1", Port: sb.Addr().Port()}
 }
 

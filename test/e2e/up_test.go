@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -448,6 +449,24 @@ func withBMC(b, sim inventory.BMC) inventory.BMC {
 	return b
 }
 
+// followPowerOff makes the simulated BMC in sim read Off once vm's running
+// QEMU exits on its own (the node powered itself off, or panicked), as a
+// real BMC reads the host's power instead of remembering the last request.
+// Call it after every power change the BMC made.
+func followPowerOff(sim *atomic.Pointer[redfishsim.BMC], vm *lab.VM) {
+	done := vm.Exited()
+	if done == nil {
+		return
+	}
+	go func() {
+		<-done
+		// A later power on started another QEMU: that one is the host now.
+		if b := sim.Load(); b != nil && vm.Exited() == done {
+			b.SetPowerState(false)
+		}
+	}()
+}
+
 // startIPMIBMC runs ipmi_sim with a chassis_control program that powers vm,
 // until the test ends, and returns its address as an inventory BMC.
 func startIPMIBMC(t *testing.T, l *lab.Lab, vm *lab.VM, password string) inventory.BMC {
@@ -487,6 +506,7 @@ func startRedfishBMC(t *testing.T, vm *lab.VM, password string) (inventory.BMC, 
 	t.Cleanup(func() { sim.Close() })
 	var mu sync.Mutex
 	ons := 0
+	var self atomic.Pointer[redfishsim.BMC]
 	b, err := sim.Start(redfishsim.BMCConfig{
 		Name: vm.Name(), Username: "admin", Password: password,
 		OnPower: func(ctx context.Context, ev redfishsim.PowerEvent) error {
@@ -500,12 +520,17 @@ func startRedfishBMC(t *testing.T, vm *lab.VM, password string) (inventory.BMC, 
 					vm.SetBootDevice(lab.BootDisk)
 				}
 			}
-			return vm.ApplyPower(ctx, ev.Action)
+			if err := vm.ApplyPower(ctx, ev.Action); err != nil {
+				return err
+			}
+			followPowerOff(&self, vm)
+			return nil
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	self.Store(b)
 	count := func() int {
 		mu.Lock()
 		defer mu.Unlock()
