@@ -241,7 +241,12 @@ func (o *Orchestrator) Run(ctx context.Context) (*Report, error) {
 	}
 	defer j.Close()
 	r := &runner{o: o, j: j, start: o.clock.Now()}
-	r.init(prev)
+	r.init(prev, o.alreadyReady(ctx, prev))
+	if len(r.adopted) > 0 {
+		if err := j.Append(r.adopted...); err != nil {
+			return r.report(o.clock.Now()), err
+		}
+	}
 	rep, err := r.loop(ctx)
 	if cerr := j.Compact(r.latest); cerr != nil && err == nil {
 		err = cerr
@@ -260,6 +265,43 @@ type runner struct {
 	polling  bool
 	nextPoll time.Time
 	warnings []string
+	// adopted are the Ready records of nodes init found Ready in the
+	// cluster although the journal left them failed or before netboot.
+	adopted []Record
+}
+
+// alreadyReady asks Readiness once about every node an earlier run left
+// failed or before netboot, and returns those that are Ready Nodes now. A
+// node that joined after that run gave up on it (its join outlasted the
+// timeout, or the run was stopped) must not be power-cycled: it would run
+// kubeadm join again under a name the cluster already has as a Ready Node,
+// which kubeadm refuses. The first error (the cluster API does not answer:
+// no node can be Ready in it) ends the asking.
+func (o *Orchestrator) alreadyReady(ctx context.Context, prev *JournalState) map[string]bool {
+	if o.cfg.Readiness == nil {
+		return nil
+	}
+	var ready map[string]bool
+	for _, n := range o.cfg.Nodes {
+		rec, ok := prev.Nodes[n.Name]
+		if !ok || rec.Phase.PassedNetboot() {
+			continue // never seen (a first run asks nothing), or resumed as it stands
+		}
+		cctx, cancel := context.WithTimeout(ctx, o.pol.timeouts.BMC)
+		ok, err := o.cfg.Readiness.Ready(cctx, n.Name)
+		cancel()
+		if err != nil {
+			o.log.Info("cannot ask the cluster whether nodes an earlier run left unfinished joined since; they are provisioned again", "node", n.Name, "err", err)
+			return ready
+		}
+		if ok {
+			if ready == nil {
+				ready = map[string]bool{}
+			}
+			ready[n.Name] = true
+		}
+	}
+	return ready
 }
 
 func stageOf(nodes []inventory.Node) []int {
@@ -278,7 +320,7 @@ func stageOf(nodes []inventory.Node) []int {
 	return stages
 }
 
-func (r *runner) init(prev *JournalState) {
+func (r *runner) init(prev *JournalState, readyNow map[string]bool) {
 	o := r.o
 	now := o.clock.Now()
 	r.latest = make(map[string]Record, len(prev.Nodes)+len(o.cfg.Nodes))
@@ -292,6 +334,14 @@ func (r *runner) init(prev *JournalState) {
 		s.st = nodeState{phase: PhasePending, since: now}
 		if rec, ok := prev.Nodes[n.Name]; ok {
 			switch {
+			case readyNow[n.Name]:
+				// Joined while no run followed it: take it as it is.
+				s.st = nodeState{phase: PhaseReady, since: now, attempt: rec.Attempt,
+					last: fmt.Sprintf("a Ready Node in the cluster (journal: %s): not power-cycled", rec.Phase)}
+				s.resumed = true
+				adopted := Record{Time: now, Node: n.Name, Phase: PhaseReady, Attempt: rec.Attempt}
+				r.adopted = append(r.adopted, adopted)
+				r.latest[n.Name] = adopted
 			case rec.Phase == PhaseReady:
 				s.st = nodeState{phase: PhaseReady, since: rec.Time, attempt: rec.Attempt, last: "ready (from journal)"}
 				s.resumed = true

@@ -330,3 +330,161 @@ func TestRunEarlyNetboot(t *testing.T) {
 		t.Errorf("w-03 issued %q, want join-worker", got)
 	}
 }
+
+// TestRunAdoptsNodesReadySinceAnEarlierRun: a node an earlier run left
+// failed (its join outlasted the timeout) that is a Ready Node now is not
+// power-cycled (kubeadm would refuse to join it again under its name): it
+// is taken as Ready and journaled so. A failed node that is not Ready is
+// provisioned again, and a node the journal never saw costs no question.
+func TestRunAdoptsNodesReadySinceAnEarlierRun(t *testing.T) {
+	t.Parallel()
+	nodes := testNodes(1, 3)
+	dir := t.TempDir()
+	j, _, err := provision.OpenJournal(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := j.Append(
+		provision.Record{Time: now, Node: "cp-1", Phase: provision.PhaseReady, Attempt: 1},
+		provision.Record{Time: now, Node: "w-01", Phase: provision.PhaseFailed, Attempt: 1, Reason: "no join report within 15m"},
+		provision.Record{Time: now, Node: "w-02", Phase: provision.PhaseFailed, Attempt: 3, Reason: "no DHCP request within 5m"},
+	); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	rack := provisionfake.New(&provisionfake.Machine{Name: "cp-1"}, &provisionfake.Machine{Name: "w-01"},
+		&provisionfake.Machine{Name: "w-02"}, &provisionfake.Machine{Name: "w-03"})
+	markJoined(t, rack, "w-01")
+	asked := &countingReadiness{next: rack, rack: rack}
+	cfg := fastConfig(t, nodes, rack)
+	cfg.StateDir, cfg.Readiness = dir, asked
+	var mu sync.Mutex
+	events := map[string][]string{}
+	cfg.Progress = func(u provision.Update) {
+		mu.Lock()
+		defer mu.Unlock()
+		events[u.Node] = append(events[u.Node], u.Event)
+	}
+	rep := run(t, cfg, rack)
+	want := map[string]provision.Phase{"cp-1": provision.PhaseReady, "w-01": provision.PhaseReady, "w-02": provision.PhaseReady, "w-03": provision.PhaseReady}
+	if diff := cmp.Diff(want, outcome(rep)); diff != "" {
+		t.Errorf("final phases (-want +got):\n%s", diff)
+	}
+	for name, wantOps := range map[string]int{"cp-1": 0, "w-01": 0, "w-02": 2, "w-03": 2} {
+		if s := rack.Machine(name).Stats(); s.PowerOps != wantOps {
+			t.Errorf("%s: %d power operations, want %d", name, s.PowerOps, wantOps)
+		}
+	}
+	if got := events["w-01"]; len(got) == 0 || !strings.Contains(got[0], "a Ready Node in the cluster (journal: failed): not power-cycled") {
+		t.Errorf("w-01's first update = %q, want it to say it was found Ready and not power-cycled", got)
+	}
+	if n := asked.about("w-03"); n != 0 {
+		t.Errorf("readiness of w-03 (never journaled) asked %d times before it was provisioned, want 0", n)
+	}
+	st, err := provision.ReadJournal(filepath.Join(dir, provision.JournalFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.Nodes["w-01"]; r.Phase != provision.PhaseReady {
+		t.Errorf("journal record of w-01 = %s, want %s", r.Phase, provision.PhaseReady)
+	}
+}
+
+// TestRunAdoptionStopsAtTheFirstError: when the cluster API does not answer
+// the first question, no more are asked and the nodes are provisioned again
+// as before.
+func TestRunAdoptionStopsAtTheFirstError(t *testing.T) {
+	t.Parallel()
+	nodes := testNodes(1, 2)
+	dir := t.TempDir()
+	j, _, err := provision.OpenJournal(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := j.Append(
+		provision.Record{Time: now, Node: "cp-1", Phase: provision.PhaseFailed, Attempt: 3, Reason: "no join report within 15m"},
+		provision.Record{Time: now, Node: "w-01", Phase: provision.PhasePending},
+		provision.Record{Time: now, Node: "w-02", Phase: provision.PhasePending},
+	); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	rack := provisionfake.New(&provisionfake.Machine{Name: "cp-1"}, &provisionfake.Machine{Name: "w-01"}, &provisionfake.Machine{Name: "w-02"})
+	asked := &countingReadiness{next: rack, rack: rack, failFirst: 1}
+	cfg := fastConfig(t, nodes, rack)
+	cfg.StateDir, cfg.Readiness = dir, asked
+	rep := run(t, cfg, rack)
+	want := map[string]provision.Phase{"cp-1": provision.PhaseReady, "w-01": provision.PhaseReady, "w-02": provision.PhaseReady}
+	if diff := cmp.Diff(want, outcome(rep)); diff != "" {
+		t.Errorf("final phases (-want +got):\n%s", diff)
+	}
+	if n := asked.before("cp-1"); n != 1 {
+		t.Errorf("questions before cp-1 was provisioned = %d, want 1 (the failed one, then none)", n)
+	}
+	for _, name := range []string{"cp-1", "w-01", "w-02"} {
+		if s := rack.Machine(name).Stats(); s.PowerOps != 2 {
+			t.Errorf("%s: %d power operations, want 2 (provisioned again)", name, s.PowerOps)
+		}
+	}
+}
+
+// countingReadiness records every question with whether each machine had
+// been power-cycled yet, and fails the first failFirst questions.
+type countingReadiness struct {
+	next      provision.Readiness
+	rack      *provisionfake.Rack
+	failFirst int
+
+	mu    sync.Mutex
+	asked []question
+}
+
+type question struct {
+	node      string
+	unpowered map[string]bool // machines with no power operation yet
+}
+
+func (c *countingReadiness) Ready(ctx context.Context, node string) (bool, error) {
+	q := question{node: node, unpowered: map[string]bool{}}
+	for _, name := range []string{"cp-1", "w-01", "w-02", "w-03"} {
+		if m := c.rack.Machine(name); m != nil && m.Stats().PowerOps == 0 {
+			q.unpowered[name] = true
+		}
+	}
+	c.mu.Lock()
+	c.asked = append(c.asked, q)
+	n := len(c.asked)
+	c.mu.Unlock()
+	if n <= c.failFirst {
+		return false, errors.New("dial tcp 10.0.0.10:6443: connect: no route to host")
+	}
+	return c.next.Ready(ctx, node)
+}
+
+// about counts the questions about node asked before it was power-cycled.
+func (c *countingReadiness) about(node string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, q := range c.asked {
+		if q.node == node && q.unpowered[node] {
+			n++
+		}
+	}
+	return n
+}
+
+// before counts every question asked before node was power-cycled.
+func (c *countingReadiness) before(node string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, q := range c.asked {
+		if q.unpowered[node] {
+			n++
+		}
+	}
+	return n
+}

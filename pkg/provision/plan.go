@@ -81,7 +81,7 @@ func Plan(nodes []inventory.Node, st *JournalState) []PlanItem {
 			case !seen:
 				it.Why = "never provisioned (no journal record)"
 			case rec.Phase == PhaseFailed:
-				it.Why = "failed last time: " + rec.Reason
+				it.Why = "failed last time: " + rec.Reason + " (up first asks whether the cluster has it Ready by now)"
 			default:
 				it.Why = fmt.Sprintf("interrupted before its OS booted (journal: %s); starting over is safe", rec.Phase)
 			}
