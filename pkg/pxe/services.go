@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -140,6 +141,12 @@ type Services struct {
 	http *httpboot.Server
 	ra   *ra.Advertiser
 	log  *slog.Logger
+
+	// ready closes once every service is ready; stopped once Run returned.
+	readyOnce sync.Once
+	ready     chan struct{}
+	stopped   chan struct{}
+	stopOnce  sync.Once
 }
 
 // New checks the inventory's network section and builds every service.
@@ -196,7 +203,7 @@ func New(cfg Config) (*Services, error) {
 	}
 	nodes := cfg.Inventory.Enabled()
 
-	s := &Services{inv: cfg.Inventory, bus: bus, log: log}
+	s := &Services{inv: cfg.Inventory, bus: bus, log: log, ready: make(chan struct{}), stopped: make(chan struct{})}
 	s.http, err = httpboot.New(httpboot.Config{
 		Addr:           netip.AddrPortFrom(nw.Address, httpPort),
 		Listener:       cfg.Listeners.HTTP,
@@ -292,21 +299,28 @@ func (s *Services) TFTP() *tftp.Server { return s.tftp }
 // Ready returns a channel that is closed once every service listens. It
 // never closes if Run fails first; wait on Run's result as well.
 func (s *Services) Ready() <-chan struct{} {
-	chans := []<-chan struct{}{s.http.Ready(), s.tftp.Ready()}
-	if s.dhcp != nil {
-		chans = append(chans, s.dhcp.Ready())
-	}
-	if s.ra != nil {
-		chans = append(chans, s.ra.Ready())
-	}
-	all := make(chan struct{})
-	go func() {
-		for _, c := range chans {
-			<-c
+	s.readyOnce.Do(func() {
+		chans := []<-chan struct{}{s.http.Ready(), s.tftp.Ready()}
+		if s.dhcp != nil {
+			chans = append(chans, s.dhcp.Ready())
 		}
-		close(all)
-	}()
-	return all
+		if s.ra != nil {
+			chans = append(chans, s.ra.Ready())
+		}
+		// One watcher for every caller; it ends with Run, so a service
+		// that never became ready leaves nothing behind.
+		go func() {
+			for _, c := range chans {
+				select {
+				case <-c:
+				case <-s.stopped:
+					return
+				}
+			}
+			close(s.ready)
+		}()
+	})
+	return s.ready
 }
 
 // Run runs every service until ctx is done or one fails; a failure (such as
@@ -322,6 +336,7 @@ func (s *Services) Run(ctx context.Context) error {
 		g.Go(func() error { return s.ra.Run(gctx) })
 	}
 	go s.logReady(gctx, s.inv)
+	defer s.stopOnce.Do(func() { close(s.stopped) })
 	return g.Wait()
 }
 

@@ -216,6 +216,10 @@ func TestServicesPortTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ready := svc.Ready()
+	if again := svc.Ready(); again != ready {
+		t.Error("Ready returned another channel on its second call: one watcher per call")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = svc.Run(ctx)
@@ -224,6 +228,16 @@ func TestServicesPortTaken(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Error("Run waited for the deadline instead of stopping at the first failure")
+	}
+	select {
+	case <-ready:
+		t.Error("Ready closed although the HTTP server never listened")
+	default:
+	}
+	select {
+	case <-svc.stopped: // the Ready watcher returns on it
+	default:
+		t.Error("Run returned without marking the services stopped: Ready's watcher would wait for ever")
 	}
 }
 
