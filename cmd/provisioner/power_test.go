@@ -455,7 +455,7 @@ nodes:
 // profiles reports, per node, what each BMC holds, and fails the node
 // whose BMC holds Legacy when UEFI was asked.
 func TestBootdevProfilesJSON(t *testing.T) {
-	inv, bmcs := profileLab(t, "generic", "ilo5", "idrac8", "megarac")
+	inv, bmcs := profileLab(t, "generic", "ilo5", "idrac8", "megarac", "openbmc")
 	code, out, errOut := runCLI(t, "bootdev", "pxe", "--all", "-o", "json", "-f", inv, "--verify-timeout", "5s")
 	if code != exitFailure {
 		t.Errorf("bootdev pxe --all = %d, want 1 (idrac8 holds legacy); stderr:\n%s", code, errOut)
@@ -477,8 +477,8 @@ func TestBootdevProfilesJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("bootdev -o json printed no JSON: %v\n%s", err, out)
 	}
-	if got.OK != 3 || got.Failed != 1 {
-		t.Errorf("bootdev -o json: ok %d failed %d, want 3 and 1:\n%s", got.OK, got.Failed, out)
+	if got.OK != 4 || got.Failed != 1 {
+		t.Errorf("bootdev -o json: ok %d failed %d, want 4 and 1:\n%s", got.OK, got.Failed, out)
 	}
 	for _, n := range got.Nodes {
 		b := bmcs[n.Node]

@@ -5,8 +5,9 @@
 //
 // A Client talks to one BMC with an explicit protocol: Redfish through
 // gofish's typed objects (the session, the ComputerSystem with its Boot,
-// allowed reset types, @Redfish.Settings, LastResetTime and BootProgress,
-// and VirtualMedia) for redfish:// and redfish+http:// URLs; IPMI through
+// allowed reset types, inline or in the ActionInfo its Reset action names,
+// @Redfish.Settings, LastResetTime and BootProgress, and VirtualMedia) for
+// redfish:// and redfish+http:// URLs; IPMI through
 // bmclib's ipmitool provider for ipmi:// URLs. The ComputerSystem is read
 // once per connection (one command) and only what must be fresh is read
 // again. The password reference is resolved when the connection opens and

@@ -110,6 +110,7 @@ func TestProfileBootdev(t *testing.T) {
 		{profile: "megarac", wantRow: "pxe once uefi, pending until the next power-on or reset", wantBooted: redfishsim.Booted{Device: "Pxe", Mode: "UEFI"}},
 		{profile: "lazy", wantRow: "pxe once uefi", wantBooted: redfishsim.Booted{Device: "Pxe", Mode: "UEFI"}},
 		{profile: "minimal", wantRow: "pxe once uefi", wantBooted: redfishsim.Booted{Device: "Pxe", Mode: "UEFI"}},
+		{profile: "openbmc", wantRow: "pxe once uefi", wantBooted: redfishsim.Booted{Device: "Pxe", Mode: "UEFI"}},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s/%s/legacy=%v", tc.profile, tc.model, tc.legacy), func(t *testing.T) {
@@ -169,9 +170,11 @@ func TestProfilePower(t *testing.T) {
 		profile string
 		action  bmc.PowerAction
 		on      bool
-		// wantStatus is ok, unverified or failed; wantErr part of the error.
-		wantStatus string
-		wantErr    string
+		// wantStatus is ok, unverified or failed; wantErr part of the error;
+		// wantEvidence the start of the row's evidence ("" any).
+		wantStatus   string
+		wantErr      string
+		wantEvidence string
 		// wantSent are the reset types the BMC received; wantBoots how many
 		// times the host (re)started.
 		wantSent  []string
@@ -190,16 +193,23 @@ func TestProfilePower(t *testing.T) {
 			wantErr: "bmc accepted PowerCycle but shows no restart after 3s"},
 		{profile: "minimal", action: bmc.ActionReset, on: true, wantStatus: "unverified", wantSent: []string{"ForceRestart"}, wantBoots: 1},
 		{profile: "minimal", action: bmc.ActionCycle, on: true, wantStatus: "ok", wantSent: []string{"ForceOff", "On"}, wantBoots: 1},
+		// LastResetTime is the chassis's and stays put on a warm restart:
+		// BootProgress shows it.
+		{profile: "openbmc", action: bmc.ActionReset, on: true, wantStatus: "ok", wantEvidence: "BootProgress ", wantSent: []string{"ForceRestart"}, wantBoots: 1},
+		// PowerCycle is listed only in the ActionInfo (TestActionInfoResetTypes
+		// has the list without it).
+		{profile: "openbmc", action: bmc.ActionCycle, on: true, wantStatus: "ok", wantEvidence: "LastResetTime moved to ", wantSent: []string{"PowerCycle"}, wantBoots: 1},
 	}
 	for _, p := range redfishsim.Profiles() {
 		tests = append(tests, struct {
-			profile    string
-			action     bmc.PowerAction
-			on         bool
-			wantStatus string
-			wantErr    string
-			wantSent   []string
-			wantBoots  int
+			profile      string
+			action       bmc.PowerAction
+			on           bool
+			wantStatus   string
+			wantErr      string
+			wantEvidence string
+			wantSent     []string
+			wantBoots    int
 		}{profile: p.Name, action: bmc.ActionReset, wantStatus: "failed", wantErr: "power reset " + p.Name + " (bmc 127.0.0.1:"})
 	}
 	for _, tc := range tests {
@@ -213,6 +223,9 @@ func TestProfilePower(t *testing.T) {
 			}
 			if tc.wantErr != "" && (r.Err == nil || !strings.Contains(r.Err.Error(), tc.wantErr)) {
 				t.Errorf("power %s on %s: error %v, want it to contain %q", tc.action, tc.profile, r.Err, tc.wantErr)
+			}
+			if !strings.HasPrefix(r.Evidence, tc.wantEvidence) {
+				t.Errorf("power %s on %s: evidence %q, want it to start with %q", tc.action, tc.profile, r.Evidence, tc.wantEvidence)
 			}
 			if !tc.on && (r.Err == nil || !strings.HasSuffix(r.Err.Error(), poweredOff)) {
 				t.Errorf("power reset on an off %s: error %v, want it to end in %q", tc.profile, r.Err, poweredOff)

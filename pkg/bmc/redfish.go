@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,10 +28,11 @@ import (
 
 // redfishBackend drives a Redfish BMC through gofish's typed objects: the
 // session, the ComputerSystem (power state, Boot, the Reset action and its
-// allowed types, @Redfish.Settings, LastResetTime, BootProgress) and the
-// VirtualMedia actions. The system is read once when the connection opens
-// and kept for the connection's life (one command); only what must be fresh
-// (power state, boot override, reboot evidence, media) is read again.
+// allowed types, inline or in its @Redfish.ActionInfo, @Redfish.Settings,
+// LastResetTime, BootProgress) and the VirtualMedia actions. The system and
+// the reset types are read once when the connection opens and kept for the
+// connection's life (one command); only what must be fresh (power state,
+// boot override, reboot evidence, media) is read again.
 type redfishBackend struct {
 	b   inventory.BMC
 	cfg Config
@@ -128,14 +130,16 @@ func (r *redfishBackend) open(ctx context.Context, pw inventory.Secret) error {
 		}
 		return nil
 	}
-	if err := r.probe(); err != nil {
+	if err := r.probe(ctx); err != nil {
 		return fmt.Errorf("read system: %w", describe(err))
 	}
 	return nil
 }
 
-// probe reads the first ComputerSystem and picks the quirks that apply.
-func (r *redfishBackend) probe() error {
+// probe reads the first ComputerSystem, and the reset types its Reset
+// action's @Redfish.ActionInfo lists where the action lists none itself,
+// and picks the quirks that apply.
+func (r *redfishBackend) probe(ctx context.Context) error {
 	systems, err := r.api.Service.Systems()
 	if err != nil {
 		return err
@@ -143,14 +147,36 @@ func (r *redfishBackend) probe() error {
 	if len(systems) == 0 {
 		return errors.New("the Systems collection is empty")
 	}
-	r.sys = systems[0]
+	sys := systems[0]
 	var raw struct {
 		Settings common.Settings `json:"@Redfish.Settings"`
+		Actions  struct {
+			Reset struct {
+				ActionInfo string `json:"@Redfish.ActionInfo"`
+			} `json:"#ComputerSystem.Reset"`
+		}
 	}
-	if err := json.Unmarshal(r.sys.RawData, &raw); err == nil {
+	if err := json.Unmarshal(sys.RawData, &raw); err == nil {
 		r.settingsURI = raw.Settings.SettingsObject.String()
 		r.applyTimes = raw.Settings.SupportedApplyTimes
 	}
+	if uri := raw.Actions.Reset.ActionInfo; uri != "" && len(sys.SupportedResetTypes) == 0 {
+		// gofish reads only the inline allowable values; bmcweb and others
+		// list them only in the ActionInfo. Without them every type would
+		// pass as allowed, and a PowerCycle the BMC lacks would be sent.
+		types, err := r.resetActionInfo(uri)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return err // interrupted or timed out: not a fact about the BMC
+		case err != nil:
+			r.log.Debug("bmc reset action info unreadable; its reset types are taken as not advertised", "resource", uri, "err", describe(err))
+		case len(types) == 0:
+			r.log.Debug("bmc reset action info lists no ResetType values; its reset types are taken as not advertised", "resource", uri)
+		default:
+			sys.SupportedResetTypes = types
+		}
+	}
+	r.sys = sys
 	var reset []string
 	for _, t := range r.sys.SupportedResetTypes {
 		reset = append(reset, string(t))
@@ -158,6 +184,40 @@ func (r *redfishBackend) probe() error {
 	r.q = matchQuirks(r.cfg.Quirks, r.sys.Manufacturer, r.sys.Model, reset)
 	r.inf = Info{Protocol: "redfish", Vendor: r.sys.Manufacturer, Model: r.sys.Model}
 	return nil
+}
+
+// actionInfo is a Redfish ActionInfo resource (DMTF ActionInfo v1): the
+// parameters an action takes and the values each allows. gofish has no type
+// for it on systems.
+type actionInfo struct {
+	Parameters []struct {
+		Name            string
+		AllowableValues []string
+	}
+}
+
+// resetActionInfo reads the ActionInfo at uri and returns the allowable
+// values of its ResetType parameter (none when it has no such parameter).
+func (r *redfishBackend) resetActionInfo(uri string) ([]redfish.ResetType, error) {
+	resp, err := r.api.Get(uri)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var info actionInfo
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&info); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", uri, err)
+	}
+	var types []redfish.ResetType
+	for _, p := range info.Parameters {
+		if p.Name != "ResetType" {
+			continue
+		}
+		for _, v := range p.AllowableValues {
+			types = append(types, redfish.ResetType(v))
+		}
+	}
+	return types, nil
 }
 
 func (r *redfishBackend) close(ctx context.Context) error {

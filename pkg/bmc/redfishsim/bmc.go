@@ -77,6 +77,14 @@ type BMCConfig struct {
 	// (default DefaultResetTypes()). Leaving PowerCycle out models iDRAC and
 	// iLO 5; anything not listed is refused with 400.
 	ResetTypes []string
+	// ResetActionInfo advertises ResetTypes only through an ActionInfo
+	// resource, as OpenBMC's bmcweb does: the system's Reset action carries
+	// its target and "@Redfish.ActionInfo": ".../ResetActionInfo" and no
+	// ResetType@Redfish.AllowableValues; GET of that resource answers
+	// Parameters [{Name: ResetType, Required, DataType String,
+	// AllowableValues: ResetTypes}]. A ResetType not listed is refused with
+	// 400 ActionParameterUnknown, bmcweb's answer.
+	ResetActionInfo bool
 	// TransitionDelay is how long a power change takes: the state reads
 	// PoweringOn or PoweringOff until it has passed (default 0, instant).
 	TransitionDelay time.Duration
@@ -116,6 +124,12 @@ type BMCConfig struct {
 	// last came out of reset and its boot progress (reboot evidence).
 	LastResetTime bool
 	BootProgress  bool
+	// ChassisLastResetTime makes LastResetTime the time of the chassis's
+	// last power change, on or off, in whole seconds: bmcweb reports
+	// chassis0's LastStateChangeTime there, so a warm restart (ForceRestart,
+	// GracefulRestart), which leaves the chassis powered, does not move it
+	// and only BootProgress shows it.
+	ChassisLastResetTime bool
 	// VirtualMedia is where the virtual CD lives: VirtualMediaOnManager
 	// (default), VirtualMediaOnSystem or VirtualMediaNone.
 	VirtualMedia string
@@ -194,6 +208,11 @@ type Faults struct {
 	IgnorePower bool
 	// MalformedJSON answers the ComputerSystem GET with truncated JSON.
 	MalformedJSON bool
+	// ActionInfoStatus, when non-zero, is the HTTP status (such as 500) the
+	// ResetActionInfo GET is answered with (BMCConfig.ResetActionInfo), as
+	// a bmcweb whose D-Bus call for AllowedHostTransitions fails answers;
+	// the system itself still reads.
+	ActionInfoStatus int
 	// MediaActionStatus, when non-zero, is the HTTP status (such as 500)
 	// InsertMedia and EjectMedia are answered with, changing nothing, as
 	// BMCs whose virtual media service is busy or detached answer; reading
@@ -245,7 +264,7 @@ type BMC struct {
 	pending     *pendingBoot      // an accepted PATCH not applied yet (BootApplyDelay)
 	settings    *Boot             // the settings object's pending Boot (SettingsObject)
 	etag        int               // the settings object's ETag generation
-	lastReset   time.Time         // when the system last came out of reset
+	lastReset   time.Time         // when the system last came out of reset (ChassisLastResetTime: last power change)
 	progress    string            // BootProgress.LastState
 	progressAt  time.Time         // BootProgress.LastStateTime
 	media       Media             // the virtual CD
@@ -309,6 +328,9 @@ func newBMC(cfg BMCConfig, log *slog.Logger) (*BMC, error) {
 	b.progress, b.progressAt = "OSRunning", b.lastReset
 	if !b.on {
 		b.progress, b.progressAt = "None", b.lastReset.Add(time.Minute)
+		if b.cfg.ChassisLastResetTime {
+			b.lastReset = b.progressAt
+		}
 	}
 	b.log = log.With("bmc", b.name)
 	return b, nil
@@ -367,8 +389,10 @@ func (b *BMC) SetPowerState(on bool) {
 	b.on = on
 	b.changedAt = time.Time{}
 	b.progress, b.progressAt = "None", now
-	if on {
+	if on || b.cfg.ChassisLastResetTime {
 		b.lastReset = now
+	}
+	if on {
 		b.progress = "OSRunning"
 	}
 }
@@ -453,6 +477,9 @@ func (b *BMC) Close() error {
 // Resource paths of a BMC.
 func (b *BMC) sysPath() string      { return "/redfish/v1/Systems/" + b.name }
 func (b *BMC) settingsPath() string { return b.sysPath() + "/SD" }
+
+// actionInfoPath is the Reset action's ActionInfo, where bmcweb has it.
+func (b *BMC) actionInfoPath() string { return b.sysPath() + "/ResetActionInfo" }
 func (b *BMC) mediaPath() string {
 	switch b.cfg.VirtualMedia {
 	case VirtualMediaOnSystem:
@@ -550,6 +577,12 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.patchSettings(w, r)
 	case path == sys+"/Actions/ComputerSystem.Reset" && r.Method == http.MethodPost:
 		b.reset(w, r, f)
+	case b.cfg.ResetActionInfo && path == b.actionInfoPath() && r.Method == http.MethodGet:
+		if f.ActionInfoStatus != 0 {
+			b.writeError(w, f.ActionInfoStatus, "Base.1.8.InternalError", "The request failed due to an internal service error.", "")
+			return
+		}
+		b.resetActionInfo(w)
 	case media != "" && path == media && r.Method == http.MethodGet:
 		writeCollection(w, media, "#VirtualMediaCollection.VirtualMediaCollection", []any{link(media + "/CD1")})
 	case media != "" && path == media+"/CD1" && r.Method == http.MethodGet:
@@ -729,6 +762,12 @@ func (b *BMC) system(sys string) map[string]any {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.settleLocked(time.Now())
+	resetAction := map[string]any{"target": sys + "/Actions/ComputerSystem.Reset"}
+	if b.cfg.ResetActionInfo {
+		resetAction["@Redfish.ActionInfo"] = b.actionInfoPath()
+	} else {
+		resetAction["ResetType@Redfish.AllowableValues"] = b.cfg.ResetTypes
+	}
 	m := map[string]any{
 		"@odata.id": sys, "@odata.type": "#ComputerSystem.v1_20_0.ComputerSystem",
 		"Id": b.name, "Name": "System", "SystemType": "Physical",
@@ -737,17 +776,19 @@ func (b *BMC) system(sys string) map[string]any {
 		"Status":     map[string]any{"State": "Enabled", "Health": "OK"},
 		"Boot":       bootJSON(b.boot),
 		"Actions": map[string]any{
-			"#ComputerSystem.Reset": map[string]any{
-				"target":                            sys + "/Actions/ComputerSystem.Reset",
-				"ResetType@Redfish.AllowableValues": b.cfg.ResetTypes,
-			},
+			"#ComputerSystem.Reset": resetAction,
 		},
 		"Links": map[string]any{
 			"Chassis":   []any{link("/redfish/v1/Chassis/1U")},
 			"ManagedBy": []any{link("/redfish/v1/Managers/BMC")},
 		},
 	}
-	if b.cfg.LastResetTime && !b.lastReset.IsZero() {
+	switch {
+	case !b.cfg.LastResetTime || b.lastReset.IsZero():
+	case b.cfg.ChassisLastResetTime:
+		// bmcweb: seconds since the epoch, written with +00:00.
+		m["LastResetTime"] = b.lastReset.UTC().Format("2006-01-02T15:04:05-07:00")
+	default:
 		m["LastResetTime"] = timeJSON(b.lastReset)
 	}
 	if b.cfg.BootProgress {
@@ -768,6 +809,19 @@ func (b *BMC) system(sys string) map[string]any {
 		m["VirtualMedia"] = link(b.mediaPath())
 	}
 	return m
+}
+
+// resetActionInfo answers the Reset action's ActionInfo (DMTF ActionInfo
+// v1, as bmcweb writes it).
+func (b *BMC) resetActionInfo(w http.ResponseWriter) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.id": b.actionInfoPath(), "@odata.type": "#ActionInfo.v1_1_2.ActionInfo",
+		"Id": "ResetActionInfo", "Name": "Reset Action Info",
+		"Parameters": []any{map[string]any{
+			"Name": "ResetType", "Required": true, "DataType": "String",
+			"AllowableValues": b.cfg.ResetTypes,
+		}},
+	})
 }
 
 // bootRequest is the Boot part of a PATCH body.
@@ -1022,6 +1076,12 @@ func (b *BMC) reset(w http.ResponseWriter, r *http.Request, f Faults) {
 		return
 	}
 	if !slices.Contains(b.cfg.ResetTypes, req.ResetType) {
+		if b.cfg.ResetActionInfo {
+			b.writeError(w, http.StatusBadRequest, "Base.1.8.ActionParameterUnknown",
+				fmt.Sprintf("The action Reset was submitted with the invalid parameter %s.", req.ResetType),
+				"Correct the invalid parameter and resubmit the request if the operation failed.")
+			return
+		}
 		b.writeError(w, http.StatusBadRequest, "Base.1.8.ActionParameterNotSupported", fmt.Sprintf("The parameter ResetType value %q is not supported by the action ComputerSystem.Reset.", req.ResetType), "")
 		return
 	}
@@ -1123,9 +1183,14 @@ func (b *BMC) power(ctx context.Context, a string) error {
 	b.changedAt = now
 	if a == "off" {
 		b.progress, b.progressAt = "None", now
+		if b.cfg.ChassisLastResetTime {
+			b.lastReset = now
+		}
 		return nil
 	}
-	b.lastReset = now
+	if a != "reset" || !b.cfg.ChassisLastResetTime {
+		b.lastReset = now
+	}
 	b.progress, b.progressAt = "SystemHardwareInitializationComplete", now
 	if b.boot.Enabled == "Once" {
 		b.boot.Enabled = "Disabled"

@@ -11,7 +11,8 @@
 // Location, DELETE it to log out), HTTP basic auth, the Systems collection,
 // one ComputerSystem with PowerState, Boot (override target, enabled and
 // mode, with allowable values), LastResetTime and BootProgress, the
-// ComputerSystem.Reset action with its allowable reset types, optionally a
+// ComputerSystem.Reset action with its allowable reset types (inline, or in
+// a ResetActionInfo resource named by @Redfish.ActionInfo), optionally a
 // @Redfish.Settings object (.../SD, with ETag and If-Match), a virtual CD
 // (VirtualMedia with InsertMedia, which fetches the image from its URL as a
 // BMC does, and EjectMedia) on the manager or the system, and Managers and
@@ -21,8 +22,9 @@
 // combinations real BMCs show: generic, ilo5 (asynchronous boot override),
 // idrac8 (400 on BootSourceOverrideMode, Legacy BIOS, ExtendedInfo
 // messages, 8 sessions), megarac (boot only through @Redfish.Settings),
-// lazy (acknowledges restarts and does nothing) and minimal (no reboot
-// evidence). Faults (latency, hangs, HTTP errors, refused credentials, a
+// lazy (acknowledges restarts and does nothing), minimal (no reboot
+// evidence) and openbmc (reset types only through @Redfish.ActionInfo,
+// as bmcweb). Faults (latency, hangs, HTTP errors, refused credentials, a
 // session limit, ignored power changes, malformed JSON) are set per BMC, at
 // start or at run time with SetFaults.
 //

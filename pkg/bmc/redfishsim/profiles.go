@@ -17,6 +17,12 @@ type Profile struct {
 // Reset types without PowerCycle, as iDRAC and iLO 5 advertise them.
 var resetTypesNoCycle = []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "Nmi", "PushPowerButton"}
 
+// bmcwebResetTypes are the reset types OpenBMC's bmcweb lists in its
+// ResetActionInfo when the host allows every transition.
+func bmcwebResetTypes() []string {
+	return []string{"On", "ForceOff", "ForceOn", "ForceRestart", "GracefulRestart", "GracefulShutdown", "PowerCycle", "Nmi"}
+}
+
 // Profiles returns the built-in vendor profiles, each a behaviour seen on
 // real BMCs:
 //
@@ -39,6 +45,13 @@ var resetTypesNoCycle = []string{"On", "ForceOff", "GracefulShutdown", "Graceful
 //   - minimal: follows the standard but reports no reboot evidence at all
 //     (no LastResetTime, no BootProgress), and powers a node on when asked to
 //     restart it while it is off.
+//   - openbmc: OpenBMC's bmcweb: the Reset action lists no allowable values
+//     and points through @Redfish.ActionInfo to .../ResetActionInfo, whose
+//     ResetType parameter lists them (all of them, PowerCycle included, by
+//     default; set ResetTypes to model a BMC that lists fewer); a type not
+//     listed answers 400 ActionParameterUnknown. LastResetTime is the
+//     chassis's last power change in whole seconds, so a warm restart shows
+//     only in BootProgress (LastState and LastStateTime).
 func Profiles() []Profile {
 	return []Profile{
 		{Name: "generic", Like: "DMTF's public-rackmount1 mockup and BMCs that follow the standard",
@@ -56,6 +69,9 @@ func Profiles() []Profile {
 			Config: BMCConfig{Manufacturer: "Contoso", Model: "3400", IgnoreResets: true, LastResetTime: true}},
 		{Name: "minimal", Like: "older BMCs that report no LastResetTime or BootProgress",
 			Config: BMCConfig{Manufacturer: "Contoso", Model: "2100", ResetWhenOff: ResetWhenOffPowerOn}},
+		{Name: "openbmc", Like: "OpenBMC's bmcweb (redfish-core/lib/systems.hpp): reset types only in @Redfish.ActionInfo, LastResetTime from chassis0's LastStateChangeTime, BootProgress",
+			Config: BMCConfig{Manufacturer: "Contoso", Model: "4100", ResetTypes: bmcwebResetTypes(), ResetActionInfo: true,
+				LastResetTime: true, ChassisLastResetTime: true, BootProgress: true}},
 	}
 }
 

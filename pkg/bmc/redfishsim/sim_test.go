@@ -310,3 +310,89 @@ func TestInsertMediaConflict(t *testing.T) {
 		t.Errorf("media = %+v, want a.iso (3 bytes fetched)", got)
 	}
 }
+
+// TestResetActionInfo: the openbmc profile names its reset types only in
+// the ResetActionInfo resource its Reset action links to, refuses a type
+// that resource does not list as bmcweb does, and reports LastResetTime as
+// the chassis's last power change, which a warm restart does not move.
+func TestResetActionInfo(t *testing.T) {
+	p, ok := redfishsim.LookupProfile("openbmc")
+	if !ok {
+		t.Fatal(`LookupProfile("openbmc"): no such profile`)
+	}
+	cfg := p.Config
+	cfg.Name, cfg.Username, cfg.Password, cfg.PoweredOn = "system", "u", "p", true
+	cfg.ResetTypes = []string{"On", "ForceOff", "ForceRestart", "GracefulShutdown"}
+	b, c := start(t, cfg)
+	c.hc.Transport = basicAuth{u: "u", p: "p"}
+
+	code, _, sys := c.do("GET", "/redfish/v1/Systems/system", nil)
+	if code != 200 {
+		t.Fatalf("GET system = %d, want 200", code)
+	}
+	action, _ := sys["Actions"].(map[string]any)["#ComputerSystem.Reset"].(map[string]any)
+	wantAction := map[string]any{
+		"target":              "/redfish/v1/Systems/system/Actions/ComputerSystem.Reset",
+		"@Redfish.ActionInfo": "/redfish/v1/Systems/system/ResetActionInfo",
+	}
+	if diff := cmp.Diff(wantAction, action); diff != "" {
+		t.Errorf("GET system: #ComputerSystem.Reset (-want +got):\n%s", diff)
+	}
+
+	code, _, info := c.do("GET", "/redfish/v1/Systems/system/ResetActionInfo", nil)
+	if code != 200 {
+		t.Fatalf("GET ResetActionInfo = %d, want 200", code)
+	}
+	wantParams := []any{map[string]any{
+		"Name": "ResetType", "Required": true, "DataType": "String",
+		"AllowableValues": []any{"On", "ForceOff", "ForceRestart", "GracefulShutdown"},
+	}}
+	if diff := cmp.Diff(wantParams, info["Parameters"]); diff != "" {
+		t.Errorf("GET ResetActionInfo: Parameters (-want +got):\n%s", diff)
+	}
+
+	reset := "/redfish/v1/Systems/system/Actions/ComputerSystem.Reset"
+	code, _, m := c.do("POST", reset, map[string]string{"ResetType": "PowerCycle"})
+	ext, _ := m["error"].(map[string]any)["@Message.ExtendedInfo"].([]any)
+	if code != 400 || len(ext) != 1 || ext[0].(map[string]any)["MessageId"] != "Base.1.8.ActionParameterUnknown" ||
+		ext[0].(map[string]any)["Message"] != "The action Reset was submitted with the invalid parameter PowerCycle." {
+		t.Errorf("Reset PowerCycle (not in the ActionInfo) = %d %v, want 400 ActionParameterUnknown naming PowerCycle", code, m)
+	}
+	if got := b.Stats().Resets; len(got) != 0 {
+		t.Errorf("reset types accepted after a refused PowerCycle: %v, want none", got)
+	}
+
+	evidence := func() (last, progressAt string) {
+		t.Helper()
+		_, _, s := c.do("GET", "/redfish/v1/Systems/system", nil)
+		bp, _ := s["BootProgress"].(map[string]any)
+		last, _ = s["LastResetTime"].(string)
+		progressAt, _ = bp["LastStateTime"].(string)
+		return last, progressAt
+	}
+	last0, prog0 := evidence()
+	if last0 == "" || !strings.HasSuffix(last0, "+00:00") || strings.Contains(last0, ".") {
+		t.Errorf("LastResetTime = %q, want whole seconds ending in +00:00 as bmcweb writes it", last0)
+	}
+	if code, _, _ := c.do("POST", reset, map[string]string{"ResetType": "ForceRestart"}); code != 204 {
+		t.Fatalf("Reset ForceRestart = %d, want 204", code)
+	}
+	last1, prog1 := evidence()
+	if last1 != last0 || prog1 == prog0 {
+		t.Errorf("after ForceRestart: LastResetTime %q -> %q, BootProgress at %q -> %q; want LastResetTime unchanged (the chassis stayed on) and BootProgress moved", last0, last1, prog0, prog1)
+	}
+	if code, _, _ := c.do("POST", reset, map[string]string{"ResetType": "ForceOff"}); code != 204 {
+		t.Fatalf("Reset ForceOff = %d, want 204", code)
+	}
+	if last2, _ := evidence(); last2 == last1 {
+		t.Errorf("after ForceOff: LastResetTime still %q, want the chassis's power change", last2)
+	}
+
+	b.SetFaults(redfishsim.Faults{ActionInfoStatus: 500})
+	if code, _, _ := c.do("GET", "/redfish/v1/Systems/system/ResetActionInfo", nil); code != 500 {
+		t.Errorf("GET ResetActionInfo with ActionInfoStatus 500 = %d, want 500", code)
+	}
+	if code, _, _ := c.do("GET", "/redfish/v1/Systems/system", nil); code != 200 {
+		t.Errorf("GET system with ActionInfoStatus 500 = %d, want 200", code)
+	}
+}
