@@ -185,21 +185,13 @@ func TestRunFirstControlPlaneFails(t *testing.T) {
 func TestRunResumeSkipsReadyAndDoesNotPowerCyclePastNetboot(t *testing.T) {
 	t.Parallel()
 	nodes := testNodes(1, 3)
-	dir := t.TempDir()
 	// A previous run left cp-1 ready, w-01 joining, w-02 netbooting.
-	j, _, err := provision.OpenJournal(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	if err := j.Append(
+	dir := writeJournal(t,
 		provision.Record{Time: now, Node: "cp-1", Phase: provision.PhaseReady, Attempt: 1},
 		provision.Record{Time: now, Node: "w-01", Phase: provision.PhaseJoining, Attempt: 1},
 		provision.Record{Time: now, Node: "w-02", Phase: provision.PhaseNetbooting, Attempt: 2},
-	); err != nil {
-		t.Fatal(err)
-	}
-	j.Close()
+	)
 	rack := provisionfake.New(&provisionfake.Machine{Name: "cp-1"}, &provisionfake.Machine{Name: "w-01"},
 		&provisionfake.Machine{Name: "w-02"}, &provisionfake.Machine{Name: "w-03"})
 	cfg := fastConfig(t, nodes, rack)
@@ -339,20 +331,12 @@ func TestRunEarlyNetboot(t *testing.T) {
 func TestRunAdoptsNodesReadySinceAnEarlierRun(t *testing.T) {
 	t.Parallel()
 	nodes := testNodes(1, 3)
-	dir := t.TempDir()
-	j, _, err := provision.OpenJournal(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	if err := j.Append(
+	dir := writeJournal(t,
 		provision.Record{Time: now, Node: "cp-1", Phase: provision.PhaseReady, Attempt: 1},
 		provision.Record{Time: now, Node: "w-01", Phase: provision.PhaseFailed, Attempt: 1, Reason: "no join report within 15m"},
 		provision.Record{Time: now, Node: "w-02", Phase: provision.PhaseFailed, Attempt: 3, Reason: "no DHCP request within 5m"},
-	); err != nil {
-		t.Fatal(err)
-	}
-	j.Close()
+	)
 	rack := provisionfake.New(&provisionfake.Machine{Name: "cp-1"}, &provisionfake.Machine{Name: "w-01"},
 		&provisionfake.Machine{Name: "w-02"}, &provisionfake.Machine{Name: "w-03"})
 	markJoined(t, rack, "w-01")
@@ -397,20 +381,12 @@ func TestRunAdoptsNodesReadySinceAnEarlierRun(t *testing.T) {
 func TestRunAdoptionStopsAtTheFirstError(t *testing.T) {
 	t.Parallel()
 	nodes := testNodes(1, 2)
-	dir := t.TempDir()
-	j, _, err := provision.OpenJournal(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	if err := j.Append(
+	dir := writeJournal(t,
 		provision.Record{Time: now, Node: "cp-1", Phase: provision.PhaseFailed, Attempt: 3, Reason: "no join report within 15m"},
 		provision.Record{Time: now, Node: "w-01", Phase: provision.PhasePending},
 		provision.Record{Time: now, Node: "w-02", Phase: provision.PhasePending},
-	); err != nil {
-		t.Fatal(err)
-	}
-	j.Close()
+	)
 	rack := provisionfake.New(&provisionfake.Machine{Name: "cp-1"}, &provisionfake.Machine{Name: "w-01"}, &provisionfake.Machine{Name: "w-02"})
 	asked := &countingReadiness{next: rack, rack: rack, failFirst: 1}
 	cfg := fastConfig(t, nodes, rack)

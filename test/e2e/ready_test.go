@@ -341,47 +341,14 @@ func TestUpToReady(t *testing.T) {
 }
 
 // runUpToReady runs up's assembly in its default kubeadm mode with up's
-// default timeouts and attempts, early netboot on, until every node is
-// Ready or failed, or until stop (when not nil) returns true for a progress
-// update: then the run is interrupted as ^C interrupts up.
+// default timeouts and attempts, early netboot on (see runAssembly).
 func runUpToReady(ctx context.Context, t *testing.T, inv *inventory.Inventory, assets, state string, rec *upRecorder, stop func(provision.Update) bool) (*provision.Report, error) {
 	t.Helper()
-	bus := bootevent.NewBus()
-	events, unsubscribe := bus.Subscribe(4096)
-	recDone := make(chan struct{})
-	go func() {
-		defer close(recDone)
-		for e := range events {
-			rec.event(e)
-		}
-	}()
-	defer func() { unsubscribe(); <-recDone }()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	rec.newRun()
-	progress := rec.update
-	if stop != nil {
-		progress = func(u provision.Update) {
-			rec.update(u)
-			if stop(u) {
-				cancel()
-			}
-		}
-	}
-	p, err := assemble.New(assemble.Options{
+	return runAssembly(ctx, t, assemble.Options{
 		Inventory: inv, StateDir: state, Command: "provisioner up (e2e)",
 		Boot:         assemble.Boot{TFTPRoot: ipxeDir, AssetDir: assets},
 		EarlyNetboot: true,
-		Bus:          bus, Progress: progress, Log: testLogger(t),
-	})
-	if err != nil {
-		t.Fatalf("assemble.New: %v", err)
-	}
-	res, err := p.Run(ctx)
-	if res.Report == nil {
-		t.Fatalf("up in the lab: no report: %v", err)
-	}
-	return res.Report, err
+	}, rec, stop)
 }
 
 // entered returns when node first entered phase p over all runs, or the

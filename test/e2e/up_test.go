@@ -242,6 +242,27 @@ func endPhases(rep *provision.Report) map[string]provision.Phase {
 // error.
 func runUpInLab(t *testing.T, inv *inventory.Inventory, img lab.NodeImage, state string, rec *upRecorder, stop func(provision.Update) bool) (*provision.Report, error) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), upTimeout)
+	defer cancel()
+	return runAssembly(ctx, t, assemble.Options{
+		Inventory: inv, StateDir: state, Command: "provisioner up (e2e)",
+		Boot: assemble.Boot{TFTPRoot: ipxeDir, AssetDir: img.Dir},
+		// The lab has no cluster: the node config reports the kubeadm step
+		// (after 2 s, as kubeadm takes a while) and the report counts as Ready.
+		Join: assemble.JoinReportOnly, ReportDelay: 2 * time.Second,
+		MaxAttempts: 3,
+		Timeouts: provision.Timeouts{DHCP: time.Minute, Netboot: 2 * time.Minute, Join: 2 * time.Minute,
+			Ready: time.Minute, BMC: 30 * time.Second},
+	}, rec, stop)
+}
+
+// runAssembly runs up's assembly with opts (its Bus, Progress and Log are
+// set here: rec records every update and boot event) until every node is
+// Ready or failed, or until stop (when not nil) returns true for a progress
+// update: then the run is interrupted as ^C interrupts up. It returns Run's
+// report and error.
+func runAssembly(ctx context.Context, t *testing.T, opts assemble.Options, rec *upRecorder, stop func(provision.Update) bool) (*provision.Report, error) {
+	t.Helper()
 	bus := bootevent.NewBus()
 	events, unsubscribe := bus.Subscribe(4096)
 	recDone := make(chan struct{})
@@ -252,7 +273,7 @@ func runUpInLab(t *testing.T, inv *inventory.Inventory, img lab.NodeImage, state
 		}
 	}()
 	defer func() { unsubscribe(); <-recDone }()
-	ctx, cancel := context.WithTimeout(t.Context(), upTimeout)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rec.newRun()
 	progress := rec.update
@@ -264,17 +285,8 @@ func runUpInLab(t *testing.T, inv *inventory.Inventory, img lab.NodeImage, state
 			}
 		}
 	}
-	p, err := assemble.New(assemble.Options{
-		Inventory: inv, StateDir: state, Command: "provisioner up (e2e)",
-		Boot: assemble.Boot{TFTPRoot: ipxeDir, AssetDir: img.Dir},
-		// The lab has no cluster: the node config reports the kubeadm step
-		// (after 2 s, as kubeadm takes a while) and the report counts as Ready.
-		Join: assemble.JoinReportOnly, ReportDelay: 2 * time.Second,
-		MaxAttempts: 3,
-		Timeouts: provision.Timeouts{DHCP: time.Minute, Netboot: 2 * time.Minute, Join: 2 * time.Minute,
-			Ready: time.Minute, BMC: 30 * time.Second},
-		Bus: bus, Progress: progress, Log: testLogger(t),
-	})
+	opts.Bus, opts.Progress, opts.Log = bus, progress, testLogger(t)
+	p, err := assemble.New(opts)
 	if err != nil {
 		t.Fatalf("assemble.New: %v", err)
 	}
