@@ -13,10 +13,16 @@ func E2E() bool { return os.Getenv("SLIPWAY_E2E") == "1" }
 // missing skips t, or fails it under SLIPWAY_E2E=1, with reason.
 func missing(t testing.TB, reason string) {
 	t.Helper()
+	missingHint(t, reason, "install it; .ci/run lists the packages")
+}
+
+// missingHint is missing with what to do instead of the install hint.
+func missingHint(t testing.TB, reason, hint string) {
+	t.Helper()
 	if E2E() {
-		t.Fatalf("SLIPWAY_E2E=1 but %s (install it; .ci/run lists the packages)", reason)
+		t.Fatalf("SLIPWAY_E2E=1 but %s (%s)", reason, hint)
 	}
-	t.Skipf("skipping: %s (set SLIPWAY_E2E=1 to make this a failure)", reason)
+	t.Skipf("skipping: %s (%s; set SLIPWAY_E2E=1 to make this a failure)", reason, hint)
 }
 
 // RequireCommands returns the absolute path of each named program, skipping
@@ -41,6 +47,19 @@ func RequireFiles(t testing.TB, paths ...string) {
 	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {
 			missing(t, p+" does not exist")
+			return
+		}
+	}
+}
+
+// RequireBuilt skips or fails t when one of the files, which the
+// repository builds, does not exist; build says how to build them (such as
+// "run make node-image image-bundle as root").
+func RequireBuilt(t testing.TB, build string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			missingHint(t, p+" does not exist", build)
 			return
 		}
 	}

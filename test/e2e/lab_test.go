@@ -34,7 +34,7 @@ func requireLabWith(t testing.TB, cfg lab.Config) *lab.Lab {
 		"/usr/lib/ipxe/qemu/pxe-virtio.rom", "/usr/lib/ipxe/qemu/efi-virtio.rom",
 		filepath.Join(ipxeDir, "undionly.kpxe"), filepath.Join(ipxeDir, "snponly.efi"))
 	if _, _, _, err := lab.FindKernel(lab.KernelDir()); err != nil {
-		testenv.RequireFiles(t, filepath.Join(lab.KernelDir(), "boot")) // skips or fails with the path
+		testenv.RequireBuilt(t, "run make kernel", filepath.Join(lab.KernelDir(), "boot")) // skips or fails with the path
 		t.Fatal(err)
 	}
 	cfg.Dir, cfg.Log = t.TempDir(), testLogger(t)

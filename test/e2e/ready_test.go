@@ -62,7 +62,7 @@ func requireNodeImage(t testing.TB) string {
 		wd, _ := os.Getwd()
 		dir = filepath.Join(wd, "..", "..", "images", "node", ".cache", "out")
 	}
-	testenv.RequireFiles(t, filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img"),
+	testenv.RequireBuilt(t, "run make node-image image-bundle as root", filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img"),
 		filepath.Join(dir, "bundle", "control-plane.json"), filepath.Join(dir, "bundle", "worker.json"))
 	return dir
 }
