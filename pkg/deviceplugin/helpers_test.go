@@ -190,6 +190,17 @@ func (h *harness) waitCtx(t testing.TB) context.Context {
 	return ctx
 }
 
+// waitServed waits until the kubelet stub has every resource of rs
+// registered and listed.
+func (h *harness) waitServed(ctx context.Context, t testing.TB, rs []Resource) {
+	t.Helper()
+	for _, r := range rs {
+		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // waitReady waits until the plugin reports Ready (registration is recorded
 // just after the kubelet's Register call returns, so a stub that has seen
 // the registration may be a moment ahead of Ready), and fails at once if

@@ -92,11 +92,7 @@ func TestReregisterAfterKubeletRestart(t *testing.T) {
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs)
 	ctx := h.waitCtx(t)
-	for _, r := range rs {
-		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.waitServed(ctx, t, rs)
 	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
@@ -151,11 +147,7 @@ func TestKilledKubeletSocketLeftBehind(t *testing.T) {
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs)
 	ctx := h.waitCtx(t)
-	for _, r := range rs {
-		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.waitServed(ctx, t, rs)
 	h.stub.Kill()
 	if _, err := os.Stat(h.stub.Socket()); err != nil {
 		t.Fatalf("kubelet.sock after Kill: %v, want it left behind", err)
@@ -211,11 +203,7 @@ func TestStaleKubeletSocketRemovalEvent(t *testing.T) {
 	rs := dgxResources(t, BuildOptions{})
 	h := startHarness(t, Config{}, rs)
 	ctx := h.waitCtx(t)
-	for _, r := range rs {
-		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.waitServed(ctx, t, rs)
 	if err := waitReady(t, h); err != nil {
 		t.Fatal(err)
 	}
@@ -439,11 +427,7 @@ func TestHealthFaultAndRecovery(t *testing.T) {
 	rs := dgxResources(t, BuildOptions{Pairs: pair})
 	h := startHarness(t, Config{}, rs)
 	ctx := h.waitCtx(t)
-	for _, r := range rs {
-		if _, _, err := h.stub.WaitPlugin(ctx, r.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.waitServed(ctx, t, rs)
 	gpu := "GPU-0b8c3f2e-7f1a-4c11-9d52-1a2b3c4d5e02"
 	pairID := gpu + "+mlx5_4"
 	if err := h.p.Update(withHealth(rs, false, "xid 79", gpu)); err != nil {

@@ -334,29 +334,36 @@ func (n *draNode) waitPublished(t testing.TB, c kubernetes.Interface, count int)
 }
 
 // driverToken returns a token of the driver's service account bound to a
-// pod podName on node, as the kubelet would mount it into the DaemonSet's
-// pod: the node name travels in the token.
+// pod podName on node (see podBoundToken).
 func driverToken(t testing.TB, cp *controlPlane, node, podName string) string {
+	t.Helper()
+	return podBoundToken(t, cp, "slipway-dra", node, podName)
+}
+
+// podBoundToken returns a token of service account sa (kube-system) bound
+// to a pod podName on node, as the kubelet mounts it into a DaemonSet's
+// pod: the node name travels in the token.
+func podBoundToken(t testing.TB, cp *controlPlane, sa, node, podName string) string {
 	t.Helper()
 	ctx := context.Background()
 	pod, err := cp.admin.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: podName},
 		Spec: corev1.PodSpec{
-			NodeName: node, ServiceAccountName: "slipway-dra",
-			Containers: []corev1.Container{{Name: "dra", Image: "ghcr.io/slipway-dev/slipway-device-plugin:latest"}},
+			NodeName: node, ServiceAccountName: sa,
+			Containers: []corev1.Container{{Name: "agent", Image: "ghcr.io/slipway-dev/slipway-device-plugin:latest"}},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("create driver pod on %s: %v", node, err)
+		t.Fatalf("create pod of %s on %s: %v", sa, node, err)
 	}
-	tok, err := cp.admin.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, "slipway-dra", &authv1.TokenRequest{
+	tok, err := cp.admin.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, sa, &authv1.TokenRequest{
 		Spec: authv1.TokenRequestSpec{
 			ExpirationSeconds: ptrTo(int64(3600)),
 			BoundObjectRef:    &authv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("token for the driver on %s: %v", node, err)
+		t.Fatalf("token of %s on %s: %v", sa, node, err)
 	}
 	return tok.Status.Token
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,7 +47,7 @@ func TestNodeLabels(t *testing.T) {
 		addNode(t, cp.admin, n)
 	}
 	before := nodeLabels(t, cp, "gpu-1")
-	token := agentToken(t, cp, "gpu-1", "slipway-device-plugin-gpu-1")
+	token := podBoundToken(t, cp, "slipway-device-plugin", "gpu-1", "slipway-device-plugin-gpu-1")
 	kc := writeFile(t, filepath.Join(t.TempDir(), "agent.conf"), tokenKubeconfig(cp, token))
 
 	// The DGX: 8 GPUs, 8 InfiniBand rails (the RoCE storage ports are not
@@ -126,34 +125,6 @@ func TestNodeLabels(t *testing.T) {
 			t.Errorf("get node gpu-9 = %v, want not found: the agent must never create its Node", err)
 		}
 	})
-}
-
-// agentToken returns a token of the device plugin's service account bound
-// to a pod podName on node, as the kubelet mounts it into the DaemonSet's
-// pod: the node name travels in the token.
-func agentToken(t testing.TB, cp *controlPlane, node, podName string) string {
-	t.Helper()
-	ctx := context.Background()
-	pod, err := cp.admin.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: podName},
-		Spec: corev1.PodSpec{
-			NodeName: node, ServiceAccountName: "slipway-device-plugin",
-			Containers: []corev1.Container{{Name: "device-plugin", Image: "ghcr.io/slipway-dev/slipway-device-plugin:latest"}},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create device plugin pod on %s: %v", node, err)
-	}
-	tok, err := cp.admin.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, "slipway-device-plugin", &authv1.TokenRequest{
-		Spec: authv1.TokenRequestSpec{
-			ExpirationSeconds: ptrTo(int64(3600)),
-			BoundObjectRef:    &authv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("token for the device plugin on %s: %v", node, err)
-	}
-	return tok.Status.Token
 }
 
 // nodeLabels returns the labels of a Node.

@@ -309,14 +309,11 @@ func TestUpVirtualMedia(t *testing.T) {
 	vm := newVM(t, l, "bios-1", lab.FirmwareBIOS, "52:54:00:77:00:10")
 	vm.SetBootDevice(lab.BootDisk)
 	sb, b := startVirtualMediaBMC(t, vm, password)
+	onlySimulated(inv, map[string]inventory.BMC{vm.Name(): b})
 	for i := range inv.Nodes {
-		n := &inv.Nodes[i]
-		if n.Name != vm.Name() {
-			n.Disabled = true
-			continue
+		if inv.Nodes[i].Name == vm.Name() {
+			inv.Nodes[i].Boot.Method = inventory.BootMethodVirtualMedia
 		}
-		n.BMC = withBMC(n.BMC, b)
-		n.Boot.Method = inventory.BootMethodVirtualMedia
 	}
 	rec := newUpRecorder()
 	t.Cleanup(func() {

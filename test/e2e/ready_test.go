@@ -252,15 +252,7 @@ func TestUpToReady(t *testing.T) {
 	worker := newReadyVM(t, l, workerNode, workerCPUs, workerMiB)
 	ipmiBMC := startIPMIBMC(t, l, cp, password)
 	redfishBMC, redfishOn := startRedfishBMC(t, worker, password)
-	for i := range inv.Nodes {
-		n := &inv.Nodes[i]
-		switch n.Name {
-		case cp.Name():
-			n.BMC = withBMC(n.BMC, ipmiBMC)
-		case worker.Name():
-			n.BMC = withBMC(n.BMC, redfishBMC)
-		}
-	}
+	onlySimulated(inv, map[string]inventory.BMC{cp.Name(): ipmiBMC, worker.Name(): redfishBMC})
 	// A server's default boot is its disk (these VMs have none): only up's
 	// one-time override makes them network-boot.
 	cp.SetBootDevice(lab.BootDisk)

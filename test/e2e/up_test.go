@@ -73,17 +73,7 @@ func TestUp(t *testing.T) {
 	ipmiBMC := startIPMIBMC(t, l, cp, password)
 	redfishBMC, redfishOn := startRedfishBMC(t, worker, password)
 	// Only these two nodes are enabled; the BMC URLs are the simulators'.
-	for i := range inv.Nodes {
-		n := &inv.Nodes[i]
-		switch n.Name {
-		case cp.Name():
-			n.BMC = withBMC(n.BMC, ipmiBMC)
-		case worker.Name():
-			n.BMC = withBMC(n.BMC, redfishBMC)
-		default:
-			n.Disabled = true
-		}
-	}
+	onlySimulated(inv, map[string]inventory.BMC{cp.Name(): ipmiBMC, worker.Name(): redfishBMC})
 	// A server's default boot is its disk: only up's one-time override
 	// makes it network-boot. The control plane is found running; a power
 	// on is a no-op while a VM runs, so its netboot below also proves that
@@ -452,6 +442,19 @@ func summary(rep *provision.Report) string {
 	var b bytes.Buffer
 	rep.WriteSummary(&b)
 	return b.String()
+}
+
+// onlySimulated points each node named in sims at its simulator's address
+// and disables every other node of inv.
+func onlySimulated(inv *inventory.Inventory, sims map[string]inventory.BMC) {
+	for i := range inv.Nodes {
+		n := &inv.Nodes[i]
+		if sim, ok := sims[n.Name]; ok {
+			n.BMC = withBMC(n.BMC, sim)
+		} else {
+			n.Disabled = true
+		}
+	}
 }
 
 // withBMC returns the inventory's BMC settings of a node (credentials from

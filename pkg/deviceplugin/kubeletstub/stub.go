@@ -430,47 +430,29 @@ func (s *Stub) Endpoints(resource string) int {
 
 // WaitEndpoints waits until resource has exactly n endpoints connected.
 func (s *Stub) WaitEndpoints(ctx context.Context, resource string, n int) error {
-	for {
-		s.mu.Lock()
-		ok := len(s.endpoints[resource]) == n
-		ch := s.changed
-		s.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %d endpoints of %s: %w", n, resource, context.Cause(ctx))
-		case <-ch:
-		}
-	}
+	return s.waitLocked(ctx, func() bool { return len(s.endpoints[resource]) == n },
+		fmt.Sprintf("%d endpoints of %s", n, resource))
 }
 
 // WaitRegistrations waits until resource has registered at least n times.
 func (s *Stub) WaitRegistrations(ctx context.Context, resource string, n int) error {
-	for {
-		s.mu.Lock()
-		ok := s.regCount[resource] >= n
-		ch := s.changed
-		s.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %d registrations of %s: %w", n, resource, context.Cause(ctx))
-		case <-ch:
-		}
-	}
+	return s.waitLocked(ctx, func() bool { return s.regCount[resource] >= n },
+		fmt.Sprintf("%d registrations of %s", n, resource))
 }
 
 // Wait blocks until cond holds (checked under the stub's lock at every
 // registration, update and disconnection, so cond must not call the Stub)
 // or ctx is done. plugins maps each resource to its connected endpoint.
 func (s *Stub) Wait(ctx context.Context, cond func(plugins map[string]*Plugin, updates map[string][]Update) bool) error {
+	return s.waitLocked(ctx, func() bool { return cond(s.primary, s.updates) }, "kubelet stub condition")
+}
+
+// waitLocked blocks until cond, called with s.mu held, is true at one of
+// the stub's changes, or ctx is done; what names the wait in the error.
+func (s *Stub) waitLocked(ctx context.Context, cond func() bool, what string) error {
 	for {
 		s.mu.Lock()
-		ok := cond(s.primary, s.updates)
+		ok := cond()
 		ch := s.changed
 		s.mu.Unlock()
 		if ok {
@@ -478,7 +460,7 @@ func (s *Stub) Wait(ctx context.Context, cond func(plugins map[string]*Plugin, u
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for kubelet stub condition: %w", context.Cause(ctx))
+			return fmt.Errorf("wait for %s: %w", what, context.Cause(ctx))
 		case <-ch:
 		}
 	}
