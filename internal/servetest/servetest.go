@@ -123,3 +123,21 @@ func SameUDPPort(t testing.TB, addrs ...string) []*net.UDPConn {
 
 // Port returns the port of a socket from Listen, ListenUDP or SameUDPPort.
 func Port(a net.Addr) uint16 { return listen.Port(a) }
+
+// UntilExit returns a context derived from parent that also ends when
+// exited closes, with "WHO Run returned ERR" as its cause (err is read
+// only then): a wait on it fails at once, saying why, when the thing it
+// waits on has stopped. It is cancelled when t ends.
+func UntilExit(t testing.TB, parent context.Context, exited <-chan struct{}, who string, err func() error) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancelCause(parent)
+	t.Cleanup(func() { cancel(nil) })
+	go func() {
+		select {
+		case <-exited:
+			cancel(fmt.Errorf("%s Run returned %v", who, err()))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx
+}

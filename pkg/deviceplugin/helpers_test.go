@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/pkg/deviceplugin/kubeletstub"
 	"github.com/slipway-dev/slipway/pkg/devices"
 )
@@ -178,16 +179,7 @@ func waitCtx(t testing.TB) context.Context {
 // wait at once and says why.
 func (h *harness) waitCtx(t testing.TB) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithCancelCause(waitCtx(t))
-	t.Cleanup(func() { cancel(nil) })
-	go func() {
-		select {
-		case <-h.exited:
-			cancel(fmt.Errorf("plugin Run returned %v", h.runErr))
-		case <-ctx.Done():
-		}
-	}()
-	return ctx
+	return servetest.UntilExit(t, waitCtx(t), h.exited, "plugin", func() error { return h.runErr })
 }
 
 // waitServed waits until the kubelet stub has every resource of rs

@@ -3,7 +3,6 @@ package nodeagent
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/slipway-dev/slipway/internal/servetest"
 	"github.com/slipway-dev/slipway/pkg/deviceplugin"
 	"github.com/slipway-dev/slipway/pkg/deviceplugin/kubeletstub"
 )
@@ -185,16 +185,7 @@ func (h *harness) alive(t testing.TB) {
 // wait at once and says why.
 func (h *harness) waitCtx(t testing.TB) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithCancelCause(waitCtx(t))
-	t.Cleanup(func() { cancel(nil) })
-	go func() {
-		select {
-		case <-h.exited:
-			cancel(fmt.Errorf("agent Run returned %v", h.runErr))
-		case <-ctx.Done():
-		}
-	}()
-	return ctx
+	return servetest.UntilExit(t, waitCtx(t), h.exited, "agent", func() error { return h.runErr })
 }
 
 // healthIs returns a condition on a ListAndWatch list: device id is there
